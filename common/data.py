@@ -1,0 +1,255 @@
+"""CIFAR-10 as uint8 tensors: loading, nested stratified splits, and batched on-device augmentation."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import DataError
+
+FOLDER = "cifar-10-batches-py"
+TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
+TEST_FILE = "test_batch"
+NUM_CLASSES = 10
+VAL_SEED = 0  # the validation split is the same for every run, whatever its seed
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class Cifar10:
+    """The two official splits as uint8 images (N, 3, 32, 32) and int64 labels."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+
+
+@dataclass
+class Splits:
+    """Index sets into the official training split; the test split is used whole."""
+
+    train: torch.Tensor
+    val: torch.Tensor
+
+
+def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read one pickled batch and check it has CIFAR's shapes, dtype and labels."""
+    try:
+        with open(path, "rb") as f:
+            batch = pickle.load(f, encoding="latin1")
+        data = np.asarray(batch["data"])
+        labels = np.asarray(batch["labels"], dtype=np.int64)
+    except Exception as e:  # truncated file, wrong format, missing keys
+        raise DataError(f"{path} is not a CIFAR-10 batch ({type(e).__name__}: {e}); "
+                        f"re-create the {FOLDER} folder") from None
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        raise DataError(f"{path}: expected uint8 images of shape (N, 3072), got {data.dtype} "
+                        f"{data.shape}; re-create the {FOLDER} folder")
+    if labels.shape != (data.shape[0],) or labels.min(initial=0) < 0 or labels.max(initial=0) > 9:
+        raise DataError(f"{path}: expected one label in 0..9 per image; re-create the {FOLDER} folder")
+    return data, labels
+
+
+def _download(root: Path) -> None:
+    """Fetch the official archive with torchvision; one clear line when that is impossible."""
+    from torchvision.datasets import CIFAR10
+
+    try:
+        CIFAR10(str(root), train=True, download=True)
+    except Exception as e:
+        raise DataError(
+            f"CIFAR-10 is not in {root / FOLDER} and could not be downloaded "
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no detail'}); "
+            f"put the standard '{FOLDER}' folder (data_batch_1..5, test_batch) inside {root} "
+            f"or pass --data-dir pointing at its parent"
+        ) from None
+
+
+def ensure_cifar10(data_dir: str | Path, download: bool = True) -> Path:
+    """Return the folder holding the standard layout, downloading it into `data_dir` if absent."""
+    root = Path(data_dir).expanduser()
+    folder = root / FOLDER
+    if not folder.is_dir():
+        if root.is_file():
+            raise DataError(f"--data-dir {root} is a file: pass the folder that holds {FOLDER}/")
+        if not download:
+            raise DataError(f"CIFAR-10 is not in {folder}: put the '{FOLDER}' folder there")
+        _download(root)
+    missing = [n for n in [*TRAIN_FILES, TEST_FILE] if not (folder / n).is_file()]
+    if missing:
+        raise DataError(f"{folder} is incomplete (missing {', '.join(missing)}): re-create it")
+    return folder
+
+
+def load_cifar10(data_dir: str | Path, download: bool = True) -> Cifar10:
+    """Load CIFAR-10 from `data_dir/cifar-10-batches-py` (the standard python layout).
+
+    Reads the pickles directly and validates them, so a re-encoded copy whose checksums differ
+    from the originals is accepted. Downloads with torchvision when the folder is absent.
+    """
+    folder = ensure_cifar10(data_dir, download)
+    parts = [_read_batch(folder / n) for n in TRAIN_FILES]
+    train_x = np.concatenate([p[0] for p in parts])
+    train_y = np.concatenate([p[1] for p in parts])
+    test_x, test_y = _read_batch(folder / TEST_FILE)
+    return Cifar10(
+        train_x=torch.from_numpy(train_x).view(-1, 3, 32, 32),
+        train_y=torch.from_numpy(train_y),
+        test_x=torch.from_numpy(test_x).view(-1, 3, 32, 32),
+        test_y=torch.from_numpy(test_y),
+    )
+
+
+def _class_counts(total: int, weights: np.ndarray) -> np.ndarray:
+    """Split `total` over classes in proportion to `weights` (largest remainders)."""
+    exact = total * weights / weights.sum()
+    counts = np.floor(exact).astype(int)
+    order = np.argsort(-(exact - counts), kind="stable")
+    counts[order[: total - counts.sum()]] += 1
+    return counts
+
+
+def make_splits(labels: torch.Tensor, val_size: int, fraction: float, seed: int) -> Splits:
+    """A fixed stratified validation split, and a stratified `fraction` of the rest.
+
+    The validation set depends only on `val_size` (never on `seed`). The training subset is a
+    per-class prefix of a permutation drawn from `seed`, so for one seed a smaller fraction is
+    always inside a larger one (nested), and every class keeps its share.
+    """
+    y = labels.numpy()
+    classes = np.arange(NUM_CLASSES)
+    per_class = [np.flatnonzero(y == c) for c in classes]
+    sizes = np.array([len(p) for p in per_class])
+    if not 0 <= val_size < len(y):
+        raise DataError(f"val_size {val_size} must be in [0, {len(y)}): pick a smaller one")
+    val_counts = _class_counts(val_size, sizes)
+    val_rng = np.random.default_rng(VAL_SEED)
+    rng = np.random.default_rng(seed)
+    val, train = [], []
+    for idx, n_val in zip(per_class, val_counts, strict=True):
+        idx = val_rng.permutation(idx)
+        val.append(idx[:n_val])
+        rest = rng.permutation(idx[n_val:])
+        n_train = round(float(Fraction(fraction).limit_denominator(10_000)) * len(rest))
+        train.append(rest[:n_train])
+    if min(len(t) for t in train) < 1:
+        smallest = 1 / (sizes - val_counts).min()
+        raise DataError(f"data fraction {fraction:g} leaves a class with no training image: "
+                        f"use at least {smallest:.2g}")
+    return Splits(train=torch.from_numpy(np.sort(np.concatenate(train))),
+                  val=torch.from_numpy(np.sort(np.concatenate(val))))
+
+
+def stratified_subset(labels: torch.Tensor, n: int) -> torch.Tensor:
+    """Positions of a fixed, class-stratified subset of `n` of `labels` (all if n >= len)."""
+    if n >= len(labels):
+        return torch.arange(len(labels))
+    y = labels.numpy()
+    per_class = [np.flatnonzero(y == c) for c in range(NUM_CLASSES)]
+    counts = _class_counts(n, np.array([len(p) for p in per_class], dtype=float))
+    rng = np.random.default_rng(VAL_SEED)
+    picked = [rng.permutation(p)[:k] for p, k in zip(per_class, counts, strict=True)]
+    return torch.from_numpy(np.sort(np.concatenate(picked)))
+
+
+def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Random crop with `pad` zero pixels each side, then random horizontal flip, on a batch.
+
+    `x` is (N, C, H, W) on any device; the random numbers come from the CPU generator `gen`, so a
+    run is reproducible and resumable whatever the device.
+    """
+    n, _, h, w = x.shape
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen).to(x.device)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen).to(x.device)
+    flip = (torch.rand(n, generator=gen) < 0.5).to(x.device)
+    padded = F.pad(x, (pad, pad, pad, pad))
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+    cols = dx[:, None] + torch.arange(w, device=x.device)
+    cols = torch.where(flip[:, None], cols.flip(1), cols)[:, None, None, :]
+    batch = torch.arange(n, device=x.device)[:, None, None, None]
+    chans = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+    return padded[batch, chans, rows, cols]
+
+
+class Batches:
+    """Mini-batches from uint8 images resident on the training device.
+
+    Training batches are shuffled and augmented (crop + flip) as whole tensors on the device;
+    all batches are normalized, resized to `image_size` when it is not 32, and laid out
+    channels-last on CUDA. `limit` caps the number of batches per pass (the quick profile).
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, *, train: bool,
+                 mean: tuple[float, ...], std: tuple[float, ...], image_size: int = 32,
+                 gen: torch.Generator | None = None, limit: int | None = None) -> None:
+        self.x, self.y, self.batch_size, self.train = x, y, batch_size, train
+        self.gen, self.image_size = gen, image_size
+        self.mean = torch.tensor(mean, device=x.device).view(1, 3, 1, 1) * 255
+        self.std = torch.tensor(std, device=x.device).view(1, 3, 1, 1) * 255
+        full = len(x) // batch_size if train and len(x) >= batch_size else -(-len(x) // batch_size)
+        self.steps = min(full, limit) if limit else full
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.x)
+        order = torch.randperm(n, generator=self.gen) if self.train else torch.arange(n)
+        order = order.to(self.x.device)
+        for i in range(self.steps):
+            idx = order[i * self.batch_size : (i + 1) * self.batch_size]
+            xb = self.x[idx]
+            if self.train:
+                xb = augment(xb, self.gen)
+            xb = (xb.float() - self.mean) / self.std
+            if self.image_size != xb.shape[-1]:
+                xb = F.interpolate(xb, size=self.image_size, mode="bilinear", align_corners=False)
+            if xb.is_cuda:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            yield xb, self.y[idx]
+
+
+def fraction_label(fraction: float) -> str:
+    """The file-name label of a data fraction: 1/16 -> '1-16', 0.5 -> '50', 1.0 -> '100'."""
+    percent = fraction * 100
+    if abs(percent - round(percent)) < 1e-9:
+        return str(round(percent))
+    inverse = 1 / fraction
+    if abs(inverse - round(inverse)) < 1e-9:
+        return f"1-{round(inverse)}"
+    return f"{percent:.4g}".replace(".", "p")
+
+
+def fraction_title(fraction: float) -> str:
+    """How a data fraction reads in titles and tables: '1/16', '50%', '100%'."""
+    label = fraction_label(fraction)
+    return label.replace("-", "/") if label.startswith("1-") else f"{label.replace('p', '.')}%"
+
+
+def parse_fraction(text: str) -> float:
+    """Parse '1/16', '0.5', '50%' or a file label like '1-16' into a fraction in (0, 1]."""
+    s = text.strip()
+    try:
+        if s.endswith("%"):
+            value = float(s[:-1]) / 100
+        elif "/" in s or (s.startswith("1-") and s[2:].isdigit()):
+            num, den = s.replace("-", "/", 1).split("/")
+            value = float(num) / float(den)
+        else:
+            value = float(s)
+    except (ValueError, ZeroDivisionError):
+        raise DataError(f"cannot read data fraction {text!r}: write it as 1/16, 0.5 or 50%") from None
+    if not 0 < value <= 1:
+        raise DataError(f"data fraction {text!r} is outside (0, 1]: pick e.g. 1/16, 0.5 or 1")
+    return value

@@ -1,0 +1,29 @@
+"""One run end to end, as the notebooks call it: configure, load, build, train, save."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+
+from .config import RunConfig
+from .plots import plot_curves, save_figure
+from .results import make_metrics, save_metrics
+
+
+def save_run(cfg: RunConfig, result: dict[str, Any]) -> dict[str, Any]:
+    """Write the run's curves (acc.png, loss.png) and then its metrics.json (last: its presence
+    marks the run complete)."""
+    metrics = make_metrics(cfg, result)
+    for metric in ("acc", "loss"):
+        save_figure(plot_curves([metrics], metric), Path(cfg.output_dir) / f"{metric}.png")
+    save_metrics(cfg.output_dir, metrics)
+    return metrics
+
+
+def show_curves(metrics: dict[str, Any]) -> None:
+    """Draw the run's accuracy and loss curves inline (in Jupyter) or on screen."""
+    for metric in ("acc", "loss"):
+        plot_curves([metrics], metric)
+    plt.show()

@@ -1,0 +1,215 @@
+#!/usr/bin/env python
+"""Run the grid of notebooks with papermill, then write the curves, the summary and the README.
+
+    python run_all.py --data-dir data                # the 13-run grid (quick profile on a CPU)
+    python run_all.py --settings scratch --models resnet18 --fractions 1/16,1 --seeds 0,1,2
+
+Each run lands in runs/<setting>/<model>_data-<size>_seed<seed>/ (executed notebook, its HTML,
+metrics.json, curves, best weights). Finished runs are skipped, interrupted ones resume from
+their last epoch, failed ones are retried; see README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import shlex
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+from tqdm import tqdm
+
+from common.config import SETTINGS, default_profile
+from common.data import ensure_cifar10, fraction_title, parse_fraction
+from common.errors import UserError
+from common.grid import Run, build_grid, failure_reason, run_config, status
+from common.models import MODELS, ensure_weights
+from common.report import write_report
+from common.results import load_metrics, summary_line
+from common.sweep import execute
+from common.training import resolve_device
+
+REPO = Path(__file__).resolve().parent
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add = p.add_argument
+    add("--settings", default="scratch,pretrained", help="comma list of: scratch, pretrained")
+    add("--models", default=None, help="comma list of: " + ", ".join(MODELS) + " (default: "
+        "resnet18,resnet50 everywhere plus resnext50_32x4d pretrained on 100%%)")
+    add("--fractions", default="1/16,0.5,1", help="comma list of data fractions: 1/16, 0.5, 50%%")
+    add("--seeds", default="0", help="comma list of seeds; each cell runs once per seed")
+    add("--epochs", type=int, default=None, help="override the recipe's epochs for every run")
+    add("--profile", choices=("full", "quick"), default=None,
+        help="full: the GPU recipe; quick: short CPU smoke runs (default: full with a GPU)")
+    add("--data-dir", default=str(REPO / "data"), help="folder holding cifar-10-batches-py/")
+    add("--output-dir", default=str(REPO / "runs"), help="where run folders go")
+    add("--images-dir", default=str(REPO / "images"), help="where the curve PNGs go")
+    add("--results-dir", default=str(REPO / "results"), help="where summary.md goes")
+    add("--readme", default=str(REPO / "README.md"),
+        help="README whose results section is updated ('none' to leave it)")
+    add("--weights-dir", default=None,
+        help="folder of ImageNet weight files under torchvision's names (offline machines)")
+    add("--set", action="append", default=[], metavar="KEY=VALUE",
+        help="override a recipe value for every run, e.g. --set lr=0.4 (repeatable; see "
+        "RunConfig in common/config.py)")
+    add("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add("--jobs", type=int, default=1, help="runs at once (GPUs are shared out round-robin)")
+    add("--kernel", default="python3", help="Jupyter kernel that executes the notebooks")
+    add("--force", action="store_true", help="re-run runs that are already done")
+    add("--keep-checkpoints", action="store_true", help="keep per-epoch checkpoints of done runs")
+    add("--dry-run", action="store_true", help="list the runs and their state, run nothing")
+    return p.parse_args(argv)
+
+
+def split(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def check_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise UserError(f"cannot write to {folder} ({e.strerror}): pick another folder") from None
+
+
+def parse_sets(items: list[str]) -> dict[str, object]:
+    """--set KEY=VALUE pairs, values read as Python literals where they parse as one."""
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set takes KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key.strip()] = value
+    return out
+
+
+def devices_for_jobs(device: str, jobs: int) -> list[str]:
+    """One device per parallel job: the visible GPUs round-robin, else `device` for all."""
+    import torch
+
+    if jobs < 1:
+        raise UserError(f"--jobs must be 1 or more, got {jobs}")
+    resolved = resolve_device(device)
+    if device == "auto" and resolved.type == "cuda":
+        return [f"cuda:{i % torch.cuda.device_count()}" for i in range(jobs)]
+    return [device] * jobs
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    command = "python run_all.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    profile = args.profile or default_profile()
+    if args.profile is None and profile == "quick":
+        print("no GPU found: using --profile quick (short CPU smoke runs; "
+              "--profile full trains the full recipe)")
+    settings = split(args.settings)
+    models = split(args.models) if args.models else None
+    fractions = [parse_fraction(f) for f in split(args.fractions)]
+    try:
+        seeds = [int(s) for s in split(args.seeds)]
+    except ValueError:
+        raise UserError(f"--seeds takes whole numbers, e.g. 0,1,2; got {args.seeds!r}") from None
+    if args.epochs is not None and args.epochs < 1:
+        raise UserError(f"--epochs must be 1 or more, got {args.epochs}")
+    grid = build_grid(settings, models, fractions, seeds)
+    if not grid:
+        raise UserError("the grid is empty: give at least one setting, fraction and seed")
+    devices = devices_for_jobs(args.device, args.jobs)
+    output_dir = Path(args.output_dir).resolve()
+    sets = parse_sets(args.set)
+    overrides = dict(sets, profile=profile, device=args.device,
+                     data_dir=str(Path(args.data_dir).resolve()))
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    configs = {run: run_config(run, output_dir, **overrides) for run in grid}  # validates all
+
+    # Resources every run needs, checked before any work starts.
+    if not args.dry_run:
+        for folder in (output_dir, Path(args.images_dir), Path(args.results_dir)):
+            check_writable(folder.resolve())
+    ensure_cifar10(args.data_dir, download=not args.dry_run)
+    weights, not_possible = {}, {}
+    for model in sorted({r.model for r in grid if r.pretrained}):
+        try:
+            weights[model] = str(ensure_weights(model, args.weights_dir, download=not args.dry_run))
+        except UserError as e:
+            not_possible[model] = str(e)
+    for run in grid:
+        if run.pretrained and run.model in weights:
+            configs[run] = run_config(run, output_dir, weights_path=weights[run.model], **overrides)
+
+    states = {run: ("not possible" if run.pretrained and run.model in not_possible
+                    else status(run, configs[run])) for run in grid}
+    blocked = [r for r in grid if states[r] == "not possible"]
+    if blocked:
+        print(f"{len(blocked)} of {len(grid)} runs are not possible here:")
+        for model, why in not_possible.items():
+            print(f"  {model} pretrained ({sum(r.model == model for r in blocked)} runs): {why}")
+    todo = [r for r in grid if states[r] in ("todo", "failed") or (args.force and states[r] == "done")]
+    skipped = [r for r in grid if states[r] == "done" and r not in todo]
+    print(f"{len(grid)} runs: {len(todo)} to run, {len(skipped)} done and skipped, "
+          f"{len(blocked)} not possible; profile {profile}")
+    if args.dry_run:
+        for run in grid:
+            reason = failure_reason(configs[run].output_dir) if states[run] == "failed" else ""
+            print(f"  {states[run]:>12}  {run.setting:<10} {run.name}  {reason or ''}")
+        return 0
+
+    failures = run_grid(todo, configs, devices, args, list(sets))
+    missing = {r.cell: f"needs ImageNet weights: {not_possible[r.model]}" for r in blocked}
+    missing |= {r.cell: f"failed: {why}" for r, why in failures}
+    summary = write_report(output_dir, args.images_dir, args.results_dir,
+                           None if args.readme == "none" else args.readme, profile, command, missing)
+    print(f"summary: {summary}")
+    if failures:
+        print(f"{len(failures)} run(s) failed (details in each run folder's failed.json and .html):")
+        for run, why in failures:
+            print(f"  {run.setting} {run.name}: {why}")
+        return 1
+    return 0
+
+
+def run_grid(todo: list[Run], configs: dict, devices: list[str], args: argparse.Namespace,
+             extra_keys: list[str]) -> list[tuple[Run, str]]:
+    """Execute `todo` with up to len(devices) notebooks at once; return the failures."""
+    failures: list[tuple[Run, str]] = []
+    bar = tqdm(total=len(todo), desc="grid", unit="run", dynamic_ncols=True)
+    with ThreadPoolExecutor(max_workers=len(devices)) as pool:
+        futures = {}
+        for i, run in enumerate(todo):
+            device = devices[i % len(devices)] if len(devices) > 1 else None
+            futures[pool.submit(execute, run, configs[run], args.kernel, args.keep_checkpoints,
+                                extra_keys, device)] = run
+        for future in as_completed(futures):
+            outcome = future.result()
+            run = futures[future]
+            if outcome.ok:
+                bar.write(summary_line(load_metrics(configs[run].output_dir)))
+            else:
+                bar.write(f"FAILED {run.setting} {run.name} "
+                          f"({fraction_title(run.fraction)}): {outcome.message}")
+                failures.append((run, outcome.message))
+            bar.update()
+    bar.close()
+    return failures
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except UserError as e:
+        sys.exit(f"run_all.py: error: {e}")
+    except KeyboardInterrupt:
+        sys.exit("run_all.py: interrupted; finished runs are kept and the next call resumes "
+                 "the others from their last epoch")

@@ -1,0 +1,69 @@
+"""Model builders, stems and ImageNet weight handling (with test-made weight files)."""
+
+import pytest
+import torch
+
+from common.errors import ConfigError, WeightsError
+from common.models import MODELS, build_model, ensure_weights, find_weights, weights_file
+from tests.conftest import write_test_weights
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("stem", ["cifar", "imagenet"])
+def test_models_return_ten_logits(name, stem):
+    model = build_model(name, stem=stem).eval()
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_cifar_stem_keeps_resolution():
+    model = build_model("resnet18", stem="cifar")
+    assert model.conv1.stride == (1, 1) and model.conv1.kernel_size == (3, 3)
+    assert isinstance(model.maxpool, torch.nn.Identity)
+    assert build_model("resnet18", stem="imagenet").conv1.stride == (2, 2)
+
+
+def test_weights_file_names_are_torchvisions():
+    assert weights_file("resnet18") == "resnet18-f37072fd.pth"
+    assert weights_file("resnet50") == "resnet50-11ad3fa6.pth"  # V2
+    assert weights_file("resnext50_32x4d") == "resnext50_32x4d-1a0047aa.pth"  # V2
+
+
+def test_pretrained_loads_from_torchvision_cache_and_replaces_head(torch_home):
+    path = write_test_weights("resnet18", torch_home / "hub" / "checkpoints")
+    assert find_weights("resnet18") == path
+    model = build_model("resnet18", pretrained=True)
+    saved = torch.load(path)
+    assert torch.equal(model.layer1[0].conv1.weight, saved["layer1.0.conv1.weight"])
+    assert model.fc.out_features == 10 and model.conv1.stride == (2, 2)
+
+
+def test_pretrained_from_weights_dir_and_weights_path(torch_home, tmp_path):
+    path = write_test_weights("resnet18", tmp_path / "w")
+    assert ensure_weights("resnet18", tmp_path / "w", download=False) == path
+    assert build_model("resnet18", pretrained=True, weights_path=path).fc.out_features == 10
+
+
+def test_missing_weights_offline_fail_with_the_remedy(torch_home, no_network):
+    with pytest.raises(WeightsError) as e:
+        build_model("resnet50", pretrained=True)
+    message = str(e.value)
+    assert "\n" not in message and "resnet50-11ad3fa6.pth" in message
+    assert str(torch_home / "hub" / "checkpoints") in message and "download failed" in message
+
+
+def test_weights_that_do_not_fit_are_rejected(torch_home, tmp_path):
+    wrong = write_test_weights("resnet18", tmp_path)  # ResNet-18 weights for a ResNet-50
+    with pytest.raises(WeightsError, match="does not fit resnet50"):
+        build_model("resnet50", pretrained=True, weights_path=wrong)
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightsError, match="cannot read weights file"):
+        build_model("resnet18", pretrained=True, weights_path=junk)
+
+
+def test_unknown_model_and_stem():
+    with pytest.raises(ConfigError, match="unknown model 'vgg16'"):
+        build_model("vgg16")
+    with pytest.raises(ConfigError, match="unknown stem"):
+        build_model("resnet18", stem="tiny")
