@@ -17,16 +17,17 @@ import os
 import shlex
 import sys
 import tempfile
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from tqdm import tqdm
 
-from common.config import SETTINGS, default_profile
-from common.data import ensure_cifar10, fraction_title, parse_fraction
-from common.errors import UserError
+from common.config import RunConfig, default_profile
+from common.data import ensure_cifar10, fraction_title, load_cifar10, make_splits, parse_fraction
+from common.errors import UserError, WeightsError
 from common.grid import Run, build_grid, failure_reason, run_config, status
-from common.models import MODELS, ensure_weights
+from common.models import MODELS, build_model, ensure_weights
 from common.report import write_report
 from common.results import load_metrics, summary_line
 from common.sweep import execute
@@ -94,6 +95,13 @@ def parse_sets(items: list[str]) -> dict[str, object]:
     return out
 
 
+def check_splits(data_dir: str, configs: Iterable[RunConfig]) -> None:
+    """Every (fraction, seed, val_size) of the grid must leave each class a training image."""
+    labels = load_cifar10(data_dir, download=False).train_y
+    for fraction, seed, val_size in {(c.data_fraction, c.seed, c.val_size) for c in configs}:
+        make_splits(labels, val_size, fraction, seed)
+
+
 def devices_for_jobs(device: str, jobs: int) -> list[str]:
     """One device per parallel job: the visible GPUs round-robin, else `device` for all."""
     import torch
@@ -139,12 +147,15 @@ def main(argv: list[str] | None = None) -> int:
         for folder in (output_dir, Path(args.images_dir), Path(args.results_dir)):
             check_writable(folder.resolve())
     ensure_cifar10(args.data_dir, download=not args.dry_run)
+    check_splits(args.data_dir, configs.values())
     weights, not_possible = {}, {}
     for model in sorted({r.model for r in grid if r.pretrained}):
         try:
             weights[model] = str(ensure_weights(model, args.weights_dir, download=not args.dry_run))
-        except UserError as e:
+        except WeightsError as e:
             not_possible[model] = str(e)
+            continue
+        build_model(model, pretrained=True, weights_path=weights[model])  # the file must fit
     for run in grid:
         if run.pretrained and run.model in weights:
             configs[run] = run_config(run, output_dir, weights_path=weights[run.model], **overrides)

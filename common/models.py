@@ -100,15 +100,17 @@ def _use_cifar_stem(model: nn.Module) -> None:
 
 def build_model(name: str, pretrained: bool = False, stem: str = "cifar",
                 weights_path: str | Path | None = None, weights_dir: str | Path | None = None,
-                num_classes: int = 10) -> nn.Module:
+                num_classes: int = 10, seed: int | None = None) -> nn.Module:
     """A torchvision ResNet/ResNeXt with a `num_classes` head.
 
     From scratch, `stem` picks the CIFAR stem (default) or torchvision's ImageNet stem.
     Pretrained, the ImageNet stem is kept and the ImageNet weights come from `weights_path`, or
     from `weights_dir` / torchvision's cache / a download (see `ensure_weights`); the classifier
-    head is replaced. Never falls back to other weights.
+    head is replaced. Never falls back to other weights. `seed` seeds the random initialisation.
     """
     check_model(name)
+    if seed is not None:
+        torch.manual_seed(seed)
     if stem not in STEMS:
         raise ConfigError(f"unknown stem {stem!r}: choose one of {', '.join(STEMS)}")
     builder = MODELS[name][0]

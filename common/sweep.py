@@ -13,7 +13,7 @@ from pathlib import Path
 from .checkpoint import prune_checkpoints
 from .config import RunConfig
 from .files import write_json, write_text
-from .grid import FAILED, Run, notebook_parameters
+from .grid import FAILED, Run, notebook_parameters, status
 from .results import load_metrics
 
 KERNEL_START_RETRIES = 3
@@ -89,6 +89,8 @@ def execute(run: Run, cfg: RunConfig, kernel: str = "python3", keep_checkpoints:
     params = notebook_parameters(cfg, extra_keys) | ({"device": device} if device else {})
     try:
         with run_lock(run_dir):
+            if status(run, cfg) == "done":  # finished by another process meanwhile
+                return Outcome(run, True, "done by another process")
             for attempt in range(1, KERNEL_START_RETRIES + 1):
                 try:
                     try:

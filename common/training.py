@@ -116,9 +116,12 @@ def train(model: nn.Module, data: Cifar10, cfg: RunConfig, run_dir: str | Path |
     model.to(device, memory_format=torch.channels_last if device.type == "cuda" else None)
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]  # BN and biases: no weight decay
-    opt = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
-                           {"params": no_decay, "weight_decay": 0.0}],
-                          lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "adamw":
+        opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
+    else:
+        opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
     total = cfg.epochs * len(train_b)
     warmup = min(total, max(1, round(cfg.warmup_epochs * len(train_b))))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, warmup, total))

@@ -29,7 +29,7 @@ def fit(data, cfg, run_dir=None):
 
 
 def test_a_few_steps_lower_the_loss(data, tmp_path):
-    cfg = config(tmp_path, epochs=4, steps_per_epoch=4, lr=0.05)
+    cfg = config(tmp_path, epochs=4, steps_per_epoch=4, lr=2e-3)
     result = fit(data, cfg)
     losses = [h["train_loss"] for h in result["history"]]
     assert losses[-1] < losses[0]
@@ -88,7 +88,7 @@ def test_checkpoint_of_other_settings_is_not_resumed(data, tmp_path):
 
 def test_divergence_ends_the_run_with_a_clear_message(data, tmp_path):
     with pytest.raises(TrainingError, match="diverged, lower lr"):
-        fit(data, config(tmp_path, lr=1e38, label_smoothing=0.0))
+        fit(data, config(tmp_path, optimizer="sgd", lr=1e38, label_smoothing=0.0))
 
 
 def test_early_stopping_stops_after_patience(data, tmp_path, monkeypatch):

@@ -1,0 +1,139 @@
+"""Our quick recipe against the seed's recipe, on the same CPU for the same wall-clock time.
+
+    python benchmarks/seed_vs_quick.py --data-dir data            # ResNet-18, 1/16 of the data
+
+Ours: `common.train` with the quick profile (ImageNet stem at 32 px, SGD + Nesterov, label
+smoothing, warm-up + cosine, batched augmentation on uint8 tensors). Seed-style: the usual
+pipeline (PIL images, torchvision transforms, DataLoader with workers) and Adam at 1e-3, trained
+for exactly the wall-clock time ours took. Both start from the same initialisation and are scored
+on the full 10,000-image test set with the same evaluation code. Writes
+benchmarks/results/seed-vs-quick-<device>.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from common import build_model, load_cifar10, make_config, make_splits, train  # noqa: E402
+from common.data import CIFAR_MEAN, CIFAR_STD, Batches, fraction_title  # noqa: E402
+from common.files import write_text  # noqa: E402
+from common.results import hardware  # noqa: E402
+from common.training import evaluate  # noqa: E402
+
+SEED_RECIPE = dict(
+    optimizer="Adam",  # torch.optim.Adam, default betas
+    lr=1e-3,
+    batch_size=64,  # the quick recipe's batch size
+    workers=2,  # DataLoader worker processes: one per core here
+    stem="imagenet",  # torchvision's stem at 32 px, as the seed ran it
+)
+
+
+class PilCifar(Dataset):
+    """CIFAR images as PIL, through torchvision transforms: the usual per-image pipeline."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x.permute(0, 2, 3, 1).numpy(), y.tolist()
+        self.tf = transforms.Compose([
+            transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(), transforms.Normalize(CIFAR_MEAN, CIFAR_STD)])
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.tf(Image.fromarray(np.ascontiguousarray(self.x[i]))), self.y[i]
+
+
+def train_seed_style(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                     budget_s: float) -> tuple[int, float]:
+    """Train with Adam and the usual DataLoader until `budget_s` has passed; return the images
+    seen and the seconds used."""
+    loader = DataLoader(PilCifar(x, y), batch_size=SEED_RECIPE["batch_size"], shuffle=True,
+                        num_workers=SEED_RECIPE["workers"], drop_last=True,
+                        persistent_workers=True)
+    opt = torch.optim.Adam(model.parameters(), lr=SEED_RECIPE["lr"])
+    start, seen = time.perf_counter(), 0
+    model.train()
+    while time.perf_counter() - start < budget_s:
+        for xb, yb in loader:
+            loss = F.cross_entropy(model(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            seen += len(yb)
+            if time.perf_counter() - start >= budget_s:
+                break
+    return seen, time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> str:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data-dir", default=str(REPO / "data"))
+    p.add_argument("--model", default="resnet18")
+    p.add_argument("--fraction", default="1/16")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "seed-vs-quick-cpu.md"))
+    args = p.parse_args(argv)
+    torch.manual_seed(args.seed)
+    data = load_cifar10(args.data_dir, download=False)
+    cfg = make_config(model=args.model, data_fraction=args.fraction, seed=args.seed,
+                      profile="quick", device="cpu")
+    test = Batches(data.test_x, data.test_y, 500, train=False, mean=CIFAR_MEAN, std=CIFAR_STD)
+
+    torch.manual_seed(args.seed)
+    ours = build_model(cfg.model, stem=cfg.stem)
+    init = {k: v.clone() for k, v in ours.state_dict().items()}
+    result = train(ours, data, cfg, progress=False)
+    budget = result["wall_time_s"]
+    ours_acc = evaluate(ours, test)[1]
+
+    seed_model = build_model(cfg.model, stem=SEED_RECIPE["stem"])
+    seed_model.load_state_dict(init)
+    split = make_splits(data.train_y, cfg.val_size, cfg.data_fraction, cfg.seed).train
+    seen, used = train_seed_style(seed_model, data.train_x[split], data.train_y[split], budget)
+    seed_acc = evaluate(seed_model, test)[1]
+
+    ours_seen = len(result["history"]) * result["steps_per_epoch"] * cfg.batch_size
+    table = "\n".join([
+        f"# Quick recipe vs the seed's recipe, {cfg.model}, {fraction_title(cfg.data_fraction)} "
+        "of CIFAR-10",
+        "",
+        f"- command: `python benchmarks/seed_vs_quick.py {shlex.join(argv or sys.argv[1:])}`",
+        f"- hardware: {hardware()}; torch {torch.__version__}",
+        f"- data: {args.data_dir} ({result['train_images']:,} training images, seed {cfg.seed});"
+        " test accuracy on all 10,000 test images, same evaluation code, same initial weights",
+        f"- budget: {budget:.1f} s of wall-clock training each (ours: {cfg.epochs} epochs x "
+        f"{result['steps_per_epoch']} steps incl. per-epoch validation on "
+        f"{result['val_images']:,} images)",
+        "",
+        "| recipe | pipeline | optimizer | images trained | wall time s | test acc % |",
+        "|---|---|---|---:|---:|---:|",
+        f"| ours (quick) | uint8 tensors, batched crop+flip | SGD+Nesterov {cfg.lr:g}, "
+        f"label smoothing {cfg.label_smoothing:g}, warm-up+cosine | {ours_seen:,} | {budget:.1f} "
+        f"| {100 * ours_acc:.2f} |",
+        f"| seed-style | PIL + transforms + DataLoader({SEED_RECIPE['workers']} workers) "
+        f"| Adam {SEED_RECIPE['lr']:g} | {seen:,} | {used:.1f} | {100 * seed_acc:.2f} |",
+        "",
+    ])
+    write_text(args.out, table)
+    print(table)
+    return table
+
+
+if __name__ == "__main__":
+    main()

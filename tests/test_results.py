@@ -1,0 +1,106 @@
+"""metrics.json, curves, aggregation over seeds, the summary table and the README section."""
+
+import json
+
+import pytest
+
+from common.config import make_config
+from common.files import read_json
+from common.plots import curve_path, save_curves
+from common.report import README_END, README_START, write_report
+from common.results import (
+    REQUIRED_KEYS,
+    group_cells,
+    is_complete,
+    load_metrics,
+    make_metrics,
+    replace_between,
+    summary_table,
+)
+from common.run import save_run
+
+
+def fake_result(acc=0.5, epochs=2):
+    history = [{"epoch": e, "train_loss": 2.0 / e, "train_acc": acc / 2, "val_loss": 1.5 / e,
+                "val_acc": acc, "lr": 0.1} for e in range(1, epochs + 1)]
+    return {"history": history, "best_epoch": epochs, "best_val_acc": acc, "test_acc": acc,
+            "test_loss": 1.0, "train_images": 100, "val_images": 20, "test_images": 10_000,
+            "steps_per_epoch": 3, "wall_time_s": 12.0, "device": "cpu"}
+
+
+def metrics_for(tmp_path, model="resnet18", fraction=1.0, seed=0, acc=0.5, pretrained=False):
+    cfg = make_config(model=model, data_fraction=fraction, seed=seed, profile="quick",
+                      pretrained=pretrained, output_dir=str(tmp_path / f"{model}{fraction}{seed}"))
+    return make_metrics(cfg, fake_result(acc))
+
+
+def test_save_run_writes_documented_keys_and_pngs(tmp_path):
+    cfg = make_config(model="resnet50", data_fraction="1/16", profile="quick",
+                      output_dir=str(tmp_path / "run"))
+    metrics = save_run(cfg, fake_result())
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert set(REQUIRED_KEYS) <= set(saved) and saved == metrics
+    assert set(saved["history"][0]) >= {"epoch", "train_loss", "train_acc", "val_loss", "val_acc"}
+    assert saved["data_fraction"] == 1 / 16 and saved["profile"] == "quick"
+    assert saved["torch"] and saved["torchvision"] and saved["device"] == "cpu"
+    for name in ("acc.png", "loss.png"):
+        assert (tmp_path / "run" / name).read_bytes()[:4] == b"\x89PNG"
+    assert load_metrics(tmp_path / "run") == saved
+
+
+def test_incomplete_or_corrupt_metrics_are_not_done(tmp_path):
+    (tmp_path / "metrics.json").write_text('{"model": "resnet18"')
+    assert load_metrics(tmp_path) is None and read_json(tmp_path / "metrics.json") is None
+    assert not is_complete({"model": "resnet18"})
+
+
+def test_curves_use_the_seed_names(tmp_path):
+    runs = [metrics_for(tmp_path, fraction=1 / 16)]
+    paths = save_curves(runs, tmp_path / "images")
+    assert [p.relative_to(tmp_path) for p in paths] == [
+        tmp_path.joinpath("images/from-scratch/resnet18_acc_1-16.png").relative_to(tmp_path),
+        tmp_path.joinpath("images/from-scratch/resnet18_loss_1-16.png").relative_to(tmp_path)]
+    assert curve_path("images", "pretrained", "resnext50_32x4d", 1.0, "acc").as_posix() == \
+        "images/finetune/resnext50_32x4d_acc_100.png"
+
+
+def test_seeds_aggregate_to_mean_and_sample_sd(tmp_path):
+    runs = [metrics_for(tmp_path, seed=s, acc=a) for s, a in enumerate((0.50, 0.52, 0.54))]
+    [cell] = group_cells(runs)
+    mean, sd, n = cell.stat("test_acc")
+    assert (mean, n) == (pytest.approx(0.52), 3) and sd == pytest.approx(0.02)
+    table = summary_table([cell], {})
+    assert "52.00 ± 2.00 (n=3)" in table and "85.13" in table  # starting point beside ours
+    save_curves(cell.runs, tmp_path / "images")  # the band over three seeds draws
+
+
+def test_summary_lists_cells_that_could_not_run(tmp_path):
+    table = summary_table([], {("pretrained", "resnet50", 1.0): "needs ImageNet weights: X"})
+    assert "| ResNet-50 | 100% | pretrained |" in table
+    assert "not produced: needs ImageNet weights: X" in table and "88.47" in table
+
+
+def test_readme_section_is_replaced_between_markers():
+    text = f"intro\n{README_START}\nold\n{README_END}\noutro\n"
+    new = replace_between(text, "new", README_START, README_END)
+    assert new == f"intro\n{README_START}\nnew\n{README_END}\noutro\n"
+    assert replace_between("intro", "b", "<a>", "</a>").endswith("<a>\nb\n</a>\n")
+
+
+def test_report_writes_summary_curves_and_readme(tmp_path):
+    out = tmp_path / "runs"
+    for fraction in (1 / 16, 0.5, 1.0):
+        m = metrics_for(tmp_path, fraction=fraction)
+        run_dir = out / "scratch" / f"r{fraction}"
+        run_dir.mkdir(parents=True)
+        (run_dir / "metrics.json").write_text(json.dumps(m))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# t\n{README_START}\n{README_END}\n")
+    missing = {("pretrained", "resnet18", 1.0): "needs ImageNet weights: put the file there"}
+    summary = write_report(out, tmp_path / "images", tmp_path / "results", readme, "quick",
+                           "python run_all.py", missing)
+    assert summary.read_text().count("| ResNet-18 |") == 4
+    text = readme.read_text()
+    assert "images/from-scratch/resnet18_acc_50.png" in text and "Quick profile" in text
+    assert "not produced: needs ImageNet weights" in text
+    assert len(list((tmp_path / "images" / "from-scratch").glob("*.png"))) == 6

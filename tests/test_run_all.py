@@ -1,0 +1,214 @@
+"""run_all.py through its real CLI: the grid, skipping, failures, bad input, kill and resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from common.models import MODELS, weights_file
+from tests.conftest import REPO, TINY, subprocess_env, write_test_weights
+
+TINY_SETS = [f"--set={k}={v}" for k, v in TINY.items()]
+
+
+def cli(tmp_path: Path, *args: str, torch_home: Path | None = None, check_rc: int | None = 0,
+        background: bool = False):
+    """Run run_all.py with all its outputs under tmp_path."""
+    readme = tmp_path / "README.md"
+    if not readme.exists():
+        readme.write_text("# test\n")
+    cmd = [sys.executable, str(REPO / "run_all.py"), "--data-dir", str(tmp_path / "data"),
+           "--output-dir", str(tmp_path / "runs"), "--images-dir", str(tmp_path / "images"),
+           "--results-dir", str(tmp_path / "results"), "--readme", str(readme), "--profile",
+           "quick", "--device", "cpu", *TINY_SETS, *args]
+    # Offline like our machines, whatever the test host has: downloads hit a closed local port.
+    env = subprocess_env(TORCH_HOME=str(torch_home or tmp_path / "torch_home"),
+                         HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9")
+    if background:
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, start_new_session=True)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    if check_rc is not None:
+        assert done.returncode == check_rc, done.stdout + done.stderr
+    return done
+
+
+@pytest.fixture
+def workdir(tmp_path, fake_data):
+    (tmp_path / "data").symlink_to(fake_data, target_is_directory=True)
+    return tmp_path
+
+
+def cache_with_weights(tmp_path: Path) -> Path:
+    home = tmp_path / "torch_home"
+    for model in MODELS:
+        write_test_weights(model, home / "hub" / "checkpoints")
+    return home
+
+
+def test_full_grid_with_weights_then_everything_is_skipped(workdir):
+    home = cache_with_weights(workdir)
+    first = cli(workdir, torch_home=home)
+    assert "13 runs: 13 to run" in first.stdout
+    runs = sorted(p.parent.relative_to(workdir / "runs").as_posix()
+                  for p in (workdir / "runs").glob("*/*/metrics.json"))
+    assert len(runs) == 13 and "pretrained/resnext50_32x4d_data-100_seed0" in runs
+    for setting, folder in (("scratch", "from-scratch"), ("pretrained", "finetune")):
+        for model in ("resnet18", "resnet50"):
+            for size in ("1-16", "50", "100"):
+                for metric in ("acc", "loss"):
+                    assert (workdir / "images" / folder / f"{model}_{metric}_{size}.png").exists()
+        for run in (workdir / "runs" / setting).iterdir():
+            assert (run / f"{run.name}.ipynb").exists() and (run / f"{run.name}.html").exists()
+            assert (run / "best.pt").exists() and not (run / "checkpoint.pt").exists()
+    assert (workdir / "images/finetune/resnext50_32x4d_acc_100.png").exists()
+    summary = (workdir / "results" / "summary.md").read_text()
+    assert summary.count("| ResNeXt50_32x4d |") == 1 and "not produced" not in summary
+    assert "<!-- results:start -->" in (workdir / "README.md").read_text()
+
+    second = cli(workdir, torch_home=home)
+    assert "13 runs: 0 to run, 13 done and skipped" in second.stdout
+
+
+def test_without_weights_the_pretrained_runs_are_reported_not_possible(workdir):
+    done = cli(workdir, "--fractions", "1/16", "--models", "resnet18",
+               torch_home=workdir / "empty_home")
+    assert "1 of 2 runs are not possible here" in done.stdout
+    assert weights_file("resnet18") in done.stdout and "put it in" in done.stdout
+    summary = (workdir / "results" / "summary.md").read_text()
+    assert "not produced: needs ImageNet weights" in summary
+    assert (workdir / "runs/scratch/resnet18_data-1-16_seed0/metrics.json").exists()
+    assert not (workdir / "runs/pretrained").exists()
+
+
+def test_a_failing_run_is_isolated_recorded_and_retried(workdir):
+    home = workdir / "torch_home"
+    good = write_test_weights("resnet18", home / "hub" / "checkpoints")
+    state = torch.load(good)
+    torch.save({k: v.float().fill_(float("nan")) if v.is_floating_point() else v
+                for k, v in state.items()}, good)  # fits the model, but trains to NaN
+    args = ("--models", "resnet18", "--fractions", "1")
+    first = cli(workdir, *args, torch_home=home, check_rc=1)
+    failed = workdir / "runs/pretrained/resnet18_data-100_seed0/failed.json"
+    assert "TrainingError" in json.loads(failed.read_text())["error"]
+    assert "1 run(s) failed" in first.stdout and "diverged" in first.stdout
+    assert (workdir / "runs/scratch/resnet18_data-100_seed0/metrics.json").exists()
+    assert "failed: TrainingError" in (workdir / "results/summary.md").read_text()
+
+    write_test_weights("resnet18", home / "hub" / "checkpoints")
+    second = cli(workdir, *args, torch_home=home)
+    assert "2 runs: 1 to run, 1 done and skipped" in second.stdout
+    assert not failed.exists()
+
+
+def test_sigkill_mid_grid_then_resume_matches_an_uninterrupted_run(workdir, tmp_path_factory):
+    args = ("--settings", "scratch", "--models", "resnet18", "--fractions", "1",
+            "--set=epochs=5", "--set=steps_per_epoch=3", "--keep-checkpoints")
+    proc = cli(workdir, *args, background=True)
+    checkpoint = workdir / "runs/scratch/resnet18_data-100_seed0/checkpoint.pt"
+    deadline = time.time() + 300
+    while not checkpoint.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert checkpoint.exists(), proc.communicate()[0]
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(2)  # the orphaned kernel notices its parent is gone and exits
+    resumed = cli(workdir, *args)
+    assert "resuming" in (workdir / "runs/scratch/resnet18_data-100_seed0"
+                          / "resnet18_data-100_seed0.ipynb").read_text()
+
+    clean = tmp_path_factory.mktemp("clean")
+    os.symlink(workdir / "data", clean / "data")
+    cli(clean, *args)
+    a, b = (json.loads((d / "runs/scratch/resnet18_data-100_seed0/metrics.json").read_text())
+            for d in (workdir, clean))
+    assert a["history"] == b["history"] and a["test_acc"] == b["test_acc"]
+    assert "1 to run" in resumed.stdout
+
+
+def test_two_processes_never_run_the_same_cell_twice(workdir):
+    args = ("--settings", "scratch", "--models", "resnet18", "--fractions", "1/16,1")
+    procs = [cli(workdir, *args, background=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    trained = sum(o.count("ResNet-18 from scratch") for o in outputs)
+    skipped = sum(o.count("another process") for o in outputs)
+    assert trained + skipped >= 2 and all(p.returncode in (0, 1) for p in procs), outputs
+    notebooks = list((workdir / "runs/scratch").glob("*/*.ipynb"))
+    assert len(notebooks) == 2
+    for nb in notebooks:  # each executed once: one training log, never a resumed second one
+        assert nb.read_text().count("epoch 1/2: train loss") == 1
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--models", "vgg16"), "unknown model 'vgg16'"),
+    (("--settings", "transfer"), "unknown setting 'transfer'"),
+    (("--fractions", "1.5"), "outside (0, 1]"),
+    (("--fractions", "1/1000"), "leaves a class with no training image"),
+    (("--epochs", "0"), "--epochs must be 1 or more"),
+    (("--set=batch_size=-4",), "batch_size must be a positive whole number"),
+    (("--set=image_size=16",), "below the 32 px"),
+    (("--set=colour=red",), "unknown parameter(s) colour"),
+    (("--seeds", "a,b"), "--seeds takes whole numbers"),
+])
+def test_bad_input_gets_one_line_before_any_work(workdir, args, message):
+    one_line_error(cli(workdir, *args, check_rc=1), message)
+    assert not list(workdir.glob("runs/*/*"))  # no run started
+
+
+def one_line_error(done: subprocess.CompletedProcess, message: str) -> None:
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in done.stderr, done.stderr
+
+
+def test_no_data_and_no_network(workdir):
+    (workdir / "data").unlink()
+    (workdir / "data").mkdir()
+    one_line_error(cli(workdir, check_rc=1), "could not be downloaded")
+
+
+def test_malformed_data_folder(workdir, tmp_path_factory):
+    broken = tmp_path_factory.mktemp("broken")
+    (broken / "cifar-10-batches-py").mkdir()
+    (broken / "cifar-10-batches-py" / "data_batch_1").write_text("junk")
+    (workdir / "data").unlink()
+    (workdir / "data").symlink_to(broken, target_is_directory=True)
+    one_line_error(cli(workdir, check_rc=1), "is incomplete")
+
+
+def test_weights_that_do_not_fit_are_refused(workdir):
+    folder = workdir / "weights"
+    wrong = write_test_weights("resnet18", folder)
+    wrong.rename(folder / weights_file("resnet50"))
+    done = cli(workdir, "--models", "resnet50", "--weights-dir", str(folder), check_rc=1)
+    one_line_error(done, "does not fit resnet50")
+
+
+def test_unwritable_output_folder(workdir):
+    (workdir / "afile").write_text("")
+    done = cli(workdir, "--output-dir", str(workdir / "afile" / "runs"), check_rc=1)
+    one_line_error(done, "cannot write to")
+
+
+def test_cuda_without_a_gpu(workdir):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    done = cli(workdir, "--device", "cuda", check_rc=1)
+    one_line_error(done, "no GPU is visible")
+
+
+def test_parallel_jobs_give_the_same_metrics_as_one_job(workdir, tmp_path_factory):
+    args = ("--settings", "scratch", "--models", "resnet18", "--fractions", "1/16,1")
+    cli(workdir, *args, "--jobs", "2")
+    serial = tmp_path_factory.mktemp("serial")
+    (serial / "data").symlink_to(workdir / "data", target_is_directory=True)
+    cli(serial, *args, "--jobs", "1")
+    for run in ("resnet18_data-1-16_seed0", "resnet18_data-100_seed0"):
+        a, b = (json.loads((d / "runs/scratch" / run / "metrics.json").read_text())
+                for d in (workdir, serial))
+        assert a["history"] == b["history"] and a["test_acc"] == b["test_acc"]
