@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import ast
 import os
+import queue
 import shlex
 import sys
 import tempfile
@@ -27,38 +28,58 @@ from common.config import RunConfig, default_profile
 from common.data import ensure_cifar10, fraction_title, load_cifar10, make_splits, parse_fraction
 from common.errors import UserError, WeightsError
 from common.grid import Run, build_grid, failure_reason, run_config, status
-from common.models import MODELS, build_model, ensure_weights
+from common.models import MODELS, build_model, ensure_weights, weights_file
 from common.report import write_report
 from common.results import load_metrics, summary_line
-from common.sweep import execute
+from common.sweep import Outcome, execute, execute_scaling
 from common.training import resolve_device
 
 REPO = Path(__file__).resolve().parent
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add = p.add_argument
     add("--settings", default="scratch,pretrained", help="comma list of: scratch, pretrained")
-    add("--models", default=None, help="comma list of: " + ", ".join(MODELS) + " (default: "
-        "resnet18,resnet50 everywhere plus resnext50_32x4d pretrained on 100%%)")
+    add(
+        "--models",
+        default=None,
+        help="comma list of: " + ", ".join(MODELS) + " (default: "
+        "resnet18,resnet50 everywhere plus resnext50_32x4d pretrained on 100%%)",
+    )
     add("--fractions", default="1/16,0.5,1", help="comma list of data fractions: 1/16, 0.5, 50%%")
     add("--seeds", default="0", help="comma list of seeds; each cell runs once per seed")
     add("--epochs", type=int, default=None, help="override the recipe's epochs for every run")
-    add("--profile", choices=("full", "quick"), default=None,
-        help="full: the GPU recipe; quick: short CPU smoke runs (default: full with a GPU)")
+    add(
+        "--profile",
+        choices=("full", "quick"),
+        default=None,
+        help="full: the GPU recipe; quick: short CPU smoke runs (default: full with a GPU)",
+    )
     add("--data-dir", default=str(REPO / "data"), help="folder holding cifar-10-batches-py/")
     add("--output-dir", default=str(REPO / "runs"), help="where run folders go")
     add("--images-dir", default=str(REPO / "images"), help="where the curve PNGs go")
     add("--results-dir", default=str(REPO / "results"), help="where summary.md goes")
-    add("--readme", default=str(REPO / "README.md"),
-        help="README whose results section is updated ('none' to leave it)")
-    add("--weights-dir", default=None,
-        help="folder of ImageNet weight files under torchvision's names (offline machines)")
-    add("--set", action="append", default=[], metavar="KEY=VALUE",
+    add(
+        "--readme",
+        default=str(REPO / "README.md"),
+        help="README whose results section is updated ('none' to leave it)",
+    )
+    add(
+        "--weights-dir",
+        default=None,
+        help="folder of ImageNet weight files under torchvision's names (offline machines)",
+    )
+    add(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a recipe value for every run, e.g. --set lr=0.4 (repeatable; see "
-        "RunConfig in common/config.py)")
+        "RunConfig in common/config.py)",
+    )
     add("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     add("--jobs", type=int, default=1, help="runs at once (GPUs are shared out round-robin)")
     add("--kernel", default="python3", help="Jupyter kernel that executes the notebooks")
@@ -119,8 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     command = "python run_all.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     profile = args.profile or default_profile()
     if args.profile is None and profile == "quick":
-        print("no GPU found: using --profile quick (short CPU smoke runs; "
-              "--profile full trains the full recipe)")
+        print(
+            "no GPU found: using --profile quick (short CPU smoke runs; "
+            "--profile full trains the full recipe)"
+        )
     settings = split(args.settings)
     models = split(args.models) if args.models else None
     fractions = [parse_fraction(f) for f in split(args.fractions)]
@@ -136,8 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     devices = devices_for_jobs(args.device, args.jobs)
     output_dir = Path(args.output_dir).resolve()
     sets = parse_sets(args.set)
-    overrides = dict(sets, profile=profile, device=args.device,
-                     data_dir=str(Path(args.data_dir).resolve()))
+    overrides = dict(
+        sets, profile=profile, device=args.device, data_dir=str(Path(args.data_dir).resolve())
+    )
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
     configs = {run: run_config(run, output_dir, **overrides) for run in grid}  # validates all
@@ -160,17 +184,27 @@ def main(argv: list[str] | None = None) -> int:
         if run.pretrained and run.model in weights:
             configs[run] = run_config(run, output_dir, weights_path=weights[run.model], **overrides)
 
-    states = {run: ("not possible" if run.pretrained and run.model in not_possible
-                    else status(run, configs[run])) for run in grid}
+    states = {
+        run: (
+            "not possible"
+            if run.pretrained and run.model in not_possible
+            else status(run, configs[run])
+        )
+        for run in grid
+    }
     blocked = [r for r in grid if states[r] == "not possible"]
     if blocked:
         print(f"{len(blocked)} of {len(grid)} runs are not possible here:")
         for model, why in not_possible.items():
             print(f"  {model} pretrained ({sum(r.model == model for r in blocked)} runs): {why}")
-    todo = [r for r in grid if states[r] in ("todo", "failed") or (args.force and states[r] == "done")]
+    todo = [
+        r for r in grid if states[r] in ("todo", "failed") or (args.force and states[r] == "done")
+    ]
     skipped = [r for r in grid if states[r] == "done" and r not in todo]
-    print(f"{len(grid)} runs: {len(todo)} to run, {len(skipped)} done and skipped, "
-          f"{len(blocked)} not possible; profile {profile}")
+    print(
+        f"{len(grid)} runs: {len(todo)} to run, {len(skipped)} done and skipped, "
+        f"{len(blocked)} not possible; profile {profile}"
+    )
     if args.dry_run:
         for run in grid:
             reason = failure_reason(configs[run].output_dir) if states[run] == "failed" else ""
@@ -178,40 +212,96 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     failures = run_grid(todo, configs, devices, args, list(sets))
-    missing = {r.cell: f"needs ImageNet weights: {not_possible[r.model]}" for r in blocked}
+    missing = {r.cell: f"needs ImageNet weights ({weights_file(r.model)})" for r in blocked}
     missing |= {r.cell: f"failed: {why}" for r, why in failures}
-    summary = write_report(output_dir, args.images_dir, args.results_dir,
-                           None if args.readme == "none" else args.readme, profile, command, missing)
+    notes = [f"Not possible here: {why}" for why in not_possible.values()]
+    scaling_error = execute_scaling(
+        output_dir,
+        Path(args.images_dir).resolve(),
+        Path(args.results_dir).resolve(),
+        profile,
+        args.kernel,
+    )
+    if scaling_error:
+        print(f"the scaling notebook failed: {scaling_error}")
+    summary = write_report(
+        output_dir,
+        args.images_dir,
+        args.results_dir,
+        None if args.readme == "none" else args.readme,
+        profile,
+        command,
+        missing,
+        notes,
+    )
     print(f"summary: {summary}")
     if failures:
-        print(f"{len(failures)} run(s) failed (details in each run folder's failed.json and .html):")
+        print(
+            f"{len(failures)} run(s) failed (details in each run folder's failed.json and .html):"
+        )
         for run, why in failures:
             print(f"  {run.setting} {run.name}: {why}")
         return 1
     return 0
 
 
-def run_grid(todo: list[Run], configs: dict, devices: list[str], args: argparse.Namespace,
-             extra_keys: list[str]) -> list[tuple[Run, str]]:
-    """Execute `todo` with up to len(devices) notebooks at once; return the failures."""
+def run_grid(
+    todo: list[Run],
+    configs: dict,
+    devices: list[str],
+    args: argparse.Namespace,
+    extra_keys: list[str],
+) -> list[tuple[Run, str]]:
+    """Execute `todo` with one notebook per device at a time; return the failures.
+
+    On Ctrl-C the process ends at once: the kernels notice their parent is gone and stop, and
+    every run keeps its last epoch's checkpoint for the next call.
+    """
     failures: list[tuple[Run, str]] = []
+    free: queue.Queue[str] = queue.Queue()
+    for device in devices:
+        free.put(device)
+
+    def job(run: Run) -> Outcome:
+        device = free.get()
+        try:
+            return execute(
+                run,
+                configs[run],
+                kernel=args.kernel,
+                keep_checkpoints=args.keep_checkpoints,
+                extra_keys=extra_keys,
+                device=device if len(devices) > 1 else None,
+                force=args.force,
+            )
+        finally:
+            free.put(device)
+
     bar = tqdm(total=len(todo), desc="grid", unit="run", dynamic_ncols=True)
-    with ThreadPoolExecutor(max_workers=len(devices)) as pool:
-        futures = {}
-        for i, run in enumerate(todo):
-            device = devices[i % len(devices)] if len(devices) > 1 else None
-            futures[pool.submit(execute, run, configs[run], args.kernel, args.keep_checkpoints,
-                                extra_keys, device)] = run
+    pool = ThreadPoolExecutor(max_workers=len(devices))
+    try:
+        futures = {pool.submit(job, run): run for run in todo}
         for future in as_completed(futures):
-            outcome = future.result()
-            run = futures[future]
+            outcome, run = future.result(), futures[future]
             if outcome.ok:
                 bar.write(summary_line(load_metrics(configs[run].output_dir)))
             else:
-                bar.write(f"FAILED {run.setting} {run.name} "
-                          f"({fraction_title(run.fraction)}): {outcome.message}")
+                bar.write(
+                    f"FAILED {run.setting} {run.name} "
+                    f"({fraction_title(run.fraction)}): {outcome.message}"
+                )
                 failures.append((run, outcome.message))
             bar.update()
+    except KeyboardInterrupt:
+        bar.close()
+        print(
+            "run_all.py: interrupted; finished runs are kept and the next call resumes the "
+            "others from their last epoch",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(130)
+    pool.shutdown()
     bar.close()
     return failures
 
@@ -221,6 +311,5 @@ if __name__ == "__main__":
         sys.exit(main())
     except UserError as e:
         sys.exit(f"run_all.py: error: {e}")
-    except KeyboardInterrupt:
-        sys.exit("run_all.py: interrupted; finished runs are kept and the next call resumes "
-                 "the others from their last epoch")
+    except KeyboardInterrupt:  # before any run started
+        sys.exit("run_all.py: interrupted before any run started")

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 from .data import fraction_label, parse_fraction
 from .errors import ConfigError
@@ -156,9 +155,14 @@ def _positive(name: str, value: Any, kind: type = int) -> Any:
     return kind(value)
 
 
-def make_config(model: str = "resnet18", data_fraction: float | str = 1.0,
-                pretrained: bool = False, seed: int = 0, profile: str | None = None,
-                **overrides: Any) -> RunConfig:
+def make_config(
+    model: str = "resnet18",
+    data_fraction: float | str = 1.0,
+    pretrained: bool = False,
+    seed: int = 0,
+    profile: str | None = None,
+    **overrides: Any,
+) -> RunConfig:
     """Fill every parameter left as None from the recipe for (profile, setting), then validate.
 
     `profile` None picks 'full' on a GPU and 'quick' on a CPU; `output_dir` None is
@@ -170,8 +174,11 @@ def make_config(model: str = "resnet18", data_fraction: float | str = 1.0,
     profile = profile or default_profile()
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
-    fraction = parse_fraction(str(data_fraction)) if isinstance(data_fraction, str) \
+    fraction = (
+        parse_fraction(str(data_fraction))
+        if isinstance(data_fraction, str)
         else parse_fraction(repr(float(data_fraction)))
+    )
     setting = "pretrained" if pretrained else "scratch"
     known = {f.name for f in fields(RunConfig)}
     unknown = set(overrides) - known
@@ -188,11 +195,14 @@ def make_config(model: str = "resnet18", data_fraction: float | str = 1.0,
             values[name] = _positive(name, values[name])
     values["lr"] = _positive("lr", values["lr"], float)
     if values["image_size"] < MIN_IMAGE_SIZE:
-        raise ConfigError(f"image_size {values['image_size']} is below the {MIN_IMAGE_SIZE} px "
-                          "these models accept: use 32 or more")
+        raise ConfigError(
+            f"image_size {values['image_size']} is below the {MIN_IMAGE_SIZE} px "
+            "these models accept: use 32 or more"
+        )
     if values["optimizer"] not in OPTIMIZERS:
-        raise ConfigError(f"unknown optimizer {values['optimizer']!r}: choose one of "
-                          f"{', '.join(OPTIMIZERS)}")
+        raise ConfigError(
+            f"unknown optimizer {values['optimizer']!r}: choose one of {', '.join(OPTIMIZERS)}"
+        )
     if values["stem"] not in STEMS:
         raise ConfigError(f"unknown stem {values['stem']!r}: choose one of {', '.join(STEMS)}")
     if pretrained and values["stem"] != "imagenet":
@@ -205,5 +215,11 @@ def make_config(model: str = "resnet18", data_fraction: float | str = 1.0,
         raise ConfigError(f"seed must be a whole number, got {seed!r}") from None
     if not values.get("output_dir"):
         values["output_dir"] = str(REPO / "runs" / setting / run_name(model, fraction, seed))
-    return RunConfig(model=model, data_fraction=fraction, pretrained=bool(pretrained), seed=seed,
-                     profile=profile, **values)
+    return RunConfig(
+        model=model,
+        data_fraction=fraction,
+        pretrained=bool(pretrained),
+        seed=seed,
+        profile=profile,
+        **values,
+    )

@@ -1,4 +1,4 @@
-"""CIFAR-10 as uint8 tensors: loading, nested stratified splits, and batched on-device augmentation."""
+"""CIFAR-10 as uint8 tensors: loading, nested stratified splits, batched on-device augmentation."""
 
 from __future__ import annotations
 
@@ -51,13 +51,19 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         data = np.asarray(batch["data"])
         labels = np.asarray(batch["labels"], dtype=np.int64)
     except Exception as e:  # truncated file, wrong format, missing keys
-        raise DataError(f"{path} is not a CIFAR-10 batch ({type(e).__name__}: {e}); "
-                        f"re-create the {FOLDER} folder") from None
+        raise DataError(
+            f"{path} is not a CIFAR-10 batch ({type(e).__name__}: {e}); "
+            f"re-create the {FOLDER} folder"
+        ) from None
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        raise DataError(f"{path}: expected uint8 images of shape (N, 3072), got {data.dtype} "
-                        f"{data.shape}; re-create the {FOLDER} folder")
+        raise DataError(
+            f"{path}: expected uint8 images of shape (N, 3072), got {data.dtype} "
+            f"{data.shape}; re-create the {FOLDER} folder"
+        )
     if labels.shape != (data.shape[0],) or labels.min(initial=0) < 0 or labels.max(initial=0) > 9:
-        raise DataError(f"{path}: expected one label in 0..9 per image; re-create the {FOLDER} folder")
+        raise DataError(
+            f"{path}: expected one label in 0..9 per image; re-create the {FOLDER} folder"
+        )
     return data, labels
 
 
@@ -145,10 +151,14 @@ def make_splits(labels: torch.Tensor, val_size: int, fraction: float, seed: int)
         train.append(rest[:n_train])
     if min(len(t) for t in train) < 1:
         smallest = 1 / (sizes - val_counts).min()
-        raise DataError(f"data fraction {fraction:g} leaves a class with no training image: "
-                        f"use at least {smallest:.2g}")
-    return Splits(train=torch.from_numpy(np.sort(np.concatenate(train))),
-                  val=torch.from_numpy(np.sort(np.concatenate(val))))
+        raise DataError(
+            f"data fraction {fraction:g} leaves a class with no training image: "
+            f"use at least {smallest:.2g}"
+        )
+    return Splits(
+        train=torch.from_numpy(np.sort(np.concatenate(train))),
+        val=torch.from_numpy(np.sort(np.concatenate(val))),
+    )
 
 
 def stratified_subset(labels: torch.Tensor, n: int) -> torch.Tensor:
@@ -190,9 +200,19 @@ class Batches:
     channels-last on CUDA. `limit` caps the number of batches per pass (the quick profile).
     """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, *, train: bool,
-                 mean: tuple[float, ...], std: tuple[float, ...], image_size: int = 32,
-                 gen: torch.Generator | None = None, limit: int | None = None) -> None:
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        *,
+        train: bool,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        image_size: int = 32,
+        gen: torch.Generator | None = None,
+        limit: int | None = None,
+    ) -> None:
         self.x, self.y, self.batch_size, self.train = x, y, batch_size, train
         self.gen, self.image_size = gen, image_size
         self.mean = torch.tensor(mean, device=x.device).view(1, 3, 1, 1) * 255
@@ -249,7 +269,9 @@ def parse_fraction(text: str) -> float:
         else:
             value = float(s)
     except (ValueError, ZeroDivisionError):
-        raise DataError(f"cannot read data fraction {text!r}: write it as 1/16, 0.5 or 50%") from None
+        raise DataError(
+            f"cannot read data fraction {text!r}: write it as 1/16, 0.5 or 50%"
+        ) from None
     if not 0 < value <= 1:
         raise DataError(f"data fraction {text!r} is outside (0, 1]: pick e.g. 1/16, 0.5 or 1")
     return value

@@ -19,9 +19,23 @@ SEED_FRACTIONS = (1 / 16, 0.5, 1.0)  # the sizes the six notebooks are named for
 BASE_MODELS = ("resnet18", "resnet50")
 FAILED = "failed.json"
 # The notebooks' `parameters` cell; the rest of a run's settings come from the recipe table.
-NOTEBOOK_PARAMETERS = ("model", "data_fraction", "pretrained", "epochs", "batch_size", "lr",
-                       "image_size", "seed", "val_size", "patience", "data_dir", "output_dir",
-                       "device", "profile", "weights_path")
+NOTEBOOK_PARAMETERS = (
+    "model",
+    "data_fraction",
+    "pretrained",
+    "epochs",
+    "batch_size",
+    "lr",
+    "image_size",
+    "seed",
+    "val_size",
+    "patience",
+    "data_dir",
+    "output_dir",
+    "device",
+    "profile",
+    "weights_path",
+)
 
 
 @dataclass(frozen=True)
@@ -57,8 +71,9 @@ class Run:
         return NOTEBOOKS / f"{family}_data-{fraction_label(nearest)}.ipynb"
 
 
-def build_grid(settings: list[str], models: list[str] | None, fractions: list[float],
-               seeds: list[int]) -> list[Run]:
+def build_grid(
+    settings: list[str], models: list[str] | None, fractions: list[float], seeds: list[int]
+) -> list[Run]:
     """All runs of the grid. With `models` unset: ResNet-18 and ResNet-50 at every fraction and
     setting, plus ResNeXt50_32x4d pretrained on 100% of the data (the seed's 13 runs)."""
     for s in settings:
@@ -66,8 +81,13 @@ def build_grid(settings: list[str], models: list[str] | None, fractions: list[fl
             raise ConfigError(f"unknown setting {s!r}: choose from {', '.join(SETTINGS)}")
     for m in models or []:
         check_model(m)
-    runs = [Run(s, m, f, seed) for s in settings for m in (models or BASE_MODELS)
-            for f in fractions for seed in seeds]
+    runs = [
+        Run(s, m, f, seed)
+        for s in settings
+        for m in (models or BASE_MODELS)
+        for f in fractions
+        for seed in seeds
+    ]
     if models is None and "pretrained" in settings and 1.0 in fractions:
         runs += [Run("pretrained", "resnext50_32x4d", 1.0, seed) for seed in seeds]
     return list(dict.fromkeys(runs))
@@ -75,8 +95,14 @@ def build_grid(settings: list[str], models: list[str] | None, fractions: list[fl
 
 def run_config(run: Run, output_dir: str | Path, **overrides: Any) -> RunConfig:
     """The validated configuration a run's notebook will build from the injected parameters."""
-    return make_config(model=run.model, data_fraction=run.fraction, pretrained=run.pretrained,
-                       seed=run.seed, output_dir=str(run.run_dir(output_dir)), **overrides)
+    return make_config(
+        model=run.model,
+        data_fraction=run.fraction,
+        pretrained=run.pretrained,
+        seed=run.seed,
+        output_dir=str(run.run_dir(output_dir)),
+        **overrides,
+    )
 
 
 def notebook_parameters(cfg: RunConfig, extra_keys: Iterable[str] = ()) -> dict[str, Any]:

@@ -51,8 +51,10 @@ def find_weights(name: str, weights_dir: str | Path | None = None) -> Path | Non
 
 def remedy(name: str) -> str:
     """What to do when the model's ImageNet weights are missing."""
-    return (f"download {MODELS[name][1].url} on a machine with internet and put it in "
-            f"{hub_dir()} (or in the folder given as --weights-dir / weights_dir)")
+    return (
+        f"download {MODELS[name][1].url} on a machine with internet and put it in "
+        f"{hub_dir()} (or in the folder given as --weights-dir / weights_dir)"
+    )
 
 
 def ensure_weights(name: str, weights_dir: str | Path | None = None, download: bool = True) -> Path:
@@ -71,8 +73,10 @@ def ensure_weights(name: str, weights_dir: str | Path | None = None, download: b
             reason = f"download failed: {type(e).__name__}"
     else:
         reason = "not found locally"
-    raise WeightsError(f"ImageNet weights for {name} ({weights_file(name)}) are unavailable "
-                       f"({reason}): {remedy(name)}")
+    raise WeightsError(
+        f"ImageNet weights for {name} ({weights_file(name)}) are unavailable "
+        f"({reason}): {remedy(name)}"
+    )
 
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -82,12 +86,16 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     except FileNotFoundError:
         raise WeightsError(f"weights file {path} does not exist: check the path") from None
     except Exception as e:
-        raise WeightsError(f"cannot read weights file {path} ({type(e).__name__}): "
-                           "pass a state dict saved with torch.save(model.state_dict(), path)") from None
+        raise WeightsError(
+            f"cannot read weights file {path} ({type(e).__name__}): "
+            "pass a state dict saved with torch.save(model.state_dict(), path)"
+        ) from None
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise WeightsError(f"{path} holds no state dict: save one with torch.save(model.state_dict())")
+        raise WeightsError(
+            f"{path} holds no state dict: save one with torch.save(model.state_dict())"
+        )
     return state
 
 
@@ -98,9 +106,15 @@ def _use_cifar_stem(model: nn.Module) -> None:
     model.maxpool = nn.Identity()
 
 
-def build_model(name: str, pretrained: bool = False, stem: str = "cifar",
-                weights_path: str | Path | None = None, weights_dir: str | Path | None = None,
-                num_classes: int = 10, seed: int | None = None) -> nn.Module:
+def build_model(
+    name: str,
+    pretrained: bool = False,
+    stem: str = "cifar",
+    weights_path: str | Path | None = None,
+    weights_dir: str | Path | None = None,
+    num_classes: int = 10,
+    seed: int | None = None,
+) -> nn.Module:
     """A torchvision ResNet/ResNeXt with a `num_classes` head.
 
     From scratch, `stem` picks the CIFAR stem (default) or torchvision's ImageNet stem.
@@ -128,7 +142,9 @@ def build_model(name: str, pretrained: bool = False, stem: str = "cifar",
         model.load_state_dict(state)
     except RuntimeError as e:
         detail = str(e).split("\n\t")[1] if "\n\t" in str(e) else str(e).splitlines()[0]
-        raise WeightsError(f"weights file {path} does not fit {name} ({detail.strip()[:200]}): "
-                           f"pass torchvision's ImageNet weights for {name} ({weights_file(name)})") from None
+        raise WeightsError(
+            f"weights file {path} does not fit {name} ({detail.strip()[:200]}): "
+            f"pass torchvision's ImageNet weights for {name} ({weights_file(name)})"
+        ) from None
     model.fc = nn.Linear(model.fc.in_features, num_classes)
     return model

@@ -18,20 +18,30 @@ SETTING_DIRS = {"scratch": "from-scratch", "pretrained": "finetune"}
 METRIC_LABELS = {"acc": "accuracy", "loss": "cross-entropy loss"}
 
 
-def curve_path(images_dir: str | Path, setting: str, model: str, fraction: float,
-               metric: str) -> Path:
+def curve_path(
+    images_dir: str | Path, setting: str, model: str, fraction: float, metric: str
+) -> Path:
     """images/from-scratch/resnet18_acc_1-16.png, images/finetune/resnet50_loss_100.png, ..."""
-    return Path(images_dir) / SETTING_DIRS[setting] / f"{model}_{metric}_{fraction_label(fraction)}.png"
+    return (
+        Path(images_dir)
+        / SETTING_DIRS[setting]
+        / f"{model}_{metric}_{fraction_label(fraction)}.png"
+    )
 
 
 def curve_title(runs: list[dict[str, Any]]) -> str:
     first = runs[0]
     seeds = f", mean ± sd of {len(runs)} seeds" if len(runs) > 1 else f", seed {first['seed']}"
-    quick = "\n[quick profile: short CPU smoke run, not a converged result]" \
-        if first.get("profile") == "quick" else ""
-    return (f"{MODEL_TITLES[first['model']]} {SETTING_TITLES[first['setting']]}, "
-            f"{fraction_title(first['data_fraction'])} of the data "
-            f"({first['train_images']:,} images){seeds}{quick}")
+    quick = (
+        "\n[quick profile: short CPU smoke run, not a converged result]"
+        if first.get("profile") == "quick"
+        else ""
+    )
+    return (
+        f"{MODEL_TITLES[first['model']]} {SETTING_TITLES[first['setting']]}, "
+        f"{fraction_title(first['data_fraction'])} of the data "
+        f"({first['train_images']:,} images){seeds}{quick}"
+    )
 
 
 def plot_curves(runs: list[dict[str, Any]], metric: str) -> Figure:
@@ -74,7 +84,12 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
 def save_curves(runs: list[dict[str, Any]], images_dir: str | Path) -> list[Path]:
     """Write the accuracy and loss PNGs of one cell under its seed-style names."""
     first = runs[0]
-    return [save_figure(plot_curves(runs, metric),
-                        curve_path(images_dir, first["setting"], first["model"],
-                                   first["data_fraction"], metric))
-            for metric in ("acc", "loss")]
+    return [
+        save_figure(
+            plot_curves(runs, metric),
+            curve_path(
+                images_dir, first["setting"], first["model"], first["data_fraction"], metric
+            ),
+        )
+        for metric in ("acc", "loss")
+    ]

@@ -19,15 +19,34 @@ from .data import fraction_title
 from .files import read_json, write_json
 
 METRICS = "metrics.json"
-REQUIRED_KEYS = ("model", "data_fraction", "pretrained", "seed", "epochs", "train_images",
-                 "history", "best_val_acc", "test_acc", "wall_time_s", "device", "torch",
-                 "torchvision")
+REQUIRED_KEYS = (
+    "model",
+    "data_fraction",
+    "pretrained",
+    "seed",
+    "epochs",
+    "train_images",
+    "history",
+    "best_val_acc",
+    "test_acc",
+    "wall_time_s",
+    "device",
+    "torch",
+    "torchvision",
+)
 # The starting point we compare with: one run each, real CIFAR-10, 20 epochs (see README).
-STARTING_POINT = {("scratch", "resnet18", 1.0): 85.13, ("scratch", "resnet50", 1.0): 84.64,
-                  ("pretrained", "resnet18", 1.0): 87.03, ("pretrained", "resnet50", 1.0): 88.47,
-                  ("pretrained", "resnext50_32x4d", 1.0): 89.31}
-MODEL_TITLES = {"resnet18": "ResNet-18", "resnet50": "ResNet-50",
-                "resnext50_32x4d": "ResNeXt50_32x4d"}
+STARTING_POINT = {
+    ("scratch", "resnet18", 1.0): 85.13,
+    ("scratch", "resnet50", 1.0): 84.64,
+    ("pretrained", "resnet18", 1.0): 87.03,
+    ("pretrained", "resnet50", 1.0): 88.47,
+    ("pretrained", "resnext50_32x4d", 1.0): 89.31,
+}
+MODEL_TITLES = {
+    "resnet18": "ResNet-18",
+    "resnet50": "ResNet-50",
+    "resnext50_32x4d": "ResNeXt50_32x4d",
+}
 SETTING_TITLES = {"scratch": "from scratch", "pretrained": "fine-tuned from ImageNet"}
 
 
@@ -57,9 +76,22 @@ def make_metrics(cfg: RunConfig, result: dict[str, Any]) -> dict[str, Any]:
         "epochs": len(result["history"]),
         "planned_epochs": cfg.epochs,
         "profile": cfg.profile,
-        **{k: result[k] for k in ("train_images", "val_images", "test_images", "steps_per_epoch",
-                                  "history", "best_epoch", "best_val_acc", "test_acc",
-                                  "test_loss", "wall_time_s", "device")},
+        **{
+            k: result[k]
+            for k in (
+                "train_images",
+                "val_images",
+                "test_images",
+                "steps_per_epoch",
+                "history",
+                "best_epoch",
+                "best_val_acc",
+                "test_acc",
+                "test_loss",
+                "wall_time_s",
+                "device",
+            )
+        },
         "hardware": hardware(),
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
@@ -76,8 +108,11 @@ def save_metrics(run_dir: str | Path, metrics: dict[str, Any]) -> Path:
 
 def is_complete(metrics: Any) -> bool:
     """True for a metrics record that has every documented key and a non-empty history."""
-    return (isinstance(metrics, dict) and all(k in metrics for k in REQUIRED_KEYS)
-            and bool(metrics["history"]))
+    return (
+        isinstance(metrics, dict)
+        and all(k in metrics for k in REQUIRED_KEYS)
+        and bool(metrics["history"])
+    )
 
 
 def load_metrics(run_dir: str | Path) -> dict[str, Any] | None:
@@ -89,12 +124,14 @@ def load_metrics(run_dir: str | Path) -> dict[str, Any] | None:
 def summary_line(metrics: dict[str, Any]) -> str:
     """One line for a finished run."""
     quick = " [quick profile]" if metrics.get("profile") == "quick" else ""
-    return (f"{MODEL_TITLES[metrics['model']]} {SETTING_TITLES[metrics['setting']]}, "
-            f"{fraction_title(metrics['data_fraction'])} of the data "
-            f"({metrics['train_images']:,} images), seed {metrics['seed']}: "
-            f"best val acc {100 * metrics['best_val_acc']:.2f}% (epoch {metrics['best_epoch']}), "
-            f"test acc {100 * metrics['test_acc']:.2f}% on {metrics['test_images']:,} images, "
-            f"{metrics['wall_time_s']:.0f} s on {metrics['device']}{quick}")
+    return (
+        f"{MODEL_TITLES[metrics['model']]} {SETTING_TITLES[metrics['setting']]}, "
+        f"{fraction_title(metrics['data_fraction'])} of the data "
+        f"({metrics['train_images']:,} images), seed {metrics['seed']}: "
+        f"best val acc {100 * metrics['best_val_acc']:.2f}% (epoch {metrics['best_epoch']}), "
+        f"test acc {100 * metrics['test_acc']:.2f}% on {metrics['test_images']:,} images, "
+        f"{metrics['wall_time_s']:.0f} s on {metrics['device']}{quick}"
+    )
 
 
 @dataclass
@@ -120,7 +157,9 @@ def group_cells(metrics: Iterable[dict[str, Any]]) -> list[Cell]:
         key = (m["setting"], m["model"], m["data_fraction"])
         cells.setdefault(key, Cell(*key, runs=[])).runs.append(m)
     order = {name: i for i, name in enumerate(MODEL_TITLES)}
-    return sorted(cells.values(), key=lambda c: (c.setting != "scratch", order[c.model], c.fraction))
+    return sorted(
+        cells.values(), key=lambda c: (c.setting != "scratch", order[c.model], c.fraction)
+    )
 
 
 def _pct(mean: float, sd: float, n: int) -> str:
@@ -129,9 +168,11 @@ def _pct(mean: float, sd: float, n: int) -> str:
 
 def summary_table(cells: list[Cell], missing: dict[tuple[str, str, float], str]) -> str:
     """The Markdown summary: one row per cell, and a row for each cell that could not run."""
-    lines = ["| model | data | setting | train images | epochs | best val acc % | test acc % "
-             "| starting point % | wall time / run |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| model | data | setting | train images | epochs | best val acc % | test acc % "
+        "| starting point % | wall time / run |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
     rows: list[tuple[tuple[Any, ...], str]] = []
     order = {name: i for i, name in enumerate(MODEL_TITLES)}
     for c in cells:
@@ -139,16 +180,24 @@ def summary_table(cells: list[Cell], missing: dict[tuple[str, str, float], str])
         epochs = sorted({r["epochs"] for r in c.runs})
         start = STARTING_POINT.get((c.setting, c.model, c.fraction))
         test_note = "" if first["test_images"] >= 10_000 else f" ({first['test_images']:,} imgs)"
-        rows.append(((c.setting != "scratch", order[c.model], c.fraction),
-                     f"| {MODEL_TITLES[c.model]} | {fraction_title(c.fraction)} "
-                     f"| {c.setting} | {first['train_images']:,} | {'/'.join(map(str, epochs))} "
-                     f"| {_pct(*c.stat('best_val_acc'))} | {_pct(*c.stat('test_acc'))}{test_note} "
-                     f"| {start if start else '–'} | {c.stat('wall_time_s')[0]:.0f} s |"))
+        rows.append(
+            (
+                (c.setting != "scratch", order[c.model], c.fraction),
+                f"| {MODEL_TITLES[c.model]} | {fraction_title(c.fraction)} "
+                f"| {c.setting} | {first['train_images']:,} | {'/'.join(map(str, epochs))} "
+                f"| {_pct(*c.stat('best_val_acc'))} | {_pct(*c.stat('test_acc'))}{test_note} "
+                f"| {start if start else '–'} | {c.stat('wall_time_s')[0]:.0f} s |",
+            )
+        )
     for (setting, model, fraction), why in missing.items():
         start = STARTING_POINT.get((setting, model, fraction))
-        rows.append(((setting != "scratch", order[model], fraction),
-                     f"| {MODEL_TITLES[model]} | {fraction_title(fraction)} | {setting} | – | – "
-                     f"| not produced | not produced: {why} | {start if start else '–'} | – |"))
+        rows.append(
+            (
+                (setting != "scratch", order[model], fraction),
+                f"| {MODEL_TITLES[model]} | {fraction_title(fraction)} | {setting} | – | – "
+                f"| not produced | not produced: {why} | {start if start else '–'} | – |",
+            )
+        )
     return "\n".join(lines + [r for _, r in sorted(rows, key=lambda r: r[0])]) + "\n"
 
 
@@ -158,3 +207,13 @@ def replace_between(text: str, block: str, start: str, end: str) -> str:
         head, rest = text.split(start, 1)
         return f"{head}{start}\n{block.strip()}\n{end}{rest.split(end, 1)[1]}"
     return f"{text.rstrip()}\n\n{start}\n{block.strip()}\n{end}\n"
+
+
+def collect(output_dir: str | Path, profile: str) -> list[dict[str, Any]]:
+    """Every complete metrics.json under `output_dir` trained with `profile`."""
+    found = []
+    for path in sorted(Path(output_dir).glob(f"*/*/{METRICS}")):
+        metrics = read_json(path)
+        if is_complete(metrics) and metrics.get("profile") == profile:
+            found.append(metrics)
+    return found

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -13,19 +16,32 @@ from pathlib import Path
 from .checkpoint import prune_checkpoints
 from .config import RunConfig
 from .files import write_json, write_text
-from .grid import FAILED, Run, notebook_parameters, status
+from .grid import FAILED, NOTEBOOKS, Run, notebook_parameters, status
 from .results import load_metrics
 
 KERNEL_START_RETRIES = 3
 
 
 def _ipc_kernel_manager() -> type:
-    """A kernel manager talking over Unix sockets instead of TCP ports: parallel kernels cannot
-    race for the same port, and nothing listens on the network."""
+    """A kernel manager talking over Unix sockets in a private temporary folder instead of TCP
+    ports: parallel kernels cannot race for the same port or socket, nothing listens on the
+    network, and nothing is left beside the notebooks."""
     from jupyter_client.manager import AsyncKernelManager
 
     class IPCKernelManager(AsyncKernelManager):
         transport = "ipc"
+
+        def __init__(self, **kwargs: object) -> None:
+            super().__init__(**kwargs)
+            self.ipc_dir = tempfile.mkdtemp(prefix="kernel-")
+            self.ip = os.path.join(self.ipc_dir, "ipc")
+
+        async def _async_cleanup_resources(self, restart: bool = False) -> None:
+            await super()._async_cleanup_resources(restart=restart)
+            if not restart:
+                shutil.rmtree(self.ipc_dir, ignore_errors=True)
+
+        cleanup_resources = _async_cleanup_resources
 
     return IPCKernelManager
 
@@ -63,6 +79,35 @@ def export_html(notebook: Path) -> Path:
     return html
 
 
+def execute_scaling(
+    output_dir: Path, images_dir: Path, results_dir: Path, profile: str, kernel: str = "python3"
+) -> str | None:
+    """Run notebooks/scaling.ipynb over every run of `profile` into results/ (with its HTML);
+    return the one-line reason if it failed."""
+    import papermill as pm
+
+    output = Path(results_dir) / "scaling.ipynb"
+    try:
+        pm.execute_notebook(
+            str(NOTEBOOKS / "scaling.ipynb"),
+            str(output),
+            parameters={
+                "output_dir": str(output_dir),
+                "images_dir": str(images_dir),
+                "profile": profile,
+            },
+            kernel_name=kernel,
+            progress_bar=False,
+            cwd=str(NOTEBOOKS),
+            language="python",
+            kernel_manager_class=_ipc_kernel_manager(),
+        )
+        export_html(output)
+        return None
+    except Exception as e:
+        return _error_line(e)
+
+
 def _error_line(exc: BaseException) -> str:
     """The one line that says why a notebook failed: the exception raised in its cell."""
     import papermill as pm
@@ -72,8 +117,16 @@ def _error_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
 
 
-def execute(run: Run, cfg: RunConfig, kernel: str = "python3", keep_checkpoints: bool = False,
-            extra_keys: Iterable[str] = (), device: str | None = None) -> Outcome:
+def execute(
+    run: Run,
+    cfg: RunConfig,
+    *,
+    kernel: str = "python3",
+    keep_checkpoints: bool = False,
+    extra_keys: Iterable[str] = (),
+    device: str | None = None,
+    force: bool = False,
+) -> Outcome:
     """Execute the run's notebook with papermill into its folder and export it to HTML.
 
     The executed notebook is written as it runs (so a failure can be read), metrics.json is
@@ -89,15 +142,21 @@ def execute(run: Run, cfg: RunConfig, kernel: str = "python3", keep_checkpoints:
     params = notebook_parameters(cfg, extra_keys) | ({"device": device} if device else {})
     try:
         with run_lock(run_dir):
-            if status(run, cfg) == "done":  # finished by another process meanwhile
+            if not force and status(run, cfg) == "done":  # finished by another process
                 return Outcome(run, True, "done by another process")
             for attempt in range(1, KERNEL_START_RETRIES + 1):
                 try:
                     try:
-                        pm.execute_notebook(str(run.notebook), str(running), parameters=params,
-                                            kernel_name=kernel, progress_bar=False,
-                                            cwd=str(run.notebook.parent), language="python",
-                                            kernel_manager_class=_ipc_kernel_manager())
+                        pm.execute_notebook(
+                            str(run.notebook),
+                            str(running),
+                            parameters=params,
+                            kernel_name=kernel,
+                            progress_bar=False,
+                            cwd=str(run.notebook.parent),
+                            language="python",
+                            kernel_manager_class=_ipc_kernel_manager(),
+                        )
                     finally:  # keep the executed notebook, error cells included
                         if running.exists():
                             os.replace(running, output)
@@ -121,12 +180,12 @@ def execute(run: Run, cfg: RunConfig, kernel: str = "python3", keep_checkpoints:
     except Exception as e:
         reason = _error_line(e)
         if output.exists():
-            try:
+            with contextlib.suppress(Exception):  # the failure matters more than its HTML
                 export_html(output)
-            except Exception:  # the failure itself matters more than its HTML copy
-                pass
-        write_json(run_dir / FAILED, {"error": reason, "notebook": str(output),
-                                      "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        write_json(
+            run_dir / FAILED,
+            {"error": reason, "notebook": str(output), "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+        )
         return Outcome(run, False, reason)
 
 

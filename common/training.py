@@ -38,11 +38,13 @@ def resolve_device(name: str = "auto") -> torch.device:
         raise ConfigError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError(f"device {name!r} asked for but no GPU is visible: use --device cpu "
-                              "or auto")
+            raise ConfigError(
+                f"device {name!r} asked for but no GPU is visible: use --device cpu or auto"
+            )
         if (device.index or 0) >= torch.cuda.device_count():
-            raise ConfigError(f"device {name!r} does not exist: {torch.cuda.device_count()} GPU(s) "
-                              "visible")
+            raise ConfigError(
+                f"device {name!r} does not exist: {torch.cuda.device_count()} GPU(s) visible"
+            )
     return device
 
 
@@ -83,8 +85,13 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def train(model: nn.Module, data: Cifar10, cfg: RunConfig, run_dir: str | Path | None = None,
-          progress: bool = True) -> dict[str, Any]:
+def train(
+    model: nn.Module,
+    data: Cifar10,
+    cfg: RunConfig,
+    run_dir: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Train `model` on the run's subset of CIFAR-10 and return its results.
 
     Evaluates on the validation split after every epoch, keeps the weights with the best
@@ -105,9 +112,17 @@ def train(model: nn.Module, data: Cifar10, cfg: RunConfig, run_dir: str | Path |
     gen = torch.Generator().manual_seed(cfg.seed)
 
     def batches(x: torch.Tensor, y: torch.Tensor, train: bool) -> Batches:
-        return Batches(x.to(device), y.to(device), cfg.batch_size, train=train, mean=mean,
-                       std=std, image_size=cfg.image_size, gen=gen,
-                       limit=cfg.steps_per_epoch if train else None)
+        return Batches(
+            x.to(device),
+            y.to(device),
+            cfg.batch_size,
+            train=train,
+            mean=mean,
+            std=std,
+            image_size=cfg.image_size,
+            gen=gen,
+            limit=cfg.steps_per_epoch if train else None,
+        )
 
     train_b = batches(data.train_x[splits.train], data.train_y[splits.train], True)
     val_b = batches(data.train_x[val_idx], data.train_y[val_idx], False)
@@ -116,8 +131,10 @@ def train(model: nn.Module, data: Cifar10, cfg: RunConfig, run_dir: str | Path |
     model.to(device, memory_format=torch.channels_last if device.type == "cuda" else None)
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]  # BN and biases: no weight decay
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
     if cfg.optimizer == "adamw":
         opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
     else:
@@ -148,8 +165,13 @@ def train(model: nn.Module, data: Cifar10, cfg: RunConfig, run_dir: str | Path |
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         seen = 0
-        bar = tqdm(train_b, desc=f"{cfg.model} epoch {epoch}/{cfg.epochs}", leave=False,
-                   disable=not progress, mininterval=2)
+        bar = tqdm(
+            train_b,
+            desc=f"{cfg.model} epoch {epoch}/{cfg.epochs}",
+            leave=False,
+            disable=not progress,
+            mininterval=2,
+        )
         try:
             for xb, yb in bar:
                 with torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
@@ -163,27 +185,52 @@ def train(model: nn.Module, data: Cifar10, cfg: RunConfig, run_dir: str | Path |
                 correct += (out.argmax(1) == yb).sum()
                 seen += len(yb)
         except torch.OutOfMemoryError:
-            raise TrainingError(f"out of GPU memory with batch_size {cfg.batch_size} at "
-                                f"image_size {cfg.image_size}: lower one of them") from None
+            raise TrainingError(
+                f"out of GPU memory with batch_size {cfg.batch_size} at "
+                f"image_size {cfg.image_size}: lower one of them"
+            ) from None
         train_loss = loss_sum.item() / seen
         if not math.isfinite(train_loss):
-            raise TrainingError(f"training loss became {train_loss} in epoch {epoch}: "
-                                f"the run diverged, lower lr (now {cfg.lr:g})")
+            raise TrainingError(
+                f"training loss became {train_loss} in epoch {epoch}: "
+                f"the run diverged, lower lr (now {cfg.lr:g})"
+            )
         val_loss, val_acc = evaluate(model, val_b)
-        history.append({"epoch": epoch, "train_loss": train_loss,
-                        "train_acc": correct.item() / seen, "val_loss": val_loss,
-                        "val_acc": val_acc, "lr": sched.get_last_lr()[0]})
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "train_acc": correct.item() / seen,
+                "val_loss": val_loss,
+                "val_acc": val_acc,
+                "lr": sched.get_last_lr()[0],
+            }
+        )
         if val_acc > best["val_acc"]:
-            best = {"val_acc": val_acc, "epoch": epoch,
-                    "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
-        tqdm.write(f"{cfg.model} epoch {epoch}/{cfg.epochs}: train loss {train_loss:.3f} "
-                   f"acc {history[-1]['train_acc']:.3f} | val loss {val_loss:.3f} acc {val_acc:.3f}")
+            best = {
+                "val_acc": val_acc,
+                "epoch": epoch,
+                "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+            }
+        tqdm.write(
+            f"{cfg.model} epoch {epoch}/{cfg.epochs}: train loss {train_loss:.3f} "
+            f"acc {history[-1]['train_acc']:.3f} | val loss {val_loss:.3f} acc {val_acc:.3f}"
+        )
         if run_dir:
-            save_checkpoint(run_dir, {
-                "key": key, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(), "data_rng": gen.get_state(), "rng": _rng_state(),
-                "history": history, "best": best,
-                "elapsed": elapsed_before + time.perf_counter() - started})
+            save_checkpoint(
+                run_dir,
+                {
+                    "key": key,
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "data_rng": gen.get_state(),
+                    "rng": _rng_state(),
+                    "history": history,
+                    "best": best,
+                    "elapsed": elapsed_before + time.perf_counter() - started,
+                },
+            )
 
     model.load_state_dict(best["state"])
     if run_dir:

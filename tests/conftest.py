@@ -15,8 +15,9 @@ REPO = Path(__file__).resolve().parent.parent
 TINY = dict(epochs=2, batch_size=16, steps_per_epoch=2, eval_images=40, val_size=40)
 
 
-def write_fake_cifar(root: Path, train_per_class: int = 20, test_per_class: int = 6,
-                     seed: int = 0) -> Path:
+def write_fake_cifar(
+    root: Path, train_per_class: int = 20, test_per_class: int = 6, seed: int = 0
+) -> Path:
     """Write a learnable CIFAR-10 look-alike (each class a colour and a stripe, plus noise)
     as data_batch_1..5, test_batch and batches.meta under root/cifar-10-batches-py."""
     rng = np.random.default_rng(seed)
@@ -75,6 +76,7 @@ def write_test_weights(model: str, folder: Path) -> Path:
 @pytest.fixture
 def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make downloads fail at once, as on our offline machines, whatever the test host has."""
+
     def refuse(*args: object, **kwargs: object) -> None:
         raise OSError("network unreachable (test)")
 

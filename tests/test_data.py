@@ -35,7 +35,9 @@ def test_malformed_batch_is_reported(tmp_path):
     root = write_fake_cifar(tmp_path)
     with open(root / "cifar-10-batches-py" / "data_batch_2", "wb") as f:
         pickle.dump({"data": np.zeros((5, 100), np.uint8), "labels": [0] * 5}, f)
-    with pytest.raises(DataError, match=r"data_batch_2: expected uint8 images of shape \(N, 3072\)"):
+    with pytest.raises(
+        DataError, match=r"data_batch_2: expected uint8 images of shape \(N, 3072\)"
+    ):
         load_cifar10(root, download=False)
 
 
@@ -103,10 +105,17 @@ def test_augment_crops_and_flips_reproducibly():
     assert any(torch.equal(a[0], w) or torch.equal(a[0], w.flip(-1)) for w in windows)
 
 
-@pytest.mark.parametrize(("text", "value", "label", "title"), [
-    ("1/16", 1 / 16, "1-16", "1/16"), ("0.5", 0.5, "50", "50%"), ("100%", 1.0, "100", "100%"),
-    ("1-32", 1 / 32, "1-32", "1/32"), ("0.25", 0.25, "25", "25%"), ("1/8", 0.125, "1-8", "1/8"),
-])
+@pytest.mark.parametrize(
+    ("text", "value", "label", "title"),
+    [
+        ("1/16", 1 / 16, "1-16", "1/16"),
+        ("0.5", 0.5, "50", "50%"),
+        ("100%", 1.0, "100", "100%"),
+        ("1-32", 1 / 32, "1-32", "1/32"),
+        ("0.25", 0.25, "25", "25%"),
+        ("1/8", 0.125, "1-8", "1/8"),
+    ],
+)
 def test_fraction_parsing_and_names(text, value, label, title):
     assert parse_fraction(text) == pytest.approx(value)
     assert fraction_label(value) == label and fraction_title(value) == title

@@ -21,22 +21,48 @@ from common.run import save_run
 
 
 def fake_result(acc=0.5, epochs=2):
-    history = [{"epoch": e, "train_loss": 2.0 / e, "train_acc": acc / 2, "val_loss": 1.5 / e,
-                "val_acc": acc, "lr": 0.1} for e in range(1, epochs + 1)]
-    return {"history": history, "best_epoch": epochs, "best_val_acc": acc, "test_acc": acc,
-            "test_loss": 1.0, "train_images": 100, "val_images": 20, "test_images": 10_000,
-            "steps_per_epoch": 3, "wall_time_s": 12.0, "device": "cpu"}
+    history = [
+        {
+            "epoch": e,
+            "train_loss": 2.0 / e,
+            "train_acc": acc / 2,
+            "val_loss": 1.5 / e,
+            "val_acc": acc,
+            "lr": 0.1,
+        }
+        for e in range(1, epochs + 1)
+    ]
+    return {
+        "history": history,
+        "best_epoch": epochs,
+        "best_val_acc": acc,
+        "test_acc": acc,
+        "test_loss": 1.0,
+        "train_images": 100,
+        "val_images": 20,
+        "test_images": 10_000,
+        "steps_per_epoch": 3,
+        "wall_time_s": 12.0,
+        "device": "cpu",
+    }
 
 
 def metrics_for(tmp_path, model="resnet18", fraction=1.0, seed=0, acc=0.5, pretrained=False):
-    cfg = make_config(model=model, data_fraction=fraction, seed=seed, profile="quick",
-                      pretrained=pretrained, output_dir=str(tmp_path / f"{model}{fraction}{seed}"))
+    cfg = make_config(
+        model=model,
+        data_fraction=fraction,
+        seed=seed,
+        profile="quick",
+        pretrained=pretrained,
+        output_dir=str(tmp_path / f"{model}{fraction}{seed}"),
+    )
     return make_metrics(cfg, fake_result(acc))
 
 
 def test_save_run_writes_documented_keys_and_pngs(tmp_path):
-    cfg = make_config(model="resnet50", data_fraction="1/16", profile="quick",
-                      output_dir=str(tmp_path / "run"))
+    cfg = make_config(
+        model="resnet50", data_fraction="1/16", profile="quick", output_dir=str(tmp_path / "run")
+    )
     metrics = save_run(cfg, fake_result())
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert set(REQUIRED_KEYS) <= set(saved) and saved == metrics
@@ -59,9 +85,12 @@ def test_curves_use_the_seed_names(tmp_path):
     paths = save_curves(runs, tmp_path / "images")
     assert [p.relative_to(tmp_path) for p in paths] == [
         tmp_path.joinpath("images/from-scratch/resnet18_acc_1-16.png").relative_to(tmp_path),
-        tmp_path.joinpath("images/from-scratch/resnet18_loss_1-16.png").relative_to(tmp_path)]
-    assert curve_path("images", "pretrained", "resnext50_32x4d", 1.0, "acc").as_posix() == \
-        "images/finetune/resnext50_32x4d_acc_100.png"
+        tmp_path.joinpath("images/from-scratch/resnet18_loss_1-16.png").relative_to(tmp_path),
+    ]
+    assert (
+        curve_path("images", "pretrained", "resnext50_32x4d", 1.0, "acc").as_posix()
+        == "images/finetune/resnext50_32x4d_acc_100.png"
+    )
 
 
 def test_seeds_aggregate_to_mean_and_sample_sd(tmp_path):
@@ -97,8 +126,15 @@ def test_report_writes_summary_curves_and_readme(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(f"# t\n{README_START}\n{README_END}\n")
     missing = {("pretrained", "resnet18", 1.0): "needs ImageNet weights: put the file there"}
-    summary = write_report(out, tmp_path / "images", tmp_path / "results", readme, "quick",
-                           "python run_all.py", missing)
+    summary = write_report(
+        out,
+        tmp_path / "images",
+        tmp_path / "results",
+        readme,
+        "quick",
+        "python run_all.py",
+        missing,
+    )
     assert summary.read_text().count("| ResNet-18 |") == 4
     text = readme.read_text()
     assert "images/from-scratch/resnet18_acc_50.png" in text and "Quick profile" in text

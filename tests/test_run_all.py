@@ -17,22 +17,52 @@ from tests.conftest import REPO, TINY, subprocess_env, write_test_weights
 TINY_SETS = [f"--set={k}={v}" for k, v in TINY.items()]
 
 
-def cli(tmp_path: Path, *args: str, torch_home: Path | None = None, check_rc: int | None = 0,
-        background: bool = False):
+def cli(
+    tmp_path: Path,
+    *args: str,
+    torch_home: Path | None = None,
+    check_rc: int | None = 0,
+    background: bool = False,
+):
     """Run run_all.py with all its outputs under tmp_path."""
     readme = tmp_path / "README.md"
     if not readme.exists():
         readme.write_text("# test\n")
-    cmd = [sys.executable, str(REPO / "run_all.py"), "--data-dir", str(tmp_path / "data"),
-           "--output-dir", str(tmp_path / "runs"), "--images-dir", str(tmp_path / "images"),
-           "--results-dir", str(tmp_path / "results"), "--readme", str(readme), "--profile",
-           "quick", "--device", "cpu", *TINY_SETS, *args]
+    cmd = [
+        sys.executable,
+        str(REPO / "run_all.py"),
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--output-dir",
+        str(tmp_path / "runs"),
+        "--images-dir",
+        str(tmp_path / "images"),
+        "--results-dir",
+        str(tmp_path / "results"),
+        "--readme",
+        str(readme),
+        "--profile",
+        "quick",
+        "--device",
+        "cpu",
+        *TINY_SETS,
+        *args,
+    ]
     # Offline like our machines, whatever the test host has: downloads hit a closed local port.
-    env = subprocess_env(TORCH_HOME=str(torch_home or tmp_path / "torch_home"),
-                         HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9")
+    env = subprocess_env(
+        TORCH_HOME=str(torch_home or tmp_path / "torch_home"),
+        HTTPS_PROXY="http://127.0.0.1:9",
+        HTTP_PROXY="http://127.0.0.1:9",
+    )
     if background:
-        return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, start_new_session=True)
+        return subprocess.Popen(
+            cmd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     if check_rc is not None:
         assert done.returncode == check_rc, done.stdout + done.stderr
@@ -56,8 +86,10 @@ def test_full_grid_with_weights_then_everything_is_skipped(workdir):
     home = cache_with_weights(workdir)
     first = cli(workdir, torch_home=home)
     assert "13 runs: 13 to run" in first.stdout
-    runs = sorted(p.parent.relative_to(workdir / "runs").as_posix()
-                  for p in (workdir / "runs").glob("*/*/metrics.json"))
+    runs = sorted(
+        p.parent.relative_to(workdir / "runs").as_posix()
+        for p in (workdir / "runs").glob("*/*/metrics.json")
+    )
     assert len(runs) == 13 and "pretrained/resnext50_32x4d_data-100_seed0" in runs
     for setting, folder in (("scratch", "from-scratch"), ("pretrained", "finetune")):
         for model in ("resnet18", "resnet50"):
@@ -77,8 +109,9 @@ def test_full_grid_with_weights_then_everything_is_skipped(workdir):
 
 
 def test_without_weights_the_pretrained_runs_are_reported_not_possible(workdir):
-    done = cli(workdir, "--fractions", "1/16", "--models", "resnet18",
-               torch_home=workdir / "empty_home")
+    done = cli(
+        workdir, "--fractions", "1/16", "--models", "resnet18", torch_home=workdir / "empty_home"
+    )
     assert "1 of 2 runs are not possible here" in done.stdout
     assert weights_file("resnet18") in done.stdout and "put it in" in done.stdout
     summary = (workdir / "results" / "summary.md").read_text()
@@ -86,13 +119,25 @@ def test_without_weights_the_pretrained_runs_are_reported_not_possible(workdir):
     assert (workdir / "runs/scratch/resnet18_data-1-16_seed0/metrics.json").exists()
     assert not (workdir / "runs/pretrained").exists()
 
+    listing = cli(workdir, "--fractions", "1/16", "--models", "resnet18", "--dry-run")
+    assert "done  scratch    resnet18_data-1-16_seed0" in listing.stdout
+    assert "not possible  pretrained" in listing.stdout
+    forced = cli(workdir, "--fractions", "1/16", "--models", "resnet18", "--force")
+    assert "2 runs: 1 to run, 0 done and skipped, 1 not possible" in forced.stdout
+    assert "ResNet-18 from scratch" in forced.stdout
+
 
 def test_a_failing_run_is_isolated_recorded_and_retried(workdir):
     home = workdir / "torch_home"
     good = write_test_weights("resnet18", home / "hub" / "checkpoints")
     state = torch.load(good)
-    torch.save({k: v.float().fill_(float("nan")) if v.is_floating_point() else v
-                for k, v in state.items()}, good)  # fits the model, but trains to NaN
+    torch.save(
+        {
+            k: v.float().fill_(float("nan")) if v.is_floating_point() else v
+            for k, v in state.items()
+        },
+        good,
+    )  # fits the model, but trains to NaN
     args = ("--models", "resnet18", "--fractions", "1")
     first = cli(workdir, *args, torch_home=home, check_rc=1)
     failed = workdir / "runs/pretrained/resnet18_data-100_seed0/failed.json"
@@ -108,8 +153,17 @@ def test_a_failing_run_is_isolated_recorded_and_retried(workdir):
 
 
 def test_sigkill_mid_grid_then_resume_matches_an_uninterrupted_run(workdir, tmp_path_factory):
-    args = ("--settings", "scratch", "--models", "resnet18", "--fractions", "1",
-            "--set=epochs=5", "--set=steps_per_epoch=3", "--keep-checkpoints")
+    args = (
+        "--settings",
+        "scratch",
+        "--models",
+        "resnet18",
+        "--fractions",
+        "1",
+        "--set=epochs=5",
+        "--set=steps_per_epoch=3",
+        "--keep-checkpoints",
+    )
     proc = cli(workdir, *args, background=True)
     checkpoint = workdir / "runs/scratch/resnet18_data-100_seed0/checkpoint.pt"
     deadline = time.time() + 300
@@ -120,14 +174,20 @@ def test_sigkill_mid_grid_then_resume_matches_an_uninterrupted_run(workdir, tmp_
     proc.wait()
     time.sleep(2)  # the orphaned kernel notices its parent is gone and exits
     resumed = cli(workdir, *args)
-    assert "resuming" in (workdir / "runs/scratch/resnet18_data-100_seed0"
-                          / "resnet18_data-100_seed0.ipynb").read_text()
+    assert (
+        "resuming"
+        in (
+            workdir / "runs/scratch/resnet18_data-100_seed0" / "resnet18_data-100_seed0.ipynb"
+        ).read_text()
+    )
 
     clean = tmp_path_factory.mktemp("clean")
     os.symlink(workdir / "data", clean / "data")
     cli(clean, *args)
-    a, b = (json.loads((d / "runs/scratch/resnet18_data-100_seed0/metrics.json").read_text())
-            for d in (workdir, clean))
+    a, b = (
+        json.loads((d / "runs/scratch/resnet18_data-100_seed0/metrics.json").read_text())
+        for d in (workdir, clean)
+    )
     assert a["history"] == b["history"] and a["test_acc"] == b["test_acc"]
     assert "1 to run" in resumed.stdout
 
@@ -145,17 +205,20 @@ def test_two_processes_never_run_the_same_cell_twice(workdir):
         assert nb.read_text().count("epoch 1/2: train loss") == 1
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (("--models", "vgg16"), "unknown model 'vgg16'"),
-    (("--settings", "transfer"), "unknown setting 'transfer'"),
-    (("--fractions", "1.5"), "outside (0, 1]"),
-    (("--fractions", "1/1000"), "leaves a class with no training image"),
-    (("--epochs", "0"), "--epochs must be 1 or more"),
-    (("--set=batch_size=-4",), "batch_size must be a positive whole number"),
-    (("--set=image_size=16",), "below the 32 px"),
-    (("--set=colour=red",), "unknown parameter(s) colour"),
-    (("--seeds", "a,b"), "--seeds takes whole numbers"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--models", "vgg16"), "unknown model 'vgg16'"),
+        (("--settings", "transfer"), "unknown setting 'transfer'"),
+        (("--fractions", "1.5"), "outside (0, 1]"),
+        (("--fractions", "1/1000"), "leaves a class with no training image"),
+        (("--epochs", "0"), "--epochs must be 1 or more"),
+        (("--set=batch_size=-4",), "batch_size must be a positive whole number"),
+        (("--set=image_size=16",), "below the 32 px"),
+        (("--set=colour=red",), "unknown parameter(s) colour"),
+        (("--seeds", "a,b"), "--seeds takes whole numbers"),
+    ],
+)
 def test_bad_input_gets_one_line_before_any_work(workdir, args, message):
     one_line_error(cli(workdir, *args, check_rc=1), message)
     assert not list(workdir.glob("runs/*/*"))  # no run started
@@ -209,6 +272,8 @@ def test_parallel_jobs_give_the_same_metrics_as_one_job(workdir, tmp_path_factor
     (serial / "data").symlink_to(workdir / "data", target_is_directory=True)
     cli(serial, *args, "--jobs", "1")
     for run in ("resnet18_data-1-16_seed0", "resnet18_data-100_seed0"):
-        a, b = (json.loads((d / "runs/scratch" / run / "metrics.json").read_text())
-                for d in (workdir, serial))
+        a, b = (
+            json.loads((d / "runs/scratch" / run / "metrics.json").read_text())
+            for d in (workdir, serial)
+        )
         assert a["history"] == b["history"] and a["test_acc"] == b["test_acc"]

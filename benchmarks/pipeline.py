@@ -1,0 +1,358 @@
+"""Training throughput with our data pipeline against the usual one, same model and optimizer.
+
+    python benchmarks/pipeline.py                                    # ResNet-18 and -50, 32 px
+    python benchmarks/pipeline.py --device cuda --image-size 160     # the pretrained input size
+
+ours:  `common.data.Batches`, as the training loop uses it: the uint8 training split resident on
+       the device, shuffled, cropped + flipped, normalized (and resized) as whole batches there.
+usual: a torchvision-style Dataset of PIL images, torchvision.transforms per image (RandomCrop 32
+       padding 4, RandomHorizontalFlip, [Resize], ToTensor, Normalize) and a DataLoader with
+       worker processes (pinned memory on CUDA), each batch then copied to the device.
+
+Both train the same model from the same initial weights with the same SGD step (bf16 autocast +
+channels_last on CUDA) at the same batch size: only the data path differs. After warm-up steps,
+`steps` training steps are timed (CUDA synchronized at start and end). Data wait is the time the
+training loop spends blocked in next(iterator), host->device copy included, over the total. On
+CUDA our crop/flip/normalize kernels run on the GPU stream, so they count as step time there,
+not as data wait; images/s covers everything either way. Writes a Markdown table to
+benchmarks/results/pipeline-<cpu|cuda>.md stating the hardware, versions, data and settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from common.data import CIFAR_MEAN, CIFAR_STD, Batches, load_cifar10, make_splits  # noqa: E402
+from common.errors import ConfigError, UserError  # noqa: E402
+from common.files import write_text  # noqa: E402
+from common.models import MIN_IMAGE_SIZE, STEMS, build_model, check_model  # noqa: E402
+from common.results import hardware  # noqa: E402
+from common.training import resolve_device  # noqa: E402
+
+# Defaults; per-device values are keyed by device type. Every one can be set on the command line.
+SETTINGS = dict(
+    models="resnet18,resnet50",
+    image_size=32,  # CIFAR's own; the pretrained recipe upsamples to 160 on a GPU
+    batch_size={"cpu": 128, "cuda": 512},  # 512: the full from-scratch recipe's batch
+    steps={"cpu": 20, "cuda": 100},  # timed training steps per (model, pipeline)
+    warmup={"cpu": 3, "cuda": 10},  # untimed steps first: worker start-up, allocator, cuDNN
+    workers=min(4, os.cpu_count() or 1),  # DataLoader worker processes of the usual pipeline
+    val_size=5000,  # held out as in training: both pipelines iterate the other 45,000 images
+    # The training loop's SGD (Nesterov, no weight decay on BN and biases) at a constant rate:
+    # the rate does not change the cost of a step.
+    lr=0.1,
+    momentum=0.9,
+    weight_decay=5e-4,
+    label_smoothing=0.1,
+    seed=0,  # same initial weights, splits and shuffling for both pipelines
+)
+SYNTHETIC_IMAGES = 50_000  # CIFAR-10's training set size
+PIPELINES = ("ours", "usual")
+
+
+class PilCifar(Dataset):
+    """uint8 CIFAR images as PIL images through torchvision transforms: the usual pipeline."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, image_size: int) -> None:
+        self.x = x.permute(0, 2, 3, 1).contiguous().numpy()  # (N, 32, 32, 3), as PIL wants
+        self.y = y.tolist()
+        resize = [transforms.Resize(image_size)] if image_size != x.shape[-1] else []
+        self.tf = transforms.Compose(
+            [
+                transforms.RandomCrop(32, padding=4),
+                transforms.RandomHorizontalFlip(),
+                *resize,
+                transforms.ToTensor(),
+                transforms.Normalize(CIFAR_MEAN, CIFAR_STD),
+            ]
+        )
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.tf(Image.fromarray(self.x[i])), self.y[i]
+
+
+def ours(
+    x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace, device: torch.device
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless training batches from `Batches` over the split resident on the device."""
+    batches = Batches(
+        x.to(device),
+        y.to(device),
+        args.batch_size,
+        train=True,
+        mean=CIFAR_MEAN,
+        std=CIFAR_STD,
+        image_size=args.image_size,
+        gen=torch.Generator().manual_seed(SETTINGS["seed"]),
+    )
+    while True:
+        yield from batches
+
+
+def usual(
+    x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace, device: torch.device
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless training batches from a DataLoader over PIL images, copied to the device."""
+    cuda = device.type == "cuda"
+    loader = DataLoader(
+        PilCifar(x, y, args.image_size),
+        batch_size=args.batch_size,
+        shuffle=True,
+        num_workers=args.workers,
+        pin_memory=cuda,
+        drop_last=True,
+        persistent_workers=args.workers > 0,
+        generator=torch.Generator().manual_seed(SETTINGS["seed"]),
+    )
+    fmt = torch.channels_last if cuda else torch.preserve_format
+    while True:
+        for xb, yb in loader:
+            yield (
+                xb.to(device, non_blocking=cuda, memory_format=fmt),
+                yb.to(device, non_blocking=cuda),
+            )
+
+
+def make_optimizer(model: nn.Module) -> torch.optim.Optimizer:
+    """SGD + Nesterov as in common.training, weight decay on weights only."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    return torch.optim.SGD(
+        [
+            {"params": decay, "weight_decay": SETTINGS["weight_decay"]},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=SETTINGS["lr"],
+        momentum=SETTINGS["momentum"],
+        nesterov=True,
+    )
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(
+    name: str,
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+    args: argparse.Namespace,
+    device: torch.device,
+) -> tuple[float, float]:
+    """Images/s and data-wait % of `args.steps` training steps after `args.warmup` others."""
+    cuda = device.type == "cuda"
+    model = build_model(name, stem=args.stem, seed=SETTINGS["seed"])
+    model.to(device, memory_format=torch.channels_last if cuda else torch.preserve_format).train()
+    opt = make_optimizer(model)
+
+    def step(xb: torch.Tensor, yb: torch.Tensor) -> None:
+        with torch.autocast(device.type, torch.bfloat16, enabled=cuda):
+            loss = F.cross_entropy(
+                model(xb).float(), yb, label_smoothing=SETTINGS["label_smoothing"]
+            )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(args.warmup):
+        step(*next(batches))
+    sync(device)
+    wait = 0.0
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        fetch = time.perf_counter()
+        xb, yb = next(batches)
+        wait += time.perf_counter() - fetch
+        step(xb, yb)
+    sync(device)
+    total = time.perf_counter() - start
+    return args.steps * args.batch_size / total, 100 * wait / total
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Parse and check the command line; bad values raise a one-line ConfigError."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--models", default=SETTINGS["models"], help="comma-separated")
+    p.add_argument("--image-size", type=int, default=SETTINGS["image_size"])
+    p.add_argument("--stem", help="cifar or imagenet (default: cifar at 32 px, else imagenet)")
+    p.add_argument("--batch-size", type=int, help="default: 128 on CPU, 512 on CUDA")
+    p.add_argument("--steps", type=int, help="timed steps; default: 20 on CPU, 100 on CUDA")
+    p.add_argument("--warmup", type=int, help="untimed steps first; default: 3 on CPU, 10 on CUDA")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=SETTINGS["workers"],
+        help="DataLoader workers of the usual pipeline",
+    )
+    p.add_argument(
+        "--data-dir", default=str(REPO / "data"), help="folder holding cifar-10-batches-py"
+    )
+    p.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="random uint8 images of CIFAR's shape instead of CIFAR-10",
+    )
+    p.add_argument("--out", help="default: benchmarks/results/pipeline-<cpu|cuda>.md")
+    args = p.parse_args(argv)
+
+    args.device = resolve_device(args.device)
+    kind = args.device.type
+    args.models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if not args.models:
+        raise ConfigError("--models is empty: name at least one, e.g. resnet18")
+    for m in args.models:
+        check_model(m)
+    args.stem = args.stem or ("cifar" if args.image_size == 32 else "imagenet")
+    if args.stem not in STEMS:
+        raise ConfigError(f"unknown stem {args.stem!r}: choose one of {', '.join(STEMS)}")
+    for key in ("batch_size", "steps", "warmup"):
+        if getattr(args, key) is None:
+            setattr(args, key, SETTINGS[key][kind])
+    for key, low in (
+        ("batch_size", 1),
+        ("steps", 1),
+        ("warmup", 0),
+        ("workers", 0),
+        ("image_size", MIN_IMAGE_SIZE),
+    ):
+        if getattr(args, key) < low:
+            raise ConfigError(
+                f"--{key.replace('_', '-')} must be at least {low}, got {getattr(args, key)}"
+            )
+    args.out = Path(args.out or REPO / "benchmarks" / "results" / f"pipeline-{kind}.md")
+    return args
+
+
+def load_split(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """The training split (uint8 images, labels) and a line saying what data it is."""
+    if args.synthetic:
+        gen = torch.Generator().manual_seed(SETTINGS["seed"])
+        x = torch.randint(0, 256, (SYNTHETIC_IMAGES, 3, 32, 32), dtype=torch.uint8, generator=gen)
+        y = torch.arange(SYNTHETIC_IMAGES) % 10
+        source = (
+            "SYNTHETIC random uint8 images of CIFAR-10's shape, not CIFAR-10 (both "
+            "pipelines read images from memory, so their content should not change the cost)"
+        )
+    else:
+        data = load_cifar10(args.data_dir, download=False)
+        x, y = data.train_x, data.train_y
+        source = f"CIFAR-10 from {Path(args.data_dir) / 'cifar-10-batches-py'}"
+    split = make_splits(y, SETTINGS["val_size"], 1.0, SETTINGS["seed"]).train
+    if args.batch_size > len(split):
+        raise ConfigError(
+            f"--batch-size {args.batch_size} exceeds the {len(split):,} training images: lower it"
+        )
+    return (
+        x[split],
+        y[split],
+        (
+            f"{source}; the training split: {len(split):,} images "
+            f"({SETTINGS['val_size']:,} held out for validation)"
+        ),
+    )
+
+
+def report(
+    args: argparse.Namespace,
+    argv: list[str],
+    data_line: str,
+    load: float,
+    rows: list[tuple[str, str, float, float]],
+) -> str:
+    """The Markdown header and table."""
+    device = args.device
+    cuda = device.type == "cuda"
+    host = f"; host: {os.cpu_count()} CPU cores" if cuda else ""
+    busy = (
+        " (other work was running: timings are not clean)"
+        if load >= 0.5 * (os.cpu_count() or 1)
+        else ""
+    )
+    speed = {(m, p): ips for m, p, ips, _ in rows}
+    lines = [
+        f"# Data pipeline: ours vs the usual, {hardware()}",
+        "",
+        f"- command: `python benchmarks/pipeline.py {shlex.join(argv)}`",
+        f"- hardware: {hardware()}{host}; 1-min load average at start {load:.2f}{busy}",
+        f"- software: torch {torch.__version__}, torchvision {torchvision.__version__}, "
+        f"{torch.get_num_threads()} intra-op threads, Python {sys.version.split()[0]}",
+        f"- data: {data_line}",
+        f"- settings: device {device}, {args.warmup} warm-up + {args.steps} timed steps per row, "
+        f"batch {args.batch_size}, image size {args.image_size}, {args.stem} stem, random "
+        f"initial weights (seed {SETTINGS['seed']}), SGD lr {SETTINGS['lr']:g} Nesterov "
+        f"momentum {SETTINGS['momentum']:g}, weight decay {SETTINGS['weight_decay']:g}, label "
+        f"smoothing {SETTINGS['label_smoothing']:g}, "
+        + ("bf16 autocast + channels_last" if cuda else "fp32")
+        + f"; usual: DataLoader workers {args.workers}"
+        + (", pin_memory, non_blocking copies" if cuda else ""),
+        "- ours: uint8 split resident on the device, batched crop + flip + normalize"
+        + (" + resize" if args.image_size != 32 else "")
+        + " there (`common.data.Batches`)",
+        "- usual: PIL images + torchvision.transforms per image + DataLoader, batch copied to "
+        "the device",
+        "- data wait: time blocked in next(iterator), host->device copy included, over total "
+        "time" + ("; our GPU-side augmentation counts as step time" if cuda else ""),
+        f"- measured: {time.strftime('%Y-%m-%d %H:%M %Z')}",
+        "",
+        "| model | pipeline | image size | batch | images/s | data wait % | ours / usual |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for model, pipeline, ips, wait in rows:
+        ratio = f"{ips / speed[model, 'usual']:.2f}" if pipeline == "ours" else "–"
+        lines.append(
+            f"| {model} | {pipeline} | {args.image_size} | {args.batch_size} "
+            f"| {ips:,.1f} | {wait:.1f} | {ratio} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> str:
+    """Measure every (model, pipeline), print the table and write it to `--out`."""
+    argv = sys.argv[1:] if argv is None else argv
+    load = os.getloadavg()[0]
+    try:
+        args = parse_args(argv)
+        x, y, data_line = load_split(args)
+        rows = []
+        for model in args.models:
+            for pipeline in PIPELINES:
+                batches = (ours if pipeline == "ours" else usual)(x, y, args, args.device)
+                print(f"{model} {pipeline} ...", file=sys.stderr, flush=True)
+                rows.append((model, pipeline, *measure(model, batches, args, args.device)))
+                del batches  # stops the DataLoader workers before the next measurement
+    except UserError as e:
+        raise SystemExit(f"error: {e}") from None
+    except torch.OutOfMemoryError:
+        raise SystemExit(
+            f"error: out of GPU memory at batch {args.batch_size}, image size "
+            f"{args.image_size}: lower --batch-size or --image-size"
+        ) from None
+    text = report(args, argv, data_line, load, rows)
+    write_text(args.out, text)
+    print(text)
+    return text
+
+
+if __name__ == "__main__":
+    main()

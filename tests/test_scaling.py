@@ -1,0 +1,208 @@
+"""Power-law fits, extrapolation, observations and scaling figures on synthetic numbers."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import numpy as np
+import papermill as pm
+import pytest
+
+from common.files import write_json
+from common.grid import NOTEBOOKS
+from common.scaling import (
+    extrapolation_check,
+    extrapolation_table,
+    fit_power_law,
+    load_all,
+    observations,
+    scaling_points,
+    write_scaling,
+)
+
+SIZES = {1 / 16: 2810, 0.5: 22500, 1.0: 45000}
+
+
+def run(
+    model: str = "resnet18",
+    setting: str = "scratch",
+    fraction: float = 1.0,
+    seed: int = 0,
+    acc: float = 0.5,
+    profile: str = "full",
+) -> dict[str, Any]:
+    """A metrics.json record with every documented key."""
+    return {
+        "model": model,
+        "setting": setting,
+        "pretrained": setting == "pretrained",
+        "data_fraction": fraction,
+        "seed": seed,
+        "epochs": 1,
+        "profile": profile,
+        "train_images": SIZES[fraction],
+        "test_images": 10_000,
+        "test_acc": acc,
+        "best_val_acc": acc,
+        "best_epoch": 1,
+        "wall_time_s": 60.0 * (1 + seed),
+        "device": "cpu",
+        "hardware": "test CPU",
+        "torch": "x",
+        "torchvision": "y",
+        "history": [{"epoch": 1, "train_loss": 1, "train_acc": 0.5, "val_loss": 1, "val_acc": 0.5}],
+    }
+
+
+def grid(profile: str = "full") -> list[dict[str, Any]]:
+    """Both settings, both models, three sizes, two seeds; error falls with size."""
+    out = []
+    for setting, bonus in (("scratch", 0.0), ("pretrained", 0.05)):
+        for model, edge in (("resnet18", 0.0), ("resnet50", 0.02)):
+            for fraction in SIZES:
+                for seed in (0, 1):
+                    err = 3 * SIZES[fraction] ** -0.4 + 0.05 - bonus - edge + 0.002 * seed
+                    out.append(run(model, setting, fraction, seed, 1 - err, profile))
+    return out
+
+
+def test_fit_recovers_known_parameters():
+    n = np.geomspace(500, 50_000, 8)
+    fit = fit_power_law(n, 5 * n**-0.5 + 0.05)
+    assert fit.a == pytest.approx(5, rel=0.05) and fit.b == pytest.approx(0.5, rel=0.05)
+    assert abs(fit.c - 0.05) < 0.01 and fit.points == 8
+    assert fit(n) == pytest.approx(5 * n**-0.5 + 0.05, rel=1e-3)
+    assert fit.describe().startswith("e(n) = 5") and "n^-0.50" in fit.describe()
+
+
+def test_fit_two_points_is_a_pure_power_law():
+    fit = fit_power_law([1000, 4000], [0.4, 0.2])
+    assert fit.c == 0 and fit.b == pytest.approx(0.5)
+    assert fit(1000) == pytest.approx(0.4) and fit(4000) == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize(
+    "n, err",
+    [
+        ([1000], [0.3]),  # one point
+        ([1000, 1000, 1000], [0.3, 0.2, 0.25]),  # one size, several seeds
+        ([1000, 2000, 4000], [0.3, 0.3, 0.3]),  # flat
+        ([1000, 2000, 4000], [0.2, 0.3, 0.4]),  # increasing
+        ([1000, 4000], [0.2, 0.3]),  # two points, increasing
+    ],
+)
+def test_fit_is_flat_without_a_decrease(n, err):
+    fit = fit_power_law(n, err)
+    assert fit.a == 0 and fit.b == 0 and fit.c == pytest.approx(np.mean(err))
+    assert fit.flat and "flat" in fit.describe() and np.isfinite(fit(np.array(n))).all()
+
+
+def test_fit_handles_repeated_sizes_and_zero_errors():
+    n = [100, 100, 200, 200, 400, 400, 800, 800]
+    fit = fit_power_law(n, [0.5, 0.48, 0.3, 0.32, 0.2, 0.22, 0.1, 0.12])
+    assert fit.points == 8 and fit.b > 0 and 0 <= fit.c < 0.1
+    zero = fit_power_law(n, [0.5, 0.48, 0.3, 0.32, 0.1, 0.12, 0.0, 0.01])
+    assert all(math.isfinite(v) for v in (zero.a, zero.b, zero.c))
+    assert np.isfinite(zero(np.array(n))).all()
+
+
+def test_extrapolation_predicts_the_held_out_size():
+    n = np.repeat([500, 1000, 2000, 4000, 8000], 2)
+    check = extrapolation_check(n, 5 * n**-0.5 + 0.05)
+    assert check["fit_on"] == [500, 1000, 2000, 4000] and check["n"] == 8000
+    assert check["measured"] == pytest.approx(5 * 8000**-0.5 + 0.05)
+    assert check["abs_error"] < 1e-3
+    assert extrapolation_check([500, 500, 1000, 1000], [0.3, 0.31, 0.2, 0.21]) is None
+
+
+def test_scaling_points_and_table():
+    metrics = grid()
+    points = scaling_points(metrics)
+    assert list(points)[:2] == [("scratch", "resnet18"), ("scratch", "resnet50")]
+    assert len(points[("scratch", "resnet18")]) == 6
+    assert points[("scratch", "resnet18")][0] == (2810, pytest.approx(3 * 2810**-0.4 + 0.05))
+    table = extrapolation_table(metrics)
+    assert table.count("\n") == 2 + 4 and "| 2,810, 22,500 | 45,000 |" in table
+    short = extrapolation_table([r for r in metrics if r["data_fraction"] != 0.5])
+    assert short.count("needs 3+ data sizes") == 4
+
+
+def seeds(model: str, accs: list[float]) -> list[dict[str, Any]]:
+    return [run(model, seed=i, acc=a) for i, a in enumerate(accs)]
+
+
+def test_observation_says_a_clear_win_exceeds_the_spread():
+    text = observations(
+        seeds("resnet18", [0.70, 0.71, 0.72]) + seeds("resnet50", [0.80, 0.81, 0.79])
+    )
+    assert len(text) == 1
+    assert "ResNet-50 beats ResNet-18 by 9.00 points" in text[0]
+    assert "80.00 ± 1.00% (n=3)" in text[0] and "exceeds the seed-to-seed spread" in text[0]
+
+
+def test_observation_with_overlapping_seeds_is_not_a_win():
+    text = observations(
+        seeds("resnet18", [0.70, 0.75, 0.72]) + seeds("resnet50", [0.71, 0.74, 0.73])
+    )
+    assert "exceeds" not in text[0] and "within the seed-to-seed spread" in text[0]
+    single = observations(seeds("resnet18", [0.70]) + seeds("resnet50", [0.90]))
+    assert "single seed: noise unknown" in single[0] and "exceeds" not in single[0]
+
+
+def test_observations_cover_pretraining_and_exponents():
+    text = observations(grid(profile="quick"))
+    assert text[0].startswith("These are quick-profile runs")
+    gaps = [t for t in text if "pre-training helps most" in t]
+    assert len(gaps) == 2 and all("+5.00 points" in t for t in gaps)
+    assert sum("fitted scaling exponent b =" in t for t in text) == 4
+    assert observations([]) == ["No runs to compare yet."]
+
+
+def test_write_scaling_writes_three_pngs(tmp_path):
+    for metrics in (grid(profile="quick"), [run()], []):
+        paths = write_scaling(metrics, tmp_path)
+        assert [p.name for p in paths] == [
+            "error_vs_data.png",
+            "accuracy_vs_time.png",
+            "pretrained_gap.png",
+        ]
+        assert all(p.parent == tmp_path / "scaling" and p.stat().st_size > 0 for p in paths)
+
+
+def write_runs(root: Path, metrics: list[dict[str, Any]]) -> None:
+    for i, m in enumerate(metrics):
+        write_json(root / m["setting"] / f"run{i}_{m['profile']}" / "metrics.json", m)
+
+
+def test_load_all_picks_the_profile_with_most_runs(tmp_path):
+    write_runs(tmp_path, grid(profile="quick") + [run(profile="full")])
+    assert {m["profile"] for m in load_all(tmp_path, None)} == {"quick"}
+    assert len(load_all(tmp_path, None)) == 24 and len(load_all(tmp_path, "full")) == 1
+
+
+def test_notebook_is_clean_and_runs_with_papermill(tmp_path):
+    path = NOTEBOOKS / "scaling.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1 and "output_dir = None" in params[0].source
+    assert all(
+        not c.get("outputs") and c.get("execution_count") is None
+        for c in nb.cells
+        if c.cell_type == "code"
+    )
+    write_runs(tmp_path / "runs", grid())
+    pm.execute_notebook(
+        str(path),
+        str(tmp_path / "executed.ipynb"),
+        kernel_name="python3",
+        parameters={"output_dir": str(tmp_path / "runs"), "images_dir": str(tmp_path / "images")},
+        progress_bar=False,
+    )
+    assert len(list((tmp_path / "images" / "scaling").glob("*.png"))) == 3
+    executed = nbformat.read(tmp_path / "executed.ipynb", as_version=4)
+    outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 3
+    assert any("pre-training helps most" in o.get("text", "") for o in outputs)
