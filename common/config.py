@@ -117,7 +117,6 @@ class RunConfig:
     output_dir: str = ""
     device: str = "auto"
     weights_path: str | None = None
-    weights_dir: str | None = None
 
     @property
     def setting(self) -> str:
@@ -128,7 +127,7 @@ class RunConfig:
 
     def training_key(self) -> dict[str, Any]:
         """The fields that change the training itself (not where its files go)."""
-        skip = {"data_dir", "output_dir", "device", "weights_path", "weights_dir"}
+        skip = {"data_dir", "output_dir", "device", "weights_path"}
         return {k: v for k, v in asdict(self).items() if k not in skip}
 
 

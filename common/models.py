@@ -53,7 +53,8 @@ def remedy(name: str) -> str:
     """What to do when the model's ImageNet weights are missing."""
     return (
         f"download {MODELS[name][1].url} on a machine with internet and put it in "
-        f"{hub_dir()} (or in the folder given as --weights-dir / weights_dir)"
+        f"{hub_dir()} (or in a folder passed as run_all.py --weights-dir; in a notebook, pass "
+        "the file as weights_path)"
     )
 
 
@@ -111,7 +112,6 @@ def build_model(
     pretrained: bool = False,
     stem: str = "cifar",
     weights_path: str | Path | None = None,
-    weights_dir: str | Path | None = None,
     num_classes: int = 10,
     seed: int | None = None,
 ) -> nn.Module:
@@ -119,8 +119,8 @@ def build_model(
 
     From scratch, `stem` picks the CIFAR stem (default) or torchvision's ImageNet stem.
     Pretrained, the ImageNet stem is kept and the ImageNet weights come from `weights_path`, or
-    from `weights_dir` / torchvision's cache / a download (see `ensure_weights`); the classifier
-    head is replaced. Never falls back to other weights. `seed` seeds the random initialisation.
+    from torchvision's cache or a download (see `ensure_weights`); the classifier head is
+    replaced. Never falls back to other weights. `seed` seeds the random initialisation.
     """
     check_model(name)
     if seed is not None:
@@ -135,7 +135,7 @@ def build_model(
         if stem == "cifar":
             _use_cifar_stem(model)
         return model
-    path = Path(weights_path) if weights_path else ensure_weights(name, weights_dir)
+    path = Path(weights_path) if weights_path else ensure_weights(name)
     model = builder(weights=None)
     state = load_state_dict(path)
     try:
