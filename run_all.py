@@ -196,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     if blocked:
         print(f"{len(blocked)} of {len(grid)} runs are not possible here:")
         for model, why in not_possible.items():
-            print(f"  {model} pretrained ({sum(r.model == model for r in blocked)} runs): {why}")
+            n = sum(r.model == model for r in blocked)
+            print(f"  {model} pretrained ({n} run{'s' * (n != 1)}): {why}")
     todo = [
         r for r in grid if states[r] in ("todo", "failed") or (args.force and states[r] == "done")
     ]
