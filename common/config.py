@@ -22,9 +22,10 @@ SETTINGS = ("scratch", "pretrained")
 # full: for a GPU. Not yet measured on one (see README): the values follow published recipes,
 #   kuangliu/pytorch-cifar (SGD 0.9, wd 5e-4, cosine; ResNet-18 93-95%) and the fine-tuning
 #   practice of upsampling CIFAR for ImageNet-pretrained ResNets (~97% at 224 px).
-# quick: for a 2-core CPU, the whole 13-run grid in about ten minutes. The CIFAR stem trains at
-#   18 images/s there (ResNet-18) against 172 for the ImageNet stem, so quick uses the ImageNet
-#   stem at 32 px, caps the steps per epoch and evaluates fixed subsets of validation and test.
+# quick: for a 2-core CPU, the whole 13-run grid in about ten minutes. ResNet-18 at batch 64
+#   trains at 29 images/s there with the CIFAR stem against 165 with the ImageNet stem
+#   (benchmarks/results/pipeline-cpu*.md), so quick uses the ImageNet stem at 32 px, caps the
+#   steps per epoch and evaluates fixed subsets of validation and test.
 #   Measured on the CIFAR-10 copy in ../shared/data, 2-core AMD EPYC CPU, torch 2.14.1.
 RECIPES: dict[tuple[str, str], dict[str, Any]] = {
     ("full", "scratch"): dict(
@@ -56,7 +57,7 @@ RECIPES: dict[tuple[str, str], dict[str, Any]] = {
         eval_images=None,
     ),
     ("quick", "scratch"): dict(
-        stem="imagenet",  # 10x faster than the CIFAR stem on a CPU (measured, see above)
+        stem="imagenet",  # 5.6x faster than the CIFAR stem on a CPU (measured, see above)
         image_size=32,
         epochs=4,
         batch_size=64,
