@@ -132,7 +132,8 @@ def execute(
     The executed notebook is written as it runs (so a failure can be read), metrics.json is
     written by the notebook itself. A failure is recorded in failed.json with its one-line
     reason; a success removes it and prunes the resumable checkpoints unless asked to keep them.
-    A kernel that fails to start (a port race among parallel kernels) is started again.
+    A kernel that dies or fails to start is started again; the run resumes from its last
+    checkpoint.
     """
     import papermill as pm
 
