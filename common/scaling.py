@@ -145,6 +145,18 @@ def _title(ax: Axes, title: str, metrics: list[dict[str, Any]]) -> None:
     ax.set_title(f"{title}\n{line}", fontsize=9)
 
 
+def _finish(
+    fig: Figure, ax: Axes, xlabel: str, ylabel: str, title: str, metrics: list[dict[str, Any]]
+) -> Figure:
+    """Axis labels, grid, the two-line title and a tight layout, shared by every figure."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    _title(ax, title, metrics)
+    fig.tight_layout()
+    return fig
+
+
 def _label(setting: str, model: str) -> str:
     return f"{MODEL_TITLES[model]} {SETTING_TITLES[setting]}"
 
@@ -219,14 +231,14 @@ def plot_error_vs_data(metrics: list[dict[str, Any]]) -> Figure:
         ax.legend(fontsize=7)
     else:
         _note(ax, "no runs yet")
-    ax.set_xlabel("training images (log scale)")
-    ax.set_ylabel("test error, 1 − accuracy (log scale)")
-    ax.grid(alpha=0.3)
-    _title(
-        ax, "Test error vs training-set size: mean ± sd over seeds; dashed: power-law fit", metrics
+    return _finish(
+        fig,
+        ax,
+        "training images (log scale)",
+        "test error, 1 − accuracy (log scale)",
+        "Test error vs training-set size: mean ± sd over seeds; dashed: power-law fit",
+        metrics,
     )
-    fig.tight_layout()
-    return fig
 
 
 def plot_accuracy_vs_time(metrics: list[dict[str, Any]]) -> Figure:
@@ -248,12 +260,14 @@ def plot_accuracy_vs_time(metrics: list[dict[str, Any]]) -> Figure:
         ax.legend(fontsize=8)
     else:
         _note(ax, "no runs yet")
-    ax.set_xlabel("wall time per run (s, log scale)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.grid(alpha=0.3)
-    _title(ax, "Test accuracy vs training time, one point per run", metrics)
-    fig.tight_layout()
-    return fig
+    return _finish(
+        fig,
+        ax,
+        "wall time per run (s, log scale)",
+        "test accuracy (%)",
+        "Test accuracy vs training time, one point per run",
+        metrics,
+    )
 
 
 def _cells(metrics: list[dict[str, Any]]) -> dict[tuple[str, str, float], Cell]:
@@ -293,14 +307,14 @@ def plot_pretrained_gap(metrics: list[dict[str, Any]]) -> Figure:
         ax.legend(fontsize=8)
     else:
         _note(ax, "no cell has both settings yet")
-    ax.set_xlabel("training images (log scale)")
-    ax.set_ylabel("fine-tuned − from scratch test accuracy (points)")
-    ax.grid(alpha=0.3)
-    _title(
-        ax, "What ImageNet pre-training adds, per training-set size (bars: combined sd)", metrics
+    return _finish(
+        fig,
+        ax,
+        "training images (log scale)",
+        "fine-tuned − from scratch test accuracy (points)",
+        "What ImageNet pre-training adds, per training-set size (bars: combined sd)",
+        metrics,
     )
-    fig.tight_layout()
-    return fig
 
 
 def write_scaling(metrics: list[dict[str, Any]], images_dir: str | Path | None) -> list[Path]:
