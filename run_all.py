@@ -18,12 +18,13 @@ import queue
 import shlex
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from tqdm import tqdm
 
+from common.cluster import connect, run_on_ray
 from common.config import RunConfig, default_profile
 from common.data import ensure_cifar10, fraction_title, load_cifar10, make_splits, parse_fraction
 from common.errors import UserError, WeightsError
@@ -82,6 +83,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     add("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     add("--jobs", type=int, default=1, help="runs at once (GPUs are shared out round-robin)")
+    add(
+        "--ray",
+        default=None,
+        metavar="ADDRESS",
+        help="run each run as a task on the Ray cluster at ADDRESS (host:port, ray://host:port "
+        "or auto); needs `pip install -r requirements-cluster.txt`",
+    )
+    add(
+        "--ray-cpus",
+        type=int,
+        default=1,
+        help="CPUs each run asks of a Ray cluster without GPUs (with GPUs: one GPU per run)",
+    )
     add("--kernel", default="python3", help="Jupyter kernel that executes the notebooks")
     add("--force", action="store_true", help="re-run runs that are already done")
     add("--keep-checkpoints", action="store_true", help="keep per-epoch checkpoints of done runs")
@@ -102,6 +116,16 @@ def check_writable(folder: Path) -> None:
         raise UserError(f"cannot write to {folder} ({e.strerror}): pick another folder") from None
 
 
+# Run settings that have options of their own, which also check them.
+OWN_OPTIONS = {
+    "data_dir": "--data-dir",
+    "output_dir": "--output-dir",
+    "weights_path": "--weights-dir",
+    "device": "--device",
+    "profile": "--profile",
+}
+
+
 def parse_sets(items: list[str]) -> dict[str, object]:
     """--set KEY=VALUE pairs, values read as Python literals where they parse as one."""
     out: dict[str, object] = {}
@@ -109,6 +133,8 @@ def parse_sets(items: list[str]) -> dict[str, object]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise UserError(f"--set takes KEY=VALUE, got {item!r}")
+        if key.strip() in OWN_OPTIONS:
+            raise UserError(f"--set {key.strip()}: use {OWN_OPTIONS[key.strip()]} instead")
         try:
             out[key.strip()] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
@@ -135,15 +161,50 @@ def devices_for_jobs(device: str, jobs: int) -> list[str]:
     return [device] * jobs
 
 
+def ray_excludes(args: argparse.Namespace) -> list[str]:
+    """The folders of this run's data and outputs that lie inside the repository: Ray ships the
+    repository's code to the workers, never these."""
+    folders = (args.data_dir, args.output_dir, args.images_dir, args.results_dir, args.weights_dir)
+    out = ["/results/", "/benchmarks/results/"]
+    for folder in filter(None, folders):
+        path = Path(folder).resolve()
+        if path.is_relative_to(REPO) and path != REPO:
+            out.append(f"/{path.relative_to(REPO).as_posix()}/")
+    return out
+
+
+def join_cluster(args: argparse.Namespace) -> tuple[bool, bool]:
+    """Connect to the Ray cluster of --ray; return (has GPUs, runs get a GPU each)."""
+    if args.jobs != 1:
+        raise UserError("--jobs and --ray don't mix: Ray runs as many runs at once as fit")
+    if args.device not in ("auto", "cpu"):
+        raise UserError(
+            f"--device {args.device} names a device of this machine: with --ray leave it out "
+            "(each run gets a GPU of the cluster) or use --device cpu"
+        )
+    if args.ray_cpus < 1:
+        raise UserError(f"--ray-cpus must be 1 or more, got {args.ray_cpus}")
+    nodes = connect(args.ray, ray_excludes(args))
+    gpus = sum(n.get("GPU", 0) for n in nodes)
+    cpus = sum(n.get("CPU", 0) for n in nodes)
+    gpu = gpus > 0 and args.device == "auto"
+    largest = max((n.get("CPU", 0) for n in nodes), default=0)
+    if not gpu and args.ray_cpus > largest:
+        raise UserError(
+            f"each run would ask for {args.ray_cpus} CPUs, but the largest node of the Ray "
+            f"cluster has {largest:g}: lower --ray-cpus"
+        )
+    print(
+        f"Ray cluster at {args.ray}: {len(nodes)} node{'s' * (len(nodes) != 1)}, {gpus:g} GPUs, "
+        f"{cpus:g} CPUs; each run asks for "
+        + ("one GPU" if gpu else f"{args.ray_cpus} CPU{'s' * (args.ray_cpus != 1)}")
+    )
+    return gpus > 0, gpu
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     command = "python run_all.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    profile = args.profile or default_profile()
-    if args.profile is None and profile == "quick":
-        print(
-            "no GPU found: using --profile quick (short CPU smoke runs; "
-            "--profile full trains the full recipe)"
-        )
     settings = split(args.settings)
     models = split(args.models) if args.models else None
     fractions = [parse_fraction(f) for f in split(args.fractions)]
@@ -156,7 +217,17 @@ def main(argv: list[str] | None = None) -> int:
     grid = build_grid(settings, models, fractions, seeds)
     if not grid:
         raise UserError("the grid is empty: give at least one setting, fraction and seed")
-    devices = devices_for_jobs(args.device, args.jobs)
+    if args.ray:
+        has_gpus, gpu = join_cluster(args)
+        profile = args.profile or ("full" if has_gpus else "quick")
+    else:
+        devices = devices_for_jobs(args.device, args.jobs)
+        profile = args.profile or default_profile()
+    if args.profile is None and profile == "quick":
+        print(
+            f"no GPU {'in the cluster' if args.ray else 'found'}: using --profile quick (short "
+            "CPU smoke runs; --profile full trains the full recipe)"
+        )
     output_dir = Path(args.output_dir).resolve()
     sets = parse_sets(args.set)
     overrides = dict(
@@ -201,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     todo = [
         r for r in grid if states[r] in ("todo", "failed") or (args.force and states[r] == "done")
     ]
+    todo.sort(key=lambda r: r.cost, reverse=True)  # with parallel runs the grid ends sooner
     skipped = [r for r in grid if states[r] == "done" and r not in todo]
     print(
         f"{len(grid)} runs: {len(todo)} to run, {len(skipped)} done and skipped, "
@@ -212,7 +284,26 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {states[run]:>12}  {run.setting:<10} {run.name}  {reason or ''}")
         return 0
 
-    failures = run_grid(todo, configs, devices, args, list(sets))
+    options = dict(
+        kernel=args.kernel,
+        keep_checkpoints=args.keep_checkpoints,
+        extra_keys=list(sets),
+        force=args.force,
+    )
+    if args.ray:
+        outcomes = run_on_ray(
+            todo,
+            configs,
+            {k: v for k, v in overrides.items() if k != "data_dir"},
+            data_dir=overrides["data_dir"],
+            gpu=gpu,
+            cpus=args.ray_cpus,
+            weights=weights,
+            options=options,
+        )
+    else:
+        outcomes = run_locally(todo, configs, devices, options)
+    failures = follow(outcomes, len(todo), configs, RESUME_ON_RAY if args.ray else RESUME_HERE)
     missing = {r.cell: f"needs ImageNet weights ({weights_file(r.model)})" for r in blocked}
     missing |= {r.cell: f"failed: {why}" for r, why in failures}
     notes = [f"Not possible here: {why}" for why in not_possible.values()]
@@ -246,44 +337,57 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_grid(
-    todo: list[Run],
-    configs: dict,
-    devices: list[str],
-    args: argparse.Namespace,
-    extra_keys: list[str],
-) -> list[tuple[Run, str]]:
-    """Execute `todo` with one notebook per device at a time; return the failures.
+def run_locally(
+    todo: list[Run], configs: dict[Run, RunConfig], devices: list[str], options: dict
+) -> Iterator[Outcome]:
+    """Execute `todo` here, one notebook per device at a time; yield outcomes as runs end.
 
-    On Ctrl-C the process ends at once: the kernels notice their parent is gone and stop, and
-    every run keeps its last epoch's checkpoint for the next call.
+    Parallel CPU runs share the cores: each kernel gets its share as torch threads, unless
+    OMP_NUM_THREADS is set (more threads than cores makes every run several times slower).
+    CPU results change with the thread count (float rounding, grown over training).
     """
-    failures: list[tuple[Run, str]] = []
     free: queue.Queue[str] = queue.Queue()
     for device in devices:
         free.put(device)
+    if len(devices) > 1 and not devices[0].startswith("cuda"):
+        share = max(1, len(os.sched_getaffinity(0)) // len(devices))
+        os.environ.setdefault("OMP_NUM_THREADS", str(share))  # the kernels inherit it
 
     def job(run: Run) -> Outcome:
         device = free.get()
         try:
             return execute(
-                run,
-                configs[run],
-                kernel=args.kernel,
-                keep_checkpoints=args.keep_checkpoints,
-                extra_keys=extra_keys,
-                device=device if len(devices) > 1 else None,
-                force=args.force,
+                run, configs[run], device=device if len(devices) > 1 else None, **options
             )
         finally:
             free.put(device)
 
-    bar = tqdm(total=len(todo), desc="grid", unit="run", dynamic_ncols=True)
-    pool = ThreadPoolExecutor(max_workers=len(devices))
+    with ThreadPoolExecutor(max_workers=len(devices)) as pool:
+        yield from (f.result() for f in as_completed([pool.submit(job, run) for run in todo]))
+
+
+RESUME_HERE = "the next call resumes the others from their last epoch"
+RESUME_ON_RAY = (
+    "the others keep their last epoch's checkpoint on their Ray node and resume from it when "
+    "the next call runs them there"
+)
+
+
+def follow(
+    outcomes: Iterator[Outcome], total: int, configs: dict[Run, RunConfig], resume: str
+) -> list[tuple[Run, str]]:
+    """Show the runs' outcomes under an overall progress bar; return the failures.
+
+    On Ctrl-C the process ends at once: the kernels (and Ray's tasks) notice their parent is
+    gone and stop; `resume` says what becomes of the unfinished runs.
+    """
+    failures: list[tuple[Run, str]] = []
+    if not total:
+        return failures
+    bar = tqdm(total=total, desc="grid", unit="run", dynamic_ncols=True)
     try:
-        futures = {pool.submit(job, run): run for run in todo}
-        for future in as_completed(futures):
-            outcome, run = future.result(), futures[future]
+        for outcome in outcomes:
+            run = outcome.run
             if outcome.ok:
                 bar.write(summary_line(load_metrics(configs[run].output_dir)))
             else:
@@ -296,13 +400,11 @@ def run_grid(
     except KeyboardInterrupt:
         bar.close()
         print(
-            "run_all.py: interrupted; finished runs are kept and the next call resumes the "
-            "others from their last epoch",
+            f"run_all.py: interrupted; finished runs are kept and {resume}",
             file=sys.stderr,
             flush=True,
         )
         os._exit(130)
-    pool.shutdown()
     bar.close()
     return failures
 

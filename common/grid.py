@@ -59,6 +59,13 @@ class Run:
     def cell(self) -> tuple[str, str, float]:
         return (self.setting, self.model, self.fraction)
 
+    @property
+    def cost(self) -> float:
+        """A rough relative training time, only to start the longest runs first: the share of
+        the data times the model's time per image (ResNet-50-sized models about twice
+        ResNet-18's on the CPU benchmark of benchmarks/results/pipeline-cpu.md)."""
+        return self.fraction * (1.0 if self.model == "resnet18" else 2.0)
+
     def run_dir(self, output_dir: str | Path) -> Path:
         return Path(output_dir) / self.setting / self.name
 

@@ -15,6 +15,7 @@ from .results import (
     SETTING_TITLES,
     Cell,
     collect,
+    grid_time_line,
     group_cells,
     replace_between,
     summary_table,
@@ -106,6 +107,7 @@ def write_report(
     header += f"\nData: CIFAR-10 from `{'`, `'.join(data_dirs)}`.\n"
     table = summary_table(cells, missing) + "".join(f"\n- {note}" for note in notes)
     table += "\n" if notes else ""
+    table += f"\n{grid_time_line(cells)}" if cells else ""
     summary = Path(results_dir) / "summary.md"
     write_text(summary, f"# Summary\n\n{header}\n{table}")
     if readme:

@@ -183,11 +183,16 @@ def execute(
         if output.exists():
             with contextlib.suppress(Exception):  # the failure matters more than its HTML
                 export_html(output)
-        write_json(
-            run_dir / FAILED,
-            {"error": reason, "notebook": str(output), "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
-        )
+        record_failure(run_dir, reason, output)
         return Outcome(run, False, reason)
+
+
+def record_failure(run_dir: Path, reason: str, notebook: Path) -> None:
+    """Write the run's failed.json: why it failed, where its executed notebook is, and when."""
+    write_json(
+        run_dir / FAILED,
+        {"error": reason, "notebook": str(notebook), "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+    )
 
 
 def _kernel_trouble(exc: BaseException) -> bool:

@@ -10,6 +10,7 @@ from common.plots import curve_path, save_curves
 from common.report import README_END, README_START, write_report
 from common.results import (
     REQUIRED_KEYS,
+    grid_time,
     group_cells,
     is_complete,
     load_metrics,
@@ -107,6 +108,14 @@ def test_summary_lists_cells_that_could_not_run(tmp_path):
     table = summary_table([], {("pretrained", "resnet50", 1.0): "needs ImageNet weights: X"})
     assert "| ResNet-50 | 100% | pretrained |" in table
     assert "not produced: needs ImageNet weights: X" in table and "88.47" in table
+
+
+def test_grid_time_puts_each_run_on_the_first_free_device_longest_first():
+    times = [30, 20, 20, 10, 10, 10]
+    assert grid_time(times, 1) == 100
+    assert grid_time(times, 2) == 50  # 30+10+10 | 20+20+10
+    assert grid_time(times, 8) == 30  # never below the longest run
+    assert grid_time([7, 7, 6, 5, 5], 2) == 17  # a heuristic: the best split gives 16
 
 
 def test_readme_section_is_replaced_between_markers():

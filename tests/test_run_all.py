@@ -23,8 +23,9 @@ def cli(
     torch_home: Path | None = None,
     check_rc: int | None = 0,
     background: bool = False,
+    env: dict[str, str] | None = None,
 ):
-    """Run run_all.py with all its outputs under tmp_path."""
+    """Run run_all.py with all its outputs under tmp_path (`env`: extra environment)."""
     readme = tmp_path / "README.md"
     if not readme.exists():
         readme.write_text("# test\n")
@@ -53,6 +54,7 @@ def cli(
         TORCH_HOME=str(torch_home or tmp_path / "torch_home"),
         HTTPS_PROXY="http://127.0.0.1:9",
         HTTP_PROXY="http://127.0.0.1:9",
+        **(env or {}),
     )
     if background:
         return subprocess.Popen(
@@ -217,6 +219,7 @@ def test_two_processes_never_run_the_same_cell_twice(workdir):
         (("--set=image_size=16",), "below the 32 px"),
         (("--set=colour=red",), "unknown parameter(s) colour"),
         (("--seeds", "a,b"), "--seeds takes whole numbers"),
+        (("--set=data_dir=/elsewhere",), "use --data-dir instead"),
     ],
 )
 def test_bad_input_gets_one_line_before_any_work(workdir, args, message):
@@ -267,13 +270,16 @@ def test_cuda_without_a_gpu(workdir):
 
 def test_parallel_jobs_give_the_same_metrics_as_one_job(workdir, tmp_path_factory):
     args = ("--settings", "scratch", "--models", "resnet18", "--fractions", "1/16,1")
-    cli(workdir, *args, "--jobs", "2")
+    cli(workdir, *args, "--jobs", "2")  # each run gets half the cores as torch threads
+    share = max(1, len(os.sched_getaffinity(0)) // 2)
     serial = tmp_path_factory.mktemp("serial")
     (serial / "data").symlink_to(workdir / "data", target_is_directory=True)
-    cli(serial, *args, "--jobs", "1")
+    # CPU numbers change with the thread count (float rounding): the same one here.
+    cli(serial, *args, "--jobs", "1", env={"OMP_NUM_THREADS": str(share)})
     for run in ("resnet18_data-1-16_seed0", "resnet18_data-100_seed0"):
         a, b = (
             json.loads((d / "runs/scratch" / run / "metrics.json").read_text())
             for d in (workdir, serial)
         )
+        assert a["threads"] == b["threads"] == share
         assert a["history"] == b["history"] and a["test_acc"] == b["test_acc"]
