@@ -87,8 +87,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--ray",
         default=None,
         metavar="ADDRESS",
-        help="run each run as a task on the Ray cluster at ADDRESS (host:port, ray://host:port "
-        "or auto); needs `pip install -r requirements-cluster.txt`",
+        help="run each run as a task on the Ray cluster at ADDRESS (host:port of its head, or "
+        "auto), from a node of the cluster; needs `pip install -r requirements-cluster.txt`",
     )
     add(
         "--ray-cpus",

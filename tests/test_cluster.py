@@ -3,6 +3,7 @@
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -16,6 +17,7 @@ import pytest
 
 import common.cluster
 from common.cluster import first_line, localize, pack, unpack
+from common.errors import UserError
 from common.grid import Run, run_config
 from tests.conftest import REPO
 from tests.test_run_all import cli, one_line_error
@@ -174,16 +176,20 @@ def test_an_address_where_no_cluster_answers(workdir):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("--ray", "somewhere"), "--ray takes host:port"),
-        (("--ray", "ray://head:10001"), "--ray takes host:port"),
+        (("--ray", "somewhere"), "--ray takes host:port or auto, got 'somewhere'"),
+        (("--ray", "ray://head:10001"), "--ray takes host:port or auto"),
         (("--ray", "auto", "--jobs", "2"), "--jobs and --ray don't mix"),
         (("--ray", "auto", "--device", "cuda:1"), "with --ray leave it out"),
         (("--ray", "auto", "--ray-cpus", "0"), "--ray-cpus must be 1 or more"),
     ],
 )
-def test_bad_ray_options_get_one_line(workdir, args, message):
+def test_bad_ray_options_are_refused_before_anything_runs(tmp_path, args, message):
     pytest.importorskip("ray")
-    one_line_error(cli(workdir, *args, check_rc=1), message)
+    import run_all
+
+    with pytest.raises(UserError, match=re.escape(message)):
+        run_all.main(["--output-dir", str(tmp_path / "runs"), *args])
+    assert not (tmp_path / "runs").exists()
 
 
 def test_without_ray_the_option_says_how_to_install_it(workdir, tmp_path):
