@@ -10,6 +10,7 @@ from typing import Any
 from .data import fraction_label, parse_fraction
 from .errors import ConfigError
 from .models import MIN_IMAGE_SIZE, STEMS, check_model
+from .precision import check_precision
 
 REPO = Path(__file__).resolve().parent.parent
 PROFILES = ("full", "quick")
@@ -27,6 +28,25 @@ SETTINGS = ("scratch", "pretrained")
 #   (benchmarks/results/pipeline-cpu*.md), so quick uses the ImageNet stem at 32 px, caps the
 #   steps per epoch and evaluates fixed subsets of validation and test.
 #   Measured on the CIFAR-10 copy in ../shared/data, 2-core AMD EPYC CPU, torch 2.14.1.
+# How every run computes and keeps its state, whatever the recipe (each can be overridden per run).
+SHARED: dict[str, Any] = dict(
+    # bf16 | fp16 | fp32 | auto. auto: bf16 on GPUs that compute it natively (compute capability
+    # 8+), fp16 with a gradient scaler on 7.x, fp32 below; on a CPU, whichever of fp32 and
+    # bf16 + channels-last trains the run's model faster there, measured once and cached
+    # (common/precision.py). The two CPUs seen here disagree (benchmarks/results/precision-*.md).
+    precision="auto",
+    channels_last=None,  # None: on with bf16/fp16, off with fp32
+    # Seconds between resumable checkpoints (and one at the end): a kill loses at most this much
+    # training. A ResNet-50 checkpoint (model, momentum, best weights) is ~280 MB; written every
+    # epoch, the full 1/16 cell wrote 45 GB. Every 5 minutes its cost stays under 1% of the run
+    # (one write takes seconds: benchmarks/results/grid-time-*.md).
+    checkpoint_every=300.0,
+    # Validation passes per run, at most: every ceil(epochs / max_evals) epochs and the last one.
+    # The best-validation epoch is chosen among these. Evaluating all 5,000 validation images
+    # after each of the 160 epochs of the full 1/16 cell cost 1.8 evaluation images per
+    # training image; at most 50 passes bring that to 0.44 (40 passes).
+    max_evals=50,
+)
 RECIPES: dict[tuple[str, str], dict[str, Any]] = {
     ("full", "scratch"): dict(
         stem="cifar",  # 3x3 stride-1 first conv, no max-pool
@@ -118,6 +138,10 @@ class RunConfig:
     output_dir: str = ""
     device: str = "auto"
     weights_path: str | None = None
+    precision: str = SHARED["precision"]
+    channels_last: bool | None = SHARED["channels_last"]
+    checkpoint_every: float = SHARED["checkpoint_every"]
+    max_evals: int = SHARED["max_evals"]
 
     @property
     def setting(self) -> str:
@@ -128,7 +152,7 @@ class RunConfig:
 
     def training_key(self) -> dict[str, Any]:
         """The fields that change the training itself (not where its files go)."""
-        skip = {"data_dir", "output_dir", "device", "weights_path"}
+        skip = {"data_dir", "output_dir", "device", "weights_path", "checkpoint_every"}
         return {k: v for k, v in asdict(self).items() if k not in skip}
 
 
@@ -153,6 +177,16 @@ def _positive(name: str, value: Any, kind: type = int) -> Any:
         what = "a positive whole number" if kind is int else "a positive number"
         raise ConfigError(f"{name} must be {what}, got {value!r}")
     return kind(value)
+
+
+def _non_negative(name: str, value: Any) -> float:
+    try:
+        ok = float(value) >= 0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ConfigError(f"{name} must be a number of seconds, 0 or more, got {value!r}")
+    return float(value)
 
 
 def make_config(
@@ -190,7 +224,7 @@ def make_config(
     values.update({k: v for k, v in overrides.items() if v is not None})
     for name in ("epochs", "batch_size", "image_size"):
         values[name] = _positive(name, values[name])
-    for name in ("steps_per_epoch", "eval_images", "patience"):
+    for name in ("steps_per_epoch", "eval_images", "patience", "max_evals"):
         if values.get(name) is not None:
             values[name] = _positive(name, values[name])
     values["lr"] = _positive("lr", values["lr"], float)
@@ -207,6 +241,14 @@ def make_config(
         raise ConfigError(f"unknown stem {values['stem']!r}: choose one of {', '.join(STEMS)}")
     if pretrained and values["stem"] != "imagenet":
         raise ConfigError("pretrained models keep the ImageNet stem: drop stem='cifar'")
+    check_precision(values.get("precision", SHARED["precision"]))
+    if values.get("channels_last") not in (None, True, False):
+        raise ConfigError(
+            f"channels_last must be True, False or None (follow the precision), "
+            f"got {values['channels_last']!r}"
+        )
+    if "checkpoint_every" in values:
+        values["checkpoint_every"] = _non_negative("checkpoint_every", values["checkpoint_every"])
     if "val_size" in values:
         values["val_size"] = _positive("val_size", values["val_size"])
     try:

@@ -23,6 +23,7 @@ CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+AUG_PAD = 4  # random crops of 32 px from the image zero-padded by 4 px each side
 
 
 @dataclass
@@ -173,16 +174,21 @@ def stratified_subset(labels: torch.Tensor, n: int) -> torch.Tensor:
     return torch.from_numpy(np.sort(np.concatenate(picked)))
 
 
-def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """Random crop with `pad` zero pixels each side, then random horizontal flip, on a batch.
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Copy a host tensor to `device`. Every host-to-device copy of the training path goes
+    through here (the tests count them). On CUDA the copy is pinned and non-blocking, so the host
+    queues it and goes on instead of waiting for the GPU."""
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
 
-    `x` is (N, C, H, W) on any device; the random numbers come from the CPU generator `gen`, so a
-    run is reproducible and resumable whatever the device.
-    """
+
+def augment(
+    x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor, pad: int = AUG_PAD
+) -> torch.Tensor:
+    """Crop each image of the batch `x` (N, C, H, W) at offset (`dy`, `dx`) in [0, 2 * pad] of
+    its zero-padded copy, and mirror it where `flip`; all on `x`'s device, no host transfer."""
     n, _, h, w = x.shape
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen).to(x.device)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen).to(x.device)
-    flip = (torch.rand(n, generator=gen) < 0.5).to(x.device)
     padded = F.pad(x, (pad, pad, pad, pad))
     rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
     cols = dx[:, None] + torch.arange(w, device=x.device)
@@ -192,12 +198,27 @@ def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor
     return padded[batch, chans, rows, cols]
 
 
+def epoch_draws(
+    n: int, used: int, gen: torch.Generator, device: torch.device, pad: int = AUG_PAD
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One epoch's random numbers: the order of `n` images, and crop offsets and flips for the
+    `used` first of them. Drawn from the CPU generator `gen` (reproducible and resumable on any
+    device) and sent to `device` in one copy."""
+    order = torch.randperm(n, generator=gen)
+    offsets = torch.randint(0, 2 * pad + 1, (2, used), generator=gen)
+    flip = torch.rand(used, generator=gen) < 0.5
+    draws = to_device(torch.cat([order, offsets.flatten(), flip.long()]), device)
+    order, dy, dx, flip = draws.split([n, used, used, used])
+    return order, dy, dx, flip.bool()
+
+
 class Batches:
     """Mini-batches from uint8 images resident on the training device.
 
-    Training batches are shuffled and augmented (crop + flip) as whole tensors on the device;
-    all batches are normalized, resized to `image_size` when it is not 32, and laid out
-    channels-last on CUDA. `limit` caps the number of batches per pass (the quick profile).
+    Training batches are shuffled and augmented (crop + flip) as whole tensors on the device,
+    from random numbers sent there once per epoch; all batches are normalized, resized to
+    `image_size` when it is not 32, and laid out in `memory_format`. `limit` caps the number of
+    batches per pass (the quick profile). Iterating makes no host-device copy but that one.
     """
 
     def __init__(
@@ -212,11 +233,12 @@ class Batches:
         image_size: int = 32,
         gen: torch.Generator | None = None,
         limit: int | None = None,
+        memory_format: torch.memory_format = torch.contiguous_format,
     ) -> None:
         self.x, self.y, self.batch_size, self.train = x, y, batch_size, train
-        self.gen, self.image_size = gen, image_size
-        self.mean = torch.tensor(mean, device=x.device).view(1, 3, 1, 1) * 255
-        self.std = torch.tensor(std, device=x.device).view(1, 3, 1, 1) * 255
+        self.gen, self.image_size, self.memory_format = gen, image_size, memory_format
+        scale = to_device(torch.tensor([mean, std]).view(2, 1, 3, 1, 1) * 255, x.device)
+        self.mean, self.std = scale[0], scale[1]
         full = len(x) // batch_size if train and len(x) >= batch_size else -(-len(x) // batch_size)
         self.steps = min(full, limit) if limit else full
 
@@ -224,20 +246,21 @@ class Batches:
         return self.steps
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = len(self.x)
-        order = torch.randperm(n, generator=self.gen) if self.train else torch.arange(n)
-        order = order.to(self.x.device)
+        bs = self.batch_size
+        if self.train:
+            used = min(len(self.x), self.steps * bs)
+            order, dy, dx, flip = epoch_draws(len(self.x), used, self.gen, self.x.device)
         for i in range(self.steps):
-            idx = order[i * self.batch_size : (i + 1) * self.batch_size]
-            xb = self.x[idx]
+            part = slice(i * bs, (i + 1) * bs)
             if self.train:
-                xb = augment(xb, self.gen)
+                idx = order[part]
+                xb, yb = augment(self.x[idx], dy[part], dx[part], flip[part]), self.y[idx]
+            else:
+                xb, yb = self.x[part], self.y[part]
             xb = (xb.float() - self.mean) / self.std
             if self.image_size != xb.shape[-1]:
                 xb = F.interpolate(xb, size=self.image_size, mode="bilinear", align_corners=False)
-            if xb.is_cuda:
-                xb = xb.contiguous(memory_format=torch.channels_last)
-            yield xb, self.y[idx]
+            yield xb.contiguous(memory_format=self.memory_format), yb
 
 
 def fraction_label(fraction: float) -> str:

@@ -47,14 +47,17 @@ def curve_title(runs: list[dict[str, Any]]) -> str:
 def plot_curves(runs: list[dict[str, Any]], metric: str) -> Figure:
     """Train and validation `metric` ('acc' or 'loss') per epoch for the seeds of one cell.
 
-    With several seeds, the line is the mean and the band one standard deviation; seeds that
-    stopped early are averaged over the epochs they share.
+    Training figures are drawn for every epoch, validation ones at the epochs that were
+    evaluated. With several seeds, the line is the mean and the band one standard deviation;
+    seeds that stopped early are averaged over the epochs they share.
     """
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
     length = min(len(r["history"]) for r in runs)
-    epochs = np.arange(1, length + 1)
     for split, color in (("train", "tab:blue"), ("val", "tab:orange")):
-        values = np.array([[h[f"{split}_{metric}"] for h in r["history"][:length]] for r in runs])
+        key = f"{split}_{metric}"
+        rows = [h for h in runs[0]["history"][:length] if key in h]
+        epochs = np.array([h["epoch"] for h in rows])
+        values = np.array([[r["history"][e - 1][key] for e in epochs] for r in runs])
         if metric == "acc":
             values = values * 100
         mean = values.mean(axis=0)

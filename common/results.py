@@ -83,6 +83,8 @@ def make_metrics(cfg: RunConfig, result: dict[str, Any]) -> dict[str, Any]:
                 "val_images",
                 "test_images",
                 "steps_per_epoch",
+                "evaluations",
+                "precision",
                 "history",
                 "best_epoch",
                 "best_val_acc",

@@ -1,10 +1,15 @@
-"""The training loop: SGD with warm-up and cosine decay, per-epoch evaluation and checkpoints."""
+"""The training loop, in named phases: batches, optimizer and schedule, training epochs,
+evaluation on a bounded cadence, the best weights kept on the device, checkpoints on a wall-clock
+interval, and the final test. One code path for every device: only the device's choice, its
+name and out-of-memory handling know about CUDA."""
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import math
 import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +29,12 @@ from .data import (
     Cifar10,
     make_splits,
     stratified_subset,
+    to_device,
 )
 from .errors import ConfigError, TrainingError
+from .precision import Arithmetic, choose_arithmetic
+
+clock = time.perf_counter  # wall time and the checkpoint interval (tests replace it)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -56,33 +65,210 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, batches: Batches) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of `model` over `batches`."""
-    model.eval()
-    loss_sum = torch.zeros((), device=batches.x.device)
-    correct = torch.zeros((), device=batches.x.device, dtype=torch.long)
-    n = 0
+def eval_every(epochs: int, max_evals: int) -> int:
+    """Epochs between validation passes, so that a run makes at most `max_evals` of them."""
+    return max(1, math.ceil(epochs / max_evals))
+
+
+def make_batches(
+    data: Cifar10, cfg: RunConfig, device: torch.device, arithmetic: Arithmetic
+) -> dict[str, Batches]:
+    """The run's train, val and test batches, their images copied to `device` once."""
+    splits = make_splits(data.train_y, cfg.val_size, cfg.data_fraction, cfg.seed)
+    val_idx, test_idx = splits.val, torch.arange(len(data.test_y))
+    if cfg.eval_images:
+        val_idx = val_idx[stratified_subset(data.train_y[val_idx], cfg.eval_images // 2)]
+        test_idx = stratified_subset(data.test_y, cfg.eval_images)
+    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if cfg.pretrained else (CIFAR_MEAN, CIFAR_STD)
+    gen = torch.Generator().manual_seed(cfg.seed)  # batch order and augmentation
+
+    def batches(x: torch.Tensor, y: torch.Tensor, train: bool) -> Batches:
+        return Batches(
+            to_device(x, device),
+            to_device(y, device),
+            cfg.batch_size,
+            train=train,
+            mean=mean,
+            std=std,
+            image_size=cfg.image_size,
+            gen=gen,
+            limit=cfg.steps_per_epoch if train else None,
+            memory_format=arithmetic.memory_format,
+        )
+
+    return {
+        "train": batches(data.train_x[splits.train], data.train_y[splits.train], True),
+        "val": batches(data.train_x[val_idx], data.train_y[val_idx], False),
+        "test": batches(data.test_x[test_idx], data.test_y[test_idx], False),
+    }
+
+
+def make_optimizer(
+    model: nn.Module, cfg: RunConfig, steps_per_epoch: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW or SGD + Nesterov (no weight decay on BN and biases), with warm-up + cosine."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    if cfg.optimizer == "adamw":
+        opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
+    else:
+        opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+    total = cfg.epochs * steps_per_epoch
+    warmup = min(total, max(1, round(cfg.warmup_epochs * steps_per_epoch)))
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, warmup, total))
+
+
+def train_epoch(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    arithmetic: Arithmetic,
+    label_smoothing: float,
+) -> tuple[torch.Tensor, int]:
+    """One pass of training steps. Returns (loss sum, correct) still on the device, so that no
+    step waits for the host, and the number of images."""
+    model.train()
+    totals, seen = torch.zeros(2, device=next(model.parameters()).device), 0
     for xb, yb in batches:
-        with torch.autocast(xb.device.type, torch.bfloat16, enabled=xb.is_cuda):
+        with arithmetic.autocast():
             out = model(xb)
-        loss_sum += F.cross_entropy(out.float(), yb, reduction="sum")
-        correct += (out.argmax(1) == yb).sum()
+        loss = F.cross_entropy(out.float(), yb, label_smoothing=label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        sched.step()
+        totals += torch.stack([loss.detach() * len(yb), (out.argmax(1) == yb).sum()])
+        seen += len(yb)
+    return totals, seen
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Batches, arithmetic: Arithmetic) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of `model` over `batches` (one host sync, at the end)."""
+    model.eval()
+    totals, n = torch.zeros(2, device=batches.x.device), 0
+    for xb, yb in batches:
+        with arithmetic.autocast():
+            out = model(xb)
+        loss = F.cross_entropy(out.float(), yb, reduction="sum")
+        totals += torch.stack([loss, (out.argmax(1) == yb).sum()])
         n += len(yb)
-    return loss_sum.item() / n, correct.item() / n
+    loss_sum, correct = totals.tolist()
+    return loss_sum / n, correct / n
 
 
-def _rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+@contextlib.contextmanager
+def out_of_memory_is_one_line(cfg: RunConfig) -> Iterator[None]:
+    """Turn running out of GPU memory, in training or evaluation, into a one-line error."""
+    try:
+        yield
+    except torch.OutOfMemoryError:
+        raise TrainingError(
+            f"out of GPU memory with batch_size {cfg.batch_size} at "
+            f"image_size {cfg.image_size}: lower one of them"
+        ) from None
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+@dataclass
+class Progress:
+    """What a run has achieved so far: the checkpoint holds it beside the training state."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_val_acc: float = -1.0
+    best_epoch: int = 0
+    best_weights: dict[str, torch.Tensor] | None = None  # a copy on the training device
+    elapsed: float = 0.0  # seconds spent by earlier sessions of this run
+    # epochs trained but not yet read back from the device: (epoch, lr, totals, images)
+    pending: list[tuple[int, float, torch.Tensor, int]] = field(default_factory=list)
+
+    @property
+    def epochs_done(self) -> int:
+        return len(self.history) + len(self.pending)
+
+    def read_back(self, cfg: RunConfig) -> None:
+        """Move the pending epochs' training figures into `history` in one host sync, and end
+        the run at the first epoch whose loss is not finite."""
+        if not self.pending:
+            return
+        rows = torch.stack([totals for _, _, totals, _ in self.pending]).tolist()
+        for (epoch, lr, _, n), (loss_sum, correct) in zip(self.pending, rows, strict=True):
+            if not math.isfinite(loss_sum / n):
+                raise TrainingError(
+                    f"training loss became {loss_sum / n} in epoch {epoch}: "
+                    f"the run diverged, lower lr (now {cfg.lr:g})"
+                )
+            row = {"epoch": epoch, "train_loss": loss_sum / n, "train_acc": correct / n, "lr": lr}
+            self.history.append(row)
+        self.pending.clear()
+
+    def record_eval(self, model: nn.Module, val_loss: float, val_acc: float) -> None:
+        """Add the last epoch's validation figures; copy the weights on the device if best."""
+        self.history[-1].update(val_loss=val_loss, val_acc=val_acc)
+        if val_acc > self.best_val_acc:
+            self.best_val_acc, self.best_epoch = val_acc, self.history[-1]["epoch"]
+            self.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def out_of_patience(self, patience: int | None) -> bool:
+        """True after an evaluated epoch `patience` epochs past the best one."""
+        if not patience or self.pending or not self.history or "val_acc" not in self.history[-1]:
+            return False
+        return self.history[-1]["epoch"] - self.best_epoch >= patience
+
+
+@dataclass
+class Trainer:
+    """The objects whose state a checkpoint saves, beside `Progress`."""
+
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    gen: torch.Generator  # batch order and augmentation draws
+
+    def save(self, run_dir: Path, key: dict[str, Any], run: Progress, elapsed: float) -> None:
+        """Write a resumable checkpoint (the training figures read back first)."""
+        save_checkpoint(
+            run_dir,
+            {
+                "key": key,
+                "model": self.model.state_dict(),
+                "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "data_rng": self.gen.get_state(),
+                "rng": {"torch": torch.get_rng_state()},  # nothing draws from a CUDA generator
+                "history": run.history,
+                "best": {"val_acc": run.best_val_acc, "epoch": run.best_epoch},
+                "best_weights": run.best_weights,
+                "elapsed": elapsed,
+            },
+        )
+
+    def restore(self, state: dict[str, Any], device: torch.device) -> Progress:
+        """Load a checkpoint's states; a checkpoint from any machine, GPU or not, resumes here
+        (CUDA generator states it may carry are ignored: nothing uses them)."""
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.gen.set_state(state["data_rng"])
+        torch.set_rng_state(state["rng"]["torch"])
+        weights = state["best_weights"]
+        return Progress(
+            history=state["history"],
+            best_val_acc=state["best"]["val_acc"],
+            best_epoch=state["best"]["epoch"],
+            best_weights={k: to_device(v, device) for k, v in weights.items()} if weights else None,
+            elapsed=state["elapsed"],
+        )
 
 
 def train(
@@ -94,158 +280,92 @@ def train(
 ) -> dict[str, Any]:
     """Train `model` on the run's subset of CIFAR-10 and return its results.
 
-    Evaluates on the validation split after every epoch, keeps the weights with the best
-    validation accuracy (optionally stopping after `cfg.patience` epochs without improvement),
-    and reports the test accuracy of those weights. With `run_dir`, a checkpoint is written
-    atomically after every epoch and an interrupted run resumes from it with identical results.
-    Returns history (per-epoch train/val loss and accuracy), best_val_acc, best_epoch, test_acc,
-    test_loss, image counts, wall_time_s and device.
+    Evaluates on the validation split every `eval_every` epochs and after the last, keeps the
+    weights with the best validation accuracy (optionally stopping `cfg.patience` epochs after
+    it), and reports the test accuracy of those weights. With `run_dir`, a checkpoint is written
+    atomically at the end of the last epoch that ends within `cfg.checkpoint_every` seconds of
+    the previous one (a kill loses at most that, for epochs shorter than it) and at the end of
+    the run; an interrupted run resumes from it with identical results. Returns history (per
+    epoch: train loss, accuracy and lr; val loss and accuracy where evaluated), best_val_acc,
+    best_epoch, test_acc, test_loss, image counts, evaluations, precision, wall_time_s, device.
     """
-    started = time.perf_counter()
+    started = clock()
+    # the device and its arithmetic
     device = resolve_device(cfg.device)
-    splits = make_splits(data.train_y, cfg.val_size, cfg.data_fraction, cfg.seed)
-    val_idx, test_idx = splits.val, torch.arange(len(data.test_y))
-    if cfg.eval_images:
-        val_idx = val_idx[stratified_subset(data.train_y[val_idx], cfg.eval_images // 2)]
-        test_idx = stratified_subset(data.test_y, cfg.eval_images)
-    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if cfg.pretrained else (CIFAR_MEAN, CIFAR_STD)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    torch.backends.cudnn.benchmark = True  # fixed shapes: cuDNN may time and pick its kernels
+    model.to(device)
+    what = f"{cfg.model}, {cfg.stem} stem"
+    arithmetic = choose_arithmetic(
+        cfg.precision, cfg.channels_last, device, model, what, cfg.batch_size, cfg.image_size
+    )
+    model.to(memory_format=arithmetic.memory_format)
+    batches = make_batches(data, cfg, device, arithmetic)
+    opt, sched = make_optimizer(model, cfg, len(batches["train"]))
+    trainer = Trainer(model, opt, sched, arithmetic.scaler(), batches["train"].gen)
 
-    def batches(x: torch.Tensor, y: torch.Tensor, train: bool) -> Batches:
-        return Batches(
-            x.to(device),
-            y.to(device),
-            cfg.batch_size,
-            train=train,
-            mean=mean,
-            std=std,
-            image_size=cfg.image_size,
-            gen=gen,
-            limit=cfg.steps_per_epoch if train else None,
-        )
-
-    train_b = batches(data.train_x[splits.train], data.train_y[splits.train], True)
-    val_b = batches(data.train_x[val_idx], data.train_y[val_idx], False)
-    test_b = batches(data.test_x[test_idx], data.test_y[test_idx], False)
-
-    model.to(device, memory_format=torch.channels_last if device.type == "cuda" else None)
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]  # BN and biases: no weight decay
-    groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    if cfg.optimizer == "adamw":
-        opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
-    else:
-        opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
-    total = cfg.epochs * len(train_b)
-    warmup = min(total, max(1, round(cfg.warmup_epochs * len(train_b))))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, warmup, total))
-
-    history: list[dict[str, float]] = []
-    best: dict[str, Any] = {"val_acc": -1.0, "epoch": 0, "state": None}
-    elapsed_before = 0.0
+    # resume
     key = cfg.training_key()
     state = load_checkpoint(run_dir, key) if run_dir else None
+    run = trainer.restore(state, device) if state else Progress()
     if state:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        gen.set_state(state["data_rng"])
-        _set_rng_state(state["rng"])
-        history, best, elapsed_before = state["history"], state["best"], state["elapsed"]
-        tqdm.write(f"resuming {cfg.model} from epoch {len(history)}/{cfg.epochs}")
+        tqdm.write(f"resuming {cfg.model} from epoch {len(run.history)}/{cfg.epochs}")
+    every, saved_epoch, last_save = eval_every(cfg.epochs, cfg.max_evals), run.epochs_done, clock()
 
-    for epoch in range(len(history) + 1, cfg.epochs + 1):
-        if best["epoch"] and cfg.patience and epoch - best["epoch"] > cfg.patience:
+    # epochs: train, evaluate on the cadence, checkpoint on the interval
+    for epoch in range(run.epochs_done + 1, cfg.epochs + 1):
+        epoch_started = clock()
+        if run.out_of_patience(cfg.patience):
             tqdm.write(f"early stop: no better validation accuracy for {cfg.patience} epochs")
             break
-        model.train()
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        seen = 0
         bar = tqdm(
-            train_b,
+            batches["train"],
             desc=f"{cfg.model} epoch {epoch}/{cfg.epochs}",
             leave=False,
             disable=not progress,
             mininterval=2,
         )
-        try:
-            for xb, yb in bar:
-                with torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
-                    out = model(xb)
-                    loss = F.cross_entropy(out.float(), yb, label_smoothing=cfg.label_smoothing)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                loss_sum += loss.detach() * len(yb)
-                correct += (out.argmax(1) == yb).sum()
-                seen += len(yb)
-        except torch.OutOfMemoryError:
-            raise TrainingError(
-                f"out of GPU memory with batch_size {cfg.batch_size} at "
-                f"image_size {cfg.image_size}: lower one of them"
-            ) from None
-        train_loss = loss_sum.item() / seen
-        if not math.isfinite(train_loss):
-            raise TrainingError(
-                f"training loss became {train_loss} in epoch {epoch}: "
-                f"the run diverged, lower lr (now {cfg.lr:g})"
+        with out_of_memory_is_one_line(cfg):
+            totals, seen = train_epoch(
+                model, bar, opt, sched, trainer.scaler, arithmetic, cfg.label_smoothing
             )
-        val_loss, val_acc = evaluate(model, val_b)
-        history.append(
-            {
-                "epoch": epoch,
-                "train_loss": train_loss,
-                "train_acc": correct.item() / seen,
-                "val_loss": val_loss,
-                "val_acc": val_acc,
-                "lr": sched.get_last_lr()[0],
-            }
-        )
-        if val_acc > best["val_acc"]:
-            best = {
-                "val_acc": val_acc,
-                "epoch": epoch,
-                "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-            }
-        tqdm.write(
-            f"{cfg.model} epoch {epoch}/{cfg.epochs}: train loss {train_loss:.3f} "
-            f"acc {history[-1]['train_acc']:.3f} | val loss {val_loss:.3f} acc {val_acc:.3f}"
-        )
-        if run_dir:
-            save_checkpoint(
-                run_dir,
-                {
-                    "key": key,
-                    "model": model.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(),
-                    "data_rng": gen.get_state(),
-                    "rng": _rng_state(),
-                    "history": history,
-                    "best": best,
-                    "elapsed": elapsed_before + time.perf_counter() - started,
-                },
+        run.pending.append((epoch, sched.get_last_lr()[0], totals, seen))
+        if epoch % every == 0 or epoch == cfg.epochs:
+            run.read_back(cfg)
+            with out_of_memory_is_one_line(cfg):
+                run.record_eval(model, *evaluate(model, batches["val"], arithmetic))
+            h = run.history[-1]
+            tqdm.write(
+                f"{cfg.model} epoch {epoch}/{cfg.epochs}: train loss {h['train_loss']:.3f} "
+                f"acc {h['train_acc']:.3f} | val loss {h['val_loss']:.3f} acc {h['val_acc']:.3f}"
             )
+        # save now if waiting for the next epoch's end would leave more than the interval unsaved
+        now = clock()
+        if run_dir and now - last_save + (now - epoch_started) >= cfg.checkpoint_every:
+            run.read_back(cfg)
+            trainer.save(Path(run_dir), key, run, run.elapsed + clock() - started)
+            saved_epoch, last_save = epoch, clock()
+    run.read_back(cfg)
+    if run_dir and saved_epoch != run.epochs_done:  # the end of the run
+        trainer.save(Path(run_dir), key, run, run.elapsed + clock() - started)
 
-    model.load_state_dict(best["state"])
+    # the final test, with the best validation epoch's weights
+    model.load_state_dict(run.best_weights)
     if run_dir:
-        save_weights(run_dir, best["state"])
-    test_loss, test_acc = evaluate(model, test_b)
+        save_weights(run_dir, run.best_weights)
+    with out_of_memory_is_one_line(cfg):
+        test_loss, test_acc = evaluate(model, batches["test"], arithmetic)
     return {
-        "history": copy.deepcopy(history),
-        "best_epoch": best["epoch"],
-        "best_val_acc": best["val_acc"],
+        "history": run.history,
+        "best_epoch": run.best_epoch,
+        "best_val_acc": run.best_val_acc,
         "test_acc": test_acc,
         "test_loss": test_loss,
-        "train_images": len(splits.train),
-        "val_images": len(val_idx),
-        "test_images": len(test_idx),
-        "steps_per_epoch": len(train_b),
-        "wall_time_s": elapsed_before + time.perf_counter() - started,
+        "train_images": len(batches["train"].x),
+        "val_images": len(batches["val"].x),
+        "test_images": len(batches["test"].x),
+        "steps_per_epoch": len(batches["train"]),
+        "evaluations": sum("val_acc" in h for h in run.history),
+        "precision": arithmetic.describe(),
+        "wall_time_s": run.elapsed + clock() - started,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
     }

@@ -11,8 +11,17 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
-# Small enough for a 2-core CPU: these override the quick recipe in tests that train.
-TINY = dict(epochs=2, batch_size=16, steps_per_epoch=2, eval_images=40, val_size=40)
+# Small enough for a 2-core CPU: these override the quick recipe in tests that train. fp32 skips
+# the CPU precision probe; a checkpoint after every epoch gives the kill-and-resume tests one.
+TINY = dict(
+    epochs=2,
+    batch_size=16,
+    steps_per_epoch=2,
+    eval_images=40,
+    val_size=40,
+    precision="fp32",
+    checkpoint_every=0,
+)
 
 
 def write_fake_cifar(

@@ -24,8 +24,10 @@ def cli(
     check_rc: int | None = 0,
     background: bool = False,
     env: dict[str, str] | None = None,
+    sets: list[str] = TINY_SETS,
 ):
-    """Run run_all.py with all its outputs under tmp_path (`env`: extra environment)."""
+    """Run run_all.py with all its outputs under tmp_path (`env`: extra environment; `sets`:
+    the --set options, TINY by default)."""
     readme = tmp_path / "README.md"
     if not readme.exists():
         readme.write_text("# test\n")
@@ -46,7 +48,7 @@ def cli(
         "quick",
         "--device",
         "cpu",
-        *TINY_SETS,
+        *sets,
         *args,
     ]
     # Offline like our machines, whatever the test host has: downloads hit a closed local port.

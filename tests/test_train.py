@@ -93,7 +93,7 @@ def test_divergence_ends_the_run_with_a_clear_message(data, tmp_path):
 
 def test_early_stopping_stops_after_patience(data, tmp_path, monkeypatch):
     accs = iter([0.5, 0.4, 0.3, 0.2, 0.1, 0.9])
-    monkeypatch.setattr(train_module, "evaluate", lambda model, b: (1.0, next(accs)))
+    monkeypatch.setattr(train_module, "evaluate", lambda *args: (1.0, next(accs)))
     result = fit(data, config(tmp_path, epochs=6, patience=2))
     assert len(result["history"]) == 3 and result["best_epoch"] == 1
 

@@ -1,0 +1,152 @@
+"""Training throughput in fp32 against bf16 autocast + channels-last, on this machine's device.
+
+    python benchmarks/precision.py                         # the three CPU configurations below
+    python benchmarks/precision.py --device cuda --batch-size 256
+
+Each row times the same training step (`common.precision.train_throughput`: random images, SGD,
+cross-entropy) of one model after a warm-up step, in fp32 and in bf16 + channels-last, and says
+which one `precision='auto'` would pick there (the faster). Some CPUs compute bf16 natively
+(AMX-BF16, AVX512-BF16), others emulate it, so the answer is a property of the machine. Writes
+a Markdown table to benchmarks/results/precision-<device>-<cpu or gpu>.md with the hardware.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from common.errors import ConfigError, UserError  # noqa: E402
+from common.files import write_text  # noqa: E402
+from common.models import build_model, check_model  # noqa: E402
+from common.precision import Arithmetic, cpu_name, train_throughput  # noqa: E402
+from common.results import hardware  # noqa: E402
+from common.training import resolve_device  # noqa: E402
+
+# The configurations measured: (model, stem, image size). The CIFAR stem at 32 px is the full
+# scratch recipe's; the ImageNet stem at 32 px the quick profile's; 96 px an upsampled fine-tune.
+CONFIGS = [("resnet18", "cifar", 32), ("resnet50", "imagenet", 96), ("resnet18", "imagenet", 32)]
+BATCH = {"cpu": 32, "cuda": 256}  # 32 keeps an emulated-bf16 CPU row within a few minutes
+STEPS = {"cpu": 3, "cuda": 50}  # timed steps per row and precision, after one warm-up step
+CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--batch-size", type=int, default=None, help="default: 32 on CPU, 256 on GPU")
+    p.add_argument("--steps", type=int, default=None, help="timed steps (default: 3 CPU, 50 GPU)")
+    p.add_argument(
+        "--configs",
+        default=",".join(f"{m}:{s}:{px}" for m, s, px in CONFIGS),
+        help="comma list of MODEL:STEM:IMAGE_SIZE",
+    )
+    p.add_argument("--out", default=None, help="Markdown file (default under benchmarks/results)")
+    return p.parse_args(argv)
+
+
+def parse_configs(text: str) -> list[tuple[str, str, int]]:
+    configs = []
+    for item in text.split(","):
+        try:
+            model, stem, size = item.split(":")
+            configs.append((model, stem, int(size)))
+        except ValueError:
+            raise ConfigError(f"--configs takes MODEL:STEM:IMAGE_SIZE, got {item!r}") from None
+        check_model(model)
+    return configs
+
+
+def cpu_bf16_support() -> str:
+    """The CPU's native bf16 instructions, as /proc/cpuinfo lists them."""
+    try:
+        flags = re.search(r"^flags\s*:(.*)$", Path("/proc/cpuinfo").read_text(), re.M)
+    except OSError:
+        return "unknown"
+    have = [f for f in CPU_BF16_FLAGS if flags and f in flags.group(1).split()]
+    return ", ".join(have) if have else "none (bf16 is emulated)"
+
+
+def measure(
+    configs: list[tuple[str, str, int]], device: torch.device, batch: int, steps: int
+) -> list[dict]:
+    rows = []
+    for model_name, stem, size in configs:
+        model = build_model(model_name, stem=stem, seed=0).to(device)
+        speeds = {
+            name: train_throughput(model, Arithmetic(name, cl, device.type), batch, size, steps)
+            for name, cl in (("fp32", False), ("bf16", True))
+        }
+        rows.append(dict(model=model_name, stem=stem, size=size, **speeds))
+        print(
+            f"{model_name} {stem} {size} px: fp32 {speeds['fp32']:.1f}, bf16 {speeds['bf16']:.1f}"
+        )
+    return rows
+
+
+def report(rows: list[dict], args: argparse.Namespace, device: torch.device, command: str) -> str:
+    lines = [
+        f"# fp32 vs bf16 + channels-last, {hardware()}",
+        "",
+        f"- command: `{command}`",
+        f"- hardware: {hardware()}"
+        + (f"; native bf16: {cpu_bf16_support()}" if device.type == "cpu" else ""),
+        f"- 1-min load average at start: {os.getloadavg()[0]:.2f}",
+        f"- software: torch {torch.__version__}, {torch.get_num_threads()} intra-op threads",
+        f"- settings: random images, batch {args.batch_size}, SGD momentum 0.9, cross-entropy; "
+        f"1 warm-up + {args.steps} timed steps per cell, one run",
+        f"- measured: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        "",
+        "| model | stem | image size | fp32 (images/s) | bf16 + channels-last (images/s) "
+        "| ratio | auto picks |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        ratio = r["bf16"] / r["fp32"]
+        pick = "bf16" if r["bf16"] > r["fp32"] else "fp32"
+        lines.append(
+            f"| {r['model']} | {r['stem']} | {r['size']} | {r['fp32']:.1f} | {r['bf16']:.1f} "
+            f"| {ratio:.2f}x | {pick} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def default_out(device: torch.device) -> Path:
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    return REPO / "benchmarks" / "results" / f"precision-{device.type}-{slug}.md"
+
+
+def main(argv: list[str] | None = None) -> str:
+    args = parse_args(argv)
+    command = "python benchmarks/precision.py " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
+    )
+    try:
+        device = resolve_device(args.device)
+        configs = parse_configs(args.configs)
+        args.batch_size = args.batch_size or BATCH[device.type]
+        args.steps = args.steps or STEPS[device.type]
+        if args.batch_size < 1 or args.steps < 1:
+            raise ConfigError("--batch-size and --steps must be at least 1")
+    except UserError as e:
+        raise SystemExit(f"precision.py: error: {e}") from None
+    rows = measure(configs, device, args.batch_size, args.steps)
+    out = Path(args.out) if args.out else default_out(device)
+    text = report(rows, args, device, command)
+    write_text(out, text)
+    print(text + f"\nwritten to {out}")
+    return str(out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""One code path on every device: autocast, channels-last and the gradient scaler run on the CPU
+the way they run on a GPU; `auto` resolves per device, on a CPU by measurement."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import common.precision as precision
+from common.config import make_config
+from common.data import CIFAR_MEAN, CIFAR_STD, Batches, load_cifar10
+from common.errors import ConfigError
+from common.models import build_model
+from common.precision import Arithmetic, choose_arithmetic, gpu_precision
+from common.training import train
+from tests.conftest import TINY
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def data(fake_data):
+    return load_cifar10(fake_data, download=False)
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    """Each test probes into its own cache, never the user's."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+def test_bf16_channels_last_step_has_the_dtypes_and_layouts_of_the_gpu_path(data):
+    arithmetic = Arithmetic("bf16", True, "cpu")
+    model = build_model("resnet18", stem="imagenet", seed=0).to(
+        memory_format=arithmetic.memory_format
+    )
+    batches = Batches(
+        data.train_x[:32],
+        data.train_y[:32],
+        16,
+        train=True,
+        mean=CIFAR_MEAN,
+        std=CIFAR_STD,
+        image_size=40,  # the upsampling branch too
+        gen=torch.Generator().manual_seed(0),
+        memory_format=arithmetic.memory_format,
+    )
+    xb, yb = next(iter(batches))
+    assert xb.dtype == torch.float32 and xb.shape == (16, 3, 40, 40)
+    assert xb.is_contiguous(memory_format=torch.channels_last)
+    assert model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    with arithmetic.autocast():
+        out = model(xb)
+    loss = F.cross_entropy(out.float(), yb)
+    assert out.dtype == torch.bfloat16 and loss.dtype == torch.float32
+    assert not arithmetic.scaler().is_enabled()
+
+
+def test_fp32_has_no_autocast_and_keeps_the_default_layout():
+    arithmetic = Arithmetic("fp32", False, "cpu")
+    model = build_model("resnet18", stem="imagenet", seed=0)
+    with arithmetic.autocast():
+        out = model(torch.randn(2, 3, 32, 32))
+    assert out.dtype == torch.float32 and arithmetic.memory_format == torch.contiguous_format
+
+
+@pytest.mark.parametrize(
+    ("setting", "described"),
+    [("bf16", "bf16 autocast + channels-last"), ("fp16", "fp16 autocast + channels-last")],
+)
+def test_mixed_precision_trains_through_the_same_loop(data, tmp_path, setting, described):
+    cfg = make_config(
+        model="resnet18",
+        profile="quick",
+        **(TINY | dict(precision=setting, device="cpu", output_dir=str(tmp_path))),
+    )
+    result = train(build_model("resnet18", stem=cfg.stem, seed=0), data, cfg, progress=False)
+    assert result["precision"] == described
+    assert all(torch.isfinite(torch.tensor(h["train_loss"])) for h in result["history"])
+
+
+def test_the_probe_gives_up_on_a_precision_that_is_far_slower():
+    model = build_model("resnet18", stem="imagenet", seed=0)
+    arithmetic = Arithmetic("fp32", False, "cpu")
+    assert precision.train_throughput(model, arithmetic, 4, 32, 1, give_up_after=0.0) == 0.0
+    assert precision.train_throughput(model, arithmetic, 4, 32, 1, give_up_after=60.0) > 0
+
+
+def test_fp16_scales_its_gradients():
+    assert Arithmetic("fp16", True, "cpu").scaler().is_enabled()
+
+
+@pytest.mark.parametrize(
+    ("capability", "expected"),
+    [((9, 0), "bf16"), ((8, 0), "bf16"), ((7, 5), "fp16"), ((6, 1), "fp32")],
+)
+def test_auto_on_a_gpu_follows_its_compute_capability(monkeypatch, capability, expected):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert gpu_precision(torch.device("cuda:0")) == expected
+
+
+def test_auto_on_a_cpu_picks_the_faster_and_remembers_it(monkeypatch):
+    measured = []
+
+    def fake_throughput(model, arithmetic, batch_size, image_size, steps, give_up_after=None):
+        measured.append((arithmetic.precision, batch_size, image_size))
+        return {"fp32": 10.0, "bf16": 25.0}[arithmetic.precision]
+
+    monkeypatch.setattr(precision, "train_throughput", fake_throughput)
+    model = build_model("resnet18", stem="imagenet", seed=0)
+    chosen = choose_arithmetic("auto", None, CPU, model, "resnet18, imagenet stem", 16, 32)
+    assert chosen == Arithmetic("bf16", True, "cpu") and len(measured) == 2
+    again = choose_arithmetic("auto", None, CPU, model, "resnet18, imagenet stem", 16, 32)
+    assert again == chosen and len(measured) == 2  # cached: no second probe
+    choose_arithmetic("auto", None, CPU, model, "resnet18, imagenet stem", 16, 64)
+    assert len(measured) == 4  # another configuration is measured on its own
+    assert choose_arithmetic("auto", False, CPU, model, "resnet18, imagenet stem", 16, 32) == (
+        Arithmetic("bf16", False, "cpu")
+    )
+
+
+def test_auto_on_a_cpu_measures_for_real():
+    model = build_model("resnet18", stem="imagenet", seed=0)
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    chosen = choose_arithmetic("auto", None, CPU, model, "resnet18, imagenet stem", 4, 32)
+    assert chosen.precision in ("fp32", "bf16")
+    cache = precision.read_json(precision.cache_file())
+    (entry,) = cache.values()
+    assert entry["fp32_images_per_s"] > 0 and entry["bf16_images_per_s"] >= 0  # 0: gave up
+    faster = max(("fp32", "bf16"), key=lambda p: entry[f"{p}_images_per_s"])
+    assert entry["precision"] == chosen.precision == faster
+    # the probe trains a copy: the run's weights and random stream are untouched
+    assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
+    assert torch.equal(rng, torch.get_rng_state())
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"precision": "fp8"}, "unknown precision 'fp8'"),
+        ({"channels_last": "yes"}, "channels_last must be True, False or None"),
+        ({"checkpoint_every": -1}, "checkpoint_every must be a number of seconds"),
+        ({"max_evals": 0}, "max_evals must be a positive whole number"),
+    ],
+)
+def test_bad_arithmetic_and_cadence_settings_are_one_line(override, message):
+    with pytest.raises(ConfigError, match=message):
+        make_config(profile="quick", **override)

@@ -1,0 +1,180 @@
+"""Overheads bounded by design, counted on a full-profile run: checkpoint writes, evaluation
+passes, host-device copies and syncs; checkpoints on a wall-clock interval; resume anywhere."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import torch
+
+import common.data as data_module
+import common.training as train_module
+from common.checkpoint import LATEST, load_checkpoint
+from common.config import make_config
+from common.data import load_cifar10
+from common.models import build_model
+from common.training import train
+from tests.conftest import TINY
+
+
+@pytest.fixture(scope="module")
+def data(fake_data):
+    return load_cifar10(fake_data, download=False)
+
+
+def fit(data, cfg, run_dir=None):
+    model = build_model(cfg.model, stem=cfg.stem, seed=cfg.seed)
+    return train(model, data, cfg, run_dir, progress=False)
+
+
+def count_calls(monkeypatch, counts: Counter, name: str, owner: object, attr: str) -> None:
+    real = getattr(owner, attr)
+
+    def counted(*args, **kwargs):
+        counts[name] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, attr, counted)
+
+
+def test_full_profile_1_16_run_has_bounded_overheads(data, tmp_path, monkeypatch):
+    # The full recipe's 1/16 cell (160 epochs, all its defaults), on a small model and batch.
+    cfg = make_config(
+        model="resnet18",
+        data_fraction=1 / 16,
+        profile="full",
+        stem="imagenet",
+        batch_size=8,
+        eval_images=20,
+        val_size=40,
+        precision="fp32",
+        device="cpu",
+        output_dir=str(tmp_path),
+    )
+    assert cfg.epochs == 160 and cfg.checkpoint_every >= 60 and cfg.max_evals == 50
+    counts: Counter = Counter()
+    for name, owner, attr in [
+        ("copies", data_module, "to_device"),
+        ("copies", train_module, "to_device"),
+        ("syncs", torch.Tensor, "item"),
+        ("syncs", torch.Tensor, "tolist"),
+        ("syncs", torch.Tensor, "cpu"),
+        ("checkpoints", train_module, "save_checkpoint"),
+        ("evaluations", train_module, "evaluate"),
+    ]:
+        count_calls(monkeypatch, counts, name, owner, attr)
+    in_step_loop: list[Counter] = []
+    real_epoch = train_module.train_epoch
+
+    def watched_epoch(*args, **kwargs):
+        before = counts.copy()
+        out = real_epoch(*args, **kwargs)
+        in_step_loop.append(counts - before)
+        return out
+
+    monkeypatch.setattr(train_module, "train_epoch", watched_epoch)
+    result = fit(data, cfg, tmp_path)
+
+    assert len(result["history"]) == 160 and len(in_step_loop) == 160
+    # one copy per epoch (its order and augmentation draws), no sync inside the steps
+    assert all(c["copies"] == 1 and c["syncs"] == 0 for c in in_step_loop)
+    evaluated = [h["epoch"] for h in result["history"] if "val_acc" in h]
+    assert evaluated == list(range(4, 161, 4)) and result["evaluations"] == 40
+    assert counts["evaluations"] == 41  # 40 validation passes and the final test
+    assert counts["checkpoints"] == 1  # the run took less than checkpoint_every: the end only
+    # syncs of the whole run: one per evaluation pass and per read-back of the training figures
+    assert counts["syncs"] <= 2 * counts["evaluations"] + counts["checkpoints"] + 1
+    assert result["best_epoch"] in evaluated
+
+
+class FakeClock:
+    """A clock that advances `per_epoch` seconds with every training epoch."""
+
+    def __init__(self, monkeypatch, per_epoch: float) -> None:
+        self.now = 0.0
+        real_epoch = train_module.train_epoch
+
+        def epoch_then_tick(*args, **kwargs):
+            out = real_epoch(*args, **kwargs)
+            self.now += per_epoch
+            return out
+
+        monkeypatch.setattr(train_module, "train_epoch", epoch_then_tick)
+        monkeypatch.setattr(train_module, "clock", lambda: self.now)
+
+
+def saved_epochs(monkeypatch) -> list[int]:
+    saved: list[int] = []
+    real_save = train_module.save_checkpoint
+
+    def save(run_dir, state):
+        saved.append(len(state["history"]))
+        real_save(run_dir, state)
+
+    monkeypatch.setattr(train_module, "save_checkpoint", save)
+    return saved
+
+
+def test_checkpoints_follow_the_wall_clock_and_a_kill_loses_at_most_the_interval(
+    data, tmp_path, monkeypatch
+):
+    cfg = make_config(
+        model="resnet18",
+        profile="quick",
+        **(TINY | dict(epochs=7, steps_per_epoch=1, checkpoint_every=250, device="cpu")),
+    )
+    FakeClock(monkeypatch, per_epoch=100)
+    saved = saved_epochs(monkeypatch)
+    reference = fit(data, cfg, tmp_path / "reference")
+    # saved before a 100-s epoch would take the unsaved time past 250 s, and at the end
+    assert saved == [2, 4, 6, 7]
+
+    real_evaluate = train_module.evaluate
+    calls = {"n": 0}
+
+    def die_in_epoch_6(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 6:  # validation of epoch 6, before its checkpoint
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "evaluate", die_in_epoch_6)
+    with pytest.raises(KeyboardInterrupt):
+        fit(data, cfg, tmp_path / "killed")
+    kept = load_checkpoint(tmp_path / "killed", cfg.training_key())
+    assert len(kept["history"]) == 4 and cfg.checkpoint_every >= (6 - 4) * 100
+    monkeypatch.setattr(train_module, "evaluate", real_evaluate)
+    resumed = fit(data, cfg, tmp_path / "killed")
+    assert resumed["history"] == reference["history"]
+    assert resumed["test_acc"] == reference["test_acc"]
+
+
+def test_a_checkpoint_from_more_gpus_resumes_here(data, tmp_path, monkeypatch):
+    cfg = make_config(
+        model="resnet18",
+        profile="quick",
+        **(TINY | dict(epochs=3, steps_per_epoch=1, device="cpu", output_dir=str(tmp_path))),
+    )
+    reference = fit(data, cfg)
+    real_evaluate = train_module.evaluate
+    calls = {"n": 0}
+
+    def die_in_epoch_2(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "evaluate", die_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        fit(data, cfg, tmp_path)
+    monkeypatch.setattr(train_module, "evaluate", real_evaluate)
+    # as if written where 8 GPUs were visible: one CUDA generator state each
+    state = torch.load(tmp_path / LATEST, weights_only=False)
+    visible = torch.cuda.device_count()
+    state["rng"]["cuda"] = [torch.zeros(16, dtype=torch.uint8)] * (visible + 8)
+    torch.save(state, tmp_path / LATEST)
+    resumed = fit(data, cfg, tmp_path)
+    assert resumed["history"] == reference["history"]
+    assert resumed["test_acc"] == reference["test_acc"]
