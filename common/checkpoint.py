@@ -1,4 +1,4 @@
-"""Per-epoch checkpoints of a run: atomic, with the previous one kept as a fallback."""
+"""Resumable checkpoints of a run: atomic, with the previous one kept as a fallback."""
 
 from __future__ import annotations
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import platform
 import statistics
 import time
 from collections.abc import Iterable
@@ -17,6 +16,7 @@ import torchvision
 from .config import RunConfig
 from .data import fraction_title
 from .files import read_json, write_json
+from .precision import cpu_name
 
 METRICS = "metrics.json"
 REQUIRED_KEYS = (
@@ -54,15 +54,7 @@ def hardware() -> str:
     """A short description of the machine a run trained on."""
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name()} (GPU)"
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {len(os.sched_getaffinity(0))} cores (CPU)"
+    return f"{cpu_name()}, {len(os.sched_getaffinity(0))} cores (CPU)"
 
 
 def make_metrics(cfg: RunConfig, result: dict[str, Any]) -> dict[str, Any]:

@@ -1,8 +1,9 @@
-"""benchmarks/pipeline.py on synthetic images: both pipelines measured, bad input in one line."""
+"""The benchmark scripts on synthetic images: what they report, bad input in one line."""
 
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -12,17 +13,18 @@ import torch
 from tests.conftest import REPO
 
 
-def load_pipeline() -> ModuleType:
-    """The benchmark script as a module (benchmarks/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("pipeline", REPO / "benchmarks" / "pipeline.py")
+def load_script(name: str) -> ModuleType:
+    """A benchmark script as a module (benchmarks/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
 
 def test_both_pipelines_are_measured(tmp_path: Path) -> None:
     out = tmp_path / "pipeline.md"
-    load_pipeline().main(
+    load_script("pipeline").main(
         [
             "--synthetic",
             "--device",
@@ -75,6 +77,54 @@ def test_both_pipelines_are_measured(tmp_path: Path) -> None:
 )
 def test_bad_input_is_one_line(tmp_path: Path, args: list[str], message: str) -> None:
     with pytest.raises(SystemExit) as e:
-        load_pipeline().main(["--synthetic", "--out", str(tmp_path / "x.md"), *args])
+        load_script("pipeline").main(["--synthetic", "--out", str(tmp_path / "x.md"), *args])
     assert message in str(e.value.code) and "\n" not in str(e.value.code)
     assert not (tmp_path / "x.md").exists()
+
+
+def table_rows(text: str, first_cell: str) -> list[list[str]]:
+    return [
+        [c.strip() for c in line.split("|")[1:-1]]
+        for line in text.splitlines()
+        if line.startswith(f"| {first_cell}")
+    ]
+
+
+def test_precision_benchmark_measures_both_and_names_the_pick(tmp_path: Path) -> None:
+    out = tmp_path / "precision.md"
+    load_script("precision").main(
+        ["--device", "cpu", "--batch-size", "4", "--steps", "1", "--configs",
+         "resnet18:imagenet:32", "--out", str(out)]
+    )  # fmt: skip
+    text = out.read_text()
+    assert "AMD" in text or "Intel" in text or "(CPU)" in text
+    ((model, stem, size, fp32, bf16, ratio, pick),) = table_rows(text, "resnet18")
+    assert (stem, size) == ("imagenet", "32") and float(fp32) > 0 and float(bf16) > 0
+    assert pick == ("bf16" if float(bf16) > float(fp32) else "fp32")
+
+
+def test_grid_time_predicts_every_run_from_measured_parts(tmp_path: Path) -> None:
+    out = tmp_path / "grid.md"
+    load_script("grid_time").main(
+        ["--device", "cpu", "--settings", "scratch", "--models", "resnet18", "--max-batch", "4",
+         "--steps", "1", "--warmup", "1", "--eval-images", "8", "--precision", "fp32",
+         "--out", str(out)]
+    )  # fmt: skip
+    text = out.read_text()
+    ((config, batch, arith, train_ips, eval_ips, write_s, size),) = table_rows(text, "ResNet-18")
+    assert batch == "4 (512)" and arith == "fp32" and float(train_ips) > 0
+    runs = table_rows(text, "scratch ResNet-18")
+    assert [r[0].split()[-1] for r in runs] == ["1/16", "50%", "100%"]
+    epochs = [int(r[1]) for r in runs]
+    assert epochs == [160, 57, 40]  # the full recipe's 40 epochs / sqrt(fraction)
+    for run in runs:
+        assert int(run[2]) <= 50  # evaluations
+        shares = [float(c.rstrip("%")) for c in run[6:9]]
+        assert sum(shares) == pytest.approx(100, abs=0.2)
+    assert "Predicted grid:" in text
+
+
+def test_grid_time_bad_input_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as e:
+        load_script("grid_time").main(["--device", "cpu", "--steps", "0", "--out", "x.md"])
+    assert "--steps must be at least 1" in str(e.value.code)

@@ -43,6 +43,8 @@ def fake_result(acc=0.5, epochs=2):
         "val_images": 20,
         "test_images": 10_000,
         "steps_per_epoch": 3,
+        "evaluations": epochs,
+        "precision": "fp32",
         "wall_time_s": 12.0,
         "device": "cpu",
     }
