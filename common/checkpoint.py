@@ -48,9 +48,10 @@ def load_checkpoint(run_dir: str | Path, key: dict[str, Any]) -> dict[str, Any] 
 
 
 def save_weights(run_dir: str | Path, state_dict: dict[str, torch.Tensor]) -> None:
-    """Save the best weights of a run as a plain state dict (`best.pt`)."""
+    """Save the best weights of a run as a plain state dict of CPU tensors (`best.pt`), which
+    loads on any machine."""
     with atomic_path(Path(run_dir) / BEST) as tmp:
-        torch.save(state_dict, tmp)
+        torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, tmp)
 
 
 def prune_checkpoints(run_dir: str | Path) -> None:
