@@ -17,7 +17,9 @@ from .results import (
     collect,
     grid_time_line,
     group_cells,
+    others_line,
     replace_between,
+    split_configurations,
     summary_table,
 )
 from .scaling import extrapolation_table, observations
@@ -79,7 +81,8 @@ def write_report(
     `notes` are the full explanations and remedies, listed under the table.
     """
     images_dir = Path(images_dir)
-    cells = group_cells(collect(output_dir, profile))
+    latest, others = split_configurations(collect(output_dir, profile))
+    cells = group_cells(latest)
     for cell in cells:
         save_curves(cell.runs, images_dir)
     missing = {
@@ -105,8 +108,9 @@ def write_report(
     )
     data_dirs = sorted({r["config"]["data_dir"] for c in cells for r in c.runs}) or ["–"]
     header += f"\nData: CIFAR-10 from `{'`, `'.join(data_dirs)}`.\n"
-    table = summary_table(cells, missing) + "".join(f"\n- {note}" for note in notes)
-    table += "\n" if notes else ""
+    notes = [*notes, others_line(others)] if others else list(notes)
+    table = summary_table(cells + group_cells(others), missing)
+    table += "".join(f"\n- {note}" for note in notes) + ("\n" if notes else "")
     table += f"\n{grid_time_line(cells)}" if cells else ""
     summary = Path(results_dir) / "summary.md"
     write_text(summary, f"# Summary\n\n{header}\n{table}")

@@ -14,9 +14,11 @@ from typing import Any
 import torch
 import torchvision
 
-from .config import RunConfig
+from .config import RunConfig, make_config
 from .data import fraction_title
+from .errors import UserError
 from .files import read_json, write_json
+from .models import weights_file
 
 METRICS = "metrics.json"
 REQUIRED_KEYS = (
@@ -135,14 +137,66 @@ def summary_line(metrics: dict[str, Any]) -> str:
     )
 
 
+Variant = tuple[tuple[str, Any], ...]
+
+
+def variant(metrics: dict[str, Any]) -> Variant:
+    """What a run's training differs in from today's recipe for its cell, as sorted (field,
+    value) pairs: () for the recipe. The seed does not count; a weights file that is not
+    torchvision's for the model counts as `weights`."""
+    config = metrics.get("config") or {}
+    try:
+        recipe = make_config(
+            metrics["model"], metrics["data_fraction"], metrics["pretrained"], 0, metrics["profile"]
+        ).training_key()
+    except UserError:  # a profile or model this version no longer knows
+        return (("recipe", "unknown"),)
+    differs = {k: v for k, v in config.items() if k in recipe and k != "seed" and recipe[k] != v}
+    weights = config.get("weights_path")
+    if weights and Path(weights).name != weights_file(metrics["model"]):
+        differs["weights"] = Path(weights).name
+    return tuple(sorted(differs.items()))
+
+
+def variant_label(v: Variant) -> str:
+    """'lr=0.4, epochs=2', or 'recipe' when nothing differs."""
+    return ", ".join(f"{k}={value}" for k, value in v) or "recipe"
+
+
+def split_configurations(
+    metrics: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(runs of the latest run's configuration, runs of any other). Curves, figures and fits
+    use only the first: runs that trained differently must not be averaged with them."""
+    if not metrics:
+        return [], []
+    latest = variant(max(metrics, key=lambda m: m.get("finished_at", "")))
+    same = [m for m in metrics if variant(m) == latest]
+    return same, [m for m in metrics if variant(m) != latest]
+
+
+def others_line(others: list[dict[str, Any]]) -> str:
+    """One line on runs of other configurations: how many, what differs, what became of them."""
+    if not others:
+        return ""
+    labels = sorted({variant_label(variant(m)) for m in others})
+    return (
+        f"{len(others)} run{'s' * (len(others) != 1)} of {len(labels)} other "
+        f"configuration{'s' * (len(labels) != 1)} ({'; '.join(labels)}) in this folder "
+        "trained differently from the latest runs: they are separate rows of the table, and "
+        "left out of the curves, figures, fits and observations."
+    )
+
+
 @dataclass
 class Cell:
-    """All seeds of one (setting, model, fraction) cell, aggregated."""
+    """All seeds of one (setting, model, fraction) cell of one configuration, aggregated."""
 
     setting: str
     model: str
     fraction: float
     runs: list[dict[str, Any]]
+    variant: Variant = ()
 
     def stat(self, key: str) -> tuple[float, float, int]:
         """Mean, sample standard deviation (0 for one run) and count of `key` over seeds."""
@@ -152,14 +206,16 @@ class Cell:
 
 
 def group_cells(metrics: Iterable[dict[str, Any]]) -> list[Cell]:
-    """Group runs by (setting, model, fraction), sorted for display."""
-    cells: dict[tuple[str, str, float], Cell] = {}
+    """Group runs by (setting, model, fraction) and configuration (everything that changes
+    training but the seed), sorted for display."""
+    cells: dict[tuple[str, str, float, Variant], Cell] = {}
     for m in metrics:
-        key = (m["setting"], m["model"], m["data_fraction"])
-        cells.setdefault(key, Cell(*key, runs=[])).runs.append(m)
+        key = (m["setting"], m["model"], m["data_fraction"], variant(m))
+        cells.setdefault(key, Cell(*key[:3], runs=[], variant=key[3])).runs.append(m)
     order = {name: i for i, name in enumerate(MODEL_TITLES)}
     return sorted(
-        cells.values(), key=lambda c: (c.setting != "scratch", order[c.model], c.fraction)
+        cells.values(),
+        key=lambda c: (c.setting != "scratch", order[c.model], c.fraction, str(c.variant)),
     )
 
 
@@ -168,7 +224,8 @@ def _pct(mean: float, sd: float, n: int) -> str:
 
 
 def summary_table(cells: list[Cell], missing: dict[tuple[str, str, float], str]) -> str:
-    """The Markdown summary: one row per cell, and a row for each cell that could not run."""
+    """The Markdown summary: one row per cell and configuration (a configuration other than
+    the recipe named in the setting column), and a row for each cell that could not run."""
     lines = [
         "| model | data | setting | train images | epochs | best val acc % | test acc % "
         "| starting point % | wall time / run |",
@@ -181,11 +238,12 @@ def summary_table(cells: list[Cell], missing: dict[tuple[str, str, float], str])
         epochs = sorted({r["epochs"] for r in c.runs})
         start = STARTING_POINT.get((c.setting, c.model, c.fraction))
         test_note = "" if first["test_images"] >= 10_000 else f" ({first['test_images']:,} imgs)"
+        setting = c.setting + (f" ({variant_label(c.variant)})" if c.variant else "")
         rows.append(
             (
-                (c.setting != "scratch", order[c.model], c.fraction),
+                (c.setting != "scratch", order[c.model], c.fraction, str(c.variant)),
                 f"| {MODEL_TITLES[c.model]} | {fraction_title(c.fraction)} "
-                f"| {c.setting} | {first['train_images']:,} | {'/'.join(map(str, epochs))} "
+                f"| {setting} | {first['train_images']:,} | {'/'.join(map(str, epochs))} "
                 f"| {_pct(*c.stat('best_val_acc'))} | {_pct(*c.stat('test_acc'))}{test_note} "
                 f"| {start if start else '–'} | {c.stat('wall_time_s')[0]:.0f} s |",
             )
@@ -194,7 +252,7 @@ def summary_table(cells: list[Cell], missing: dict[tuple[str, str, float], str])
         start = STARTING_POINT.get((setting, model, fraction))
         rows.append(
             (
-                (setting != "scratch", order[model], fraction),
+                (setting != "scratch", order[model], fraction, ""),
                 f"| {MODEL_TITLES[model]} | {fraction_title(fraction)} | {setting} | – | – "
                 f"| not produced | not produced: {why} | {start if start else '–'} | – |",
             )

@@ -18,7 +18,14 @@ from .config import PROFILES, REPO
 from .data import fraction_title
 from .fits import FLAT, PURE, Curve, analyse, exponent, extrapolate, welch
 from .plots import save_figure
-from .results import MODEL_TITLES, SETTING_TITLES, Cell, collect, group_cells
+from .results import (
+    MODEL_TITLES,
+    SETTING_TITLES,
+    Cell,
+    collect,
+    group_cells,
+    split_configurations,
+)
 
 MARKERS = {"resnet18": "o", "resnet50": "s", "resnext50_32x4d": "^"}
 SETTING_COLORS = {"scratch": "tab:blue", "pretrained": "tab:orange"}
@@ -37,11 +44,12 @@ def scaling_points(metrics: list[dict[str, Any]]) -> dict[tuple[str, str], Point
 
 
 def load_all(output_dir: str | Path | None, profile: str | None) -> list[dict[str, Any]]:
-    """The complete runs under `output_dir` (None: runs/) of `profile` (None: the most runs)."""
+    """The complete runs under `output_dir` (None: runs/) of `profile` (None: the most runs),
+    of the latest run's configuration (see results.split_configurations)."""
     output_dir = REPO / "runs" if output_dir is None else Path(output_dir)
     if profile is None:
         profile = max(PROFILES, key=lambda p: len(collect(output_dir, p)))
-    return collect(output_dir, profile)
+    return split_configurations(collect(output_dir, profile))[0]
 
 
 def _title(ax: Axes, title: str, metrics: list[dict[str, Any]]) -> None:
