@@ -249,10 +249,12 @@ def run_on_ray(
             except Busy as e:
                 yield Outcome(run, False, str(e))
                 continue
-            if not options.get("force") and status(run, cfg) == "done":
+            done = status(run, cfg) == "done"
+            if done and not options.get("force"):
                 yield Outcome(run, True, "done by another process")
                 continue
-            checkpoints = pack(run_dir, (LATEST, PREVIOUS))  # of an earlier, unfinished attempt
+            # of an earlier, unfinished attempt; --force retrains a finished run from the start
+            checkpoints = {} if done else pack(run_dir, (LATEST, PREVIOUS))
             resume = Bundle.put(checkpoints) if checkpoints else None
             model_weights = shipped.get(run.model) if run.pretrained else None
             ref = task.remote(run, overrides, data, model_weights, resume, options)

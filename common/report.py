@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -118,12 +119,31 @@ def write_report(
         readme = Path(readme)
         base = readme.resolve().parent
         text = readme.read_text() if readme.exists() else ""
+        runs = len(latest) + len(others)
+        held = section_runs(text)
+        if held is not None and runs < held:
+            print(
+                f"{readme}: its results section held {held} runs and now shows {runs}: the "
+                "earlier section is replaced (it is in version control)"
+            )
         block = (
-            f"{header}\n### Curves\n\n{_curve_tables(cells, images_dir, base, missing)}\n"
+            f"<!-- runs: {runs} -->\n{header}\n"
+            f"### Curves\n\n{_curve_tables(cells, images_dir, base, missing)}\n"
             f"### Summary table\n\n{table}\n{_scaling_section(cells, images_dir, base)}"
         )
         write_text(readme, replace_between(text, block, README_START, README_END))
     return summary
+
+
+def section_runs(text: str) -> int | None:
+    """How many runs the README's results section reports, or None without one."""
+    if README_START not in text or README_END not in text:
+        return None
+    section = text.split(README_START, 1)[1].split(README_END, 1)[0]
+    found = re.search(r"<!-- runs: (\d+) -->", section) or re.search(
+        r"Grid time: the (\d+) runs", section
+    )
+    return int(found.group(1)) if found else 0
 
 
 def _scaling_section(cells: list[Cell], images_dir: Path, base: Path) -> str:
