@@ -25,7 +25,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from common.cluster import connect, run_on_ray
-from common.config import RunConfig, default_profile
+from common.config import LIFT, RunConfig, default_profile
 from common.data import ensure_cifar10, fraction_title, load_cifar10, make_splits, parse_fraction
 from common.errors import UserError, WeightsError
 from common.grid import Run, build_grid, failure_reason, run_config, status
@@ -154,6 +154,10 @@ def check_writable(folder: Path) -> None:
 
 # Run settings that have options of their own, which also check them.
 OWN_OPTIONS = {
+    "seed": "--seeds",
+    "model": "--models",
+    "pretrained": "--settings",
+    "data_fraction": "--fractions",
     "data_dir": "--data-dir",
     "output_dir": "--output-dir",
     "weights_path": "--weights-dir",
@@ -163,7 +167,8 @@ OWN_OPTIONS = {
 
 
 def parse_sets(items: list[str]) -> dict[str, object]:
-    """--set KEY=VALUE pairs, values read as Python literals where they parse as one."""
+    """--set KEY=VALUE pairs, values read as Python literals where they parse as one; None
+    lifts the recipe's value (e.g. --set eval_images=None: no cap)."""
     out: dict[str, object] = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -172,9 +177,10 @@ def parse_sets(items: list[str]) -> dict[str, object]:
         if key.strip() in OWN_OPTIONS:
             raise UserError(f"--set {key.strip()}: use {OWN_OPTIONS[key.strip()]} instead")
         try:
-            out[key.strip()] = ast.literal_eval(value)
+            parsed = ast.literal_eval(value)
         except (ValueError, SyntaxError):
-            out[key.strip()] = value
+            parsed = value
+        out[key.strip()] = LIFT if parsed is None else parsed
     return out
 
 
@@ -192,7 +198,7 @@ def devices_for_jobs(device: str, jobs: int) -> list[str]:
     if jobs < 1:
         raise UserError(f"--jobs must be 1 or more, got {jobs}")
     resolved = resolve_device(device)
-    if device == "auto" and resolved.type == "cuda":
+    if device in ("auto", "cuda") and resolved.type == "cuda":  # cuda:N pins them all to N
         return [f"cuda:{i % torch.cuda.device_count()}" for i in range(jobs)]
     return [device] * jobs
 

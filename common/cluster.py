@@ -31,7 +31,7 @@ from .config import REPO, RunConfig
 from .errors import UserError
 from .files import write_with
 from .grid import FAILED, Run, run_config, status
-from .results import METRICS
+from .results import METRICS, input_identity
 from .sweep import Busy, Outcome, execute, record_failure, run_lock
 
 RETRIES = 3  # times Ray starts a run again after its worker died
@@ -296,4 +296,5 @@ def localize(raw: bytes, cfg: RunConfig) -> bytes:
     metrics = json.loads(raw)
     for key in ("data_dir", "output_dir", "weights_path"):
         metrics["config"][key] = getattr(cfg, key)
+    metrics["inputs"] = input_identity(cfg.data_dir, cfg.weights_path)  # not the node's copies
     return (json.dumps(metrics, indent=2) + "\n").encode()
