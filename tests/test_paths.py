@@ -111,3 +111,12 @@ def test_a_download_that_does_not_match_torchvisions_hash_is_refused(
         ensure_weights("resnet18")
     assert "\n" not in str(e.value) and "f37072fd" in str(e.value)
     assert not (hub_dir() / weights_file("resnet18")).exists()  # the wrong file is not kept
+
+
+def test_a_notebooks_relative_paths_are_relative_to_the_repository():
+    from common.config import make_config
+
+    cfg = make_config(profile="quick", data_dir="data", output_dir="o", weights_path="w/x.pth")
+    assert (cfg.data_dir, cfg.output_dir) == (str(REPO / "data"), str(REPO / "o"))
+    assert cfg.weights_path == str(REPO / "w" / "x.pth")
+    assert make_config(profile="quick", data_dir="/abs/data").data_dir == "/abs/data"
