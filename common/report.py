@@ -109,8 +109,10 @@ def write_report(
     )
     data_dirs = sorted({r["config"]["data_dir"] for c in cells for r in c.runs}) or ["–"]
     header += f"\nData: CIFAR-10 from `{'`, `'.join(data_dirs)}`.\n"
-    notes = [*notes, others_line(others)] if others else list(notes)
-    table = summary_table(cells + group_cells(others), missing)
+    rows = group_cells(latest + others)  # labelled by what differs between configurations
+    if others:
+        notes = [*notes, others_line([c for c in rows if c.variant != cells[0].variant])]
+    table = summary_table(rows, missing)
     table += "".join(f"\n- {note}" for note in notes) + ("\n" if notes else "")
     table += f"\n{grid_time_line(cells)}" if cells else ""
     summary = Path(results_dir) / "summary.md"

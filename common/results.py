@@ -190,9 +190,18 @@ def variant(metrics: dict[str, Any]) -> Variant:
     return tuple(sorted(differs.items()))
 
 
-def variant_label(v: Variant) -> str:
-    """'lr=0.4, epochs=2', or 'recipe' when nothing differs."""
-    return ", ".join(f"{k}={value}" for k, value in v) or "recipe"
+def variant_labels(variants: Iterable[Variant]) -> dict[Variant, str]:
+    """Per configuration, the fields whose values differ between the configurations given
+    ('lr=0.01' against 'lr: recipe'); '' for all when there is only one."""
+    variants = set(variants)
+    if len(variants) < 2:
+        return dict.fromkeys(variants, "")
+    keys = sorted({k for v in variants for k, _ in v})
+    varying = [k for k in keys if len({repr(dict(v).get(k)) for v in variants}) > 1]
+    return {
+        v: ", ".join(f"{k}={dict(v)[k]}" if k in dict(v) else f"{k}: recipe" for k in varying)
+        for v in variants
+    }
 
 
 def split_configurations(
@@ -207,13 +216,15 @@ def split_configurations(
     return same, [m for m in metrics if variant(m) != latest]
 
 
-def others_line(others: list[dict[str, Any]]) -> str:
-    """One line on runs of other configurations: how many, what differs, what became of them."""
+def others_line(others: list[Cell]) -> str:
+    """One line on the cells of configurations other than the latest: how many runs, what
+    differs, and what became of them."""
     if not others:
         return ""
-    labels = sorted({variant_label(variant(m)) for m in others})
+    runs = sum(len(c.runs) for c in others)
+    labels = sorted({c.label for c in others})
     return (
-        f"{len(others)} run{'s' * (len(others) != 1)} of {len(labels)} other "
+        f"{runs} run{'s' * (runs != 1)} of {len(labels)} other "
         f"configuration{'s' * (len(labels) != 1)} ({'; '.join(labels)}) in this folder "
         "trained differently from the latest runs: they are separate rows of the table, and "
         "left out of the curves, figures, fits and observations."
@@ -229,6 +240,7 @@ class Cell:
     fraction: float
     runs: list[dict[str, Any]]
     variant: Variant = ()
+    label: str = ""  # what differs from the other configurations grouped with it
 
     def stat(self, key: str) -> tuple[float, float, int]:
         """Mean, sample standard deviation (0 for one run) and count of `key` over seeds."""
@@ -244,6 +256,9 @@ def group_cells(metrics: Iterable[dict[str, Any]]) -> list[Cell]:
     for m in metrics:
         key = (m["setting"], m["model"], m["data_fraction"], variant(m))
         cells.setdefault(key, Cell(*key[:3], runs=[], variant=key[3])).runs.append(m)
+    labels = variant_labels(c.variant for c in cells.values())
+    for cell in cells.values():
+        cell.label = labels[cell.variant]
     order = {name: i for i, name in enumerate(MODEL_TITLES)}
     return sorted(
         cells.values(),
@@ -256,8 +271,8 @@ def _pct(mean: float, sd: float, n: int) -> str:
 
 
 def summary_table(cells: list[Cell], missing: dict[tuple[str, str, float], str]) -> str:
-    """The Markdown summary: one row per cell and configuration (a configuration other than
-    the recipe named in the setting column), and a row for each cell that could not run."""
+    """The Markdown summary: one row per cell and configuration (with several configurations,
+    the setting column names what differs), and a row for each cell that could not run."""
     lines = [
         "| model | data | setting | train images | epochs | best val acc % | test acc % "
         "| starting point % | wall time / run |",
@@ -270,7 +285,7 @@ def summary_table(cells: list[Cell], missing: dict[tuple[str, str, float], str])
         epochs = sorted({r["epochs"] for r in c.runs})
         start = STARTING_POINT.get((c.setting, c.model, c.fraction))
         test_note = "" if first["test_images"] >= 10_000 else f" ({first['test_images']:,} imgs)"
-        setting = c.setting + (f" ({variant_label(c.variant)})" if c.variant else "")
+        setting = c.setting + (f" ({c.label})" if c.label else "")
         rows.append(
             (
                 (c.setting != "scratch", order[c.model], c.fraction, str(c.variant)),
