@@ -219,8 +219,6 @@ def split_configurations(
 def others_line(others: list[Cell]) -> str:
     """One line on the cells of configurations other than the latest: how many runs, what
     differs, and what became of them."""
-    if not others:
-        return ""
     runs = sum(len(c.runs) for c in others)
     labels = sorted({c.label for c in others})
     return (
