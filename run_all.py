@@ -25,13 +25,14 @@ from pathlib import Path
 from tqdm import tqdm
 
 from common.cluster import connect, run_on_ray
-from common.config import RunConfig, default_profile
+from common.config import LIFT, RunConfig, default_profile
 from common.data import ensure_cifar10, fraction_title, load_cifar10, make_splits, parse_fraction
 from common.errors import UserError, WeightsError
 from common.grid import Run, build_grid, failure_reason, run_config, status
 from common.models import MODELS, build_model, ensure_weights, weights_file
 from common.report import write_report
 from common.results import load_metrics, summary_line
+from common.run import KEEP_CHECKPOINTS
 from common.sweep import Outcome, execute, execute_scaling
 from common.training import resolve_device
 
@@ -61,12 +62,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     add("--data-dir", default=str(REPO / "data"), help="folder holding cifar-10-batches-py/")
     add("--output-dir", default=str(REPO / "runs"), help="where run folders go")
-    add("--images-dir", default=str(REPO / "images"), help="where the curve PNGs go")
-    add("--results-dir", default=str(REPO / "results"), help="where summary.md goes")
+    add(
+        "--images-dir",
+        default=None,
+        help="where the curve PNGs go (default: images/ in the repository with the default "
+        "--output-dir, else OUTPUT_DIR/images)",
+    )
+    add(
+        "--results-dir",
+        default=None,
+        help="where summary.md goes (default: results/ in the repository with the default "
+        "--output-dir, else OUTPUT_DIR/results)",
+    )
     add(
         "--readme",
-        default=str(REPO / "README.md"),
-        help="README whose results section is updated ('none' to leave it)",
+        default=None,
+        help="README whose results section is updated ('none' to leave it; default: the "
+        "repository's README.md with the default --output-dir, else none)",
     )
     add(
         "--weights-dir",
@@ -103,6 +115,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+PATH_OPTIONS = ("data_dir", "output_dir", "images_dir", "results_dir", "readme", "weights_dir")
+
+
+def resolve_paths(args: argparse.Namespace) -> None:
+    """Make every path option absolute against the caller's directory, once, before any kernel
+    starts (papermill moves the whole process into notebooks/ while a notebook runs), and fill
+    in where the report goes: beside the runs, in the repository only for its own runs/."""
+    for name in PATH_OPTIONS:
+        value = getattr(args, name)
+        if value is not None and not (name == "readme" and value == "none"):
+            setattr(args, name, str(Path(value).expanduser().absolute()))
+    own = Path(args.output_dir).resolve() == (REPO / "runs").resolve()
+    base = REPO if own else Path(args.output_dir)
+    args.images_dir = args.images_dir or str(base / "images")
+    args.results_dir = args.results_dir or str(base / "results")
+    if args.readme is None:
+        args.readme = str(REPO / "README.md") if own else "none"
+    if args.weights_dir is not None and not Path(args.weights_dir).is_dir():
+        raise UserError(
+            f"--weights-dir {args.weights_dir} is not a folder: create it and put torchvision's "
+            "weight files in it, or leave the option out"
+        )
+
+
 def split(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
@@ -118,6 +154,10 @@ def check_writable(folder: Path) -> None:
 
 # Run settings that have options of their own, which also check them.
 OWN_OPTIONS = {
+    "seed": "--seeds",
+    "model": "--models",
+    "pretrained": "--settings",
+    "data_fraction": "--fractions",
     "data_dir": "--data-dir",
     "output_dir": "--output-dir",
     "weights_path": "--weights-dir",
@@ -127,7 +167,8 @@ OWN_OPTIONS = {
 
 
 def parse_sets(items: list[str]) -> dict[str, object]:
-    """--set KEY=VALUE pairs, values read as Python literals where they parse as one."""
+    """--set KEY=VALUE pairs, values read as Python literals where they parse as one; None
+    lifts the recipe's value (e.g. --set eval_images=None: no cap)."""
     out: dict[str, object] = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -136,9 +177,10 @@ def parse_sets(items: list[str]) -> dict[str, object]:
         if key.strip() in OWN_OPTIONS:
             raise UserError(f"--set {key.strip()}: use {OWN_OPTIONS[key.strip()]} instead")
         try:
-            out[key.strip()] = ast.literal_eval(value)
+            parsed = ast.literal_eval(value)
         except (ValueError, SyntaxError):
-            out[key.strip()] = value
+            parsed = value
+        out[key.strip()] = LIFT if parsed is None else parsed
     return out
 
 
@@ -156,7 +198,7 @@ def devices_for_jobs(device: str, jobs: int) -> list[str]:
     if jobs < 1:
         raise UserError(f"--jobs must be 1 or more, got {jobs}")
     resolved = resolve_device(device)
-    if device == "auto" and resolved.type == "cuda":
+    if device in ("auto", "cuda") and resolved.type == "cuda":  # cuda:N pins them all to N
         return [f"cuda:{i % torch.cuda.device_count()}" for i in range(jobs)]
     return [device] * jobs
 
@@ -205,6 +247,7 @@ def join_cluster(args: argparse.Namespace) -> tuple[bool, bool]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     command = "python run_all.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    resolve_paths(args)
     settings = split(args.settings)
     models = split(args.models) if args.models else None
     fractions = [parse_fraction(f) for f in split(args.fractions)]
@@ -228,11 +271,9 @@ def main(argv: list[str] | None = None) -> int:
             f"no GPU {'in the cluster' if args.ray else 'found'}: using --profile quick (short "
             "CPU smoke runs; --profile full trains the full recipe)"
         )
-    output_dir = Path(args.output_dir).resolve()
+    output_dir = Path(args.output_dir)
     sets = parse_sets(args.set)
-    overrides = dict(
-        sets, profile=profile, device=args.device, data_dir=str(Path(args.data_dir).resolve())
-    )
+    overrides = dict(sets, profile=profile, device=args.device, data_dir=args.data_dir)
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
     configs = {run: run_config(run, output_dir, **overrides) for run in grid}  # validates all
@@ -240,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     # Resources every run needs, checked before any work starts.
     if not args.dry_run:
         for folder in (output_dir, Path(args.images_dir), Path(args.results_dir)):
-            check_writable(folder.resolve())
+            check_writable(folder)
     ensure_cifar10(args.data_dir, download=not args.dry_run)
     check_splits(args.data_dir, configs.values())
     weights, not_possible = {}, {}
@@ -284,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {states[run]:>12}  {run.setting:<10} {run.name}  {reason or ''}")
         return 0
 
+    if args.keep_checkpoints:  # the kernels inherit it: their save_run keeps them too
+        os.environ[KEEP_CHECKPOINTS] = "1"
     options = dict(
         kernel=args.kernel,
         keep_checkpoints=args.keep_checkpoints,
@@ -308,11 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     missing |= {r.cell: f"failed: {why}" for r, why in failures}
     notes = [f"Not possible here: {why}" for why in not_possible.values()]
     scaling_error = execute_scaling(
-        output_dir,
-        Path(args.images_dir).resolve(),
-        Path(args.results_dir).resolve(),
-        profile,
-        args.kernel,
+        output_dir, Path(args.images_dir), Path(args.results_dir), profile, args.kernel
     )
     if scaling_error:
         print(f"the scaling notebook failed: {scaling_error}")
@@ -327,6 +366,9 @@ def main(argv: list[str] | None = None) -> int:
         notes,
     )
     print(f"summary: {summary}")
+    if len(blocked) == len(grid):
+        print("no run of this grid is possible here (see above): nothing was trained")
+        return 1
     if failures:
         print(
             f"{len(failures)} run(s) failed (details in each run folder's failed.json and .html):"

@@ -31,7 +31,7 @@ from .config import REPO, RunConfig
 from .errors import UserError
 from .files import write_with
 from .grid import FAILED, Run, run_config, status
-from .results import METRICS
+from .results import METRICS, input_identity
 from .sweep import Busy, Outcome, execute, record_failure, run_lock
 
 RETRIES = 3  # times Ray starts a run again after its worker died
@@ -249,10 +249,12 @@ def run_on_ray(
             except Busy as e:
                 yield Outcome(run, False, str(e))
                 continue
-            if not options.get("force") and status(run, cfg) == "done":
+            done = status(run, cfg) == "done"
+            if done and not options.get("force"):
                 yield Outcome(run, True, "done by another process")
                 continue
-            checkpoints = pack(run_dir, (LATEST, PREVIOUS))  # of an earlier, unfinished attempt
+            # of an earlier, unfinished attempt; --force retrains a finished run from the start
+            checkpoints = {} if done else pack(run_dir, (LATEST, PREVIOUS))
             resume = Bundle.put(checkpoints) if checkpoints else None
             model_weights = shipped.get(run.model) if run.pretrained else None
             ref = task.remote(run, overrides, data, model_weights, resume, options)
@@ -294,4 +296,5 @@ def localize(raw: bytes, cfg: RunConfig) -> bytes:
     metrics = json.loads(raw)
     for key in ("data_dir", "output_dir", "weights_path"):
         metrics["config"][key] = getattr(cfg, key)
+    metrics["inputs"] = input_identity(cfg.data_dir, cfg.weights_path)  # not the node's copies
     return (json.dumps(metrics, indent=2) + "\n").encode()

@@ -16,6 +16,7 @@ REPO = Path(__file__).resolve().parent.parent
 PROFILES = ("full", "quick")
 OPTIMIZERS = ("sgd", "adamw")
 SETTINGS = ("scratch", "pretrained")
+LIFT = "none"  # an override of "none" sets a field to None, e.g. eval_images: no cap
 
 # Recipe defaults, one entry per (profile, setting); any of them can be overridden per run.
 # `epochs` is the budget at 100% of the data; a fraction f trains round(epochs / sqrt(f)) epochs,
@@ -200,7 +201,9 @@ def make_config(
     """Fill every parameter left as None from the recipe for (profile, setting), then validate.
 
     `profile` None picks 'full' on a GPU and 'quick' on a CPU; `output_dir` None is
-    runs/<setting>/<run name> in the repository.
+    runs/<setting>/<run name> in the repository. An override of None keeps the recipe's value,
+    one of LIFT sets None. Relative data_dir, output_dir and weights_path are relative to the
+    repository's root, wherever the process runs.
 
     Raises ConfigError with one line for anything out of range.
     """
@@ -221,7 +224,11 @@ def make_config(
     values = dict(RECIPES[(profile, setting)])
     if values["steps_per_epoch"] is None:  # a capped epoch has the same steps at any fraction
         values["epochs"] = max(1, round(values["epochs"] / math.sqrt(fraction)))
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    # None keeps the recipe's value (a notebook's unset parameter); LIFT sets None (no cap)
+    values.update({k: None if v == LIFT else v for k, v in overrides.items() if v is not None})
+    for name in ("data_dir", "output_dir", "weights_path"):  # one place for relative paths
+        if values.get(name):
+            values[name] = str(REPO / Path(values[name]).expanduser())
     for name in ("epochs", "batch_size", "image_size"):
         values[name] = _positive(name, values[name])
     for name in ("steps_per_epoch", "eval_images", "patience", "max_evals"):

@@ -10,13 +10,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+UMASK = os.umask(0)  # read once, at import, where no other thread can see it changed
+os.umask(UMASK)
+
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success it is fsynced and renamed onto `path`."""
+    """Yield a temporary path beside `path`; on success it is fsynced and renamed onto `path`,
+    with the permissions the umask gives a new file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~UMASK)  # mkstemp makes 0600: give what open() would have given
     os.close(fd)
     try:
         yield Path(tmp)

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import SETTINGS, RunConfig, make_config, run_name
+from .config import LIFT, SETTINGS, RunConfig, make_config, run_name
 from .data import fraction_label
 from .errors import ConfigError
 from .files import read_json
 from .models import check_model
-from .results import load_metrics
+from .results import input_identity, load_metrics, same_inputs
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 SEED_FRACTIONS = (1 / 16, 0.5, 1.0)  # the sizes the six notebooks are named for
@@ -116,14 +116,24 @@ def notebook_parameters(cfg: RunConfig, extra_keys: Iterable[str] = ()) -> dict[
     """The values papermill injects into the notebook's `parameters` cell; `extra_keys` are
     other RunConfig fields, passed in its `overrides` dict."""
     params = {k: getattr(cfg, k) for k in NOTEBOOK_PARAMETERS}
-    params["overrides"] = {k: getattr(cfg, k) for k in extra_keys if k not in NOTEBOOK_PARAMETERS}
+    params["overrides"] = {  # a lifted cap must stay lifted: None there means the recipe's
+        k: LIFT if getattr(cfg, k) is None else getattr(cfg, k)
+        for k in extra_keys
+        if k not in NOTEBOOK_PARAMETERS
+    }
     return params
 
 
 def status(run: Run, cfg: RunConfig) -> str:
-    """'done' (complete metrics for the same training settings), 'failed' or 'todo'."""
+    """'done' (complete metrics for the same training settings, data and weights files),
+    'failed' or 'todo'."""
     metrics = load_metrics(cfg.output_dir)
-    if metrics and metrics.get("config", {}) and _same_training(metrics["config"], cfg):
+    if (
+        metrics
+        and metrics.get("config", {})
+        and _same_training(metrics["config"], cfg)
+        and same_inputs(metrics.get("inputs"), input_identity(cfg.data_dir, cfg.weights_path))
+    ):
         return "done"
     return "failed" if (Path(cfg.output_dir) / FAILED).exists() else "todo"
 

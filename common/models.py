@@ -39,23 +39,40 @@ def hub_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
+def _folders(weights_dir: str | Path | None) -> list[Path]:
+    """Where the weights are looked for, in order: `weights_dir`, then torchvision's cache."""
+    return ([Path(weights_dir).expanduser()] if weights_dir else []) + [hub_dir()]
+
+
 def find_weights(name: str, weights_dir: str | Path | None = None) -> Path | None:
     """The local file holding the model's ImageNet weights, looked for in `weights_dir` and then
     in torchvision's cache; None if neither has it."""
     file = weights_file(name)
-    for folder in ([Path(weights_dir).expanduser()] if weights_dir else []) + [hub_dir()]:
+    for folder in _folders(weights_dir):
         if (folder / file).is_file():
             return folder / file
     return None
 
 
-def remedy(name: str) -> str:
-    """What to do when the model's ImageNet weights are missing."""
-    return (
-        f"download {MODELS[name][1].url} on a machine with internet and put it in "
-        f"{hub_dir()} (or in a folder passed as run_all.py --weights-dir; in a notebook, pass "
-        "the file as weights_path)"
-    )
+def _download(name: str) -> Path:
+    """Download the weights into torchvision's cache, checked against the SHA-256 prefix in
+    their file name as torchvision's `check_hash` does; a wrong file is not kept."""
+    target = hub_dir() / weights_file(name)
+    prefix = torch.hub.HASH_REGEX.search(target.name).group(1)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        torch.hub.download_url_to_file(
+            MODELS[name][1].url, str(target), hash_prefix=prefix, progress=False
+        )
+    except RuntimeError as e:
+        if "invalid hash" not in str(e):
+            raise
+        raise WeightsError(
+            f"the download of {MODELS[name][1].url} does not match torchvision's hash (SHA-256 "
+            f"starting {prefix}) and was not kept: try again, or copy the file from a machine "
+            "where it downloads whole"
+        ) from None
+    return target
 
 
 def ensure_weights(name: str, weights_dir: str | Path | None = None, download: bool = True) -> Path:
@@ -64,19 +81,19 @@ def ensure_weights(name: str, weights_dir: str | Path | None = None, download: b
     found = find_weights(name, weights_dir)
     if found:
         return found
+    reason = "not downloaded"
     if download:
-        target = hub_dir() / weights_file(name)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            torch.hub.download_url_to_file(MODELS[name][1].url, str(target), progress=False)
-            return target
+            return _download(name)
+        except WeightsError:
+            raise
         except Exception as e:
             reason = f"download failed: {type(e).__name__}"
-    else:
-        reason = "not found locally"
+    folders = _folders(weights_dir)
     raise WeightsError(
-        f"ImageNet weights for {name} ({weights_file(name)}) are unavailable "
-        f"({reason}): {remedy(name)}"
+        f"ImageNet weights for {name} ({weights_file(name)}) are unavailable: not in "
+        f"{' or '.join(str(f) for f in folders)}, and {reason}: download {MODELS[name][1].url} "
+        f"on a machine with internet and put it in {folders[0]} under that name"
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -17,7 +18,9 @@ from .results import (
     collect,
     grid_time_line,
     group_cells,
+    others_line,
     replace_between,
+    split_configurations,
     summary_table,
 )
 from .scaling import extrapolation_table, observations
@@ -79,7 +82,8 @@ def write_report(
     `notes` are the full explanations and remedies, listed under the table.
     """
     images_dir = Path(images_dir)
-    cells = group_cells(collect(output_dir, profile))
+    latest, others = split_configurations(collect(output_dir, profile))
+    cells = group_cells(latest)
     for cell in cells:
         save_curves(cell.runs, images_dir)
     missing = {
@@ -105,8 +109,11 @@ def write_report(
     )
     data_dirs = sorted({r["config"]["data_dir"] for c in cells for r in c.runs}) or ["–"]
     header += f"\nData: CIFAR-10 from `{'`, `'.join(data_dirs)}`.\n"
-    table = summary_table(cells, missing) + "".join(f"\n- {note}" for note in notes)
-    table += "\n" if notes else ""
+    rows = group_cells(latest + others)  # labelled by what differs between configurations
+    if others:
+        notes = [*notes, others_line([c for c in rows if c.variant != cells[0].variant])]
+    table = summary_table(rows, missing)
+    table += "".join(f"\n- {note}" for note in notes) + ("\n" if notes else "")
     table += f"\n{grid_time_line(cells)}" if cells else ""
     summary = Path(results_dir) / "summary.md"
     write_text(summary, f"# Summary\n\n{header}\n{table}")
@@ -114,12 +121,31 @@ def write_report(
         readme = Path(readme)
         base = readme.resolve().parent
         text = readme.read_text() if readme.exists() else ""
+        runs = len(latest) + len(others)
+        held = section_runs(text)
+        if held is not None and runs < held:
+            print(
+                f"{readme}: its results section held {held} runs and now shows {runs}: the "
+                "earlier section is replaced (it is in version control)"
+            )
         block = (
-            f"{header}\n### Curves\n\n{_curve_tables(cells, images_dir, base, missing)}\n"
+            f"<!-- runs: {runs} -->\n{header}\n"
+            f"### Curves\n\n{_curve_tables(cells, images_dir, base, missing)}\n"
             f"### Summary table\n\n{table}\n{_scaling_section(cells, images_dir, base)}"
         )
         write_text(readme, replace_between(text, block, README_START, README_END))
     return summary
+
+
+def section_runs(text: str) -> int | None:
+    """How many runs the README's results section reports, or None without one."""
+    if README_START not in text or README_END not in text:
+        return None
+    section = text.split(README_START, 1)[1].split(README_END, 1)[0]
+    found = re.search(r"<!-- runs: (\d+) -->", section) or re.search(
+        r"Grid time: the (\d+) runs", section
+    )
+    return int(found.group(1)) if found else 0
 
 
 def _scaling_section(cells: list[Cell], images_dir: Path, base: Path) -> str:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import os
 import statistics
 import time
@@ -13,9 +16,11 @@ from typing import Any
 import torch
 import torchvision
 
-from .config import RunConfig
-from .data import fraction_title
+from .config import RunConfig, make_config
+from .data import FOLDER, TEST_FILE, TRAIN_FILES, fraction_title
+from .errors import UserError
 from .files import read_json, write_json
+from .models import weights_file
 from .precision import cpu_name
 
 METRICS = "metrics.json"
@@ -57,6 +62,34 @@ def hardware() -> str:
     return f"{cpu_name()}, {len(os.sched_getaffinity(0))} cores (CPU)"
 
 
+@functools.cache
+def file_identity(*paths: str) -> str | None:
+    """A short digest of the files' sizes and modification times (cached: once per process),
+    or None when one is missing."""
+    try:
+        stats = [(Path(p).name, os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths]
+    except OSError:
+        return None
+    return hashlib.sha256(json.dumps(stats).encode()).hexdigest()[:16]
+
+
+def input_identity(data_dir: str, weights_path: str | None) -> dict[str, str | None]:
+    """Which CIFAR-10 files and which weights file a run reads, by size and mtime: a run whose
+    inputs changed since it finished is not done."""
+    folder = Path(data_dir) / FOLDER
+    return {
+        "data": file_identity(*(str(folder / n) for n in [*TRAIN_FILES, TEST_FILE])),
+        "weights": file_identity(weights_path) if weights_path else None,
+    }
+
+
+def same_inputs(saved: dict[str, Any] | None, now: dict[str, str | None]) -> bool:
+    """True unless a file known on both sides changed (records from before identities were kept,
+    or a run whose file was not known, count as the same)."""
+    saved = saved or {}
+    return all(saved.get(k) is None or now[k] is None or saved[k] == now[k] for k in now)
+
+
 def make_metrics(cfg: RunConfig, result: dict[str, Any]) -> dict[str, Any]:
     """The metrics.json record of a finished run."""
     return {
@@ -91,6 +124,7 @@ def make_metrics(cfg: RunConfig, result: dict[str, Any]) -> dict[str, Any]:
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "config": cfg.to_dict(),
+        "inputs": input_identity(cfg.data_dir, cfg.weights_path),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
@@ -129,14 +163,76 @@ def summary_line(metrics: dict[str, Any]) -> str:
     )
 
 
+Variant = tuple[tuple[str, Any], ...]
+
+
+def variant(metrics: dict[str, Any]) -> Variant:
+    """What a run's training differs in from today's recipe for its cell, as sorted (field,
+    value) pairs: () for the recipe. The seed does not count; a weights file that is not
+    torchvision's for the model counts as `weights`."""
+    config = metrics.get("config") or {}
+    try:
+        recipe = make_config(
+            metrics["model"], metrics["data_fraction"], metrics["pretrained"], 0, metrics["profile"]
+        ).training_key()
+    except UserError:  # a profile or model this version no longer knows
+        return (("recipe", "unknown"),)
+    differs = {k: v for k, v in config.items() if k in recipe and k != "seed" and recipe[k] != v}
+    weights = config.get("weights_path")
+    if weights and Path(weights).name != weights_file(metrics["model"]):
+        differs["weights"] = Path(weights).name
+    return tuple(sorted(differs.items()))
+
+
+def variant_labels(variants: Iterable[Variant]) -> dict[Variant, str]:
+    """Per configuration, the fields whose values differ between the configurations given
+    ('lr=0.01' against 'lr: recipe'); '' for all when there is only one."""
+    variants = set(variants)
+    if len(variants) < 2:
+        return dict.fromkeys(variants, "")
+    keys = sorted({k for v in variants for k, _ in v})
+    varying = [k for k in keys if len({repr(dict(v).get(k)) for v in variants}) > 1]
+    return {
+        v: ", ".join(f"{k}={dict(v)[k]}" if k in dict(v) else f"{k}: recipe" for k in varying)
+        for v in variants
+    }
+
+
+def split_configurations(
+    metrics: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(runs of the latest run's configuration, runs of any other). Curves, figures and fits
+    use only the first: runs that trained differently must not be averaged with them."""
+    if not metrics:
+        return [], []
+    latest = variant(max(metrics, key=lambda m: m.get("finished_at", "")))
+    same = [m for m in metrics if variant(m) == latest]
+    return same, [m for m in metrics if variant(m) != latest]
+
+
+def others_line(others: list[Cell]) -> str:
+    """One line on the cells of configurations other than the latest: how many runs, what
+    differs, and what became of them."""
+    runs = sum(len(c.runs) for c in others)
+    labels = sorted({c.label for c in others})
+    return (
+        f"{runs} run{'s' * (runs != 1)} of {len(labels)} other "
+        f"configuration{'s' * (len(labels) != 1)} ({'; '.join(labels)}) in this folder "
+        "trained differently from the latest runs: they are separate rows of the table, and "
+        "left out of the curves, figures, fits and observations."
+    )
+
+
 @dataclass
 class Cell:
-    """All seeds of one (setting, model, fraction) cell, aggregated."""
+    """All seeds of one (setting, model, fraction) cell of one configuration, aggregated."""
 
     setting: str
     model: str
     fraction: float
     runs: list[dict[str, Any]]
+    variant: Variant = ()
+    label: str = ""  # what differs from the other configurations grouped with it
 
     def stat(self, key: str) -> tuple[float, float, int]:
         """Mean, sample standard deviation (0 for one run) and count of `key` over seeds."""
@@ -146,14 +242,19 @@ class Cell:
 
 
 def group_cells(metrics: Iterable[dict[str, Any]]) -> list[Cell]:
-    """Group runs by (setting, model, fraction), sorted for display."""
-    cells: dict[tuple[str, str, float], Cell] = {}
+    """Group runs by (setting, model, fraction) and configuration (everything that changes
+    training but the seed), sorted for display."""
+    cells: dict[tuple[str, str, float, Variant], Cell] = {}
     for m in metrics:
-        key = (m["setting"], m["model"], m["data_fraction"])
-        cells.setdefault(key, Cell(*key, runs=[])).runs.append(m)
+        key = (m["setting"], m["model"], m["data_fraction"], variant(m))
+        cells.setdefault(key, Cell(*key[:3], runs=[], variant=key[3])).runs.append(m)
+    labels = variant_labels(c.variant for c in cells.values())
+    for cell in cells.values():
+        cell.label = labels[cell.variant]
     order = {name: i for i, name in enumerate(MODEL_TITLES)}
     return sorted(
-        cells.values(), key=lambda c: (c.setting != "scratch", order[c.model], c.fraction)
+        cells.values(),
+        key=lambda c: (c.setting != "scratch", order[c.model], c.fraction, str(c.variant)),
     )
 
 
@@ -162,7 +263,8 @@ def _pct(mean: float, sd: float, n: int) -> str:
 
 
 def summary_table(cells: list[Cell], missing: dict[tuple[str, str, float], str]) -> str:
-    """The Markdown summary: one row per cell, and a row for each cell that could not run."""
+    """The Markdown summary: one row per cell and configuration (with several configurations,
+    the setting column names what differs), and a row for each cell that could not run."""
     lines = [
         "| model | data | setting | train images | epochs | best val acc % | test acc % "
         "| starting point % | wall time / run |",
@@ -175,11 +277,12 @@ def summary_table(cells: list[Cell], missing: dict[tuple[str, str, float], str])
         epochs = sorted({r["epochs"] for r in c.runs})
         start = STARTING_POINT.get((c.setting, c.model, c.fraction))
         test_note = "" if first["test_images"] >= 10_000 else f" ({first['test_images']:,} imgs)"
+        setting = c.setting + (f" ({c.label})" if c.label else "")
         rows.append(
             (
-                (c.setting != "scratch", order[c.model], c.fraction),
+                (c.setting != "scratch", order[c.model], c.fraction, str(c.variant)),
                 f"| {MODEL_TITLES[c.model]} | {fraction_title(c.fraction)} "
-                f"| {c.setting} | {first['train_images']:,} | {'/'.join(map(str, epochs))} "
+                f"| {setting} | {first['train_images']:,} | {'/'.join(map(str, epochs))} "
                 f"| {_pct(*c.stat('best_val_acc'))} | {_pct(*c.stat('test_acc'))}{test_note} "
                 f"| {start if start else '–'} | {c.stat('wall_time_s')[0]:.0f} s |",
             )
@@ -188,7 +291,7 @@ def summary_table(cells: list[Cell], missing: dict[tuple[str, str, float], str])
         start = STARTING_POINT.get((setting, model, fraction))
         rows.append(
             (
-                (setting != "scratch", order[model], fraction),
+                (setting != "scratch", order[model], fraction, ""),
                 f"| {MODEL_TITLES[model]} | {fraction_title(fraction)} | {setting} | – | – "
                 f"| not produced | not produced: {why} | {start if start else '–'} | – |",
             )

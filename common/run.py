@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
 
+from .checkpoint import prune_checkpoints
 from .config import RunConfig
 from .plots import plot_curves, save_figure
 from .results import make_metrics, save_metrics
 
+KEEP_CHECKPOINTS = "BIG_VS_SMALL_KEEP_CHECKPOINTS"  # set by run_all.py --keep-checkpoints
+
 
 def save_run(cfg: RunConfig, result: dict[str, Any]) -> dict[str, Any]:
     """Write the run's curves (acc.png, loss.png) and then its metrics.json (last: its presence
-    marks the run complete)."""
+    marks the run complete), then drop its resumable checkpoints, keeping best.pt, unless
+    run_all.py --keep-checkpoints started the kernel."""
     metrics = make_metrics(cfg, result)
     for metric in ("acc", "loss"):
         save_figure(plot_curves([metrics], metric), Path(cfg.output_dir) / f"{metric}.png")
     save_metrics(cfg.output_dir, metrics)
+    if not os.environ.get(KEEP_CHECKPOINTS):
+        prune_checkpoints(cfg.output_dir)
     return metrics
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,112 +13,26 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
-from numpy.typing import ArrayLike
 
 from .config import PROFILES, REPO
 from .data import fraction_title
+from .fits import FLAT, PURE, Curve, analyse, exponent, extrapolate, welch
 from .plots import save_figure
-from .results import MODEL_TITLES, SETTING_TITLES, Cell, collect, group_cells
+from .results import (
+    MODEL_TITLES,
+    SETTING_TITLES,
+    Cell,
+    collect,
+    group_cells,
+    split_configurations,
+)
 
-EPS = 1e-6  # errors of 0 are clipped to this so that their logarithm exists
-GRID = 200  # candidate floors c in [0, min(err)) ...
-REFINE = 3  # ... then this many finer grids around the best one
 MARKERS = {"resnet18": "o", "resnet50": "s", "resnext50_32x4d": "^"}
 SETTING_COLORS = {"scratch": "tab:blue", "pretrained": "tab:orange"}
 LINES = [(s, m) for s in SETTING_TITLES for m in MODEL_TITLES]
 LINE_COLORS = {line: f"C{i}" for i, line in enumerate(LINES)}
 
 Points = list[tuple[int, float]]
-
-
-@dataclass(frozen=True)
-class PowerLaw:
-    """e(n) = a · n^-b + c, fitted to `points` (n, error) pairs."""
-
-    a: float
-    b: float
-    c: float
-    points: int
-
-    def __call__(self, n: ArrayLike) -> np.ndarray | float:
-        values = self.a * np.asarray(n, dtype=float) ** -self.b + self.c
-        return float(values) if np.ndim(values) == 0 else values
-
-    @property
-    def flat(self) -> bool:
-        """True when the fit found no decrease with n."""
-        return self.a == 0 or self.b == 0
-
-    def describe(self) -> str:
-        if self.flat:
-            return f"e(n) = {self.c:.3g} (flat)"
-        return f"e(n) = {self.a:.3g} · n^-{_exponent(self.b)} + {self.c:.3g}"
-
-
-def _exponent(b: float) -> str:
-    """b with 2 decimals, or 1 significant digit when that would read 0.00."""
-    return f"{b:.2f}" if b >= 0.005 else f"{b:.1g}"
-
-
-def _sse(n: np.ndarray, err: np.ndarray, c: float) -> tuple[float, float, float]:
-    """For the floor c: the log-log line fit (a, b) and its squared error in err space."""
-    design = np.column_stack([np.log(n), np.ones_like(n)])
-    (slope, intercept), *_ = np.linalg.lstsq(design, np.log(err - c), rcond=None)
-    a, b = float(np.exp(intercept)), float(-slope)
-    with np.errstate(over="ignore", invalid="ignore"):
-        sse = float(np.sum((a * n**-b + c - err) ** 2))
-    if b <= 0 or not np.isfinite(a) or not np.isfinite(sse):
-        return a, b, np.inf
-    return a, b, sse
-
-
-def fit_power_law(n: ArrayLike, err: ArrayLike) -> PowerLaw:
-    """Fit e(n) = a · n^-b + c with a, b >= 0 and 0 <= c < min(err) (Hestness et al. 2017).
-
-    Profiles over the floor c; for each c, a least-squares line through log(err - c) against
-    log(n) gives a and b, and the c with the least squared error in err space wins. Two sizes
-    fit c = 0; one size, or errors that do not fall with n, give the flat fit c = mean(err).
-    """
-    n = np.asarray(n, dtype=float).ravel()
-    err = np.clip(np.asarray(err, dtype=float).ravel(), EPS, None)
-    if n.size == 0 or n.size != err.size or np.any(n <= 0):
-        raise ValueError("need as many positive sizes n as errors, at least one")
-    mean = float(err.mean())
-    best = (0.0, 0.0, mean, float(np.sum((err - mean) ** 2)))
-    sizes = np.unique(n).size
-    if sizes < 2:
-        return PowerLaw(0.0, 0.0, mean, n.size)
-    if sizes == 2:
-        a, b, sse = _sse(n, err, 0.0)
-        return PowerLaw(a, b, 0.0, n.size) if sse < best[3] else PowerLaw(*best[:3], n.size)
-    grid = np.linspace(0.0, err.min() * (1 - 1e-9), GRID)
-    for _ in range(REFINE + 1):
-        fits = [_sse(n, err, c) for c in grid]
-        i = int(np.argmin([f[2] for f in fits]))
-        if fits[i][2] < best[3]:
-            best = (fits[i][0], fits[i][1], float(grid[i]), fits[i][2])
-        grid = np.linspace(grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)], 41)
-    a, b, c, _ = best
-    return PowerLaw(a, b, c, n.size)
-
-
-def extrapolation_check(n: ArrayLike, err: ArrayLike) -> dict[str, Any] | None:
-    """Fit on every size but the largest and predict it; None with fewer than 3 sizes."""
-    n = np.asarray(n, dtype=float).ravel()
-    err = np.asarray(err, dtype=float).ravel()
-    sizes = np.unique(n)
-    if sizes.size < 3:
-        return None
-    largest = sizes[-1]
-    predicted = fit_power_law(n[n < largest], err[n < largest])(largest)
-    measured = float(err[n == largest].mean())
-    return {
-        "fit_on": [int(s) for s in sizes[:-1]],
-        "n": int(largest),
-        "predicted": predicted,
-        "measured": measured,
-        "abs_error": abs(predicted - measured),
-    }
 
 
 def scaling_points(metrics: list[dict[str, Any]]) -> dict[tuple[str, str], Points]:
@@ -130,11 +44,12 @@ def scaling_points(metrics: list[dict[str, Any]]) -> dict[tuple[str, str], Point
 
 
 def load_all(output_dir: str | Path | None, profile: str | None) -> list[dict[str, Any]]:
-    """The complete runs under `output_dir` (None: runs/) of `profile` (None: the most runs)."""
+    """The complete runs under `output_dir` (None: runs/) of `profile` (None: the most runs),
+    of the latest run's configuration (see results.split_configurations)."""
     output_dir = REPO / "runs" if output_dir is None else Path(output_dir)
     if profile is None:
         profile = max(PROFILES, key=lambda p: len(collect(output_dir, p)))
-    return collect(output_dir, profile)
+    return split_configurations(collect(output_dir, profile))[0]
 
 
 def _title(ax: Axes, title: str, metrics: list[dict[str, Any]]) -> None:
@@ -201,7 +116,8 @@ def _log_axis(ax: Axes, which: str, values: list[float], exact: bool = False) ->
 
 def plot_error_vs_data(metrics: list[dict[str, Any]]) -> Figure:
     """Test error against training images (log-log): mean ± sd over seeds as markers, and the
-    power-law fit of each line dashed, its formula in the legend."""
+    curve of each line dashed (a · n^-b + c, or flat where AIC prefers a flat line), its
+    formula in the legend."""
     fig, ax = plt.subplots(figsize=(7.5, 5), dpi=110)
     lines = scaling_points(metrics)
     drawn: list[float] = []  # the extent of the error bars, for the y ticks
@@ -211,10 +127,10 @@ def plot_error_vs_data(metrics: list[dict[str, Any]]) -> Figure:
         drawn += [*(means - sds), *(means + sds)]
         label = _label(setting, model)
         if sizes.size >= 2:
-            fit = fit_power_law(*zip(*points, strict=True))
+            curve = analyse(*zip(*points, strict=True), boot=0)
             grid = np.geomspace(sizes[0], sizes[-1], 100)
-            ax.plot(grid, fit(grid), "--", color=color, alpha=0.8)
-            label += f"; fit {fit.describe()}"
+            ax.plot(grid, curve.fit(grid), "--", color=color, alpha=0.8)
+            label += f"; fit {curve.fit.describe()}" + (", not tested" if curve.exact else "")
         ax.errorbar(
             sizes,
             means,
@@ -236,7 +152,7 @@ def plot_error_vs_data(metrics: list[dict[str, Any]]) -> Figure:
         ax,
         "training images (log scale)",
         "test error, 1 − accuracy (log scale)",
-        "Test error vs training-set size: mean ± sd over seeds; dashed: power-law fit",
+        "Test error vs training-set size: mean ± sd over seeds; dashed: fit (flat if AIC prefers)",
         metrics,
     )
 
@@ -327,24 +243,32 @@ def write_scaling(metrics: list[dict[str, Any]], images_dir: str | Path | None) 
     ]
 
 
+def _pct_interval(bounds: tuple[float, float] | None) -> str:
+    return f"{100 * bounds[0]:.2f}–{100 * bounds[1]:.2f}" if bounds else "one seed: none"
+
+
 def extrapolation_table(metrics: list[dict[str, Any]]) -> str:
-    """Markdown: per line, a fit on all sizes but the largest against the largest's error."""
+    """Markdown: per line, a fit on all sizes but the largest against the largest's error, with
+    the prediction's 95% bootstrap interval over seeds."""
     rows = [
-        "| model | setting | fit on (training images) | largest n | predicted error % "
-        "| measured error % | predicted − measured (points) |",
-        "|---|---|---|---:|---:|---:|---:|",
+        "| model | setting | fit on (training images) | curve (AIC) | largest n "
+        "| predicted error % | 95% interval % | measured error % | measured inside? |",
+        "|---|---|---|---|---:|---:|---:|---:|---|",
     ]
     for (setting, model), points in scaling_points(metrics).items():
-        check = extrapolation_check(*zip(*points, strict=True))
+        check = extrapolate(*zip(*points, strict=True))
         head = f"| {MODEL_TITLES[model]} | {SETTING_TITLES[setting]} "
         if check is None:
-            rows.append(head + "| needs 3+ data sizes | – | – | – | – |")
+            rows.append(head + "| needs 3+ data sizes | – | – | – | – | – | – |")
             continue
+        inside = "–"
+        if check["interval"]:
+            lo, hi = check["interval"]
+            inside = "yes" if lo <= check["measured"] <= hi else "no"
         rows.append(
-            head + f"| {', '.join(f'{s:,}' for s in check['fit_on'])} "
+            head + f"| {', '.join(f'{s:,}' for s in check['fit_on'])} | {check['chosen']} "
             f"| {check['n']:,} | {100 * check['predicted']:.2f} "
-            f"| {100 * check['measured']:.2f} "
-            f"| {100 * (check['predicted'] - check['measured']):+.2f} |"
+            f"| {_pct_interval(check['interval'])} | {100 * check['measured']:.2f} | {inside} |"
         )
     return "\n".join(rows) + "\n"
 
@@ -358,8 +282,20 @@ def _where(cell: Cell) -> str:
     return f"{fraction_title(cell.fraction)} of the data ({cell.runs[0]['train_images']:,} images)"
 
 
+def welch_clause(first: Cell, second: Cell) -> str:
+    """The stated test behind every 'beats' and 'helps': Welch's t-test on test accuracy over
+    the seeds of two cells, at p < 0.05."""
+    test = welch([r["test_acc"] for r in first.runs], [r["test_acc"] for r in second.runs])
+    if test is None:
+        return "single seed: untested (Welch's t-test needs two seeds or more on each side)"
+    p = test[1]
+    if p < 0.05:
+        return f"Welch's t-test over seeds: p = {p:.2g} < 0.05, a difference beyond seed noise"
+    return f"Welch's t-test over seeds: p = {p:.2g} ≥ 0.05, not a clear difference"
+
+
 def _model_bullet(setting: str, small: Cell, big: Cell) -> str:
-    (m1, sd1, n1), (m2, sd2, n2) = small.stat("test_acc"), big.stat("test_acc")
+    m1, m2 = small.stat("test_acc")[0], big.stat("test_acc")[0]
     title = SETTING_TITLES[setting]
     head = f"{title[0].upper()}{title[1:]}, {_where(small)}: "
     sizes = f"(ResNet-50 {_acc(big)}, ResNet-18 {_acc(small)})"
@@ -367,19 +303,17 @@ def _model_bullet(setting: str, small: Cell, big: Cell) -> str:
         head += f"ResNet-18 and ResNet-50 tie {sizes}"
     else:
         win, lose = ("ResNet-50", "ResNet-18") if m2 > m1 else ("ResNet-18", "ResNet-50")
-        head += f"{win} beats {lose} by {100 * abs(m2 - m1):.2f} points {sizes}"
-    if min(n1, n2) < 2:
-        return head + "; single seed: noise unknown."
-    spread = f"(sd {100 * sd2:.2f} + {100 * sd1:.2f} points)"
-    if abs(m2 - m1) > sd1 + sd2:
-        return head + f"; the difference exceeds the seed-to-seed spread {spread}."
-    return head + f"; the difference is within the seed-to-seed spread {spread}, not a clear win."
+        head += f"{win} scores {100 * abs(m2 - m1):.2f} points above {lose} {sizes}"
+    return f"{head}; {welch_clause(small, big)}."
 
 
 def _gap_bullet(model: str, gaps: list[tuple[float, Cell, Cell]]) -> str:
     diffs = [(p.stat("test_acc")[0] - s.stat("test_acc")[0], f, p, s) for f, p, s in gaps]
     diff, _, p, s = max(diffs, key=lambda d: d[0])
-    pair = f"{100 * diff:+.2f} points (fine-tuned {_acc(p)}, from scratch {_acc(s)})"
+    pair = (
+        f"{100 * diff:+.2f} points (fine-tuned {_acc(p)}, from scratch {_acc(s)}; "
+        f"{welch_clause(p, s)})"
+    )
     name = MODEL_TITLES[model]
     if len(gaps) == 1:
         return (
@@ -389,45 +323,77 @@ def _gap_bullet(model: str, gaps: list[tuple[float, Cell, Cell]]) -> str:
     by_size = ", ".join(f"{fraction_title(f)} {100 * d:+.2f}" for d, f, _, _ in diffs)
     if diff > 0:
         return (
-            f"{name}: ImageNet pre-training helps most at {_where(p)}: {pair}; "
+            f"{name}: the largest gain from ImageNet pre-training is at {_where(p)}: {pair}; "
             f"gaps by size: {by_size} points."
         )
     return (
-        f"{name}: fine-tuning never beats training from scratch; the best gap is {pair} "
+        f"{name}: fine-tuning never scores above training from scratch; the best gap is {pair} "
         f"at {_where(p)}; gaps by size: {by_size} points."
     )
 
 
-def _exponent_bullet(setting: str, model: str, points: Points) -> str | None:
+def suggest_fractions(fractions: list[float], sizes: int = 5) -> str:
+    """A --fractions value with at least `sizes` sizes, halving down from 100% through the
+    ones already run, so that a 3-parameter curve has sizes left over to be tested on."""
+    wanted = set(fractions) | {2.0**-k for k in range(int(np.ceil(-np.log2(min(fractions)))) + 1)}
+    while len(wanted) < sizes:
+        wanted.add(min(wanted) / 2)
+    return ",".join(fraction_title(f) for f in sorted(wanted))
+
+
+def _span(lo: float, hi: float, fmt: Callable[[float], str]) -> str:
+    return f"{fmt(lo)}–{fmt(hi)}"
+
+
+def pct(value: float) -> str:
+    return f"{100 * value:.2f}"
+
+
+def _curve_text(curve: Curve, big: int) -> str:
+    """The fitted curve, b, e_N and β_N with their 95% bootstrap intervals over seeds."""
+    e_n = f"Hoiem et al.'s e_N = {pct(curve.e_n)}% at N = {big:,}"
+    beta = f"β_N = {pct(curve.beta_n)} points of error per doubling of the data at N"
+    if curve.e_n_interval is None:
+        return f"{curve.fit.describe()}; {e_n}; {beta}; one seed at some size, so no intervals"
+    e_n += f" (95% bootstrap over seeds {_span(*curve.e_n_interval, pct)}%)"
+    beta += f" ({_span(*curve.beta_n_interval, pct)})"
+    if curve.chosen == FLAT:
+        return f"{curve.fit.describe()}; {e_n}"
+    b = f"b = {exponent(curve.fit.b)} (95% bootstrap over seeds {_span(*curve.b, exponent)})"
+    return f"{curve.fit.describe()}, {b}; {e_n}; {beta}"
+
+
+def _exponent_bullet(
+    setting: str, model: str, points: Points, fractions: list[float]
+) -> str | None:
     n, err = zip(*points, strict=True)
     sizes = sorted(set(n))
     if len(sizes) < 3:
         return None
-    fit = fit_power_law(n, err)
-    span = f"{len(points)} runs at {len(sizes)} sizes, {sizes[0]:,}–{sizes[-1]:,} images"
-    if fit.flat:
-        return (
-            f"{_label(setting, model)}: test error does not fall with more training images "
-            f"({span}; flat fit, {fit.describe()})."
-        )
+    curve = analyse(n, err)
+    scores = ", ".join(f"{name} {value:.1f}" for name, value in curve.aic.items())
     text = (
-        f"{_label(setting, model)}: fitted scaling exponent b = {_exponent(fit.b)} "
-        f"({fit.describe()}; {span})"
+        f"{_label(setting, model)} ({len(points)} runs at {len(sizes)} sizes, "
+        f"{sizes[0]:,}–{sizes[-1]:,} images): AIC ({scores}; a curve with more parameters must "
+        f"lower it by more than 2) prefers the {curve.chosen}"
     )
-    if len(sizes) == 3:
-        text += "; 3 sizes for 3 free parameters, so b is loosely determined"
-    check = extrapolation_check(n, err)
-    if check is not None:
+    if curve.chosen == FLAT:
+        text += ", so these runs show no fall of test error with more training images"
+    text += f"; {_curve_text(curve, sizes[-1])}"
+    if curve.exact:
         text += (
-            f"; fitted without the largest size, it predicts {100 * check['predicted']:.2f}% "
-            f"error there against {100 * check['measured']:.2f}% measured"
+            f"; with {len(sizes)} sizes the 3-parameter curve passes through the mean at every "
+            "size, so its power-law form is not tested: "
+            f"`--fractions {suggest_fractions(fractions)}` would test it"
         )
+    elif curve.chosen != FLAT:
+        text += f" (AIC prefers {'no floor, c = 0' if curve.chosen == PURE else 'a floor c > 0'})"
     return text + "."
 
 
 def observations(metrics: list[dict[str, Any]]) -> list[str]:
     """Plain-English statements generated from the numbers: model against model per size,
-    where pre-training helps most, and the fitted exponents."""
+    where pre-training helps most, and the fitted curves, each with its stated test."""
     out = []
     if any(m["profile"] == "quick" for m in metrics):
         out.append(
@@ -447,7 +413,10 @@ def observations(metrics: list[dict[str, Any]]) -> list[str]:
         if gaps:
             out.append(_gap_bullet(model, gaps))
     for (setting, model), points in scaling_points(metrics).items():
-        bullet = _exponent_bullet(setting, model, points)
+        fractions = sorted(
+            {m["data_fraction"] for m in metrics if (m["setting"], m["model"]) == (setting, model)}
+        )
+        bullet = _exponent_bullet(setting, model, points, fractions)
         if bullet:
             out.append(bullet)
     return out or ["No runs to compare yet."]

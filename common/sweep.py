@@ -143,8 +143,10 @@ def execute(
     params = notebook_parameters(cfg, extra_keys) | ({"device": device} if device else {})
     try:
         with run_lock(run_dir):
-            if not force and status(run, cfg) == "done":  # finished by another process
-                return Outcome(run, True, "done by another process")
+            if status(run, cfg) == "done":
+                if not force:  # finished by another process
+                    return Outcome(run, True, "done by another process")
+                prune_checkpoints(run_dir)  # --force retrains, never resumes the finished run
             for attempt in range(1, KERNEL_START_RETRIES + 1):
                 try:
                     try:

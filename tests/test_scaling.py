@@ -12,11 +12,10 @@ import papermill as pm
 import pytest
 
 from common.files import write_json
+from common.fits import extrapolate, fit_power_law
 from common.grid import NOTEBOOKS
 from common.scaling import (
-    extrapolation_check,
     extrapolation_table,
-    fit_power_law,
     load_all,
     observations,
     scaling_points,
@@ -111,11 +110,11 @@ def test_fit_handles_repeated_sizes_and_zero_errors():
 
 def test_extrapolation_predicts_the_held_out_size():
     n = np.repeat([500, 1000, 2000, 4000, 8000], 2)
-    check = extrapolation_check(n, 5 * n**-0.5 + 0.05)
+    check = extrapolate(n, 5 * n**-0.5 + 0.05)
     assert check["fit_on"] == [500, 1000, 2000, 4000] and check["n"] == 8000
     assert check["measured"] == pytest.approx(5 * 8000**-0.5 + 0.05)
     assert check["abs_error"] < 1e-3
-    assert extrapolation_check([500, 500, 1000, 1000], [0.3, 0.31, 0.2, 0.21]) is None
+    assert extrapolate([500, 500, 1000, 1000], [0.3, 0.31, 0.2, 0.21]) is None
 
 
 def test_scaling_points_and_table():
@@ -125,7 +124,7 @@ def test_scaling_points_and_table():
     assert len(points[("scratch", "resnet18")]) == 6
     assert points[("scratch", "resnet18")][0] == (2810, pytest.approx(3 * 2810**-0.4 + 0.05))
     table = extrapolation_table(metrics)
-    assert table.count("\n") == 2 + 4 and "| 2,810, 22,500 | 45,000 |" in table
+    assert table.count("\n") == 2 + 4 and "| 2,810, 22,500 | " in table and "| 45,000 |" in table
     short = extrapolation_table([r for r in metrics if r["data_fraction"] != 0.5])
     assert short.count("needs 3+ data sizes") == 4
 
@@ -134,31 +133,45 @@ def seeds(model: str, accs: list[float]) -> list[dict[str, Any]]:
     return [run(model, seed=i, acc=a) for i, a in enumerate(accs)]
 
 
-def test_observation_says_a_clear_win_exceeds_the_spread():
+def test_observation_says_a_clear_win_passes_welch():
     text = observations(
         seeds("resnet18", [0.70, 0.71, 0.72]) + seeds("resnet50", [0.80, 0.81, 0.79])
     )
     assert len(text) == 1
-    assert "ResNet-50 beats ResNet-18 by 9.00 points" in text[0]
-    assert "80.00 ± 1.00% (n=3)" in text[0] and "exceeds the seed-to-seed spread" in text[0]
+    assert "ResNet-50 scores 9.00 points above ResNet-18" in text[0]
+    assert "80.00 ± 1.00% (n=3)" in text[0]
+    assert "Welch's t-test over seeds: p = " in text[0] and "< 0.05, a difference beyond" in text[0]
 
 
 def test_observation_with_overlapping_seeds_is_not_a_win():
     text = observations(
         seeds("resnet18", [0.70, 0.75, 0.72]) + seeds("resnet50", [0.71, 0.74, 0.73])
     )
-    assert "exceeds" not in text[0] and "within the seed-to-seed spread" in text[0]
+    assert "beyond seed noise" not in text[0] and "≥ 0.05, not a clear difference" in text[0]
     single = observations(seeds("resnet18", [0.70]) + seeds("resnet50", [0.90]))
-    assert "single seed: noise unknown" in single[0] and "exceeds" not in single[0]
+    assert "single seed: untested" in single[0] and "beyond seed noise" not in single[0]
 
 
-def test_observations_cover_pretraining_and_exponents():
+def test_observations_cover_pretraining_and_curves():
     text = observations(grid(profile="quick"))
     assert text[0].startswith("These are quick-profile runs")
-    gaps = [t for t in text if "pre-training helps most" in t]
+    gaps = [t for t in text if "largest gain from ImageNet pre-training" in t]
     assert len(gaps) == 2 and all("+5.00 points" in t for t in gaps)
-    assert sum("fitted scaling exponent b =" in t for t in text) == 4
+    curves = [t for t in text if "AIC (" in t]
+    assert len(curves) == 4 and all("b = " in t and "e_N = " in t and "β_N = " in t for t in curves)
+    # three sizes: the 3-parameter curve is exact, and the bullet says how to test it
+    assert all("is not tested: `--fractions 1/16,1/8,25%,50%,100%`" in t for t in curves)
     assert observations([]) == ["No runs to compare yet."]
+
+
+def test_observations_call_a_flat_cloud_flat():
+    rng = np.random.default_rng(3)
+    metrics = [
+        run(fraction=f, seed=s, acc=0.3 + rng.normal(0, 0.01)) for f in SIZES for s in range(3)
+    ]
+    (curve,) = [t for t in observations(metrics) if "AIC (" in t]
+    assert "prefers the flat line" in curve and "show no fall of test error" in curve
+    assert "b = " not in curve
 
 
 def test_write_scaling_writes_three_pngs(tmp_path):
@@ -205,4 +218,4 @@ def test_notebook_is_clean_and_runs_with_papermill(tmp_path):
     executed = nbformat.read(tmp_path / "executed.ipynb", as_version=4)
     outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
     assert sum("image/png" in o.get("data", {}) for o in outputs) == 3
-    assert any("pre-training helps most" in o.get("text", "") for o in outputs)
+    assert any("largest gain from ImageNet pre-training" in o.get("text", "") for o in outputs)

@@ -1,0 +1,93 @@
+"""One row = one configuration: runs that trained differently are never averaged together."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from common.config import make_config
+from common.report import README_END, README_START, write_report
+from common.results import group_cells, make_metrics, split_configurations, variant
+from common.scaling import load_all
+
+
+def fake_result(acc: float) -> dict[str, Any]:
+    """What training returns, for one epoch at accuracy `acc`."""
+    epoch = {"epoch": 1, "train_loss": 1.0, "train_acc": acc, "val_loss": 1.0, "val_acc": acc}
+    return {
+        "history": [epoch],
+        "best_epoch": 1,
+        "best_val_acc": acc,
+        "test_acc": acc,
+        "test_loss": 1.0,
+        "train_images": 100,
+        "val_images": 20,
+        "test_images": 10_000,
+        "steps_per_epoch": 3,
+        "wall_time_s": 12.0,
+        "device": "cpu",
+    }
+
+
+def metrics(fraction: float, seed: int, acc: float, when: str, **overrides: Any) -> dict:
+    cfg = make_config(
+        model="resnet18",
+        data_fraction=fraction,
+        seed=seed,
+        profile="quick",
+        output_dir=f"/nowhere/{seed}",
+        **overrides,
+    )
+    m = make_metrics(cfg, fake_result(acc))
+    m["finished_at"] = when
+    return m
+
+
+def write(root: Path, runs: list[dict]) -> None:
+    for i, m in enumerate(runs):
+        folder = root / "scratch" / f"run{i}"
+        folder.mkdir(parents=True)
+        (folder / "metrics.json").write_text(json.dumps(m))
+
+
+def mixed() -> list[dict]:
+    """Yesterday's runs at lr 0.01 and today's at the recipe's lr, same cells, same seeds."""
+    old = [
+        metrics(f, s, 0.2, "2026-01-01T00:00:00", lr=0.01) for f in (1 / 16, 1.0) for s in (0, 1)
+    ]
+    new = [metrics(f, s, 0.6, "2026-01-02T00:00:00") for f in (1 / 16, 1.0) for s in (0, 1)]
+    return old + new
+
+
+def test_variant_names_what_differs_from_the_recipe():
+    old, new = mixed()[0], mixed()[-1]
+    assert variant(old) == (("lr", 0.01),) and variant(new) == ()
+    assert variant(metrics(1.0, 0, 0.5, "x", epochs=2, lr=0.01)) == (("epochs", 2), ("lr", 0.01))
+
+
+def test_cells_group_by_configuration_not_only_by_cell():
+    cells = group_cells(mixed())
+    assert len(cells) == 4 and all(c.stat("test_acc")[2] == 2 for c in cells)
+    assert sorted({c.label for c in cells}) == ["lr: recipe", "lr=0.01"]
+    alone = group_cells(metrics(1.0, s, 0.5, "x", epochs=2) for s in (0, 1))
+    assert [c.label for c in alone] == [""]  # one configuration: nothing to tell apart
+    latest, others = split_configurations(mixed())
+    assert {m["test_acc"] for m in latest} == {0.6} and {m["test_acc"] for m in others} == {0.2}
+
+
+def test_report_keeps_two_configurations_in_one_folder_apart(tmp_path):
+    write(tmp_path / "runs", mixed())
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# t\n{README_START}\n{README_END}\n")
+    summary = write_report(
+        tmp_path / "runs", tmp_path / "images", tmp_path / "results", readme, "quick", "cmd", {}
+    ).read_text()
+    # today's runs alone in the recipe rows; yesterday's in rows that name their lr
+    assert summary.count("| scratch (lr: recipe) | 100 |") == 2 and "60.00 ± 0.00 (n=2)" in summary
+    assert summary.count("| scratch (lr=0.01) | 100 |") == 2 and "20.00 ± 0.00 (n=2)" in summary
+    assert "40.00" not in summary  # never the average of the two
+    assert "4 runs of 1 other configuration (lr=0.01)" in summary
+    section = readme.read_text()
+    assert "left out of the curves, figures, fits and observations" in section
+    assert {m["test_acc"] for m in load_all(tmp_path / "runs", "quick")} == {0.6}

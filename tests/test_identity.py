@@ -1,0 +1,90 @@
+"""Inputs and identity: --set of what has its own option, lifted caps, --force, which data and
+weights a finished run used, and GPUs for --device cuda --jobs N."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+import torch
+
+import run_all
+from common.config import make_config
+from common.grid import Run, notebook_parameters, run_config, status
+from common.results import file_identity, make_metrics, save_metrics
+from tests.test_outputs import RESULT
+from tests.test_paths import run_all as cli
+
+
+@pytest.mark.parametrize(
+    ("key", "option"),
+    [
+        ("seed", "--seeds"),
+        ("model", "--models"),
+        ("pretrained", "--settings"),
+        ("data_fraction", "--fractions"),
+    ],
+)
+def test_set_of_a_grid_axis_names_its_option(tmp_path, key, option):
+    done = cli(tmp_path, f"--set={key}=1", rc=1)
+    lines = done.stderr.strip().splitlines()
+    assert lines == [f"run_all.py: error: --set {key}: use {option} instead"]
+
+
+def test_set_none_lifts_the_quick_caps_into_the_notebook():
+    sets = run_all.parse_sets(["eval_images=None", "steps_per_epoch=None"])
+    cfg = run_config(Run("scratch", "resnet18", 1.0, 0), "/tmp/x", profile="quick", **sets)
+    assert cfg.eval_images is None and cfg.steps_per_epoch is None
+    params = notebook_parameters(cfg, list(sets))
+    # the notebook's own call: None parameters keep the recipe, its overrides lift the caps
+    again = make_config(
+        **{k: params[k] for k in ("model", "data_fraction", "pretrained", "seed", "profile")},
+        **params["overrides"],
+    )
+    assert again.eval_images is None and again.steps_per_epoch is None
+    assert make_config(profile="quick", eval_images=None).eval_images == 2000  # unset: recipe
+
+
+def test_force_retrains_a_finished_run_whose_checkpoints_were_kept(tmp_path, fake_data):
+    (tmp_path / "data").symlink_to(fake_data, target_is_directory=True)
+    args = ("--settings", "scratch", "--models", "resnet18", "--fractions", "1")
+    args += ("--data-dir", "data", "--output-dir", "out", "--keep-checkpoints")
+    cli(tmp_path, *args, "--set=eval_images=None")
+    run = tmp_path / "out/scratch/resnet18_data-100_seed0"
+    first = json.loads((run / "metrics.json").read_text())
+    assert first["test_images"] == 60  # all of the fake test set: the cap of 40 lifted
+    assert (run / "checkpoint.pt").exists()
+    cli(tmp_path, *args, "--set=eval_images=None", "--force")
+    notebook = (run / "resnet18_data-100_seed0.ipynb").read_text()
+    assert "resuming" not in notebook and notebook.count("epoch 1/2: train loss") == 1
+    second = json.loads((run / "metrics.json").read_text())
+    assert second["history"] == first["history"] and second["finished_at"] >= first["finished_at"]
+
+
+def test_changed_data_or_weights_make_a_done_run_todo(tmp_path, fake_data):
+    data = tmp_path / "data"
+    shutil.copytree(fake_data, data)
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"weights")
+    run = Run("pretrained", "resnet18", 1.0, 0)
+    cfg = run_config(
+        run, tmp_path / "runs", profile="quick", data_dir=str(data), weights_path=str(weights)
+    )
+    save_metrics(cfg.output_dir, make_metrics(cfg, RESULT))
+    assert status(run, cfg) == "done"
+    for changed in (data / "cifar-10-batches-py" / "test_batch", weights):
+        stat = changed.stat()
+        os.utime(changed, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+        file_identity.cache_clear()  # a new call of run_all.py
+        assert status(run, cfg) == "todo"
+        save_metrics(cfg.output_dir, make_metrics(cfg, RESULT))
+        assert status(run, cfg) == "done"
+
+
+def test_device_cuda_spreads_jobs_over_the_visible_gpus(monkeypatch):
+    monkeypatch.setattr(run_all, "resolve_device", lambda device: torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert run_all.devices_for_jobs("cuda", 3) == ["cuda:0", "cuda:1", "cuda:0"]
+    assert run_all.devices_for_jobs("cuda:1", 2) == ["cuda:1", "cuda:1"]
