@@ -11,7 +11,7 @@ fraction changes only the counts), the training loop's own code runs on syntheti
 - evaluation images/s: `evaluate`;
 - one checkpoint write (`Trainer.save`: model, optimizer, best weights, fsynced) and one best.pt.
 Each run's wall time is then predicted from its recipe: epochs x steps x batch training images,
-its evaluations (the `max_evals` cadence) of the validation images and the final test, its
+its evaluations (the `max_evals` and `eval_share` cadence) of the validation images and the final test, its
 checkpoints (every `checkpoint_every` seconds and the end) and best.pt, with each part's share.
 The GPU prediction is what a real grid on that GPU is checked against. On a CPU the batch is
 capped (--max-batch): its images/s stand in for the recipe's batch, which the table states.
@@ -175,9 +175,9 @@ def predict(cfg: RunConfig, s: Speeds) -> dict[str, float]:
     """Seconds of each part of one run, and the counts behind them."""
     steps = train_split(cfg.data_fraction, cfg.val_size) // cfg.batch_size
     steps = min(steps, cfg.steps_per_epoch or steps)
-    every = eval_every(cfg.epochs, cfg.max_evals)
-    evaluations = sum(e % every == 0 or e == cfg.epochs for e in range(1, cfg.epochs + 1))
     val = min(cfg.val_size, (cfg.eval_images or 2 * cfg.val_size) // 2)
+    every = eval_every(cfg, steps * cfg.batch_size, val)
+    evaluations = sum(e % every == 0 or e == cfg.epochs for e in range(1, cfg.epochs + 1))
     train_images = cfg.epochs * steps * cfg.batch_size
     train_s = train_images / s.train_ips
     eval_s = (evaluations * val + (cfg.eval_images or CIFAR_TEST)) / s.eval_ips
@@ -269,8 +269,9 @@ def configure(args: argparse.Namespace) -> list[tuple]:
 
 def main(argv: list[str] | None = None) -> str:
     args = parse_args(argv)
-    command = "python benchmarks/grid_time.py " + " ".join(
-        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
+    command = " ".join(
+        ["python benchmarks/grid_time.py"]
+        + [shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])]
     )
     args.load = os.getloadavg()[0]
     try:

@@ -128,8 +128,9 @@ def default_out(device: torch.device) -> Path:
 
 def main(argv: list[str] | None = None) -> str:
     args = parse_args(argv)
-    command = "python benchmarks/precision.py " + " ".join(
-        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
+    command = " ".join(
+        ["python benchmarks/precision.py"]
+        + [shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])]
     )
     try:
         device = resolve_device(args.device)

@@ -65,9 +65,12 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def eval_every(epochs: int, max_evals: int) -> int:
-    """Epochs between validation passes, so that a run makes at most `max_evals` of them."""
-    return max(1, math.ceil(epochs / max_evals))
+def eval_every(cfg: RunConfig, train_images: int, val_images: int) -> int:
+    """Epochs between validation passes: at most `cfg.max_evals` of them per run, and at most
+    `cfg.eval_share` validation images per training image (`train_images` an epoch)."""
+    by_count = math.ceil(cfg.epochs / cfg.max_evals)
+    by_cost = math.ceil(val_images / (cfg.eval_share * train_images))
+    return max(1, by_count, by_cost)
 
 
 def make_batches(
@@ -309,7 +312,9 @@ def train(
     run = trainer.restore(state, device) if state else Progress()
     if state:
         tqdm.write(f"resuming {cfg.model} from epoch {len(run.history)}/{cfg.epochs}")
-    every, saved_epoch, last_save = eval_every(cfg.epochs, cfg.max_evals), run.epochs_done, clock()
+    train_b, val_b = batches["train"], batches["val"]
+    every = eval_every(cfg, len(train_b) * train_b.batch_size, len(val_b.x))
+    saved_epoch, last_save = run.epochs_done, clock()
 
     # epochs: train, evaluate on the cadence, checkpoint on the interval
     for epoch in range(run.epochs_done + 1, cfg.epochs + 1):

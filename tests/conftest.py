@@ -12,7 +12,8 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 # Small enough for a 2-core CPU: these override the quick recipe in tests that train. fp32 skips
-# the CPU precision probe; a checkpoint after every epoch gives the kill-and-resume tests one.
+# the CPU precision probe; a checkpoint and a validation pass after every epoch give the tests
+# of resuming and early stopping their epochs.
 TINY = dict(
     epochs=2,
     batch_size=16,
@@ -21,6 +22,7 @@ TINY = dict(
     val_size=40,
     precision="fp32",
     checkpoint_every=0,
+    eval_share=2.0,
 )
 
 

@@ -143,6 +143,7 @@ def test_auto_on_a_cpu_measures_for_real():
         ({"channels_last": "yes"}, "channels_last must be True, False or None"),
         ({"checkpoint_every": -1}, "checkpoint_every must be a number of seconds"),
         ({"max_evals": 0}, "max_evals must be a positive whole number"),
+        ({"eval_share": 0}, "eval_share must be a positive number"),
     ],
 )
 def test_bad_arithmetic_and_cadence_settings_are_one_line(override, message):

@@ -52,7 +52,8 @@ def test_full_profile_1_16_run_has_bounded_overheads(data, tmp_path, monkeypatch
         device="cpu",
         output_dir=str(tmp_path),
     )
-    assert cfg.epochs == 160 and cfg.checkpoint_every >= 60 and cfg.max_evals == 50
+    assert cfg.epochs == 160 and cfg.checkpoint_every >= 60
+    assert (cfg.max_evals, cfg.eval_share) == (50, 0.5)
     counts: Counter = Counter()
     for name, owner, attr in [
         ("copies", data_module, "to_device"),
@@ -79,6 +80,8 @@ def test_full_profile_1_16_run_has_bounded_overheads(data, tmp_path, monkeypatch
     assert len(result["history"]) == 160 and len(in_step_loop) == 160
     # one copy per epoch (its order and augmentation draws), no sync inside the steps
     assert all(c["copies"] == 1 and c["syncs"] == 0 for c in in_step_loop)
+    # every 4th epoch: 160 / max_evals rounded up (10 validation images for 8 training images an
+    # epoch would allow every 3rd under eval_share)
     evaluated = [h["epoch"] for h in result["history"] if "val_acc" in h]
     assert evaluated == list(range(4, 161, 4)) and result["evaluations"] == 40
     assert counts["evaluations"] == 41  # 40 validation passes and the final test
@@ -114,6 +117,19 @@ def saved_epochs(monkeypatch) -> list[int]:
 
     monkeypatch.setattr(train_module, "save_checkpoint", save)
     return saved
+
+
+def test_the_cadence_bounds_evaluation_images_per_training_image(data, tmp_path):
+    # 40 validation images against 16 training images an epoch: every 5th epoch keeps the share
+    # at 0.5, although max_evals would allow every epoch
+    cfg = make_config(
+        model="resnet18",
+        profile="quick",
+        **(TINY | dict(epochs=10, steps_per_epoch=1, eval_images=80, val_size=80, eval_share=0.5)),
+    )
+    result = fit(data, cfg)
+    assert [h["epoch"] for h in result["history"] if "val_acc" in h] == [5, 10]
+    assert result["val_images"] == 40 and result["best_epoch"] in (5, 10)
 
 
 def test_checkpoints_follow_the_wall_clock_and_a_kill_loses_at_most_the_interval(
