@@ -11,8 +11,9 @@ fraction changes only the counts), the training loop's own code runs on syntheti
 - evaluation images/s: `evaluate`;
 - one checkpoint write (`Trainer.save`: model, optimizer, best weights, fsynced) and one best.pt.
 Each run's wall time is then predicted from its recipe: epochs x steps x batch training images,
-its evaluations (the `max_evals` and `eval_share` cadence) of the validation images and the final test, its
-checkpoints (every `checkpoint_every` seconds and the end) and best.pt, with each part's share.
+its evaluations (the `max_evals` and `eval_share` cadence) of the validation images and the
+final test, its checkpoints (every `checkpoint_every` seconds and the end) and best.pt, with
+each part's share.
 The GPU prediction is what a real grid on that GPU is checked against. On a CPU the batch is
 capped (--max-batch): its images/s stand in for the recipe's batch, which the table states.
 Writes benchmarks/results/grid-time-<device>-<cpu or gpu>.md.
