@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -69,17 +70,21 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _download(root: Path) -> None:
-    """Fetch the official archive with torchvision; one clear line when that is impossible."""
+    """Fetch the official archive with torchvision; one clear line when that is impossible, and
+    no folder left behind that this call created."""
     from torchvision.datasets import CIFAR10
 
+    created = not root.exists()
     try:
         CIFAR10(str(root), train=True, download=True)
     except Exception as e:
+        if created:
+            shutil.rmtree(root, ignore_errors=True)
         raise DataError(
             f"CIFAR-10 is not in {root / FOLDER} and could not be downloaded "
             f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no detail'}); "
             f"put the standard '{FOLDER}' folder (data_batch_1..5, test_batch) inside {root} "
-            f"or pass --data-dir pointing at its parent"
+            f"or point data_dir (run_all.py: --data-dir) at its parent"
         ) from None
 
 
@@ -89,7 +94,9 @@ def ensure_cifar10(data_dir: str | Path, download: bool = True) -> Path:
     folder = root / FOLDER
     if not folder.is_dir():
         if root.is_file():
-            raise DataError(f"--data-dir {root} is a file: pass the folder that holds {FOLDER}/")
+            raise DataError(
+                f"data_dir {root} is a file: give the folder that holds {FOLDER}/ instead"
+            )
         if not download:
             raise DataError(f"CIFAR-10 is not in {folder}: put the '{FOLDER}' folder there")
         _download(root)

@@ -8,6 +8,7 @@ import torch
 
 from common.data import (
     augment,
+    ensure_cifar10,
     epoch_draws,
     fraction_label,
     fraction_title,
@@ -126,3 +127,11 @@ def test_fraction_parsing_and_names(text, value, label, title):
 def test_bad_fractions_are_rejected(text):
     with pytest.raises(DataError):
         parse_fraction(text)
+
+
+def test_a_failed_download_names_data_dir_and_leaves_no_folder(tmp_path, no_network):
+    root = tmp_path / "absent"
+    with pytest.raises(DataError, match="could not be downloaded") as e:
+        ensure_cifar10(root)
+    assert "data_dir" in str(e.value) and "\n" not in str(e.value)
+    assert not root.exists()

@@ -91,6 +91,17 @@ def test_divergence_ends_the_run_with_a_clear_message(data, tmp_path):
         fit(data, config(tmp_path, optimizer="sgd", lr=1e38, label_smoothing=0.0))
 
 
+def test_out_of_memory_in_evaluation_is_one_line(data, tmp_path, monkeypatch):
+    def no_memory(*args):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(train_module, "evaluate", no_memory)
+    with pytest.raises(
+        TrainingError, match="out of GPU memory with batch_size 16 at image_size 32"
+    ):
+        fit(data, config(tmp_path))
+
+
 def test_early_stopping_stops_after_patience(data, tmp_path, monkeypatch):
     accs = iter([0.5, 0.4, 0.3, 0.2, 0.1, 0.9])
     monkeypatch.setattr(train_module, "evaluate", lambda *args: (1.0, next(accs)))
