@@ -55,7 +55,8 @@ class Arithmetic:
         return torch.autocast(self.device_type, dtype=DTYPES[self.precision])
 
     def scaler(self) -> torch.amp.GradScaler:
-        """A gradient scaler, active for fp16 only (bf16 has fp32's exponent range)."""
+        """A gradient scaler, active for fp16 only (bf16 has fp32's exponent range). Its
+        overflow check waits for the device once per step: fp16's price on pre-bf16 GPUs."""
         return torch.amp.GradScaler(self.device_type, enabled=self.precision == "fp16")
 
     def describe(self) -> str:
