@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,6 +25,36 @@ TINY = dict(
     checkpoint_every=0,
     eval_share=2.0,
 )
+
+
+def fake_result(acc: float = 0.5, epochs: int = 2) -> dict[str, Any]:
+    """What `train` returns, for `epochs` evaluated epochs ending at accuracy `acc`."""
+    history = [
+        {
+            "epoch": e,
+            "train_loss": 2.0 / e,
+            "train_acc": acc / 2,
+            "val_loss": 1.5 / e,
+            "val_acc": acc,
+            "lr": 0.1,
+        }
+        for e in range(1, epochs + 1)
+    ]
+    return {
+        "history": history,
+        "best_epoch": epochs,
+        "best_val_acc": acc,
+        "test_acc": acc,
+        "test_loss": 1.0,
+        "train_images": 100,
+        "val_images": 20,
+        "test_images": 10_000,
+        "steps_per_epoch": 3,
+        "evaluations": epochs,
+        "precision": "fp32",
+        "wall_time_s": 12.0,
+        "device": "cpu",
+    }
 
 
 def write_fake_cifar(

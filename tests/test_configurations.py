@@ -10,24 +10,7 @@ from common.config import make_config
 from common.report import README_END, README_START, write_report
 from common.results import group_cells, make_metrics, split_configurations, variant
 from common.scaling import load_all
-
-
-def fake_result(acc: float) -> dict[str, Any]:
-    """What training returns, for one epoch at accuracy `acc`."""
-    epoch = {"epoch": 1, "train_loss": 1.0, "train_acc": acc, "val_loss": 1.0, "val_acc": acc}
-    return {
-        "history": [epoch],
-        "best_epoch": 1,
-        "best_val_acc": acc,
-        "test_acc": acc,
-        "test_loss": 1.0,
-        "train_images": 100,
-        "val_images": 20,
-        "test_images": 10_000,
-        "steps_per_epoch": 3,
-        "wall_time_s": 12.0,
-        "device": "cpu",
-    }
+from tests.conftest import fake_result
 
 
 def metrics(fraction: float, seed: int, acc: float, when: str, **overrides: Any) -> dict:
@@ -39,7 +22,7 @@ def metrics(fraction: float, seed: int, acc: float, when: str, **overrides: Any)
         output_dir=f"/nowhere/{seed}",
         **overrides,
     )
-    m = make_metrics(cfg, fake_result(acc))
+    m = make_metrics(cfg, fake_result(acc, epochs=1))
     m["finished_at"] = when
     return m
 

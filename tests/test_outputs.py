@@ -12,20 +12,7 @@ from common.files import write_text
 from common.report import README_END, README_START, write_report
 from common.results import make_metrics
 from common.run import KEEP_CHECKPOINTS, save_run
-
-RESULT = {
-    "history": [{"epoch": 1, "train_loss": 1.0, "train_acc": 0.5, "val_loss": 1.0, "val_acc": 0.5}],
-    "best_epoch": 1,
-    "best_val_acc": 0.5,
-    "test_acc": 0.5,
-    "test_loss": 1.0,
-    "train_images": 100,
-    "val_images": 20,
-    "test_images": 10_000,
-    "steps_per_epoch": 3,
-    "wall_time_s": 12.0,
-    "device": "cpu",
-}
+from tests.conftest import fake_result
 
 
 def test_atomic_writes_honour_the_umask(tmp_path):
@@ -46,11 +33,11 @@ def run_folder(tmp_path: Path, name: str = "run") -> Path:
 def test_a_notebook_run_keeps_only_best_pt(tmp_path, monkeypatch):
     monkeypatch.delenv(KEEP_CHECKPOINTS, raising=False)
     folder = run_folder(tmp_path)
-    save_run(make_config(profile="quick", output_dir=str(folder)), RESULT)
+    save_run(make_config(profile="quick", output_dir=str(folder)), fake_result(epochs=1))
     assert sorted(p.name for p in folder.glob("*.pt")) == [BEST]
     monkeypatch.setenv(KEEP_CHECKPOINTS, "1")  # run_all.py --keep-checkpoints
     kept = run_folder(tmp_path, "kept")
-    save_run(make_config(profile="quick", output_dir=str(kept)), RESULT)
+    save_run(make_config(profile="quick", output_dir=str(kept)), fake_result(epochs=1))
     assert (kept / LATEST).exists() and (kept / PREVIOUS).exists()
 
 
@@ -60,7 +47,7 @@ def report(tmp_path: Path, seeds: int, readme: Path) -> None:
         cfg = make_config(seed=seed, profile="quick", output_dir=str(out / "scratch" / f"s{seed}"))
         folder = Path(cfg.output_dir)
         folder.mkdir(parents=True)
-        (folder / "metrics.json").write_text(json.dumps(make_metrics(cfg, RESULT)))
+        (folder / "metrics.json").write_text(json.dumps(make_metrics(cfg, fake_result(epochs=1))))
     write_report(out, tmp_path / "img", tmp_path / "res", readme, "quick", "cmd", {})
 
 

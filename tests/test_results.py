@@ -19,35 +19,7 @@ from common.results import (
     summary_table,
 )
 from common.run import save_run
-
-
-def fake_result(acc=0.5, epochs=2):
-    history = [
-        {
-            "epoch": e,
-            "train_loss": 2.0 / e,
-            "train_acc": acc / 2,
-            "val_loss": 1.5 / e,
-            "val_acc": acc,
-            "lr": 0.1,
-        }
-        for e in range(1, epochs + 1)
-    ]
-    return {
-        "history": history,
-        "best_epoch": epochs,
-        "best_val_acc": acc,
-        "test_acc": acc,
-        "test_loss": 1.0,
-        "train_images": 100,
-        "val_images": 20,
-        "test_images": 10_000,
-        "steps_per_epoch": 3,
-        "evaluations": epochs,
-        "precision": "fp32",
-        "wall_time_s": 12.0,
-        "device": "cpu",
-    }
+from tests.conftest import fake_result
 
 
 def metrics_for(tmp_path, model="resnet18", fraction=1.0, seed=0, acc=0.5, pretrained=False):
