@@ -75,6 +75,14 @@ def test_full_profile_1_16_run_has_bounded_overheads(data, tmp_path, monkeypatch
         return out
 
     monkeypatch.setattr(train_module, "train_epoch", watched_epoch)
+    real_save_weights = train_module.save_weights
+
+    def best_pt_apart(*args, **kwargs):  # best.pt, once at the end: a copy to the host per tensor
+        before = counts["syncs"]
+        real_save_weights(*args, **kwargs)
+        counts["best.pt syncs"], counts["syncs"] = counts["syncs"] - before, before
+
+    monkeypatch.setattr(train_module, "save_weights", best_pt_apart)
     result = fit(data, cfg, tmp_path)
 
     assert len(result["history"]) == 160 and len(in_step_loop) == 160
@@ -86,8 +94,10 @@ def test_full_profile_1_16_run_has_bounded_overheads(data, tmp_path, monkeypatch
     assert evaluated == list(range(4, 161, 4)) and result["evaluations"] == 40
     assert counts["evaluations"] == 41  # 40 validation passes and the final test
     assert counts["checkpoints"] == 1  # the run took less than checkpoint_every: the end only
-    # syncs of the whole run: one per evaluation pass and per read-back of the training figures
+    # syncs of the rest of the run: one per evaluation pass and per read-back of the training
+    # figures
     assert counts["syncs"] <= 2 * counts["evaluations"] + counts["checkpoints"] + 1
+    assert counts["best.pt syncs"] <= len(build_model("resnet18").state_dict())
     assert result["best_epoch"] in evaluated
 
 
