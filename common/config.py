@@ -30,25 +30,27 @@ LIFT = "none"  # an override of "none" sets a field to None, e.g. eval_images: n
 #   steps per epoch and evaluates fixed subsets of validation and test.
 #   Measured on the CIFAR-10 copy in ../shared/data, 2-core AMD EPYC CPU, torch 2.14.1.
 # How every run computes and keeps its state, whatever the recipe (each can be overridden per run).
+# Evidence: benchmarks/results/{precision,grid-time}-cpu-amd-epyc.md, 2-core AMD EPYC, one run.
 SHARED: dict[str, Any] = dict(
     # bf16 | fp16 | fp32 | auto. auto: bf16 on GPUs that compute it natively (compute capability
     # 8+), fp16 with a gradient scaler on 7.x, fp32 below; on a CPU, whichever of fp32 and
     # bf16 + channels-last trains the run's model faster there, measured once and cached
-    # (common/precision.py). The two CPUs seen here disagree (benchmarks/results/precision-*.md).
+    # (common/precision.py). CPUs disagree: on the AMD EPYC here (bf16 emulated) fp32 trains
+    # 5-13x faster; on an Intel Xeon with AMX-BF16, bf16 was reported 2.4x faster (CIFAR stem).
     precision="auto",
     channels_last=None,  # None: on with bf16/fp16, off with fp32
     # Seconds between resumable checkpoints (and one at the end): a kill loses at most this much
-    # training. A ResNet-50 checkpoint (model, momentum, best weights) is ~280 MB; written every
-    # epoch, the full 1/16 cell wrote 45 GB. Every 5 minutes its cost stays under 1% of the run
-    # (one write takes seconds: benchmarks/results/grid-time-*.md).
+    # training. A ResNet-50 checkpoint (model, momentum, best weights) is 283 MB; written every
+    # epoch, the full 1/16 cell wrote 45 GB. One write took 0.7-1.0 s here: every 5 minutes is
+    # under 0.4% of a run.
     checkpoint_every=300.0,
     # Validation every k epochs and after the last, k the smallest that keeps both bounds: at most
     # `max_evals` passes per run, and at most `eval_share` validation images per training image.
-    # The best-validation epoch is chosen among these passes. Before, all 5,000 validation
-    # images after each epoch cost the full 1/16 cells 1.95 evaluation images per training image
-    # (2,560 a scratch epoch): 11-39% of a run's time, evaluation running ~3x faster than
-    # training per image (benchmarks/results/grid-time-cpu-amd-epyc.md). With these bounds it is
-    # 0.49 at most, 40 passes for the 160 scratch epochs and 10 for the 40 fine-tuning ones.
+    # The best-validation epoch is chosen among these passes. Evaluating all 5,000 validation
+    # images after every epoch cost the 1/16 cells 1.95 evaluation images per training image;
+    # max_evals alone left the fine-tuning ones (40 epochs) at that, a predicted 33-39% of their
+    # time here, evaluation running 3-5x faster than training per image. With both bounds: at
+    # most 0.49, and at most 13% of any full-profile run's predicted time.
     max_evals=50,
     eval_share=0.5,
 )
