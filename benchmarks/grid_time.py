@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import re
 import shlex
 import sys
 import tempfile
@@ -44,7 +43,7 @@ from common.errors import ConfigError, UserError  # noqa: E402
 from common.files import write_text  # noqa: E402
 from common.grid import build_grid, run_config  # noqa: E402
 from common.models import build_model  # noqa: E402
-from common.precision import choose_arithmetic, cpu_name  # noqa: E402
+from common.precision import choose_arithmetic, machine_slug  # noqa: E402
 from common.results import MODEL_TITLES, hardware  # noqa: E402
 from common.training import (  # noqa: E402
     Progress,
@@ -244,9 +243,7 @@ def report(rows: list[tuple], speeds: dict, args: argparse.Namespace, command: s
 
 
 def default_out(device: torch.device) -> Path:
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-    return REPO / "benchmarks" / "results" / f"grid-time-{device.type}-{slug}.md"
+    return REPO / "benchmarks" / "results" / f"grid-time-{device.type}-{machine_slug(device)}.md"
 
 
 def configure(args: argparse.Namespace) -> list[tuple]:

@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 from common.errors import ConfigError, UserError  # noqa: E402
 from common.files import write_text  # noqa: E402
 from common.models import build_model, check_model  # noqa: E402
-from common.precision import Arithmetic, cpu_name, train_throughput  # noqa: E402
+from common.precision import Arithmetic, machine_slug, train_throughput  # noqa: E402
 from common.results import hardware  # noqa: E402
 from common.training import resolve_device  # noqa: E402
 
@@ -121,9 +121,7 @@ def report(rows: list[dict], args: argparse.Namespace, device: torch.device, com
 
 
 def default_out(device: torch.device) -> Path:
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-    return REPO / "benchmarks" / "results" / f"precision-{device.type}-{slug}.md"
+    return REPO / "benchmarks" / "results" / f"precision-{device.type}-{machine_slug(device)}.md"
 
 
 def main(argv: list[str] | None = None) -> str:

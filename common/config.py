@@ -36,7 +36,7 @@ SHARED: dict[str, Any] = dict(
     # 8+), fp16 with a gradient scaler on 7.x, fp32 below; on a CPU, whichever of fp32 and
     # bf16 + channels-last trains the run's model faster there, measured once and cached
     # (common/precision.py). CPUs disagree: on the AMD EPYC here (bf16 emulated) fp32 trains
-    # 5-13x faster; on an Intel Xeon with AMX-BF16, bf16 was reported 2.4x faster (CIFAR stem).
+    # 5-15x faster; on an Intel Xeon with AMX-BF16, bf16 was reported 2.4x faster (CIFAR stem).
     precision="auto",
     channels_last=None,  # None: on with bf16/fp16, off with fp32
     # Seconds between resumable checkpoints (and one at the end): a kill loses at most this much

@@ -6,6 +6,7 @@ picks, on a GPU, bf16 where it is native (compute capability 8.0 and up), fp16 w
 scaler on the tensor-core GPUs before that (7.x), fp32 below. On a CPU nothing is assumed: the
 run's own model is timed for a few training steps in fp32 and in bf16 + channels-last, the faster
 wins, and the verdict is cached per CPU model, thread count, torch version and configuration.
+Also here: the machine's name as the benchmarks and results state it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +33,7 @@ DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 # The CPU probe: untimed steps first (allocator, oneDNN kernel choice), then timed ones.
 PROBE_WARMUP_STEPS = 1
 PROBE_STEPS = 2
-# At most this batch in the probe: bf16 without native support runs 4-10x slower than fp32 on an
+# At most this batch in the probe: bf16 without native support runs 5-15x slower than fp32 on an
 # AMD EPYC here, so a probe at the full recipe's batch 512 would cost minutes.
 PROBE_MAX_BATCH = 32
 
@@ -131,6 +133,12 @@ def cpu_name() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
+
+
+def machine_slug(device: torch.device) -> str:
+    """The GPU's or the CPU's model as a file-name part: 'amd-epyc', 'nvidia-h100-80gb-hbm3'."""
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
 def cpu_precision(model: nn.Module, what: str, batch_size: int, image_size: int) -> str:
