@@ -11,29 +11,21 @@ from pathlib import Path
 import pytest
 import torch
 
+import run_all
+from common.errors import UserError
 from common.models import MODELS, weights_file
 from tests.conftest import REPO, TINY, subprocess_env, write_test_weights
 
 TINY_SETS = [f"--set={k}={v}" for k, v in TINY.items()]
 
 
-def cli(
-    tmp_path: Path,
-    *args: str,
-    torch_home: Path | None = None,
-    check_rc: int | None = 0,
-    background: bool = False,
-    env: dict[str, str] | None = None,
-    sets: list[str] = TINY_SETS,
-):
-    """Run run_all.py with all its outputs under tmp_path (`env`: extra environment; `sets`:
-    the --set options, TINY by default)."""
+def cli_args(tmp_path: Path, *args: str, sets: list[str] = TINY_SETS) -> list[str]:
+    """run_all.py's arguments with all its outputs under tmp_path (`sets`: the --set options,
+    TINY by default)."""
     readme = tmp_path / "README.md"
     if not readme.exists():
         readme.write_text("# test\n")
-    cmd = [
-        sys.executable,
-        str(REPO / "run_all.py"),
+    return [
         "--data-dir",
         str(tmp_path / "data"),
         "--output-dir",
@@ -51,6 +43,19 @@ def cli(
         *sets,
         *args,
     ]
+
+
+def cli(
+    tmp_path: Path,
+    *args: str,
+    torch_home: Path | None = None,
+    check_rc: int | None = 0,
+    background: bool = False,
+    env: dict[str, str] | None = None,
+    sets: list[str] = TINY_SETS,
+):
+    """Run run_all.py with all its outputs under tmp_path (`env`: extra environment)."""
+    cmd = [sys.executable, str(REPO / "run_all.py"), *cli_args(tmp_path, *args, sets=sets)]
     # Offline like our machines, whatever the test host has: downloads hit a closed local port.
     env = subprocess_env(
         TORCH_HOME=str(torch_home or tmp_path / "torch_home"),
@@ -222,11 +227,24 @@ def test_two_processes_never_run_the_same_cell_twice(workdir):
         (("--set=colour=red",), "unknown parameter(s) colour"),
         (("--seeds", "a,b"), "--seeds takes whole numbers"),
         (("--set=data_dir=/elsewhere",), "use --data-dir instead"),
+        pytest.param(
+            ("--device", "cuda"),
+            "no GPU is visible",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU"),
+        ),
     ],
 )
-def test_bad_input_gets_one_line_before_any_work(workdir, args, message):
-    one_line_error(cli(workdir, *args, check_rc=1), message)
+def test_bad_input_gets_one_line_before_any_work(workdir, torch_home, no_network, args, message):
+    # In-process: the CLI prints exactly this message as its one line (the test below).
+    with pytest.raises(UserError) as e:
+        run_all.main(cli_args(workdir, *args))
+    assert message in str(e.value) and "\n" not in str(e.value)
     assert not list(workdir.glob("runs/*/*"))  # no run started
+
+
+def test_bad_input_through_the_real_cli_is_one_line_and_no_traceback(workdir):
+    one_line_error(cli(workdir, "--models", "vgg16", check_rc=1), "unknown model 'vgg16'")
+    assert not list(workdir.glob("runs/*/*"))
 
 
 def one_line_error(done: subprocess.CompletedProcess, message: str) -> None:
@@ -257,17 +275,10 @@ def test_weights_that_do_not_fit_are_refused(workdir):
     one_line_error(done, "does not fit resnet50")
 
 
-def test_unwritable_output_folder(workdir):
+def test_unwritable_output_folder(workdir, torch_home, no_network):
     (workdir / "afile").write_text("")
-    done = cli(workdir, "--output-dir", str(workdir / "afile" / "runs"), check_rc=1)
-    one_line_error(done, "cannot write to")
-
-
-def test_cuda_without_a_gpu(workdir):
-    if torch.cuda.is_available():
-        pytest.skip("this machine has a GPU")
-    done = cli(workdir, "--device", "cuda", check_rc=1)
-    one_line_error(done, "no GPU is visible")
+    with pytest.raises(UserError, match="cannot write to"):  # in-process, as the test above
+        run_all.main(cli_args(workdir, "--output-dir", str(workdir / "afile" / "runs")))
 
 
 def test_parallel_jobs_give_the_same_metrics_as_one_job(workdir, tmp_path_factory):
