@@ -218,6 +218,13 @@ class Progress:
             self.best_val_acc, self.best_epoch = val_acc, self.history[-1]["epoch"]
             self.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
+    def last_epoch_line(self) -> str:
+        h = self.history[-1]
+        return (
+            f"train loss {h['train_loss']:.3f} acc {h['train_acc']:.3f} | "
+            f"val loss {h['val_loss']:.3f} acc {h['val_acc']:.3f}"
+        )
+
     def out_of_patience(self, patience: int | None) -> bool:
         """True after an evaluated epoch `patience` epochs past the best one."""
         if not patience or self.pending or not self.history or "val_acc" not in self.history[-1]:
@@ -274,6 +281,19 @@ class Trainer:
         )
 
 
+def place(model: nn.Module, cfg: RunConfig) -> tuple[torch.device, Arithmetic]:
+    """Move `model` to the run's device in the memory format of the arithmetic chosen there."""
+    device = resolve_device(cfg.device)
+    torch.backends.cudnn.benchmark = True  # fixed shapes: cuDNN may time and pick its kernels
+    model.to(device)
+    what = f"{cfg.model}, {cfg.stem} stem"
+    arithmetic = choose_arithmetic(
+        cfg.precision, cfg.channels_last, device, model, what, cfg.batch_size, cfg.image_size
+    )
+    model.to(memory_format=arithmetic.memory_format)
+    return device, arithmetic
+
+
 def train(
     model: nn.Module,
     data: Cifar10,
@@ -283,28 +303,20 @@ def train(
 ) -> dict[str, Any]:
     """Train `model` on the run's subset of CIFAR-10 and return its results.
 
-    Evaluates on the validation split every `eval_every` epochs and after the last, keeps the
-    weights with the best validation accuracy (optionally stopping `cfg.patience` epochs after
-    it), and reports the test accuracy of those weights. With `run_dir`, a checkpoint is written
-    atomically at the end of the last epoch that ends within `cfg.checkpoint_every` seconds of
-    the previous one (a kill loses at most that, for epochs shorter than it) and at the end of
-    the run; an interrupted run resumes from it with identical results. Returns history (per
-    epoch: train loss, accuracy and lr; val loss and accuracy where evaluated), best_val_acc,
-    best_epoch, test_acc, test_loss, image counts, evaluations, precision, wall_time_s, device.
+    Validates every `eval_every` epochs and after the last, keeps the best validation epoch's
+    weights (stopping `cfg.patience` epochs after it, if set) and tests them. With `run_dir`,
+    checkpoints atomically so that a kill loses at most `cfg.checkpoint_every` seconds (for
+    shorter epochs), and resumes from there with identical results. Returns the history (train
+    figures per epoch, validation ones where evaluated), best and test figures, image counts,
+    precision, time.
     """
     started = clock()
-    # the device and its arithmetic
-    device = resolve_device(cfg.device)
-    torch.backends.cudnn.benchmark = True  # fixed shapes: cuDNN may time and pick its kernels
-    model.to(device)
-    what = f"{cfg.model}, {cfg.stem} stem"
-    arithmetic = choose_arithmetic(
-        cfg.precision, cfg.channels_last, device, model, what, cfg.batch_size, cfg.image_size
-    )
-    model.to(memory_format=arithmetic.memory_format)
+    # the device, its arithmetic, the data there
+    device, arithmetic = place(model, cfg)
     batches = make_batches(data, cfg, device, arithmetic)
-    opt, sched = make_optimizer(model, cfg, len(batches["train"]))
-    trainer = Trainer(model, opt, sched, arithmetic.scaler(), batches["train"].gen)
+    train_b, val_b = batches["train"], batches["val"]
+    opt, sched = make_optimizer(model, cfg, len(train_b))
+    trainer = Trainer(model, opt, sched, arithmetic.scaler(), train_b.gen)
 
     # resume
     key = cfg.training_key()
@@ -312,7 +324,6 @@ def train(
     run = trainer.restore(state, device) if state else Progress()
     if state:
         tqdm.write(f"resuming {cfg.model} from epoch {len(run.history)}/{cfg.epochs}")
-    train_b, val_b = batches["train"], batches["val"]
     every = eval_every(cfg, len(train_b) * train_b.batch_size, len(val_b.x))
     saved_epoch, last_save = run.epochs_done, clock()
 
@@ -322,13 +333,8 @@ def train(
         if run.out_of_patience(cfg.patience):
             tqdm.write(f"early stop: no better validation accuracy for {cfg.patience} epochs")
             break
-        bar = tqdm(
-            batches["train"],
-            desc=f"{cfg.model} epoch {epoch}/{cfg.epochs}",
-            leave=False,
-            disable=not progress,
-            mininterval=2,
-        )
+        desc = f"{cfg.model} epoch {epoch}/{cfg.epochs}"
+        bar = tqdm(train_b, desc, leave=False, disable=not progress, mininterval=2)
         with out_of_memory_is_one_line(cfg):
             totals, seen = train_epoch(
                 model, bar, opt, sched, trainer.scaler, arithmetic, cfg.label_smoothing
@@ -337,12 +343,8 @@ def train(
         if epoch % every == 0 or epoch == cfg.epochs:
             run.read_back(cfg)
             with out_of_memory_is_one_line(cfg):
-                run.record_eval(model, *evaluate(model, batches["val"], arithmetic))
-            h = run.history[-1]
-            tqdm.write(
-                f"{cfg.model} epoch {epoch}/{cfg.epochs}: train loss {h['train_loss']:.3f} "
-                f"acc {h['train_acc']:.3f} | val loss {h['val_loss']:.3f} acc {h['val_acc']:.3f}"
-            )
+                run.record_eval(model, *evaluate(model, val_b, arithmetic))
+            tqdm.write(f"{desc}: {run.last_epoch_line()}")
         # save now if waiting for the next epoch's end would leave more than the interval unsaved
         now = clock()
         if run_dir and now - last_save + (now - epoch_started) >= cfg.checkpoint_every:
@@ -365,10 +367,8 @@ def train(
         "best_val_acc": run.best_val_acc,
         "test_acc": test_acc,
         "test_loss": test_loss,
-        "train_images": len(batches["train"].x),
-        "val_images": len(batches["val"].x),
-        "test_images": len(batches["test"].x),
-        "steps_per_epoch": len(batches["train"]),
+        **{f"{split}_images": len(b.x) for split, b in batches.items()},
+        "steps_per_epoch": len(train_b),
         "evaluations": sum("val_acc" in h for h in run.history),
         "precision": arithmetic.describe(),
         "wall_time_s": run.elapsed + clock() - started,
