@@ -197,6 +197,22 @@ def _non_negative(name: str, value: Any) -> float:
     return float(value)
 
 
+def _check_shared(values: dict[str, Any]) -> None:
+    """Validate (in place) the overridden SHARED settings: arithmetic, checkpoints, cadence."""
+    check_precision(values.get("precision", SHARED["precision"]))
+    if values.get("channels_last") not in (None, True, False):
+        raise ConfigError(
+            f"channels_last must be True, False or None (follow the precision), "
+            f"got {values['channels_last']!r}"
+        )
+    if "checkpoint_every" in values:
+        values["checkpoint_every"] = _non_negative("checkpoint_every", values["checkpoint_every"])
+    if values.get("max_evals") is not None:
+        values["max_evals"] = _positive("max_evals", values["max_evals"])
+    if "eval_share" in values:
+        values["eval_share"] = _positive("eval_share", values["eval_share"], float)
+
+
 def make_config(
     model: str = "resnet18",
     data_fraction: float | str = 1.0,
@@ -238,12 +254,10 @@ def make_config(
             values[name] = str(REPO / Path(values[name]).expanduser())
     for name in ("epochs", "batch_size", "image_size"):
         values[name] = _positive(name, values[name])
-    for name in ("steps_per_epoch", "eval_images", "patience", "max_evals"):
+    for name in ("steps_per_epoch", "eval_images", "patience"):
         if values.get(name) is not None:
             values[name] = _positive(name, values[name])
     values["lr"] = _positive("lr", values["lr"], float)
-    if "eval_share" in values:
-        values["eval_share"] = _positive("eval_share", values["eval_share"], float)
     if values["image_size"] < MIN_IMAGE_SIZE:
         raise ConfigError(
             f"image_size {values['image_size']} is below the {MIN_IMAGE_SIZE} px "
@@ -257,14 +271,7 @@ def make_config(
         raise ConfigError(f"unknown stem {values['stem']!r}: choose one of {', '.join(STEMS)}")
     if pretrained and values["stem"] != "imagenet":
         raise ConfigError("pretrained models keep the ImageNet stem: drop stem='cifar'")
-    check_precision(values.get("precision", SHARED["precision"]))
-    if values.get("channels_last") not in (None, True, False):
-        raise ConfigError(
-            f"channels_last must be True, False or None (follow the precision), "
-            f"got {values['channels_last']!r}"
-        )
-    if "checkpoint_every" in values:
-        values["checkpoint_every"] = _non_negative("checkpoint_every", values["checkpoint_every"])
+    _check_shared(values)
     if "val_size" in values:
         values["val_size"] = _positive("val_size", values["val_size"])
     try:
