@@ -20,6 +20,7 @@ import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
@@ -27,12 +28,21 @@ from tqdm import tqdm
 from common.cluster import connect, run_on_ray
 from common.config import LIFT, RunConfig, default_profile
 from common.data import ensure_cifar10, fraction_title, load_cifar10, make_splits, parse_fraction
-from common.errors import UserError, WeightsError
-from common.grid import Run, build_grid, failure_reason, run_config, status
-from common.models import MODELS, build_model, ensure_weights, weights_file
+from common.errors import UserError, WeightsError, with_options
+from common.grid import Run, build_grid, run_config
+from common.models import (
+    MODELS,
+    VERSIONS,
+    build_model,
+    check_model,
+    ensure_weights,
+    hub_dir,
+    weights_file,
+)
 from common.report import write_report
-from common.results import load_metrics, summary_line
+from common.results import NotProduced, load_metrics, summary_line
 from common.run import KEEP_CHECKPOINTS
+from common.rundir import State, failure_reason, state
 from common.sweep import Outcome, execute, execute_scaling
 from common.training import resolve_device
 
@@ -79,6 +89,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="README whose results section is updated ('none' to leave it; default: the "
         "repository's README.md with the default --output-dir, else none)",
+    )
+    add(
+        "--weights",
+        action="append",
+        default=[],
+        metavar="V1|V2|MODEL=FILE",
+        help="ImageNet weights of the pretrained runs: V1 (default, the only version ResNet-18 "
+        "has), V2 (where torchvision has it, V1 elsewhere), or MODEL=FILE, a state dict of your "
+        "own for MODEL, labelled 'custom: FILE' (repeatable)",
     )
     add(
         "--weights-dir",
@@ -152,6 +171,8 @@ def check_writable(folder: Path) -> None:
         raise UserError(f"cannot write to {folder} ({e.strerror}): pick another folder") from None
 
 
+# Run parameters named in library errors, and the options that set them here.
+PARAMETER_OPTIONS = {"data_dir": "--data-dir", "device": "--device", "weights": "--weights"}
 # Run settings that have options of their own, which also check them.
 OWN_OPTIONS = {
     "seed": "--seeds",
@@ -160,7 +181,8 @@ OWN_OPTIONS = {
     "data_fraction": "--fractions",
     "data_dir": "--data-dir",
     "output_dir": "--output-dir",
-    "weights_path": "--weights-dir",
+    "weights": "--weights",
+    "weights_path": "--weights or --weights-dir",
     "device": "--device",
     "profile": "--profile",
 }
@@ -244,12 +266,58 @@ def join_cluster(args: argparse.Namespace) -> tuple[bool, bool]:
     return gpus > 0, gpu
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    command = "python run_all.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    resolve_paths(args)
-    settings = split(args.settings)
-    models = split(args.models) if args.models else None
+def parse_weights(items: list[str]) -> tuple[str, dict[str, str]]:
+    """--weights values: (the torchvision version, {model: one's own file}), files made
+    absolute against the caller's directory."""
+    version, custom = "V1", {}
+    for item in items:
+        model, sep, file = item.partition("=")
+        if not sep:
+            if item not in VERSIONS:
+                raise UserError(f"--weights {item}: give V1, V2 or MODEL=FILE")
+            version = item
+            continue
+        check_model(model)
+        path = Path(file).expanduser().absolute()
+        if not path.is_file():
+            raise UserError(
+                f"--weights {item}: {path} is not a file: give the path of an ImageNet state "
+                f"dict for torchvision's {model}"
+            )
+        custom[model] = str(path)
+    return version, custom
+
+
+@dataclass
+class Plan:
+    """What the command asks for: the runs, their profile and devices, the recipe overrides."""
+
+    grid: list[Run]
+    profile: str
+    overrides: dict[str, object]  # for every run's config, profile and device included
+    sets: dict[str, object]  # the --set values alone (passed on to the notebooks)
+    version: str  # torchvision's weights version for the pretrained runs
+    custom: dict[str, str]  # model -> one's own weights file
+    devices: list[str] = field(default_factory=list)  # local runs: one per parallel job
+    ray_gpu: bool = False  # on Ray: each run asks for a GPU
+
+
+@dataclass
+class Checked:
+    """What the preflight found: every run's config and state, the weights files, the models
+    whose pretrained runs cannot run here and why."""
+
+    configs: dict[Run, RunConfig]
+    states: dict[Run, State]
+    weights: dict[str, str]
+    not_possible: dict[str, str]
+
+    def runs(self, *states: State) -> list[Run]:
+        return [r for r, s in self.states.items() if s in states]
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    """The grid, its profile and devices, and the overrides every run's config gets."""
     fractions = [parse_fraction(f) for f in split(args.fractions)]
     try:
         seeds = [int(s) for s in split(args.seeds)]
@@ -257,11 +325,14 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--seeds takes whole numbers, e.g. 0,1,2; got {args.seeds!r}") from None
     if args.epochs is not None and args.epochs < 1:
         raise UserError(f"--epochs must be 1 or more, got {args.epochs}")
-    grid = build_grid(settings, models, fractions, seeds)
+    models = split(args.models) if args.models else None
+    grid = build_grid(split(args.settings), models, fractions, seeds)
     if not grid:
         raise UserError("the grid is empty: give at least one setting, fraction and seed")
+    version, custom = parse_weights(args.weights)
+    devices, ray_gpu = [], False
     if args.ray:
-        has_gpus, gpu = join_cluster(args)
+        has_gpus, ray_gpu = join_cluster(args)
         profile = args.profile or ("full" if has_gpus else "quick")
     else:
         devices = devices_for_jobs(args.device, args.jobs)
@@ -271,102 +342,155 @@ def main(argv: list[str] | None = None) -> int:
             f"no GPU {'in the cluster' if args.ray else 'found'}: using --profile quick (short "
             "CPU smoke runs; --profile full trains the full recipe)"
         )
-    output_dir = Path(args.output_dir)
     sets = parse_sets(args.set)
     overrides = dict(sets, profile=profile, device=args.device, data_dir=args.data_dir)
+    overrides["weights"] = version
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
-    configs = {run: run_config(run, output_dir, **overrides) for run in grid}  # validates all
+    return Plan(grid, profile, overrides, sets, version, custom, devices, ray_gpu)
 
-    # Resources every run needs, checked before any work starts.
-    if not args.dry_run:
-        for folder in (output_dir, Path(args.images_dir), Path(args.results_dir)):
-            check_writable(folder)
-    ensure_cifar10(args.data_dir, download=not args.dry_run)
-    check_splits(args.data_dir, configs.values())
-    weights, not_possible = {}, {}
-    for model in sorted({r.model for r in grid if r.pretrained}):
+
+def find_weights_files(
+    args: argparse.Namespace, plan: Plan
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Per model with pretrained runs: its weights file (one's own, or torchvision's for the
+    version, found or downloaded), checked to fit; or why there is none."""
+    files, not_possible = {}, {}
+    for model in sorted({r.model for r in plan.grid if r.pretrained}):
         try:
-            weights[model] = str(ensure_weights(model, args.weights_dir, download=not args.dry_run))
+            files[model] = plan.custom.get(model) or str(
+                ensure_weights(model, args.weights_dir, not args.dry_run, plan.version)
+            )
         except WeightsError as e:
             not_possible[model] = str(e)
             continue
-        build_model(model, pretrained=True, weights_path=weights[model])  # the file must fit
-    for run in grid:
-        if run.pretrained and run.model in weights:
-            configs[run] = run_config(run, output_dir, weights_path=weights[run.model], **overrides)
+        build_model(model, pretrained=True, weights_path=files[model])  # the file must fit
+    return files, not_possible
 
-    states = {
-        run: (
-            "not possible"
-            if run.pretrained and run.model in not_possible
-            else status(run, configs[run])
+
+def preflight(args: argparse.Namespace, plan: Plan) -> Checked:
+    """Check what every run needs before any starts (writable folders, the data and its splits,
+    the weights), build each run's config once, and find its state."""
+    output_dir = Path(args.output_dir)
+    if not args.dry_run:
+        for folder in (output_dir, Path(args.images_dir), Path(args.results_dir)):
+            check_writable(folder)
+    files, not_possible = find_weights_files(args, plan)
+
+    def config(run: Run) -> RunConfig:
+        if not run.pretrained or run.model not in files:
+            return run_config(run, output_dir, **plan.overrides)
+        own = run.model in plan.custom
+        return run_config(
+            run,
+            output_dir,
+            **dict(plan.overrides, weights=files[run.model] if own else plan.version),
+            weights_path=files[run.model],
         )
-        for run in grid
+
+    configs = {run: config(run) for run in plan.grid}  # validates every run's settings
+    ensure_cifar10(args.data_dir, download=not args.dry_run)
+    check_splits(args.data_dir, configs.values())
+    states = {
+        run: State.NOT_POSSIBLE
+        if run.pretrained and run.model in not_possible
+        else state(configs[run])
+        for run in plan.grid
     }
-    blocked = [r for r in grid if states[r] == "not possible"]
+    return Checked(configs, states, files, not_possible)
+
+
+def show_plan(args: argparse.Namespace, plan: Plan, checked: Checked, todo: list[Run]) -> None:
+    """What cannot run and why, the counts, and with --dry-run every run's state."""
+    blocked = checked.runs(State.NOT_POSSIBLE)
     if blocked:
-        print(f"{len(blocked)} of {len(grid)} runs are not possible here:")
-        for model, why in not_possible.items():
+        print(f"{len(blocked)} of {len(plan.grid)} runs are not possible here:")
+        for model, why in checked.not_possible.items():
             n = sum(r.model == model for r in blocked)
             print(f"  {model} pretrained ({n} run{'s' * (n != 1)}): {why}")
-    todo = [
-        r for r in grid if states[r] in ("todo", "failed") or (args.force and states[r] == "done")
-    ]
-    todo.sort(key=lambda r: r.cost, reverse=True)  # with parallel runs the grid ends sooner
-    skipped = [r for r in grid if states[r] == "done" and r not in todo]
+    skipped = [r for r in checked.runs(State.DONE) if r not in todo]
     print(
-        f"{len(grid)} runs: {len(todo)} to run, {len(skipped)} done and skipped, "
-        f"{len(blocked)} not possible; profile {profile}"
+        f"{len(plan.grid)} runs: {len(todo)} to run, {len(skipped)} done and skipped, "
+        f"{len(blocked)} not possible; profile {plan.profile}"
     )
     if args.dry_run:
-        for run in grid:
-            reason = failure_reason(configs[run].output_dir) if states[run] == "failed" else ""
-            print(f"  {states[run]:>12}  {run.setting:<10} {run.name}  {reason or ''}")
-        return 0
+        for run in plan.grid:
+            now = checked.states[run]
+            reason = failure_reason(checked.configs[run].output_dir) if now == State.FAILED else ""
+            print(f"  {now.value:>12}  {run.setting:<10} {run.name}  {reason or ''}")
 
+
+def dispatch(
+    args: argparse.Namespace, plan: Plan, checked: Checked, todo: list[Run]
+) -> list[tuple[Run, str]]:
+    """Run `todo` here or on Ray, showing progress; return the failures."""
     if args.keep_checkpoints:  # the kernels inherit it: their save_run keeps them too
         os.environ[KEEP_CHECKPOINTS] = "1"
     options = dict(
         kernel=args.kernel,
         keep_checkpoints=args.keep_checkpoints,
-        extra_keys=list(sets),
+        extra_keys=list(plan.sets),
         force=args.force,
     )
     if args.ray:
         outcomes = run_on_ray(
             todo,
-            configs,
-            {k: v for k, v in overrides.items() if k != "data_dir"},
-            data_dir=overrides["data_dir"],
-            gpu=gpu,
+            checked.configs,
+            {k: v for k, v in plan.overrides.items() if k != "data_dir"},
+            data_dir=args.data_dir,
+            gpu=plan.ray_gpu,
             cpus=args.ray_cpus,
-            weights=weights,
+            weights=checked.weights,
             options=options,
         )
     else:
-        outcomes = run_locally(todo, configs, devices, options)
-    failures = follow(outcomes, len(todo), configs, RESUME_ON_RAY if args.ray else RESUME_HERE)
-    missing = {r.cell: f"needs ImageNet weights ({weights_file(r.model)})" for r in blocked}
-    missing |= {r.cell: f"failed: {why}" for r, why in failures}
-    notes = [f"Not possible here: {why}" for why in not_possible.values()]
-    scaling_error = execute_scaling(
-        output_dir, Path(args.images_dir), Path(args.results_dir), profile, args.kernel
+        outcomes = run_locally(todo, checked.configs, plan.devices, options)
+    resume = RESUME_ON_RAY if args.ray else RESUME_HERE
+    return follow(outcomes, len(todo), checked.configs, resume)
+
+
+def weights_remedy(models: Iterable[str], version: str) -> str:
+    """One remedy for every model whose ImageNet weights are not here (for the README: no
+    absolute paths of this machine)."""
+    files = ", ".join(sorted({weights_file(m, version) for m in models}))
+    cache = hub_dir()
+    if cache.is_relative_to(Path.home()):
+        cache = Path("~") / cache.relative_to(Path.home())
+    return (
+        f"Remedy: download torchvision's {files} from https://download.pytorch.org/models/ on a "
+        f"machine with internet, and put them in torchvision's cache ({cache}) or in a folder "
+        "passed with --weights-dir (docs/offline.md)."
     )
+
+
+def report(
+    args: argparse.Namespace,
+    plan: Plan,
+    checked: Checked,
+    failures: list[tuple[Run, str]],
+    command: str,
+) -> int:
+    """Draw the figures, write the summary (and the README's section); the exit status."""
+    blocked = checked.runs(State.NOT_POSSIBLE)
+    missing = {
+        r.condition: NotProduced(weights=weights_file(r.model, plan.version)) for r in blocked
+    }
+    missing |= {r.condition: NotProduced(failed=why) for r, why in failures}
+    notes = [weights_remedy(checked.not_possible, plan.version)] if blocked else []
+    output_dir, images_dir, results_dir = (
+        Path(args.output_dir),
+        Path(args.images_dir),
+        Path(args.results_dir),
+    )
+    scaling_error = execute_scaling(output_dir, images_dir, results_dir, plan.profile, args.kernel)
     if scaling_error:
         print(f"the scaling notebook failed: {scaling_error}")
+    readme = None if args.readme == "none" else args.readme
     summary = write_report(
-        output_dir,
-        args.images_dir,
-        args.results_dir,
-        None if args.readme == "none" else args.readme,
-        profile,
-        command,
-        missing,
-        notes,
+        output_dir, images_dir, results_dir, readme, plan.profile, command, missing, notes
     )
     print(f"summary: {summary}")
-    if len(blocked) == len(grid):
+    if len(blocked) == len(plan.grid):
         print("no run of this grid is possible here (see above): nothing was trained")
         return 1
     if failures:
@@ -377,6 +501,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {run.setting} {run.name}: {why}")
         return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    command = "python run_all.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    resolve_paths(args)
+    plan = make_plan(args)
+    checked = preflight(args, plan)
+    todo = checked.runs(State.TODO, State.FAILED) + (checked.runs(State.DONE) if args.force else [])
+    todo.sort(key=lambda r: r.cost, reverse=True)  # with parallel runs the grid ends sooner
+    show_plan(args, plan, checked, todo)
+    if args.dry_run:
+        return 0
+    failures = dispatch(args, plan, checked, todo)
+    return report(args, plan, checked, failures, command)
 
 
 def run_locally(
@@ -455,6 +594,6 @@ if __name__ == "__main__":
     try:
         sys.exit(main())
     except UserError as e:
-        sys.exit(f"run_all.py: error: {e}")
+        sys.exit(f"run_all.py: error: {with_options(str(e), PARAMETER_OPTIONS)}")
     except KeyboardInterrupt:  # before any run started
         sys.exit("run_all.py: interrupted before any run started")

@@ -26,13 +26,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .checkpoint import LATEST, PREVIOUS, prune_checkpoints
+from .checkpoint import LATEST, PREVIOUS
 from .config import REPO, RunConfig
 from .errors import UserError
 from .files import write_with
-from .grid import FAILED, Run, run_config, status
+from .grid import Run, run_config
 from .results import METRICS, input_identity
-from .sweep import Busy, Outcome, execute, record_failure, run_lock
+from .rundir import FAILED, Busy, State, mark_finished, record_failure, run_lock, state
+from .sweep import Outcome, execute
 
 RETRIES = 3  # times Ray starts a run again after its worker died
 INSTALL = "pip install -r requirements-cluster.txt"
@@ -249,7 +250,7 @@ def run_on_ray(
             except Busy as e:
                 yield Outcome(run, False, str(e))
                 continue
-            done = status(run, cfg) == "done"
+            done = state(cfg) == State.DONE
             if done and not options.get("force"):
                 yield Outcome(run, True, "done by another process")
                 continue
@@ -281,9 +282,7 @@ def store(run: Run, cfg: RunConfig, ref: Any, keep_checkpoints: bool) -> Outcome
             files[METRICS] = localize(files[METRICS], cfg)
         unpack(files, run_dir)
         if ok:
-            (run_dir / FAILED).unlink(missing_ok=True)
-            if not keep_checkpoints:
-                prune_checkpoints(run_dir)
+            mark_finished(run_dir, keep_checkpoints)
         else:
             record_failure(run_dir, message, run_dir / f"{run.name}.ipynb")
     except OSError as e:

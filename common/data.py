@@ -84,7 +84,7 @@ def _download(root: Path) -> None:
             f"CIFAR-10 is not in {root / FOLDER} and could not be downloaded "
             f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no detail'}); "
             f"put the standard '{FOLDER}' folder (data_batch_1..5, test_batch) inside {root} "
-            f"or point data_dir (run_all.py: --data-dir) at its parent"
+            f"or point `data_dir` at its parent"
         ) from None
 
 

@@ -1,4 +1,4 @@
-"""The grid of runs: which notebook runs which cell, where its files go, and whether it is done."""
+"""The grid of runs: which notebook runs which cell, and where its files go."""
 
 from __future__ import annotations
 
@@ -10,14 +10,11 @@ from typing import Any
 from .config import LIFT, SETTINGS, RunConfig, make_config, run_name
 from .data import fraction_label
 from .errors import ConfigError
-from .files import read_json
 from .models import check_model
-from .results import input_identity, load_metrics, same_inputs
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 SEED_FRACTIONS = (1 / 16, 0.5, 1.0)  # the sizes the six notebooks are named for
 BASE_MODELS = ("resnet18", "resnet50")
-FAILED = "failed.json"
 # The notebooks' `parameters` cell; the rest of a run's settings come from the recipe table.
 NOTEBOOK_PARAMETERS = (
     "model",
@@ -56,7 +53,8 @@ class Run:
         return run_name(self.model, self.fraction, self.seed)
 
     @property
-    def cell(self) -> tuple[str, str, float]:
+    def condition(self) -> tuple[str, str, float]:
+        """(setting, model, fraction): what the summary's rows group its seeds by."""
         return (self.setting, self.model, self.fraction)
 
     @property
@@ -122,27 +120,3 @@ def notebook_parameters(cfg: RunConfig, extra_keys: Iterable[str] = ()) -> dict[
         if k not in NOTEBOOK_PARAMETERS
     }
     return params
-
-
-def status(run: Run, cfg: RunConfig) -> str:
-    """'done' (complete metrics for the same training settings, data and weights files),
-    'failed' or 'todo'."""
-    metrics = load_metrics(cfg.output_dir)
-    if (
-        metrics
-        and metrics.get("config", {})
-        and _same_training(metrics["config"], cfg)
-        and same_inputs(metrics.get("inputs"), input_identity(cfg.data_dir, cfg.weights_path))
-    ):
-        return "done"
-    return "failed" if (Path(cfg.output_dir) / FAILED).exists() else "todo"
-
-
-def _same_training(saved: dict[str, Any], cfg: RunConfig) -> bool:
-    key = cfg.training_key()
-    return {k: saved.get(k) for k in key} == key
-
-
-def failure_reason(run_dir: str | Path) -> str | None:
-    record = read_json(Path(run_dir) / FAILED)
-    return record.get("error") if isinstance(record, dict) else None

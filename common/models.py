@@ -12,12 +12,28 @@ from torch import nn
 
 from .errors import ConfigError, WeightsError
 
-# Builder and ImageNet weights per model: V2 where torchvision has them (ResNet-18 has only V1).
-MODELS: dict[str, tuple[Callable[..., nn.Module], tvm.WeightsEnum]] = {
-    "resnet18": (tvm.resnet18, tvm.ResNet18_Weights.IMAGENET1K_V1),
-    "resnet50": (tvm.resnet50, tvm.ResNet50_Weights.IMAGENET1K_V2),
-    "resnext50_32x4d": (tvm.resnext50_32x4d, tvm.ResNeXt50_32X4D_Weights.IMAGENET1K_V2),
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "resnet18": tvm.resnet18,
+    "resnet50": tvm.resnet50,
+    "resnext50_32x4d": tvm.resnext50_32x4d,
 }
+# torchvision's ImageNet weights per model and version. The default is V1 for every model: it is
+# the only version ResNet-18 has, so a grid that compares model sizes compares like with like.
+# V2 is a stronger ImageNet recipe, not a bigger model (ImageNet top-1 from torchvision's model
+# docs: ResNet-50 76.1% V1 / 80.9% V2, ResNeXt50_32x4d 77.6% / 81.2%, ResNet-18 69.8% V1 only).
+IMAGENET_WEIGHTS: dict[str, dict[str, tvm.WeightsEnum]] = {
+    "resnet18": {"V1": tvm.ResNet18_Weights.IMAGENET1K_V1},
+    "resnet50": {
+        "V1": tvm.ResNet50_Weights.IMAGENET1K_V1,
+        "V2": tvm.ResNet50_Weights.IMAGENET1K_V2,
+    },
+    "resnext50_32x4d": {
+        "V1": tvm.ResNeXt50_32X4D_Weights.IMAGENET1K_V1,
+        "V2": tvm.ResNeXt50_32X4D_Weights.IMAGENET1K_V2,
+    },
+}
+VERSIONS = ("V1", "V2")
+CUSTOM = "custom: "  # prefix of the label of one's own weights file: "custom: <file name>"
 STEMS = ("cifar", "imagenet")
 MIN_IMAGE_SIZE = 32  # five stride-2 stages: smaller inputs vanish before the pooling layer
 
@@ -28,10 +44,27 @@ def check_model(name: str) -> None:
         raise ConfigError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}")
 
 
-def weights_file(name: str) -> str:
-    """torchvision's file name for the model's ImageNet weights, e.g. 'resnet50-11ad3fa6.pth'."""
+def weights_version(name: str, asked: str = "V1") -> str:
+    """The torchvision version a run of `name` uses when `asked` is wanted: `asked` where the
+    model has it, else V1 (ResNet-18 has no V2)."""
     check_model(name)
-    return Path(urlparse(MODELS[name][1].url).path).name
+    if asked not in VERSIONS:
+        raise ConfigError(f"unknown weights version {asked!r}: choose one of {', '.join(VERSIONS)}")
+    return asked if asked in IMAGENET_WEIGHTS[name] else "V1"
+
+
+def custom_label(path: str | Path) -> str:
+    """How one's own weights file is named in every output: 'custom: <file name>'."""
+    return f"{CUSTOM}{Path(path).name}"
+
+
+def weights_file(name: str, version: str = "V1") -> str:
+    """torchvision's file name for the model's ImageNet weights, e.g. 'resnet50-0676ba61.pth'."""
+    return Path(urlparse(_url(name, version)).path).name
+
+
+def _url(name: str, version: str) -> str:
+    return IMAGENET_WEIGHTS[name][weights_version(name, version)].url
 
 
 def hub_dir() -> Path:
@@ -44,56 +77,66 @@ def _folders(weights_dir: str | Path | None) -> list[Path]:
     return ([Path(weights_dir).expanduser()] if weights_dir else []) + [hub_dir()]
 
 
-def find_weights(name: str, weights_dir: str | Path | None = None) -> Path | None:
-    """The local file holding the model's ImageNet weights, looked for in `weights_dir` and then
-    in torchvision's cache; None if neither has it."""
-    file = weights_file(name)
+def find_weights(
+    name: str, weights_dir: str | Path | None = None, version: str = "V1"
+) -> Path | None:
+    """The local file holding the model's ImageNet weights of `version`, looked for in
+    `weights_dir` and then in torchvision's cache; None if neither has it."""
+    file = weights_file(name, version)
     for folder in _folders(weights_dir):
         if (folder / file).is_file():
             return folder / file
     return None
 
 
-def _download(name: str) -> Path:
+def _download(name: str, version: str) -> Path:
     """Download the weights into torchvision's cache, checked against the SHA-256 prefix in
     their file name as torchvision's `check_hash` does; a wrong file is not kept."""
-    target = hub_dir() / weights_file(name)
+    target = hub_dir() / weights_file(name, version)
     prefix = torch.hub.HASH_REGEX.search(target.name).group(1)
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         torch.hub.download_url_to_file(
-            MODELS[name][1].url, str(target), hash_prefix=prefix, progress=False
+            _url(name, version), str(target), hash_prefix=prefix, progress=False
         )
     except RuntimeError as e:
         if "invalid hash" not in str(e):
             raise
         raise WeightsError(
-            f"the download of {MODELS[name][1].url} does not match torchvision's hash (SHA-256 "
+            f"the download of {_url(name, version)} does not match torchvision's hash (SHA-256 "
             f"starting {prefix}) and was not kept: try again, or copy the file from a machine "
             "where it downloads whole"
         ) from None
     return target
 
 
-def ensure_weights(name: str, weights_dir: str | Path | None = None, download: bool = True) -> Path:
-    """Find the ImageNet weights locally or download them into torchvision's cache, as
-    torchvision's `weights=` API does; raise a one-line WeightsError when neither works."""
-    found = find_weights(name, weights_dir)
+def ensure_weights(
+    name: str,
+    weights_dir: str | Path | None = None,
+    download: bool = True,
+    version: str = "V1",
+) -> Path:
+    """Find the ImageNet weights of `version` locally or download them into torchvision's
+    cache, as torchvision's `weights=` API does; raise a one-line WeightsError when neither
+    works, naming the file, the folders searched and the remedy."""
+    found = find_weights(name, weights_dir, version)
     if found:
         return found
     reason = "not downloaded"
     if download:
         try:
-            return _download(name)
+            return _download(name, version)
         except WeightsError:
             raise
         except Exception as e:
             reason = f"download failed: {type(e).__name__}"
     folders = _folders(weights_dir)
     raise WeightsError(
-        f"ImageNet weights for {name} ({weights_file(name)}) are unavailable: not in "
-        f"{' or '.join(str(f) for f in folders)}, and {reason}: download {MODELS[name][1].url} "
-        f"on a machine with internet and put it in {folders[0]} under that name"
+        f"ImageNet {weights_version(name, version)} weights for {name} "
+        f"({weights_file(name, version)}) are unavailable: not in "
+        f"{' or '.join(str(f) for f in folders)}, and {reason}: download "
+        f"{_url(name, version)} on a machine with internet and put it in {folders[0]} under "
+        "that name"
     )
 
 
@@ -131,20 +174,22 @@ def build_model(
     weights_path: str | Path | None = None,
     num_classes: int = 10,
     seed: int | None = None,
+    weights: str = "V1",
 ) -> nn.Module:
     """A torchvision ResNet/ResNeXt with a `num_classes` head.
 
     From scratch, `stem` picks the CIFAR stem (default) or torchvision's ImageNet stem.
-    Pretrained, the ImageNet stem is kept and the ImageNet weights come from `weights_path`, or
-    from torchvision's cache or a download (see `ensure_weights`); the classifier head is
-    replaced. Never falls back to other weights. `seed` seeds the random initialisation.
+    Pretrained, the ImageNet stem is kept and the weights come from `weights_path`, or else
+    torchvision's file of version `weights` from its cache or a download (see `ensure_weights`);
+    the classifier head is replaced. Never falls back to other weights. `seed` seeds the random
+    initialisation.
     """
     check_model(name)
     if seed is not None:
         torch.manual_seed(seed)
     if stem not in STEMS:
         raise ConfigError(f"unknown stem {stem!r}: choose one of {', '.join(STEMS)}")
-    builder = MODELS[name][0]
+    builder = MODELS[name]
     if not pretrained:
         # zero-init of each block's last BN: every residual block starts as the identity,
         # which keeps early training stable at high learning rates (Goyal et al., 2017)
@@ -152,7 +197,9 @@ def build_model(
         if stem == "cifar":
             _use_cifar_stem(model)
         return model
-    path = Path(weights_path) if weights_path else ensure_weights(name)
+    if not weights_path and weights.startswith(CUSTOM):
+        raise WeightsError(f"weights {weights!r} need their file: pass weights_path")
+    path = Path(weights_path) if weights_path else ensure_weights(name, version=weights)
     model = builder(weights=None)
     state = load_state_dict(path)
     try:
@@ -161,7 +208,7 @@ def build_model(
         detail = str(e).split("\n\t")[1] if "\n\t" in str(e) else str(e).splitlines()[0]
         raise WeightsError(
             f"weights file {path} does not fit {name} ({detail.strip()[:200]}): "
-            f"pass torchvision's ImageNet weights for {name} ({weights_file(name)})"
+            f"pass ImageNet weights saved from torchvision's {name}, e.g. {weights_file(name)}"
         ) from None
     model.fc = nn.Linear(model.fc.in_features, num_classes)
     return model

@@ -12,7 +12,7 @@ from matplotlib.ticker import MaxNLocator
 
 from .data import fraction_label, fraction_title
 from .files import atomic_path
-from .results import MODEL_TITLES, SETTING_TITLES
+from .results import MODEL_TITLES, SETTING_TITLES, weights_title
 
 SETTING_DIRS = {"scratch": "from-scratch", "pretrained": "finetune"}
 METRIC_LABELS = {"acc": "accuracy", "loss": "cross-entropy loss"}
@@ -38,7 +38,8 @@ def curve_title(runs: list[dict[str, Any]]) -> str:
         else ""
     )
     return (
-        f"{MODEL_TITLES[first['model']]} {SETTING_TITLES[first['setting']]}, "
+        f"{MODEL_TITLES[first['model']]} {SETTING_TITLES[first['setting']]}"
+        f"{' (' + weights_title(first) + ')' if first['pretrained'] else ''}, "
         f"{fraction_title(first['data_fraction'])} of the data "
         f"({first['train_images']:,} images){seeds}{quick}"
     )

@@ -20,7 +20,7 @@ from .config import RunConfig, make_config
 from .data import FOLDER, TEST_FILE, TRAIN_FILES, fraction_title
 from .errors import UserError
 from .files import read_json, write_json
-from .models import weights_file
+from .models import CUSTOM
 from .precision import cpu_name
 
 METRICS = "metrics.json"
@@ -150,12 +150,25 @@ def load_metrics(run_dir: str | Path) -> dict[str, Any] | None:
     return metrics if is_complete(metrics) else None
 
 
+def weights_title(metrics: dict[str, Any]) -> str:
+    """The ImageNet weights a run started from: 'ImageNet V1' (torchvision's), 'custom: <file>'
+    (one's own), '–' from scratch. Runs made before `weights` was recorded used V1 or V2 files
+    named as torchvision's: their version is read from the file name."""
+    if not metrics["pretrained"]:
+        return "–"
+    config = metrics.get("config") or {}
+    weights = config.get("weights")
+    if weights is None:  # recorded before the setting existed
+        return "ImageNet (version unrecorded)"
+    return weights if weights.startswith(CUSTOM) else f"ImageNet {weights}"
+
+
 def summary_line(metrics: dict[str, Any]) -> str:
     """One line for a finished run."""
     quick = " [quick profile]" if metrics.get("profile") == "quick" else ""
     return (
-        f"{MODEL_TITLES[metrics['model']]} {SETTING_TITLES[metrics['setting']]}, "
-        f"{fraction_title(metrics['data_fraction'])} of the data "
+        f"{MODEL_TITLES[metrics['model']]} {SETTING_TITLES[metrics['setting']]}"
+        f"{_weights_clause(metrics)}, {fraction_title(metrics['data_fraction'])} of the data "
         f"({metrics['train_images']:,} images), seed {metrics['seed']}: "
         f"best val acc {100 * metrics['best_val_acc']:.2f}% (epoch {metrics['best_epoch']}), "
         f"test acc {100 * metrics['test_acc']:.2f}% on {metrics['test_images']:,} images, "
@@ -163,13 +176,16 @@ def summary_line(metrics: dict[str, Any]) -> str:
     )
 
 
+def _weights_clause(metrics: dict[str, Any]) -> str:
+    return f" ({weights_title(metrics)})" if metrics["pretrained"] else ""
+
+
 Variant = tuple[tuple[str, Any], ...]
 
 
 def variant(metrics: dict[str, Any]) -> Variant:
     """What a run's training differs in from today's recipe for its cell, as sorted (field,
-    value) pairs: () for the recipe. The seed does not count; a weights file that is not
-    torchvision's for the model counts as `weights`."""
+    value) pairs: () for the recipe. The seed does not count."""
     config = metrics.get("config") or {}
     try:
         recipe = make_config(
@@ -178,9 +194,6 @@ def variant(metrics: dict[str, Any]) -> Variant:
     except UserError:  # a profile or model this version no longer knows
         return (("recipe", "unknown"),)
     differs = {k: v for k, v in config.items() if k in recipe and k != "seed" and recipe[k] != v}
-    weights = config.get("weights_path")
-    if weights and Path(weights).name != weights_file(metrics["model"]):
-        differs["weights"] = Path(weights).name
     return tuple(sorted(differs.items()))
 
 
@@ -210,7 +223,7 @@ def split_configurations(
     return same, [m for m in metrics if variant(m) != latest]
 
 
-def others_line(others: list[Cell]) -> str:
+def others_line(others: list[Condition]) -> str:
     """One line on the cells of configurations other than the latest: how many runs, what
     differs, and what became of them."""
     runs = sum(len(c.runs) for c in others)
@@ -224,8 +237,9 @@ def others_line(others: list[Cell]) -> str:
 
 
 @dataclass
-class Cell:
-    """All seeds of one (setting, model, fraction) cell of one configuration, aggregated."""
+class Condition:
+    """One experimental condition: all seeds of one (setting, model, fraction) of the grid in
+    one configuration, aggregated."""
 
     setting: str
     model: str
@@ -241,13 +255,13 @@ class Cell:
         return statistics.fmean(values), sd, len(values)
 
 
-def group_cells(metrics: Iterable[dict[str, Any]]) -> list[Cell]:
+def group_conditions(metrics: Iterable[dict[str, Any]]) -> list[Condition]:
     """Group runs by (setting, model, fraction) and configuration (everything that changes
     training but the seed), sorted for display."""
-    cells: dict[tuple[str, str, float, Variant], Cell] = {}
+    cells: dict[tuple[str, str, float, Variant], Condition] = {}
     for m in metrics:
         key = (m["setting"], m["model"], m["data_fraction"], variant(m))
-        cells.setdefault(key, Cell(*key[:3], runs=[], variant=key[3])).runs.append(m)
+        cells.setdefault(key, Condition(*key[:3], runs=[], variant=key[3])).runs.append(m)
     labels = variant_labels(c.variant for c in cells.values())
     for cell in cells.values():
         cell.label = labels[cell.variant]
@@ -258,17 +272,55 @@ def group_cells(metrics: Iterable[dict[str, Any]]) -> list[Cell]:
     )
 
 
-def _pct(mean: float, sd: float, n: int) -> str:
+def mean_sd(mean: float, sd: float, n: int) -> str:
+    """A percentage, with its sd and count when there are several seeds: '52.00 ± 2.00 (n=3)'."""
     return f"{100 * mean:.2f}" + (f" ± {100 * sd:.2f} (n={n})" if n > 1 else "")
 
 
-def summary_table(cells: list[Cell], missing: dict[tuple[str, str, float], str]) -> str:
+@dataclass(frozen=True)
+class NotProduced:
+    """Why a cell of the grid has no runs: its runs `failed` (the error), or they need the
+    ImageNet weights file `weights`, which is not to be had here."""
+
+    failed: str = ""
+    weights: str = ""
+
+
+ConditionKey = tuple[str, str, float]  # (setting, model, fraction)
+
+
+def _where_list(keys: Iterable[ConditionKey]) -> str:
+    """'ResNet-18 at 1/16, 50%; ResNeXt50_32x4d at 100%'."""
+    by_model: dict[str, list[float]] = {}
+    for _, model, fraction in sorted(keys, key=lambda k: (list(MODEL_TITLES).index(k[1]), k[2])):
+        by_model.setdefault(model, []).append(fraction)
+    return "; ".join(
+        f"{MODEL_TITLES[m]} at {', '.join(fraction_title(f) for f in fs)}"
+        for m, fs in by_model.items()
+    )
+
+
+def weights_line(missing: dict[ConditionKey, NotProduced]) -> str:
+    """One line for every cell that needs ImageNet weights it cannot have here; '' if none."""
+    cells = {k: v for k, v in missing.items() if v.weights}
+    if not cells:
+        return ""
+    files = ", ".join(sorted({v.weights for v in cells.values()}))
+    n = len(cells)
+    return (
+        f"not produced: needs ImageNet weights: {n} pretrained cell{'s' * (n != 1)} "
+        f"({_where_list(cells)}) need {files}, not to be had here."
+    )
+
+
+def summary_table(cells: list[Condition], missing: dict[ConditionKey, NotProduced]) -> str:
     """The Markdown summary: one row per cell and configuration (with several configurations,
-    the setting column names what differs), and a row for each cell that could not run."""
+    the setting column names what differs), a row for each cell whose runs failed, and one line
+    under it for all the cells that need ImageNet weights not to be had here."""
     lines = [
-        "| model | data | setting | train images | epochs | best val acc % | test acc % "
-        "| starting point % | wall time / run |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "| model | data | setting | weights | train images | epochs | best val acc % "
+        "| test acc % | starting point % | wall time / run |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     rows: list[tuple[tuple[Any, ...], str]] = []
     order = {name: i for i, name in enumerate(MODEL_TITLES)}
@@ -282,21 +334,26 @@ def summary_table(cells: list[Cell], missing: dict[tuple[str, str, float], str])
             (
                 (c.setting != "scratch", order[c.model], c.fraction, str(c.variant)),
                 f"| {MODEL_TITLES[c.model]} | {fraction_title(c.fraction)} "
-                f"| {setting} | {first['train_images']:,} | {'/'.join(map(str, epochs))} "
-                f"| {_pct(*c.stat('best_val_acc'))} | {_pct(*c.stat('test_acc'))}{test_note} "
+                f"| {setting} | {weights_title(first)} | {first['train_images']:,} "
+                f"| {'/'.join(map(str, epochs))} "
+                f"| {mean_sd(*c.stat('best_val_acc'))} | {mean_sd(*c.stat('test_acc'))}{test_note} "
                 f"| {start if start else '–'} | {c.stat('wall_time_s')[0]:.0f} s |",
             )
         )
     for (setting, model, fraction), why in missing.items():
-        start = STARTING_POINT.get((setting, model, fraction))
-        rows.append(
-            (
-                (setting != "scratch", order[model], fraction, ""),
-                f"| {MODEL_TITLES[model]} | {fraction_title(fraction)} | {setting} | – | – "
-                f"| not produced | not produced: {why} | {start if start else '–'} | – |",
+        if why.failed:
+            start = STARTING_POINT.get((setting, model, fraction))
+            rows.append(
+                (
+                    (setting != "scratch", order[model], fraction, ""),
+                    f"| {MODEL_TITLES[model]} | {fraction_title(fraction)} | {setting} | – | – "
+                    f"| – | not produced | not produced: failed: {why.failed} "
+                    f"| {start if start else '–'} | – |",
+                )
             )
-        )
-    return "\n".join(lines + [r for _, r in sorted(rows, key=lambda r: r[0])]) + "\n"
+    table = "\n".join(lines + [r for _, r in sorted(rows, key=lambda r: r[0])]) + "\n"
+    line = weights_line(missing)
+    return table + (f"\n- {line}\n" if line else "")
 
 
 def grid_time(seconds: Iterable[float], devices: int) -> float:
@@ -318,7 +375,7 @@ def duration(seconds: float) -> str:
     return f"{minutes:.0f} min" if minutes < 180 else f"{minutes / 60:.1f} h"
 
 
-def grid_time_line(cells: list[Cell]) -> str:
+def grid_time_line(cells: list[Condition]) -> str:
     """How long these runs take one after another on one device, and, estimated, on several."""
     times = [r["wall_time_s"] for c in cells for r in c.runs]
     if not times:

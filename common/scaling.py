@@ -1,10 +1,10 @@
-"""Test error against training-set size: power-law fits, extrapolation, figures, observations."""
+"""The scaling figures (test error against training-set size, accuracy against time, the
+pretraining gap) and the points they are drawn from; the words are in `observations.py`."""
 
 from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +15,14 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
 from .config import PROFILES, REPO
-from .data import fraction_title
-from .fits import FLAT, PURE, Curve, analyse, exponent, extrapolate, welch
+from .fits import analyse
 from .plots import save_figure
 from .results import (
     MODEL_TITLES,
     SETTING_TITLES,
-    Cell,
+    Condition,
     collect,
-    group_cells,
+    group_conditions,
     split_configurations,
 )
 
@@ -72,7 +71,7 @@ def _finish(
     return fig
 
 
-def _label(setting: str, model: str) -> str:
+def line_label(setting: str, model: str) -> str:
     return f"{MODEL_TITLES[model]} {SETTING_TITLES[setting]}"
 
 
@@ -120,13 +119,14 @@ def plot_error_vs_data(metrics: list[dict[str, Any]]) -> Figure:
     formula in the legend."""
     fig, ax = plt.subplots(figsize=(7.5, 5), dpi=110)
     lines = scaling_points(metrics)
+    quick = any(m["profile"] == "quick" for m in metrics)
     drawn: list[float] = []  # the extent of the error bars, for the y ticks
     for (setting, model), points in lines.items():
         color = LINE_COLORS[(setting, model)]
         sizes, means, sds = _by_size(points)
         drawn += [*(means - sds), *(means + sds)]
-        label = _label(setting, model)
-        if sizes.size >= 2:
+        label = line_label(setting, model)
+        if sizes.size >= 2 and not quick:  # quick runs do not measure a data effect
             curve = analyse(*zip(*points, strict=True), boot=0)
             grid = np.geomspace(sizes[0], sizes[-1], 100)
             ax.plot(grid, curve.fit(grid), "--", color=color, alpha=0.8)
@@ -152,7 +152,9 @@ def plot_error_vs_data(metrics: list[dict[str, Any]]) -> Figure:
         ax,
         "training images (log scale)",
         "test error, 1 − accuracy (log scale)",
-        "Test error vs training-set size: mean ± sd over seeds; dashed: fit (flat if AIC prefers)",
+        "Test error vs training-set size: mean ± sd over seeds"
+        + ("; no fit: quick runs all train on the same images" if quick else "")
+        + ("" if quick else "; dashed: fit (flat if AIC prefers)"),
         metrics,
     )
 
@@ -169,7 +171,7 @@ def plot_accuracy_vs_time(metrics: list[dict[str, Any]]) -> Figure:
                 marker=MARKERS[model],
                 color=SETTING_COLORS[setting],
                 alpha=0.8,
-                label=_label(setting, model),
+                label=line_label(setting, model),
             )
     if metrics:
         _log_axis(ax, "x", [m["wall_time_s"] for m in metrics])
@@ -186,11 +188,13 @@ def plot_accuracy_vs_time(metrics: list[dict[str, Any]]) -> Figure:
     )
 
 
-def _cells(metrics: list[dict[str, Any]]) -> dict[tuple[str, str, float], Cell]:
-    return {(c.setting, c.model, c.fraction): c for c in group_cells(metrics)}
+def conditions_by_key(metrics: list[dict[str, Any]]) -> dict[tuple[str, str, float], Condition]:
+    return {(c.setting, c.model, c.fraction): c for c in group_conditions(metrics)}
 
 
-def _gaps(cells: dict[tuple[str, str, float], Cell], model: str) -> list[tuple[float, Cell, Cell]]:
+def pretraining_gaps(
+    cells: dict[tuple[str, str, float], Condition], model: str
+) -> list[tuple[float, Condition, Condition]]:
     """(fraction, pretrained cell, scratch cell) for the sizes where `model` has both."""
     fractions = sorted({f for _, m, f in cells if m == model})
     return [
@@ -203,10 +207,10 @@ def _gaps(cells: dict[tuple[str, str, float], Cell], model: str) -> list[tuple[f
 def plot_pretrained_gap(metrics: list[dict[str, Any]]) -> Figure:
     """Fine-tuned minus from-scratch test accuracy (points) per training-set size and model."""
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    cells = _cells(metrics)
+    cells = conditions_by_key(metrics)
     drawn: set[int] = set()
     for model in MODEL_TITLES:
-        gaps = _gaps(cells, model)
+        gaps = pretraining_gaps(cells, model)
         if not gaps:
             continue
         sizes = [p.runs[0]["train_images"] for _, p, _ in gaps]
@@ -241,182 +245,3 @@ def write_scaling(metrics: list[dict[str, Any]], images_dir: str | Path | None) 
         save_figure(plot_accuracy_vs_time(metrics), folder / "accuracy_vs_time.png"),
         save_figure(plot_pretrained_gap(metrics), folder / "pretrained_gap.png"),
     ]
-
-
-def _pct_interval(bounds: tuple[float, float] | None) -> str:
-    return f"{100 * bounds[0]:.2f}–{100 * bounds[1]:.2f}" if bounds else "one seed: none"
-
-
-def extrapolation_table(metrics: list[dict[str, Any]]) -> str:
-    """Markdown: per line, a fit on all sizes but the largest against the largest's error, with
-    the prediction's 95% bootstrap interval over seeds."""
-    rows = [
-        "| model | setting | fit on (training images) | curve (AIC) | largest n "
-        "| predicted error % | 95% interval % | measured error % | measured inside? |",
-        "|---|---|---|---|---:|---:|---:|---:|---|",
-    ]
-    for (setting, model), points in scaling_points(metrics).items():
-        check = extrapolate(*zip(*points, strict=True))
-        head = f"| {MODEL_TITLES[model]} | {SETTING_TITLES[setting]} "
-        if check is None:
-            rows.append(head + "| needs 3+ data sizes | – | – | – | – | – | – |")
-            continue
-        inside = "–"
-        if check["interval"]:
-            lo, hi = check["interval"]
-            inside = "yes" if lo <= check["measured"] <= hi else "no"
-        rows.append(
-            head + f"| {', '.join(f'{s:,}' for s in check['fit_on'])} | {check['chosen']} "
-            f"| {check['n']:,} | {100 * check['predicted']:.2f} "
-            f"| {_pct_interval(check['interval'])} | {100 * check['measured']:.2f} | {inside} |"
-        )
-    return "\n".join(rows) + "\n"
-
-
-def _acc(cell: Cell) -> str:
-    mean, sd, n = cell.stat("test_acc")
-    return f"{100 * mean:.2f} ± {100 * sd:.2f}% (n={n})" if n > 1 else f"{100 * mean:.2f}% (n=1)"
-
-
-def _where(cell: Cell) -> str:
-    return f"{fraction_title(cell.fraction)} of the data ({cell.runs[0]['train_images']:,} images)"
-
-
-def welch_clause(first: Cell, second: Cell) -> str:
-    """The stated test behind every 'beats' and 'helps': Welch's t-test on test accuracy over
-    the seeds of two cells, at p < 0.05."""
-    test = welch([r["test_acc"] for r in first.runs], [r["test_acc"] for r in second.runs])
-    if test is None:
-        return "single seed: untested (Welch's t-test needs two seeds or more on each side)"
-    p = test[1]
-    if p < 0.05:
-        return f"Welch's t-test over seeds: p = {p:.2g} < 0.05, a difference beyond seed noise"
-    return f"Welch's t-test over seeds: p = {p:.2g} ≥ 0.05, not a clear difference"
-
-
-def _model_bullet(setting: str, small: Cell, big: Cell) -> str:
-    m1, m2 = small.stat("test_acc")[0], big.stat("test_acc")[0]
-    title = SETTING_TITLES[setting]
-    head = f"{title[0].upper()}{title[1:]}, {_where(small)}: "
-    sizes = f"(ResNet-50 {_acc(big)}, ResNet-18 {_acc(small)})"
-    if m1 == m2:
-        head += f"ResNet-18 and ResNet-50 tie {sizes}"
-    else:
-        win, lose = ("ResNet-50", "ResNet-18") if m2 > m1 else ("ResNet-18", "ResNet-50")
-        head += f"{win} scores {100 * abs(m2 - m1):.2f} points above {lose} {sizes}"
-    return f"{head}; {welch_clause(small, big)}."
-
-
-def _gap_bullet(model: str, gaps: list[tuple[float, Cell, Cell]]) -> str:
-    diffs = [(p.stat("test_acc")[0] - s.stat("test_acc")[0], f, p, s) for f, p, s in gaps]
-    diff, _, p, s = max(diffs, key=lambda d: d[0])
-    pair = (
-        f"{100 * diff:+.2f} points (fine-tuned {_acc(p)}, from scratch {_acc(s)}; "
-        f"{welch_clause(p, s)})"
-    )
-    name = MODEL_TITLES[model]
-    if len(gaps) == 1:
-        return (
-            f"{name}: fine-tuned minus from scratch is {pair} at {_where(p)}, the only size "
-            "with both settings."
-        )
-    by_size = ", ".join(f"{fraction_title(f)} {100 * d:+.2f}" for d, f, _, _ in diffs)
-    if diff > 0:
-        return (
-            f"{name}: the largest gain from ImageNet pre-training is at {_where(p)}: {pair}; "
-            f"gaps by size: {by_size} points."
-        )
-    return (
-        f"{name}: fine-tuning never scores above training from scratch; the best gap is {pair} "
-        f"at {_where(p)}; gaps by size: {by_size} points."
-    )
-
-
-def suggest_fractions(fractions: list[float], sizes: int = 5) -> str:
-    """A --fractions value with at least `sizes` sizes, halving down from 100% through the
-    ones already run, so that a 3-parameter curve has sizes left over to be tested on."""
-    wanted = set(fractions) | {2.0**-k for k in range(int(np.ceil(-np.log2(min(fractions)))) + 1)}
-    while len(wanted) < sizes:
-        wanted.add(min(wanted) / 2)
-    return ",".join(fraction_title(f) for f in sorted(wanted))
-
-
-def _span(lo: float, hi: float, fmt: Callable[[float], str]) -> str:
-    return f"{fmt(lo)}–{fmt(hi)}"
-
-
-def pct(value: float) -> str:
-    return f"{100 * value:.2f}"
-
-
-def _curve_text(curve: Curve, big: int) -> str:
-    """The fitted curve, b, e_N and β_N with their 95% bootstrap intervals over seeds."""
-    e_n = f"Hoiem et al.'s e_N = {pct(curve.e_n)}% at N = {big:,}"
-    beta = f"β_N = {pct(curve.beta_n)} points of error per doubling of the data at N"
-    if curve.e_n_interval is None:
-        return f"{curve.fit.describe()}; {e_n}; {beta}; one seed at some size, so no intervals"
-    e_n += f" (95% bootstrap over seeds {_span(*curve.e_n_interval, pct)}%)"
-    beta += f" ({_span(*curve.beta_n_interval, pct)})"
-    if curve.chosen == FLAT:
-        return f"{curve.fit.describe()}; {e_n}"
-    b = f"b = {exponent(curve.fit.b)} (95% bootstrap over seeds {_span(*curve.b, exponent)})"
-    return f"{curve.fit.describe()}, {b}; {e_n}; {beta}"
-
-
-def _exponent_bullet(
-    setting: str, model: str, points: Points, fractions: list[float]
-) -> str | None:
-    n, err = zip(*points, strict=True)
-    sizes = sorted(set(n))
-    if len(sizes) < 3:
-        return None
-    curve = analyse(n, err)
-    scores = ", ".join(f"{name} {value:.1f}" for name, value in curve.aic.items())
-    text = (
-        f"{_label(setting, model)} ({len(points)} runs at {len(sizes)} sizes, "
-        f"{sizes[0]:,}–{sizes[-1]:,} images): AIC ({scores}; a curve with more parameters must "
-        f"lower it by more than 2) prefers the {curve.chosen}"
-    )
-    if curve.chosen == FLAT:
-        text += ", so these runs show no fall of test error with more training images"
-    text += f"; {_curve_text(curve, sizes[-1])}"
-    if curve.exact:
-        text += (
-            f"; with {len(sizes)} sizes the 3-parameter curve passes through the mean at every "
-            "size, so its power-law form is not tested: "
-            f"`--fractions {suggest_fractions(fractions)}` would test it"
-        )
-    elif curve.chosen != FLAT:
-        text += f" (AIC prefers {'no floor, c = 0' if curve.chosen == PURE else 'a floor c > 0'})"
-    return text + "."
-
-
-def observations(metrics: list[dict[str, Any]]) -> list[str]:
-    """Plain-English statements generated from the numbers: model against model per size,
-    where pre-training helps most, and the fitted curves, each with its stated test."""
-    out = []
-    if any(m["profile"] == "quick" for m in metrics):
-        out.append(
-            "These are quick-profile runs (short CPU smoke runs, not converged results): "
-            "the statements below describe the smoke test, not the models."
-        )
-    cells = _cells(metrics)
-    for setting in SETTING_TITLES:
-        fractions = sorted({f for s, _, f in cells if s == setting})
-        out += [
-            _model_bullet(setting, cells[(setting, "resnet18", f)], cells[(setting, "resnet50", f)])
-            for f in fractions
-            if (setting, "resnet18", f) in cells and (setting, "resnet50", f) in cells
-        ]
-    for model in MODEL_TITLES:
-        gaps = _gaps(cells, model)
-        if gaps:
-            out.append(_gap_bullet(model, gaps))
-    for (setting, model), points in scaling_points(metrics).items():
-        fractions = sorted(
-            {m["data_fraction"] for m in metrics if (m["setting"], m["model"]) == (setting, model)}
-        )
-        bullet = _exponent_bullet(setting, model, points, fractions)
-        if bullet:
-            out.append(bullet)
-    return out or ["No runs to compare yet."]

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .checkpoint import prune_checkpoints
 from .config import RunConfig
-from .files import write_json, write_text
-from .grid import FAILED, NOTEBOOKS, Run, notebook_parameters, status
+from .files import write_text
+from .grid import NOTEBOOKS, Run, notebook_parameters
 from .results import load_metrics
+from .rundir import Busy, State, mark_finished, record_failure, run_lock, state
 
 KERNEL_START_RETRIES = 3
 
@@ -46,27 +45,11 @@ def _ipc_kernel_manager() -> type:
     return IPCKernelManager
 
 
-class Busy(Exception):
-    """Another process holds the run's lock."""
-
-
 @dataclass
 class Outcome:
     run: Run
     ok: bool
     message: str
-
-
-@contextmanager
-def run_lock(run_dir: Path) -> Iterator[None]:
-    """An exclusive, non-blocking lock on the run folder, released when the process dies."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / ".lock", "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise Busy(f"{run_dir} is being run by another process") from None
-        yield
 
 
 def export_html(notebook: Path) -> Path:
@@ -143,7 +126,7 @@ def execute(
     params = notebook_parameters(cfg, extra_keys) | ({"device": device} if device else {})
     try:
         with run_lock(run_dir):
-            if status(run, cfg) == "done":
+            if state(cfg) == State.DONE:
                 if not force:  # finished by another process
                     return Outcome(run, True, "done by another process")
                 prune_checkpoints(run_dir)  # --force retrains, never resumes the finished run
@@ -174,9 +157,7 @@ def execute(
                 export_html(output)
             if not load_metrics(run_dir):
                 raise RuntimeError("the notebook finished without writing metrics.json")
-            (run_dir / FAILED).unlink(missing_ok=True)
-            if not keep_checkpoints:
-                prune_checkpoints(run_dir)
+            mark_finished(run_dir, keep_checkpoints)
             return Outcome(run, True, "done")
     except Busy as e:
         return Outcome(run, False, str(e))
@@ -187,14 +168,6 @@ def execute(
                 export_html(output)
         record_failure(run_dir, reason, output)
         return Outcome(run, False, reason)
-
-
-def record_failure(run_dir: Path, reason: str, notebook: Path) -> None:
-    """Write the run's failed.json: why it failed, where its executed notebook is, and when."""
-    write_json(
-        run_dir / FAILED,
-        {"error": reason, "notebook": str(notebook), "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
-    )
 
 
 def _kernel_trouble(exc: BaseException) -> bool:

@@ -48,7 +48,7 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(
-                f"device {name!r} asked for but no GPU is visible: use --device cpu or auto"
+                f"device {name!r} asked for but no GPU is visible: set `device` to cpu or auto"
             )
         if (device.index or 0) >= torch.cuda.device_count():
             raise ConfigError(
@@ -57,12 +57,13 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
-    """Linear warm-up from ~0 to 1 over `warmup_steps`, then cosine decay to 0 at `total_steps`."""
+def lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str = "cosine") -> float:
+    """Linear warm-up from ~0 to 1 over `warmup_steps`, then a cosine or linear decay to 0 at
+    `total_steps` (warm-up + linear decay is the triangular schedule)."""
     if step < warmup_steps:
         return (step + 1) / warmup_steps
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return 1 - progress if schedule == "linear" else 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def eval_every(cfg: RunConfig, train_images: int, val_images: int) -> int:
@@ -109,7 +110,8 @@ def make_batches(
 def make_optimizer(
     model: nn.Module, cfg: RunConfig, steps_per_epoch: int
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW or SGD + Nesterov (no weight decay on BN and biases), with warm-up + cosine."""
+    """AdamW or SGD + Nesterov (no weight decay on BN and biases), with warm-up, then cosine or
+    linear decay (`cfg.schedule`)."""
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
     groups = [
@@ -122,7 +124,9 @@ def make_optimizer(
         opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
     total = cfg.epochs * steps_per_epoch
     warmup = min(total, max(1, round(cfg.warmup_epochs * steps_per_epoch)))
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, warmup, total))
+    return opt, torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(s, warmup, total, cfg.schedule)
+    )
 
 
 def train_epoch(

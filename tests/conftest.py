@@ -111,7 +111,7 @@ def write_test_weights(model: str, folder: Path) -> Path:
     torch.manual_seed(0)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / weights_file(model)
-    torch.save(MODELS[model][0](weights=None).state_dict(), path)
+    torch.save(MODELS[model](weights=None).state_dict(), path)
     return path
 
 

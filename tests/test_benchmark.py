@@ -116,7 +116,7 @@ def test_grid_time_predicts_every_run_from_measured_parts(tmp_path: Path) -> Non
     runs = table_rows(text, "scratch ResNet-18")
     assert [r[0].split()[-1] for r in runs] == ["1/16", "50%", "100%"]
     epochs = [int(r[1]) for r in runs]
-    assert epochs == [160, 57, 40]  # the full recipe's 40 epochs / sqrt(fraction)
+    assert epochs == [104, 37, 26]  # the full recipe's 26 epochs / sqrt(fraction)
     for run in runs:
         assert int(run[2]) <= 50  # evaluations
         shares = [float(c.rstrip("%")) for c in run[6:9]]
@@ -128,3 +128,22 @@ def test_grid_time_bad_input_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as e:
         load_script("grid_time").main(["--device", "cpu", "--steps", "0", "--out", "x.md"])
     assert "--steps must be at least 1" in str(e.value.code)
+
+
+def test_recipe_sweep_scores_on_validation_over_seeds_and_resumes(
+    tmp_path: Path, fake_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tiny = "epochs=1 steps_per_epoch=1 batch_size=4 val_size=40 eval_images=40 precision=fp32"
+    args = ["--data-dir", str(fake_data), "--fraction", "1", "--seeds", "0,1", "--name", "t",
+            "--out-dir", str(tmp_path), "--run", f"scratch {tiny}",
+            "--run", f"scratch {tiny} lr=1"]  # fmt: skip
+    sweep = load_script("recipe_sweep")
+    text = sweep.main(args)
+    rows = table_rows(text, "scratch epochs=1")
+    assert len(rows) == 2 and all(r[1] == "2" for r in rows)  # two seeds each
+    assert all(len(r[3].split(", ")) == 2 and r[4] == "4" for r in rows)  # per seed; 4 images
+    assert "20 fixed validation images" in text and "test set is not read" in text
+    (log,) = tmp_path.glob("t-cpu-*.jsonl")
+    assert len(log.read_text().splitlines()) == 4
+    monkeypatch.setattr(sweep, "train", lambda *a, **k: pytest.fail("retrained a finished run"))
+    assert sweep.main(args) == text  # resumed from the log: nothing trained again

@@ -8,7 +8,7 @@ from typing import Any
 
 from common.config import make_config
 from common.report import README_END, README_START, write_report
-from common.results import group_cells, make_metrics, split_configurations, variant
+from common.results import group_conditions, make_metrics, split_configurations, variant
 from common.scaling import load_all
 from tests.conftest import fake_result
 
@@ -50,10 +50,10 @@ def test_variant_names_what_differs_from_the_recipe():
 
 
 def test_cells_group_by_configuration_not_only_by_cell():
-    cells = group_cells(mixed())
+    cells = group_conditions(mixed())
     assert len(cells) == 4 and all(c.stat("test_acc")[2] == 2 for c in cells)
     assert sorted({c.label for c in cells}) == ["lr: recipe", "lr=0.01"]
-    alone = group_cells(metrics(1.0, s, 0.5, "x", epochs=2) for s in (0, 1))
+    alone = group_conditions(metrics(1.0, s, 0.5, "x", epochs=2) for s in (0, 1))
     assert [c.label for c in alone] == [""]  # one configuration: nothing to tell apart
     latest, others = split_configurations(mixed())
     assert {m["test_acc"] for m in latest} == {0.6} and {m["test_acc"] for m in others} == {0.2}
@@ -67,8 +67,10 @@ def test_report_keeps_two_configurations_in_one_folder_apart(tmp_path):
         tmp_path / "runs", tmp_path / "images", tmp_path / "results", readme, "quick", "cmd", {}
     ).read_text()
     # today's runs alone in the recipe rows; yesterday's in rows that name their lr
-    assert summary.count("| scratch (lr: recipe) | 100 |") == 2 and "60.00 ± 0.00 (n=2)" in summary
-    assert summary.count("| scratch (lr=0.01) | 100 |") == 2 and "20.00 ± 0.00 (n=2)" in summary
+    assert (
+        summary.count("| scratch (lr: recipe) | – | 100 |") == 2 and "60.00 ± 0.00 (n=2)" in summary
+    )
+    assert summary.count("| scratch (lr=0.01) | – | 100 |") == 2 and "20.00 ± 0.00 (n=2)" in summary
     assert "40.00" not in summary  # never the average of the two
     assert "4 runs of 1 other configuration (lr=0.01)" in summary
     section = readme.read_text()

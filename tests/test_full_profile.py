@@ -37,11 +37,11 @@ def test_full_scratch_run_uses_the_cifar_stem_and_the_epoch_rule(tmp_path, fake_
     assert "profile full" in done.stdout
     m = metrics_of(tmp_path, "scratch", "resnet18_data-25_seed0")
     assert m["config"]["stem"] == "cifar" and m["profile"] == "full"
-    assert m["epochs"] == m["planned_epochs"] == 80  # 40 epochs at 100%, / sqrt(1/4)
-    # 10 validation images against 4 training images an epoch: every 5th epoch keeps them at
-    # eval_share = 0.5 per training image (max_evals = 50 alone would allow every 2nd)
-    assert m["evaluations"] == 16
-    assert [h["epoch"] for h in m["history"] if "val_acc" in h] == list(range(5, 81, 5))
+    assert m["epochs"] == m["planned_epochs"] == 52  # 26 epochs at 100%, / sqrt(1/4)
+    # 10 validation images against 4 training images an epoch: every 5th epoch (and the last)
+    # keeps them at eval_share = 0.5 per training image (max_evals = 50 would allow every 2nd)
+    assert m["evaluations"] == 11
+    assert [h["epoch"] for h in m["history"] if "val_acc" in h] == [*range(5, 52, 5), 52]
     # precision auto on a CPU: measured here, cached, recorded
     assert m["precision"] in ("fp32", "bf16 autocast + channels-last")
     probe = json.loads((cache / "big-vs-small" / "precision.json").read_text())
@@ -53,18 +53,20 @@ def test_full_scratch_run_uses_the_cifar_stem_and_the_epoch_rule(tmp_path, fake_
 def test_full_pretrained_run_upsamples_through_the_imagenet_stem(tmp_path, fake_data):
     (tmp_path / "data").symlink_to(fake_data, target_is_directory=True)
     weights = tmp_path / "weights"
-    write_test_weights("resnet18", weights)
+    own = write_test_weights("resnet18", weights).rename(weights / "mine.pth")
     cli(
         tmp_path,
         "--profile=full",
         "--settings=pretrained",
         "--models=resnet18",
         "--fractions=1",
-        f"--weights-dir={weights}",
+        "--weights=resnet18=weights/mine.pth",  # relative to the caller's directory
         sets=[*CAPS, "--set=image_size=48", "--set=precision=fp32"],
     )
     m = metrics_of(tmp_path, "pretrained", "resnet18_data-100_seed0")
     assert m["config"]["stem"] == "imagenet" and m["config"]["image_size"] == 48
-    assert m["pretrained"] and m["config"]["weights_path"].startswith(str(weights))
+    assert m["pretrained"] and m["config"]["weights_path"] == str(own)
+    assert m["config"]["weights"] == "custom: mine.pth"  # never taken for torchvision's
+    assert "| pretrained | custom: mine.pth |" in (tmp_path / "results" / "summary.md").read_text()
     assert m["epochs"] == 10 and m["precision"] == "fp32"
     assert m["train_images"] == len(load_cifar10(fake_data, download=False).train_y) - 40

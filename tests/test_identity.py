@@ -12,8 +12,9 @@ import torch
 
 import run_all
 from common.config import make_config
-from common.grid import Run, notebook_parameters, run_config, status
+from common.grid import Run, notebook_parameters, run_config
 from common.results import file_identity, make_metrics, save_metrics
+from common.rundir import State, state
 from tests.conftest import fake_result
 from tests.test_paths import run_all as cli
 
@@ -73,14 +74,14 @@ def test_changed_data_or_weights_make_a_done_run_todo(tmp_path, fake_data):
         run, tmp_path / "runs", profile="quick", data_dir=str(data), weights_path=str(weights)
     )
     save_metrics(cfg.output_dir, make_metrics(cfg, fake_result(epochs=1)))
-    assert status(run, cfg) == "done"
+    assert state(cfg) == State.DONE
     for changed in (data / "cifar-10-batches-py" / "test_batch", weights):
         stat = changed.stat()
         os.utime(changed, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
         file_identity.cache_clear()  # a new call of run_all.py
-        assert status(run, cfg) == "todo"
+        assert state(cfg) == State.TODO
         save_metrics(cfg.output_dir, make_metrics(cfg, fake_result(epochs=1)))
-        assert status(run, cfg) == "done"
+        assert state(cfg) == State.DONE
 
 
 def test_device_cuda_spreads_jobs_over_the_visible_gpus(monkeypatch):

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from common.config import make_config
 from common.errors import ConfigError, WeightsError
 from common.models import MODELS, build_model, ensure_weights, find_weights, weights_file
 from tests.conftest import write_test_weights
@@ -23,10 +24,36 @@ def test_cifar_stem_keeps_resolution():
     assert build_model("resnet18", stem="imagenet").conv1.stride == (2, 2)
 
 
-def test_weights_file_names_are_torchvisions():
+def test_weights_file_names_are_torchvisions_for_each_version():
     assert weights_file("resnet18") == "resnet18-f37072fd.pth"
-    assert weights_file("resnet50") == "resnet50-11ad3fa6.pth"  # V2
-    assert weights_file("resnext50_32x4d") == "resnext50_32x4d-1a0047aa.pth"  # V2
+    assert weights_file("resnet50") == "resnet50-0676ba61.pth"  # V1, the default
+    assert weights_file("resnet50", version="V2") == "resnet50-11ad3fa6.pth"
+    assert weights_file("resnext50_32x4d") == "resnext50_32x4d-7cdf4587.pth"
+    assert weights_file("resnext50_32x4d", version="V2") == "resnext50_32x4d-1a0047aa.pth"
+    assert weights_file("resnet18", version="V2") == "resnet18-f37072fd.pth"  # V1: no V2
+
+
+def test_the_weights_setting_labels_every_kind_of_weights(tmp_path):
+    def label(model: str, **kw: object) -> tuple[str | None, str | None]:
+        cfg = make_config(model, 1.0, pretrained=True, profile="quick", **kw)
+        return cfg.weights, cfg.weights_path
+
+    assert label("resnet50") == ("V1", None)
+    assert label("resnet50", weights="V2") == ("V2", None)
+    assert label("resnet18", weights="V2") == ("V1", None)  # ResNet-18 stays V1, labelled so
+    own = tmp_path / "keras.pth"
+    own.write_bytes(b"x")
+    assert label("resnet50", weights=str(own)) == ("custom: keras.pth", str(own))
+    # a file that is not torchvision's for the version is one's own, whatever the option
+    assert label("resnet50", weights_path=str(own))[0] == "custom: keras.pth"
+    named = tmp_path / weights_file("resnet50")
+    assert label("resnet50", weights_path=str(named)) == ("V1", str(named))
+    assert (
+        make_config("resnet50", 1.0, pretrained=False, profile="quick", weights="V2").weights
+        is None
+    )
+    with pytest.raises(ConfigError, match="neither V1 nor V2 nor a file"):
+        label("resnet50", weights="V3")
 
 
 def test_pretrained_loads_from_torchvision_cache_and_replaces_head(torch_home):
@@ -48,7 +75,7 @@ def test_missing_weights_offline_fail_with_the_remedy(torch_home, no_network):
     with pytest.raises(WeightsError) as e:
         build_model("resnet50", pretrained=True)
     message = str(e.value)
-    assert "\n" not in message and "resnet50-11ad3fa6.pth" in message
+    assert "\n" not in message and "resnet50-0676ba61.pth" in message  # V1, the default
     assert str(torch_home / "hub" / "checkpoints") in message and "download failed" in message
 
 

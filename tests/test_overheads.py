@@ -39,7 +39,7 @@ def count_calls(monkeypatch, counts: Counter, name: str, owner: object, attr: st
 
 
 def test_full_profile_1_16_run_has_bounded_overheads(data, tmp_path, monkeypatch):
-    # The full recipe's 1/16 cell (160 epochs, all its defaults), on a small model and batch.
+    # The full recipe's 1/16 cell (104 epochs, all its defaults), on a small model and batch.
     cfg = make_config(
         model="resnet18",
         data_fraction=1 / 16,
@@ -52,7 +52,7 @@ def test_full_profile_1_16_run_has_bounded_overheads(data, tmp_path, monkeypatch
         device="cpu",
         output_dir=str(tmp_path),
     )
-    assert cfg.epochs == 160 and cfg.checkpoint_every >= 60
+    assert cfg.epochs == 104 and cfg.checkpoint_every >= 60
     assert (cfg.max_evals, cfg.eval_share) == (50, 0.5)
     counts: Counter = Counter()
     for name, owner, attr in [
@@ -85,14 +85,14 @@ def test_full_profile_1_16_run_has_bounded_overheads(data, tmp_path, monkeypatch
     monkeypatch.setattr(train_module, "save_weights", best_pt_apart)
     result = fit(data, cfg, tmp_path)
 
-    assert len(result["history"]) == 160 and len(in_step_loop) == 160
+    assert len(result["history"]) == 104 and len(in_step_loop) == 104
     # one copy per epoch (its order and augmentation draws), no sync inside the steps
     assert all(c["copies"] == 1 and c["syncs"] == 0 for c in in_step_loop)
-    # every 4th epoch: 160 / max_evals rounded up (10 validation images for 8 training images an
-    # epoch would allow every 3rd under eval_share)
+    # every 3rd epoch and the last: 10 validation images for 8 training images an epoch allow
+    # every 3rd under eval_share (and 104 / max_evals rounded up is 3 too)
     evaluated = [h["epoch"] for h in result["history"] if "val_acc" in h]
-    assert evaluated == list(range(4, 161, 4)) and result["evaluations"] == 40
-    assert counts["evaluations"] == 41  # 40 validation passes and the final test
+    assert evaluated == [*range(3, 104, 3), 104] and result["evaluations"] == 35
+    assert counts["evaluations"] == 36  # 35 validation passes and the final test
     assert counts["checkpoints"] == 1  # the run took less than checkpoint_every: the end only
     # syncs of the rest of the run: one per evaluation pass and per read-back of the training
     # figures

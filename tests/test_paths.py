@@ -116,7 +116,9 @@ def test_a_download_that_does_not_match_torchvisions_hash_is_refused(
 def test_a_notebooks_relative_paths_are_relative_to_the_repository():
     from common.config import make_config
 
-    cfg = make_config(profile="quick", data_dir="data", output_dir="o", weights_path="w/x.pth")
+    cfg = make_config(
+        pretrained=True, profile="quick", data_dir="data", output_dir="o", weights_path="w/x.pth"
+    )
     assert (cfg.data_dir, cfg.output_dir) == (str(REPO / "data"), str(REPO / "o"))
     assert cfg.weights_path == str(REPO / "w" / "x.pth")
     assert make_config(profile="quick", data_dir="/abs/data").data_dir == "/abs/data"

@@ -7,11 +7,12 @@ import pytest
 from common.config import make_config
 from common.files import read_json
 from common.plots import curve_path, save_curves
-from common.report import README_END, README_START, write_report
+from common.report import HEADLINE_END, HEADLINE_START, README_END, README_START, write_report
 from common.results import (
     REQUIRED_KEYS,
+    NotProduced,
     grid_time,
-    group_cells,
+    group_conditions,
     is_complete,
     load_metrics,
     make_metrics,
@@ -19,7 +20,7 @@ from common.results import (
     summary_table,
 )
 from common.run import save_run
-from tests.conftest import fake_result
+from tests.conftest import REPO, fake_result
 
 
 def metrics_for(tmp_path, model="resnet18", fraction=1.0, seed=0, acc=0.5, pretrained=False):
@@ -70,7 +71,7 @@ def test_curves_use_the_seed_names(tmp_path):
 
 def test_seeds_aggregate_to_mean_and_sample_sd(tmp_path):
     runs = [metrics_for(tmp_path, seed=s, acc=a) for s, a in enumerate((0.50, 0.52, 0.54))]
-    [cell] = group_cells(runs)
+    [cell] = group_conditions(runs)
     mean, sd, n = cell.stat("test_acc")
     assert (mean, n) == (pytest.approx(0.52), 3) and sd == pytest.approx(0.02)
     table = summary_table([cell], {})
@@ -79,9 +80,22 @@ def test_seeds_aggregate_to_mean_and_sample_sd(tmp_path):
 
 
 def test_summary_lists_cells_that_could_not_run(tmp_path):
-    table = summary_table([], {("pretrained", "resnet50", 1.0): "needs ImageNet weights: X"})
+    table = summary_table([], {("pretrained", "resnet50", 1.0): NotProduced(failed="OOM")})
     assert "| ResNet-50 | 100% | pretrained |" in table
-    assert "not produced: needs ImageNet weights: X" in table and "88.47" in table
+    assert "not produced: failed: OOM" in table and "88.47" in table
+    # the cells that need weights not to be had here: one line, not a row each
+    no_weights = {
+        ("pretrained", m, f): NotProduced(weights=f"{m}.pth")
+        for m in ("resnet18", "resnet50")
+        for f in (1 / 16, 0.5, 1.0)
+    }
+    table = summary_table([], no_weights)
+    assert "| pretrained |" not in table
+    (line,) = [t for t in table.splitlines() if "not produced" in t]
+    assert line == (
+        "- not produced: needs ImageNet weights: 6 pretrained cells (ResNet-18 at 1/16, 50%, "
+        "100%; ResNet-50 at 1/16, 50%, 100%) need resnet18.pth, resnet50.pth, not to be had here."
+    )
 
 
 def test_grid_time_puts_each_run_on_the_first_free_device_longest_first():
@@ -107,8 +121,8 @@ def test_report_writes_summary_curves_and_readme(tmp_path):
         run_dir.mkdir(parents=True)
         (run_dir / "metrics.json").write_text(json.dumps(m))
     readme = tmp_path / "README.md"
-    readme.write_text(f"# t\n{README_START}\n{README_END}\n")
-    missing = {("pretrained", "resnet18", 1.0): "needs ImageNet weights: put the file there"}
+    readme.write_text(f"# t\n{HEADLINE_START}\n{HEADLINE_END}\n{README_START}\n{README_END}\n")
+    missing = {("pretrained", "resnet18", 1.0): NotProduced(weights="resnet18-f37072fd.pth")}
     summary = write_report(
         out,
         tmp_path / "images",
@@ -118,8 +132,13 @@ def test_report_writes_summary_curves_and_readme(tmp_path):
         "python run_all.py",
         missing,
     )
-    assert summary.read_text().count("| ResNet-18 |") == 4
+    assert summary.read_text().count("| ResNet-18 |") == 3  # the missing cell: a line below
     text = readme.read_text()
     assert "images/from-scratch/resnet18_acc_50.png" in text and "Quick profile" in text
     assert "not produced: needs ImageNet weights" in text
+    # paths relative to the repository, never this machine's
+    assert "Data: CIFAR-10 from `data/`." in text and str(REPO) not in text
+    headline = text.split(HEADLINE_START)[1].split(HEADLINE_END)[0]
+    assert "profile `quick`" in headline and "A pipeline check, not a result" in headline
+    assert "| ResNet-18 | 100% | 50.00 | not produced | 85.13 / 87.03 |" in headline
     assert len(list((tmp_path / "images" / "from-scratch").glob("*.png"))) == 6

@@ -227,6 +227,9 @@ def test_two_processes_never_run_the_same_cell_twice(workdir):
         (("--set=colour=red",), "unknown parameter(s) colour"),
         (("--seeds", "a,b"), "--seeds takes whole numbers"),
         (("--set=data_dir=/elsewhere",), "use --data-dir instead"),
+        (("--set=weights=V2",), "use --weights instead"),
+        (("--weights", "V3"), "--weights V3: give V1, V2 or MODEL=FILE"),
+        (("--weights", "resnet50=nope.pth"), "nope.pth is not a file"),
         pytest.param(
             ("--device", "cuda"),
             "no GPU is visible",
@@ -255,7 +258,10 @@ def one_line_error(done: subprocess.CompletedProcess, message: str) -> None:
 def test_no_data_and_no_network(workdir):
     (workdir / "data").unlink()
     (workdir / "data").mkdir()
-    one_line_error(cli(workdir, check_rc=1), "could not be downloaded")
+    done = cli(workdir, check_rc=1)
+    one_line_error(done, "could not be downloaded")
+    # the library names the notebook's parameter; the command line puts its own option there
+    assert "point --data-dir at its parent" in done.stderr and "`data_dir`" not in done.stderr
 
 
 def test_malformed_data_folder(workdir, tmp_path_factory):
@@ -273,6 +279,17 @@ def test_weights_that_do_not_fit_are_refused(workdir):
     wrong.rename(folder / weights_file("resnet50"))
     done = cli(workdir, "--models", "resnet50", "--weights-dir", str(folder), check_rc=1)
     one_line_error(done, "does not fit resnet50")
+
+
+def test_each_weights_version_is_looked_for_under_its_own_file_name(
+    workdir, torch_home, no_network, capsys
+):
+    args = cli_args(workdir, "--settings", "pretrained", "--weights", "V2", "--dry-run")
+    assert run_all.main(args) == 0
+    out = capsys.readouterr().out
+    assert "ImageNet V2 weights for resnet50 (resnet50-11ad3fa6.pth)" in out
+    assert "ImageNet V2 weights for resnext50_32x4d (resnext50_32x4d-1a0047aa.pth)" in out
+    assert "ImageNet V1 weights for resnet18 (resnet18-f37072fd.pth)" in out  # V1 only
 
 
 def test_unwritable_output_folder(workdir, torch_home, no_network):

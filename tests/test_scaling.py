@@ -14,13 +14,8 @@ import pytest
 from common.files import write_json
 from common.fits import extrapolate, fit_power_law
 from common.grid import NOTEBOOKS
-from common.scaling import (
-    extrapolation_table,
-    load_all,
-    observations,
-    scaling_points,
-    write_scaling,
-)
+from common.observations import extrapolation_table, observations
+from common.scaling import load_all, scaling_points, write_scaling
 
 SIZES = {1 / 16: 2810, 0.5: 22500, 1.0: 45000}
 
@@ -152,9 +147,15 @@ def test_observation_with_overlapping_seeds_is_not_a_win():
     assert "single seed: untested" in single[0] and "beyond seed noise" not in single[0]
 
 
+def test_quick_runs_are_a_pipeline_check_with_no_claims():
+    (text,) = observations(grid(profile="quick"))
+    assert text.startswith("Quick profile: these runs check that the pipeline works end to end")
+    assert "none is stated, tested or fitted" in text
+    assert not any(w in text for w in ("Welch", "AIC", "beats", "points above", "largest gain"))
+
+
 def test_observations_cover_pretraining_and_curves():
-    text = observations(grid(profile="quick"))
-    assert text[0].startswith("These are quick-profile runs")
+    text = observations(grid(profile="full"))
     gaps = [t for t in text if "largest gain from ImageNet pre-training" in t]
     assert len(gaps) == 2 and all("+5.00 points" in t for t in gaps)
     curves = [t for t in text if "AIC (" in t]

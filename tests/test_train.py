@@ -114,6 +114,10 @@ def test_schedule_warms_up_then_decays_to_zero():
     assert factors[0] == 0.25 and factors[3] == 1.0
     assert all(a >= b for a, b in zip(factors[3:], factors[4:], strict=False))
     assert factors[20] == pytest.approx(0.0)
+    # the triangular schedule: the same warm-up, then a straight line down to 0
+    triangle = [lr_factor(s, 4, 20, "linear") for s in range(21)]
+    assert triangle[:4] == factors[:4] and triangle[12] == pytest.approx(0.5)
+    assert triangle[20] == 0.0 and triangle[8] - triangle[9] == pytest.approx(1 / 16)
 
 
 def test_cuda_without_gpu_is_refused():

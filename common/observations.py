@@ -1,0 +1,222 @@
+"""What the runs say in words: the extrapolation check and the observations, each claim with
+its stated test (the fits are in `fits.py`, the figures in `scaling.py`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .data import fraction_title
+from .fits import FLAT, PURE, Curve, analyse, exponent, extrapolate, welch
+from .results import MODEL_TITLES, SETTING_TITLES, Condition, weights_title
+from .scaling import Points, conditions_by_key, line_label, pretraining_gaps, scaling_points
+
+
+def _pct_interval(bounds: tuple[float, float] | None) -> str:
+    return f"{100 * bounds[0]:.2f}–{100 * bounds[1]:.2f}" if bounds else "one seed: none"
+
+
+def extrapolation_table(metrics: list[dict[str, Any]]) -> str:
+    """Markdown: per line, a fit on all sizes but the largest against the largest's error, with
+    the prediction's 95% bootstrap interval over seeds."""
+    rows = [
+        "| model | setting | fit on (training images) | curve (AIC) | largest n "
+        "| predicted error % | 95% interval % | measured error % | measured inside? |",
+        "|---|---|---|---|---:|---:|---:|---:|---|",
+    ]
+    for (setting, model), points in scaling_points(metrics).items():
+        check = extrapolate(*zip(*points, strict=True))
+        head = f"| {MODEL_TITLES[model]} | {SETTING_TITLES[setting]} "
+        if check is None:
+            rows.append(head + "| needs 3+ data sizes | – | – | – | – | – | – |")
+            continue
+        inside = "–"
+        if check["interval"]:
+            lo, hi = check["interval"]
+            inside = "yes" if lo <= check["measured"] <= hi else "no"
+        rows.append(
+            head + f"| {', '.join(f'{s:,}' for s in check['fit_on'])} | {check['chosen']} "
+            f"| {check['n']:,} | {100 * check['predicted']:.2f} "
+            f"| {_pct_interval(check['interval'])} | {100 * check['measured']:.2f} | {inside} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def _acc(cell: Condition) -> str:
+    mean, sd, n = cell.stat("test_acc")
+    return f"{100 * mean:.2f} ± {100 * sd:.2f}% (n={n})" if n > 1 else f"{100 * mean:.2f}% (n=1)"
+
+
+def _where(cell: Condition) -> str:
+    return f"{fraction_title(cell.fraction)} of the data ({cell.runs[0]['train_images']:,} images)"
+
+
+def welch_clause(first: Condition, second: Condition) -> str:
+    """The stated test behind every 'beats' and 'helps': Welch's t-test on test accuracy over
+    the seeds of two cells, at p < 0.05."""
+    test = welch([r["test_acc"] for r in first.runs], [r["test_acc"] for r in second.runs])
+    if test is None:
+        return "single seed: untested (Welch's t-test needs two seeds or more on each side)"
+    p = test[1]
+    if p < 0.05:
+        return f"Welch's t-test over seeds: p = {p:.2g} < 0.05, a difference beyond seed noise"
+    return f"Welch's t-test over seeds: p = {p:.2g} ≥ 0.05, not a clear difference"
+
+
+def _model_bullet(setting: str, small: Condition, big: Condition) -> str:
+    m1, m2 = small.stat("test_acc")[0], big.stat("test_acc")[0]
+    title = SETTING_TITLES[setting]
+    head = f"{title[0].upper()}{title[1:]}, {_where(small)}: "
+    sizes = f"(ResNet-50 {_acc(big)}, ResNet-18 {_acc(small)})"
+    w1, w2 = weights_title(small.runs[0]), weights_title(big.runs[0])
+    if w1 != w2:  # e.g. V2 for ResNet-50 (a stronger ImageNet recipe), V1 for ResNet-18
+        return (
+            f"{head}ResNet-18 and ResNet-50 started from different ImageNet weights ({w1} and "
+            f"{w2}) {sizes}: the difference mixes model size with the pretraining recipe, so "
+            "it is not compared."
+        )
+    if m1 == m2:
+        head += f"ResNet-18 and ResNet-50 tie {sizes}"
+    else:
+        win, lose = ("ResNet-50", "ResNet-18") if m2 > m1 else ("ResNet-18", "ResNet-50")
+        head += f"{win} scores {100 * abs(m2 - m1):.2f} points above {lose} {sizes}"
+    return f"{head}; {welch_clause(small, big)}."
+
+
+def _gap_bullet(model: str, gaps: list[tuple[float, Condition, Condition]]) -> str:
+    diffs = [(p.stat("test_acc")[0] - s.stat("test_acc")[0], f, p, s) for f, p, s in gaps]
+    diff, _, p, s = max(diffs, key=lambda d: d[0])
+    pair = (
+        f"{100 * diff:+.2f} points (fine-tuned {_acc(p)}, from scratch {_acc(s)}; "
+        f"{welch_clause(p, s)})"
+    )
+    name = MODEL_TITLES[model]
+    if len(gaps) == 1:
+        return (
+            f"{name}: fine-tuned minus from scratch is {pair} at {_where(p)}, the only size "
+            "with both settings."
+        )
+    by_size = ", ".join(f"{fraction_title(f)} {100 * d:+.2f}" for d, f, _, _ in diffs)
+    if diff > 0:
+        return (
+            f"{name}: the largest gain from ImageNet pre-training is at {_where(p)}: {pair}; "
+            f"gaps by size: {by_size} points."
+        )
+    return (
+        f"{name}: fine-tuning never scores above training from scratch; the best gap is {pair} "
+        f"at {_where(p)}; gaps by size: {by_size} points."
+    )
+
+
+def suggest_fractions(fractions: list[float], sizes: int = 5) -> str:
+    """A --fractions value with at least `sizes` sizes, halving down from 100% through the
+    ones already run, so that a 3-parameter curve has sizes left over to be tested on."""
+    wanted = set(fractions) | {2.0**-k for k in range(int(np.ceil(-np.log2(min(fractions)))) + 1)}
+    while len(wanted) < sizes:
+        wanted.add(min(wanted) / 2)
+    return ",".join(fraction_title(f) for f in sorted(wanted))
+
+
+def _span(lo: float, hi: float, fmt: Callable[[float], str]) -> str:
+    return f"{fmt(lo)}–{fmt(hi)}"
+
+
+def pct(value: float) -> str:
+    return f"{100 * value:.2f}"
+
+
+def _curve_text(curve: Curve, big: int) -> str:
+    """The fitted curve, b, e_N and β_N with their 95% bootstrap intervals over seeds."""
+    e_n = f"Hoiem et al.'s e_N = {pct(curve.e_n)}% at N = {big:,}"
+    beta = f"β_N = {pct(curve.beta_n)} points of error per doubling of the data at N"
+    if curve.e_n_interval is None:
+        return f"{curve.fit.describe()}; {e_n}; {beta}; one seed at some size, so no intervals"
+    e_n += f" (95% bootstrap over seeds {_span(*curve.e_n_interval, pct)}%)"
+    beta += f" ({_span(*curve.beta_n_interval, pct)})"
+    if curve.chosen == FLAT:
+        return f"{curve.fit.describe()}; {e_n}"
+    b = f"b = {exponent(curve.fit.b)} (95% bootstrap over seeds {_span(*curve.b, exponent)})"
+    return f"{curve.fit.describe()}, {b}; {e_n}; {beta}"
+
+
+def _exponent_bullet(
+    setting: str, model: str, points: Points, fractions: list[float]
+) -> str | None:
+    n, err = zip(*points, strict=True)
+    sizes = sorted(set(n))
+    if len(sizes) < 3:
+        return None
+    curve = analyse(n, err)
+    scores = ", ".join(f"{name} {value:.1f}" for name, value in curve.aic.items())
+    text = (
+        f"{line_label(setting, model)} ({len(points)} runs at {len(sizes)} sizes, "
+        f"{sizes[0]:,}–{sizes[-1]:,} images): AIC ({scores}; a curve with more parameters must "
+        f"lower it by more than 2) prefers the {curve.chosen}"
+    )
+    if curve.chosen == FLAT:
+        text += ", so these runs show no fall of test error with more training images"
+    text += f"; {_curve_text(curve, sizes[-1])}"
+    if curve.exact:
+        text += (
+            f"; with {len(sizes)} sizes the 3-parameter curve passes through the mean at every "
+            "size, so its power-law form is not tested: "
+            f"`--fractions {suggest_fractions(fractions)}` would test it"
+        )
+    elif curve.chosen != FLAT:
+        text += f" (AIC prefers {'no floor, c = 0' if curve.chosen == PURE else 'a floor c > 0'})"
+    return text + "."
+
+
+def quick_note(metrics: list[dict[str, Any]]) -> str:
+    """What quick-profile runs show: that the pipeline works, and no effect (RECIPES, quick)."""
+    images = sorted(
+        {
+            len(m["history"]) * m["steps_per_epoch"] * m["config"]["batch_size"]
+            for m in metrics
+            if "steps_per_epoch" in m and "config" in m
+        }
+    )
+    budget = (
+        "a small budget"
+        if not images
+        else f"the same {images[0]:,} images"
+        if len(images) == 1
+        else f"{images[0]:,} to {images[-1]:,} images"
+    )
+    return (
+        "Quick profile: these runs check that the pipeline works end to end, nothing more. "
+        f"Every run trains on {budget} whatever its data size, far from convergence, so the "
+        "differences between sizes, models and settings are not data, model-size or "
+        "pretraining effects: none is stated, tested or fitted here. The full profile "
+        "(`--profile full`, on a GPU) measures them."
+    )
+
+
+def observations(metrics: list[dict[str, Any]]) -> list[str]:
+    """Plain-English statements generated from the numbers: model against model per size,
+    where pre-training helps most, and the fitted curves, each with its stated test."""
+    if any(m["profile"] == "quick" for m in metrics):
+        return [quick_note(metrics)]
+    out = []
+    cells = conditions_by_key(metrics)
+    for setting in SETTING_TITLES:
+        fractions = sorted({f for s, _, f in cells if s == setting})
+        out += [
+            _model_bullet(setting, cells[(setting, "resnet18", f)], cells[(setting, "resnet50", f)])
+            for f in fractions
+            if (setting, "resnet18", f) in cells and (setting, "resnet50", f) in cells
+        ]
+    for model in MODEL_TITLES:
+        gaps = pretraining_gaps(cells, model)
+        if gaps:
+            out.append(_gap_bullet(model, gaps))
+    for (setting, model), points in scaling_points(metrics).items():
+        fractions = sorted(
+            {m["data_fraction"] for m in metrics if (m["setting"], m["model"]) == (setting, model)}
+        )
+        bullet = _exponent_bullet(setting, model, points, fractions)
+        if bullet:
+            out.append(bullet)
+    return out or ["No runs to compare yet."]

@@ -1,0 +1,85 @@
+"""A run's folder and its state: the one owner of failed.json, the lock, and what marks a run
+finished (its metrics.json, written by `results.save_metrics`, for today's settings and inputs)."""
+
+from __future__ import annotations
+
+import fcntl
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from .checkpoint import prune_checkpoints
+from .config import RunConfig
+from .files import read_json, write_json
+from .results import input_identity, load_metrics, same_inputs
+
+FAILED = "failed.json"
+LOCK = ".lock"
+
+
+class State(str, Enum):
+    """Where a run of the grid stands."""
+
+    DONE = "done"  # complete metrics for the same training settings, data and weights files
+    FAILED = "failed"  # its last attempt failed: failed.json says why
+    TODO = "todo"
+    NOT_POSSIBLE = "not possible"  # it needs what this machine cannot have (ImageNet weights)
+
+
+class Busy(Exception):
+    """Another process holds the run folder's lock."""
+
+
+def state(cfg: RunConfig) -> State:
+    """DONE, FAILED or TODO for the run `cfg` describes."""
+    metrics = load_metrics(cfg.output_dir)
+    if (
+        metrics
+        and metrics.get("config", {})
+        and _same_training(metrics["config"], cfg)
+        and same_inputs(metrics.get("inputs"), input_identity(cfg.data_dir, cfg.weights_path))
+    ):
+        return State.DONE
+    return State.FAILED if (Path(cfg.output_dir) / FAILED).exists() else State.TODO
+
+
+def _same_training(saved: dict[str, Any], cfg: RunConfig) -> bool:
+    key = cfg.training_key()
+    return {k: saved.get(k) for k in key} == key
+
+
+@contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """An exclusive, non-blocking lock on the run folder, released when the process dies."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / LOCK, "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Busy(f"{run_dir} is being run by another process") from None
+        yield
+
+
+def failure_reason(run_dir: str | Path) -> str | None:
+    """The one-line reason of the run's last failure, if failed.json holds one."""
+    record = read_json(Path(run_dir) / FAILED)
+    return record.get("error") if isinstance(record, dict) else None
+
+
+def record_failure(run_dir: Path, reason: str, notebook: Path) -> None:
+    """Write the run's failed.json: why it failed, where its executed notebook is, and when."""
+    write_json(
+        run_dir / FAILED,
+        {"error": reason, "notebook": str(notebook), "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+    )
+
+
+def mark_finished(run_dir: Path, keep_checkpoints: bool) -> None:
+    """A run that finished: forget its earlier failure, and drop its resumable checkpoints
+    (keeping best.pt) unless asked to keep them."""
+    (run_dir / FAILED).unlink(missing_ok=True)
+    if not keep_checkpoints:
+        prune_checkpoints(run_dir)
