@@ -131,6 +131,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--force", action="store_true", help="re-run runs that are already done")
     add("--keep-checkpoints", action="store_true", help="keep per-epoch checkpoints of done runs")
     add("--dry-run", action="store_true", help="list the runs and their state, run nothing")
+    add(
+        "--report-only",
+        action="store_true",
+        help="run nothing: write the curves, summary and README section from the runs already "
+        "in --output-dir (e.g. made on another machine by benchmarks/direct_runs.py)",
+    )
     return p.parse_args(argv)
 
 
@@ -350,6 +356,11 @@ def make_plan(args: argparse.Namespace) -> Plan:
     return Plan(grid, profile, overrides, sets, version, custom, devices, ray_gpu)
 
 
+def idle(args: argparse.Namespace) -> bool:
+    """True when this call trains nothing (--dry-run, --report-only): it downloads nothing."""
+    return args.dry_run or args.report_only
+
+
 def find_weights_files(
     args: argparse.Namespace, plan: Plan
 ) -> tuple[dict[str, str], dict[str, str]]:
@@ -359,7 +370,7 @@ def find_weights_files(
     for model in sorted({r.model for r in plan.grid if r.pretrained}):
         try:
             files[model] = plan.custom.get(model) or str(
-                ensure_weights(model, args.weights_dir, not args.dry_run, plan.version)
+                ensure_weights(model, args.weights_dir, not idle(args), plan.version)
             )
         except WeightsError as e:
             not_possible[model] = str(e)
@@ -389,8 +400,9 @@ def preflight(args: argparse.Namespace, plan: Plan) -> Checked:
         )
 
     configs = {run: config(run) for run in plan.grid}  # validates every run's settings
-    ensure_cifar10(args.data_dir, download=not args.dry_run)
-    check_splits(args.data_dir, configs.values())
+    if not args.report_only:
+        ensure_cifar10(args.data_dir, download=not args.dry_run)
+        check_splits(args.data_dir, configs.values())
     states = {
         run: State.NOT_POSSIBLE
         if run.pretrained and run.model in not_possible
@@ -511,6 +523,9 @@ def main(argv: list[str] | None = None) -> int:
     checked = preflight(args, plan)
     todo = checked.runs(State.TODO, State.FAILED) + (checked.runs(State.DONE) if args.force else [])
     todo.sort(key=lambda r: r.cost, reverse=True)  # with parallel runs the grid ends sooner
+    if args.report_only:
+        print(f"report only: the runs in {args.output_dir} as they are, none trained")
+        return report(args, plan, checked, [], command)
     show_plan(args, plan, checked, todo)
     if args.dry_run:
         return 0

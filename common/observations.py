@@ -157,7 +157,8 @@ def _exponent_bullet(
     )
     if curve.chosen == FLAT:
         text += ", so these runs show no fall of test error with more training images"
-    text += f"; {_curve_text(curve, sizes[-1])}"
+    kept = "reported with its floor, which keeps b unbiased where the truth has one: "
+    text += f"; {kept if curve.chosen == PURE else ''}{_curve_text(curve, sizes[-1])}"
     if curve.exact:
         text += (
             f"; with {len(sizes)} sizes the 3-parameter curve passes through the mean at every "
