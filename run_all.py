@@ -33,7 +33,7 @@ from common.models import MODELS, build_model, ensure_weights, weights_file
 from common.report import write_report
 from common.results import load_metrics, summary_line
 from common.run import KEEP_CHECKPOINTS
-from common.sweep import Outcome, execute, execute_scaling
+from common.sweep import KERNEL, Outcome, check_kernel, execute, execute_scaling
 from common.training import resolve_device
 
 REPO = Path(__file__).resolve().parent
@@ -108,7 +108,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=1,
         help="CPUs each run asks of a Ray cluster without GPUs (with GPUs: one GPU per run)",
     )
-    add("--kernel", default="python3", help="Jupyter kernel that executes the notebooks")
+    add(
+        "--kernel",
+        default=KERNEL,
+        help="Jupyter kernel that executes the notebooks (default: this project's, which the "
+        "README's set-up command registers)",
+    )
     add("--force", action="store_true", help="re-run runs that are already done")
     add("--keep-checkpoints", action="store_true", help="keep per-epoch checkpoints of done runs")
     add("--dry-run", action="store_true", help="list the runs and their state, run nothing")
@@ -248,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     command = "python run_all.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     resolve_paths(args)
+    check_kernel(args.kernel)
     settings = split(args.settings)
     models = split(args.models) if args.models else None
     fractions = [parse_fraction(f) for f in split(args.fractions)]
