@@ -274,8 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         profile = args.profile or default_profile()
     if args.profile is None and profile == "quick":
         print(
-            f"no GPU {'in the cluster' if args.ray else 'found'}: using --profile quick (short "
-            "CPU smoke runs; --profile full trains the full recipe)"
+            f"no {'GPU in the cluster' if args.ray else 'usable GPU'}: using --profile quick "
+            "(short CPU smoke runs; --profile full trains the full recipe)"
         )
     output_dir = Path(args.output_dir)
     sets = parse_sets(args.set)

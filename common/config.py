@@ -10,7 +10,7 @@ from typing import Any
 from .data import fraction_label, parse_fraction
 from .errors import ConfigError
 from .models import MIN_IMAGE_SIZE, STEMS, check_model
-from .precision import check_precision
+from .precision import check_precision, cuda_usable
 
 REPO = Path(__file__).resolve().parent.parent
 PROFILES = ("full", "quick")
@@ -170,10 +170,8 @@ def run_name(model: str, fraction: float, seed: int) -> str:
 
 
 def default_profile() -> str:
-    """'full' with a GPU, 'quick' without one."""
-    import torch
-
-    return "full" if torch.cuda.is_available() else "quick"
+    """'full' with a GPU torch can use, 'quick' without one."""
+    return "full" if cuda_usable() else "quick"
 
 
 def _positive(name: str, value: Any, kind: type = int) -> Any:

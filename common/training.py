@@ -32,15 +32,15 @@ from .data import (
     to_device,
 )
 from .errors import ConfigError, TrainingError
-from .precision import Arithmetic, choose_arithmetic
+from .precision import Arithmetic, choose_arithmetic, cuda_usable
 
 clock = time.perf_counter  # wall time and the checkpoint interval (tests replace it)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """'auto' picks the GPU when there is one; asking for a GPU that is absent is an error."""
+    """'auto' picks the GPU when torch can use one; asking for a GPU that is absent is an error."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda" if cuda_usable() else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
