@@ -324,8 +324,9 @@ def grid_time_line(cells: list[Cell]) -> str:
     if not times:
         return ""
     more = ", ".join(f"{n} devices {duration(grid_time(times, n))}" for n in (2, 4, 8))
+    runs = "the run above" if len(times) == 1 else f"the {len(times)} runs above"
     return (
-        f"Grid time: the {len(times)} runs above trained for {duration(sum(times))} in all, the "
+        f"Grid time: {runs} trained for {duration(sum(times))} in all, the "
         "sum of the wall times each run measured (without its notebook's start-up), which is "
         "the grid's time on one device. On several devices like it, estimated from those "
         f"per-run times (each run to the first free device, longest first): {more}.\n"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -334,7 +335,9 @@ def train(
             tqdm.write(f"early stop: no better validation accuracy for {cfg.patience} epochs")
             break
         desc = f"{cfg.model} epoch {epoch}/{cfg.epochs}"
-        bar = tqdm(train_b, desc, leave=False, disable=not progress, mininterval=2)
+        # stdout, where the epoch lines go: in Jupyter stderr is an output of its own, which the
+        # cleared bar (leave=False) left behind as an empty pink stripe
+        bar = tqdm(train_b, desc, leave=False, disable=not progress, mininterval=2, file=sys.stdout)
         with out_of_memory_is_one_line(cfg):
             totals, seen = train_epoch(
                 model, bar, opt, sched, trainer.scaler, arithmetic, cfg.label_smoothing

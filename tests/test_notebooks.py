@@ -83,3 +83,6 @@ def test_papermill_runs_a_notebook_end_to_end(fake_data, tmp_path):
         o.get("output_type") == "display_data" and "image/png" in o.get("data", {}) for o in outputs
     )  # the curves show inline
     assert any("test acc" in o.get("text", "") for o in outputs)
+    # the epoch bars share stdout with the epoch lines: in Jupyter a stderr output of its own
+    # stayed behind as an empty pink stripe once a bar was cleared
+    assert not [o for o in outputs if o.get("name") == "stderr"]

@@ -18,6 +18,7 @@ from common.scaling import (
     extrapolation_table,
     load_all,
     observations,
+    profile_line,
     scaling_points,
     write_scaling,
 )
@@ -183,6 +184,14 @@ def test_write_scaling_writes_three_pngs(tmp_path):
             "pretrained_gap.png",
         ]
         assert all(p.parent == tmp_path / "scaling" and p.stat().st_size > 0 for p in paths)
+
+
+def test_the_figures_name_their_profile_once():
+    assert profile_line(grid(profile="quick")) == (
+        "quick profile: short CPU smoke runs, not converged results"
+    )
+    assert profile_line(grid()) == "profile: full"
+    assert profile_line(grid() + grid(profile="quick")).count("quick") == 2  # name, then note
 
 
 def write_runs(root: Path, metrics: list[dict[str, Any]]) -> None:
