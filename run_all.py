@@ -322,8 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     todo.sort(key=lambda r: r.cost, reverse=True)  # with parallel runs the grid ends sooner
     skipped = [r for r in grid if states[r] == "done" and r not in todo]
     print(
-        f"{len(grid)} runs: {len(todo)} to run, {len(skipped)} done and skipped, "
-        f"{len(blocked)} not possible; profile {profile}"
+        f"{len(grid)} run{'s' * (len(grid) != 1)}: {len(todo)} to run, {len(skipped)} done and "
+        f"skipped, {len(blocked)} not possible; profile {profile}"
     )
     if args.dry_run:
         for run in grid:

@@ -18,7 +18,9 @@ def load(name):
 
 
 # What Jupyter writes into a notebook it opens with the project's kernel: committed as such, so
-# that opening one does not mark it modified. The Python version varies by machine.
+# that opening one does not mark it modified. JupyterLab also marks it modified when the kernel's
+# Python version differs (checked in a browser), so the notebooks carry the version behind the
+# committed figures; on another Python, saving changes that line only.
 KERNELSPEC = {"display_name": f"Python ({KERNEL})", "language": "python", "name": KERNEL}
 LANGUAGE_INFO = {
     "codemirror_mode": {"name": "ipython", "version": 3},
