@@ -18,7 +18,7 @@ import queue
 import shlex
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,11 +39,11 @@ from common.models import (
     hub_dir,
     weights_file,
 )
-from common.report import write_report
-from common.results import NotProduced, load_metrics, summary_line
+from common.report import NotProduced, write_report
+from common.results import load_metrics, summary_line
 from common.run import KEEP_CHECKPOINTS
 from common.rundir import State, failure_reason, state
-from common.sweep import Outcome, execute, execute_scaling
+from common.sweep import KERNEL, Outcome, check_kernel, execute, execute_scaling
 from common.training import resolve_device
 
 REPO = Path(__file__).resolve().parent
@@ -53,7 +53,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    add = p.add_argument
+    add_grid_options(p.add_argument_group("the grid and its recipe").add_argument)
+    add_place_options(p.add_argument_group("where things are").add_argument)
+    add_execution_options(p.add_argument_group("how it runs").add_argument)
+    return p.parse_args(argv)
+
+
+def add_grid_options(add: Callable[..., object]) -> None:
+    """Which runs, and what they train: settings, models, sizes, seeds, recipe, weights."""
     add("--settings", default="scratch,pretrained", help="comma list of: scratch, pretrained")
     add(
         "--models",
@@ -70,6 +77,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="full: the GPU recipe; quick: short CPU smoke runs (default: full with a GPU)",
     )
+
+    add(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe value for every run, e.g. --set lr=0.4 (repeatable; see "
+        "RunConfig in common/config.py)",
+    )
+    add(
+        "--weights",
+        action="append",
+        default=[],
+        metavar="V1|V2|MODEL=FILE",
+        help="ImageNet weights of the pretrained runs: V1 (default, the only version ResNet-18 "
+        "has), V2 (where torchvision has it, V1 elsewhere), or MODEL=FILE, a state dict of your "
+        "own for MODEL, labelled 'custom: FILE' (repeatable)",
+    )
+
+
+def add_place_options(add: Callable[..., object]) -> None:
+    """Where the data, weights and outputs are."""
     add("--data-dir", default=str(REPO / "data"), help="folder holding cifar-10-batches-py/")
     add("--output-dir", default=str(REPO / "runs"), help="where run folders go")
     add(
@@ -91,27 +120,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "repository's README.md with the default --output-dir, else none)",
     )
     add(
-        "--weights",
-        action="append",
-        default=[],
-        metavar="V1|V2|MODEL=FILE",
-        help="ImageNet weights of the pretrained runs: V1 (default, the only version ResNet-18 "
-        "has), V2 (where torchvision has it, V1 elsewhere), or MODEL=FILE, a state dict of your "
-        "own for MODEL, labelled 'custom: FILE' (repeatable)",
-    )
-    add(
         "--weights-dir",
         default=None,
         help="folder of ImageNet weight files under torchvision's names (offline machines)",
     )
-    add(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a recipe value for every run, e.g. --set lr=0.4 (repeatable; see "
-        "RunConfig in common/config.py)",
-    )
+
+
+def add_execution_options(add: Callable[..., object]) -> None:
+    """How the runs are executed: devices, parallel jobs, Ray, kernel, reruns."""
     add("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     add("--jobs", type=int, default=1, help="runs at once (GPUs are shared out round-robin)")
     add(
@@ -127,7 +143,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=1,
         help="CPUs each run asks of a Ray cluster without GPUs (with GPUs: one GPU per run)",
     )
-    add("--kernel", default="python3", help="Jupyter kernel that executes the notebooks")
+    add(
+        "--kernel",
+        default=KERNEL,
+        help="Jupyter kernel that executes the notebooks (default: this project's, which the "
+        "README's set-up command registers)",
+    )
     add("--force", action="store_true", help="re-run runs that are already done")
     add("--keep-checkpoints", action="store_true", help="keep per-epoch checkpoints of done runs")
     add("--dry-run", action="store_true", help="list the runs and their state, run nothing")
@@ -137,7 +158,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="run nothing: write the curves, summary and README section from the runs already "
         "in --output-dir (e.g. made on another machine by benchmarks/direct_runs.py)",
     )
-    return p.parse_args(argv)
 
 
 PATH_OPTIONS = ("data_dir", "output_dir", "images_dir", "results_dir", "readme", "weights_dir")
@@ -345,8 +365,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
         profile = args.profile or default_profile()
     if args.profile is None and profile == "quick":
         print(
-            f"no GPU {'in the cluster' if args.ray else 'found'}: using --profile quick (short "
-            "CPU smoke runs; --profile full trains the full recipe)"
+            f"no {'GPU in the cluster' if args.ray else 'usable GPU'}: using --profile quick "
+            "(short CPU smoke runs; --profile full trains the full recipe)"
         )
     sets = parse_sets(args.set)
     overrides = dict(sets, profile=profile, device=args.device, data_dir=args.data_dir)
@@ -422,8 +442,8 @@ def show_plan(args: argparse.Namespace, plan: Plan, checked: Checked, todo: list
             print(f"  {model} pretrained ({n} run{'s' * (n != 1)}): {why}")
     skipped = [r for r in checked.runs(State.DONE) if r not in todo]
     print(
-        f"{len(plan.grid)} runs: {len(todo)} to run, {len(skipped)} done and skipped, "
-        f"{len(blocked)} not possible; profile {plan.profile}"
+        f"{len(plan.grid)} run{'s' * (len(plan.grid) != 1)}: {len(todo)} to run, "
+        f"{len(skipped)} done and skipped, {len(blocked)} not possible; profile {plan.profile}"
     )
     if args.dry_run:
         for run in plan.grid:
@@ -519,6 +539,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     command = "python run_all.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     resolve_paths(args)
+    check_kernel(args.kernel)
     plan = make_plan(args)
     checked = preflight(args, plan)
     todo = checked.runs(State.TODO, State.FAILED) + (checked.runs(State.DONE) if args.force else [])

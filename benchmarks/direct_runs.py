@@ -60,7 +60,14 @@ def main(argv: list[str] | None = None) -> int:
         if time.perf_counter() - started > args.budget:
             print(f"budget spent: {run.setting} {run.name} not started", flush=True)
             continue
-        model = build_model(cfg.model, cfg.pretrained, cfg.stem, cfg.weights_path, seed=cfg.seed)
+        model = build_model(
+            cfg.model,
+            cfg.pretrained,
+            cfg.stem,
+            cfg.weights_path,
+            seed=cfg.seed,
+            weights=cfg.weights,
+        )
         result = train(model, data, cfg, run_dir=cfg.output_dir, progress=False)
         print(summary_line(save_run(cfg, result)), flush=True)
     return 0

@@ -14,7 +14,8 @@ from .models import check_model
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 SEED_FRACTIONS = (1 / 16, 0.5, 1.0)  # the sizes the six notebooks are named for
-BASE_MODELS = ("resnet18", "resnet50")
+BASE_MODELS = ("resnet18", "resnet50")  # at every fraction and setting
+EXTRA_MODEL = "resnext50_32x4d"  # the seed's extra run: pretrained, on 100% only
 # The notebooks' `parameters` cell; the rest of a run's settings come from the recipe table.
 NOTEBOOK_PARAMETERS = (
     "model",
@@ -94,7 +95,7 @@ def build_grid(
         for seed in seeds
     ]
     if models is None and "pretrained" in settings and 1.0 in fractions:
-        runs += [Run("pretrained", "resnext50_32x4d", 1.0, seed) for seed in seeds]
+        runs += [Run("pretrained", EXTRA_MODEL, 1.0, seed) for seed in seeds]
     return list(dict.fromkeys(runs))
 
 

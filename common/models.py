@@ -174,7 +174,7 @@ def build_model(
     weights_path: str | Path | None = None,
     num_classes: int = 10,
     seed: int | None = None,
-    weights: str = "V1",
+    weights: str | None = "V1",
 ) -> nn.Module:
     """A torchvision ResNet/ResNeXt with a `num_classes` head.
 
@@ -197,6 +197,7 @@ def build_model(
         if stem == "cifar":
             _use_cifar_stem(model)
         return model
+    weights = weights or "V1"
     if not weights_path and weights.startswith(CUSTOM):
         raise WeightsError(f"weights {weights!r} need their file: pass weights_path")
     path = Path(weights_path) if weights_path else ensure_weights(name, version=weights)

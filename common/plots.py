@@ -67,7 +67,7 @@ def plot_curves(runs: list[dict[str, Any]], metric: str) -> Figure:
         if len(runs) > 1:
             sd = values.std(axis=0, ddof=1)
             ax.fill_between(epochs, mean - sd, mean + sd, color=color, alpha=0.2)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # 1 epoch: one tick
     ax.set_xlabel("epoch")
     ax.set_ylabel(METRIC_LABELS[metric] + (" (%)" if metric == "acc" else ""))
     ax.set_title(curve_title(runs), fontsize=9)

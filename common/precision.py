@@ -6,7 +6,8 @@ picks, on a GPU, bf16 where it is native (compute capability 8.0 and up), fp16 w
 scaler on the tensor-core GPUs before that (7.x), fp32 below. On a CPU nothing is assumed: the
 run's own model is timed for a few training steps in fp32 and in bf16 + channels-last, the faster
 wins, and the verdict is cached per CPU model, thread count, torch version and configuration.
-Also here: the machine's name as the benchmarks and results state it.
+Also here: the machine's name as the benchmarks and results state it, and whether torch can use
+its GPU.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import contextlib
 import copy
 import os
 import re
+import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +39,8 @@ PROBE_STEPS = 2
 # At most this batch in the probe: bf16 without native support runs 5-15x slower than fp32 on an
 # AMD EPYC here, so a probe at the full recipe's batch 512 would cost minutes.
 PROBE_MAX_BATCH = 32
+NVIDIA_DRIVER = Path("/proc/driver/nvidia/version")  # there while an NVIDIA driver is loaded
+_reported: set[str] = set()  # the reasons already printed by this process
 
 
 @dataclass(frozen=True)
@@ -133,6 +138,45 @@ def cpu_name() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
+
+
+def driver_version() -> str | None:
+    """The version of the loaded NVIDIA driver, as /proc names it."""
+    with contextlib.suppress(OSError):
+        found = re.search(r"\s(\d+\.\d+(?:\.\d+)?)\s", NVIDIA_DRIVER.read_text())
+        return found[1] if found else None
+    return None
+
+
+def unusable_gpu() -> str | None:
+    """Why torch cannot use this machine's NVIDIA GPU, in one line; None where it can, where
+    there is none, or where CUDA_VISIBLE_DEVICES hides them on purpose."""
+    if torch.cuda.is_available() or os.environ.get("CUDA_VISIBLE_DEVICES") in ("", "-1"):
+        return None
+    if not NVIDIA_DRIVER.exists() and shutil.which("nvidia-smi") is None:
+        return None
+    build = f"torch {torch.__version__} is built "
+    if torch.version.cuda is None:
+        why = build + "without CUDA"
+    else:
+        driver = driver_version() or "(version unknown)"
+        why = build + f"for CUDA {torch.version.cuda}, which NVIDIA driver {driver} does not run"
+    return (
+        f"an NVIDIA GPU is here but torch cannot use it: {why}; install torch's build for the "
+        "CUDA version nvidia-smi shows (pip install torch torchvision --index-url "
+        "https://download.pytorch.org/whl/cuXXX, see README) or a newer driver. Using the CPU."
+    )
+
+
+def cuda_usable() -> bool:
+    """torch.cuda.is_available(); where an NVIDIA GPU is there all the same, says once why not."""
+    if torch.cuda.is_available():
+        return True
+    reason = unusable_gpu()
+    if reason and reason not in _reported:
+        _reported.add(reason)
+        print(reason, file=sys.stderr)
+    return False
 
 
 def machine_slug(device: torch.device) -> str:

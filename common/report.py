@@ -1,17 +1,20 @@
-"""What a sweep leaves for readers: curves per cell, results/summary.md, the README's headline
-and results section."""
+"""What a sweep leaves for readers, in Markdown and PNG: curves per condition, the summary table
+(results/summary.md), the grid-time estimate, and the README's headline and results section."""
 
 from __future__ import annotations
 
 import os
 import re
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .config import REPO
 from .data import fraction_title
 from .files import write_text
-from .grid import SEED_FRACTIONS
+from .grid import BASE_MODELS, EXTRA_MODEL, SEED_FRACTIONS
 from .observations import extrapolation_table, observations
 from .plots import SETTING_DIRS, curve_path, save_curves
 from .results import (
@@ -19,16 +22,9 @@ from .results import (
     SETTING_TITLES,
     STARTING_POINT,
     Condition,
-    ConditionKey,
-    NotProduced,
     collect,
-    grid_time_line,
     group_conditions,
-    mean_sd,
-    others_line,
-    replace_between,
     split_configurations,
-    summary_table,
     weights_title,
 )
 
@@ -36,6 +32,145 @@ README_START = "<!-- results:start -->"
 README_END = "<!-- results:end -->"
 HEADLINE_START = "<!-- headline:start -->"  # the README's first screen: one compact table
 HEADLINE_END = "<!-- headline:end -->"
+
+
+def others_line(others: list[Condition]) -> str:
+    """One line on the cells of configurations other than the latest: how many runs, what
+    differs, and what became of them."""
+    runs = sum(len(c.runs) for c in others)
+    labels = sorted({c.label for c in others})
+    return (
+        f"{runs} run{'s' * (runs != 1)} of {len(labels)} other "
+        f"configuration{'s' * (len(labels) != 1)} ({'; '.join(labels)}) in this folder "
+        "trained differently from the latest runs: they are separate rows of the table, and "
+        "left out of the curves, figures, fits and observations."
+    )
+
+
+def mean_sd(mean: float, sd: float, n: int) -> str:
+    """A percentage, with its sd and count when there are several seeds: '52.00 ± 2.00 (n=3)'."""
+    return f"{100 * mean:.2f}" + (f" ± {100 * sd:.2f} (n={n})" if n > 1 else "")
+
+
+@dataclass(frozen=True)
+class NotProduced:
+    """Why a cell of the grid has no runs: its runs `failed` (the error), or they need the
+    ImageNet weights file `weights`, which is not to be had here."""
+
+    failed: str = ""
+    weights: str = ""
+
+
+ConditionKey = tuple[str, str, float]  # (setting, model, fraction)
+
+
+def _where_list(keys: Iterable[ConditionKey]) -> str:
+    """'ResNet-18 at 1/16, 50%; ResNeXt50_32x4d at 100%'."""
+    by_model: dict[str, list[float]] = {}
+    for _, model, fraction in sorted(keys, key=lambda k: (list(MODEL_TITLES).index(k[1]), k[2])):
+        by_model.setdefault(model, []).append(fraction)
+    return "; ".join(
+        f"{MODEL_TITLES[m]} at {', '.join(fraction_title(f) for f in fs)}"
+        for m, fs in by_model.items()
+    )
+
+
+def weights_line(missing: dict[ConditionKey, NotProduced]) -> str:
+    """One line for every cell that needs ImageNet weights it cannot have here; '' if none."""
+    cells = {k: v for k, v in missing.items() if v.weights}
+    if not cells:
+        return ""
+    files = ", ".join(sorted({v.weights for v in cells.values()}))
+    n = len(cells)
+    return (
+        f"not produced: needs ImageNet weights: {n} pretrained cell{'s' * (n != 1)} "
+        f"({_where_list(cells)}) need {files}, not to be had here."
+    )
+
+
+def summary_table(cells: list[Condition], missing: dict[ConditionKey, NotProduced]) -> str:
+    """The Markdown summary: one row per cell and configuration (with several configurations,
+    the setting column names what differs), a row for each cell whose runs failed, and one line
+    under it for all the cells that need ImageNet weights not to be had here."""
+    lines = [
+        "| model | data | setting | weights | train images | epochs | best val acc % "
+        "| test acc % | starting point % | wall time / run |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    rows: list[tuple[tuple[Any, ...], str]] = []
+    order = {name: i for i, name in enumerate(MODEL_TITLES)}
+    for c in cells:
+        first = c.runs[0]
+        epochs = sorted({r["epochs"] for r in c.runs})
+        start = STARTING_POINT.get((c.setting, c.model, c.fraction))
+        test_note = "" if first["test_images"] >= 10_000 else f" ({first['test_images']:,} imgs)"
+        setting = c.setting + (f" ({c.label})" if c.label else "")
+        rows.append(
+            (
+                (c.setting != "scratch", order[c.model], c.fraction, str(c.variant)),
+                f"| {MODEL_TITLES[c.model]} | {fraction_title(c.fraction)} "
+                f"| {setting} | {weights_title(first)} | {first['train_images']:,} "
+                f"| {'/'.join(map(str, epochs))} "
+                f"| {mean_sd(*c.stat('best_val_acc'))} | {mean_sd(*c.stat('test_acc'))}{test_note} "
+                f"| {start if start else '–'} | {c.stat('wall_time_s')[0]:.0f} s |",
+            )
+        )
+    for (setting, model, fraction), why in missing.items():
+        if why.failed:
+            start = STARTING_POINT.get((setting, model, fraction))
+            rows.append(
+                (
+                    (setting != "scratch", order[model], fraction, ""),
+                    f"| {MODEL_TITLES[model]} | {fraction_title(fraction)} | {setting} | – | – "
+                    f"| – | not produced | not produced: failed: {why.failed} "
+                    f"| {start if start else '–'} | – |",
+                )
+            )
+    table = "\n".join(lines + [r for _, r in sorted(rows, key=lambda r: r[0])]) + "\n"
+    line = weights_line(missing)
+    return table + (f"\n- {line}\n" if line else "")
+
+
+def grid_time(seconds: Iterable[float], devices: int) -> float:
+    """The wall time of runs taking `seconds` each on `devices` alike devices, each run going
+    to the first free device, longest first."""
+    loads = [0.0] * devices
+    for t in sorted(seconds, reverse=True):
+        loads[loads.index(min(loads))] += t
+    return max(loads)
+
+
+def duration(seconds: float) -> str:
+    """95 s, 8.1 min, 31 min, 3.2 h."""
+    if seconds < 100:
+        return f"{seconds:.0f} s"
+    minutes = seconds / 60
+    if minutes < 10:
+        return f"{minutes:.1f} min"
+    return f"{minutes:.0f} min" if minutes < 180 else f"{minutes / 60:.1f} h"
+
+
+def grid_time_line(cells: list[Condition]) -> str:
+    """How long these runs take one after another on one device, and, estimated, on several."""
+    times = [r["wall_time_s"] for c in cells for r in c.runs]
+    if not times:
+        return ""
+    more = ", ".join(f"{n} devices {duration(grid_time(times, n))}" for n in (2, 4, 8))
+    runs = "the run above" if len(times) == 1 else f"the {len(times)} runs above"
+    return (
+        f"Grid time: {runs} trained for {duration(sum(times))} in all, the "
+        "sum of the wall times each run measured (without its notebook's start-up), which is "
+        "the grid's time on one device. On several devices like it, estimated from those "
+        f"per-run times (each run to the first free device, longest first): {more}.\n"
+    )
+
+
+def replace_between(text: str, block: str, start: str, end: str) -> str:
+    """Put `block` between the marker lines `start` and `end` (appended if absent)."""
+    if start in text and end in text and text.index(start) < text.index(end):
+        head, rest = text.split(start, 1)
+        return f"{head}{start}\n{block.strip()}\n{end}{rest.split(end, 1)[1]}"
+    return f"{text.rstrip()}\n\n{start}\n{block.strip()}\n{end}\n"
 
 
 def _curve_tables(
@@ -46,7 +181,7 @@ def _curve_tables(
     have = {(c.setting, c.model, c.fraction) for c in cells}
     out = []
     for setting in SETTING_DIRS:
-        models = ["resnet18", "resnet50"] + (["resnext50_32x4d"] if setting == "pretrained" else [])
+        models = [*BASE_MODELS, *([EXTRA_MODEL] if setting == "pretrained" else [])]
         title = SETTING_TITLES[setting]
         out.append(f"#### {title[0].upper()}{title[1:]}\n")
         if not any(k[0] == setting for k in have):
@@ -79,7 +214,7 @@ def _curve_tables(
                         )
                     else:
                         row.append("–")
-                if model == "resnext50_32x4d" and all(r == "–" for r in row):
+                if model == EXTRA_MODEL and all(r == "–" for r in row):
                     continue
                 out.append(f"| {MODEL_TITLES[model]} | " + " | ".join(row) + " |")
             out.append("")

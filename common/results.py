@@ -1,4 +1,5 @@
-"""metrics.json of one run, and the summary over many: aggregation over seeds and the table."""
+"""metrics.json: what a run records, how it is read back, and how runs are grouped into
+conditions (one configuration of one setting, model and fraction, over seeds)."""
 
 from __future__ import annotations
 
@@ -223,19 +224,6 @@ def split_configurations(
     return same, [m for m in metrics if variant(m) != latest]
 
 
-def others_line(others: list[Condition]) -> str:
-    """One line on the cells of configurations other than the latest: how many runs, what
-    differs, and what became of them."""
-    runs = sum(len(c.runs) for c in others)
-    labels = sorted({c.label for c in others})
-    return (
-        f"{runs} run{'s' * (runs != 1)} of {len(labels)} other "
-        f"configuration{'s' * (len(labels) != 1)} ({'; '.join(labels)}) in this folder "
-        "trained differently from the latest runs: they are separate rows of the table, and "
-        "left out of the curves, figures, fits and observations."
-    )
-
-
 @dataclass
 class Condition:
     """One experimental condition: all seeds of one (setting, model, fraction) of the grid in
@@ -270,131 +258,6 @@ def group_conditions(metrics: Iterable[dict[str, Any]]) -> list[Condition]:
         cells.values(),
         key=lambda c: (c.setting != "scratch", order[c.model], c.fraction, str(c.variant)),
     )
-
-
-def mean_sd(mean: float, sd: float, n: int) -> str:
-    """A percentage, with its sd and count when there are several seeds: '52.00 ± 2.00 (n=3)'."""
-    return f"{100 * mean:.2f}" + (f" ± {100 * sd:.2f} (n={n})" if n > 1 else "")
-
-
-@dataclass(frozen=True)
-class NotProduced:
-    """Why a cell of the grid has no runs: its runs `failed` (the error), or they need the
-    ImageNet weights file `weights`, which is not to be had here."""
-
-    failed: str = ""
-    weights: str = ""
-
-
-ConditionKey = tuple[str, str, float]  # (setting, model, fraction)
-
-
-def _where_list(keys: Iterable[ConditionKey]) -> str:
-    """'ResNet-18 at 1/16, 50%; ResNeXt50_32x4d at 100%'."""
-    by_model: dict[str, list[float]] = {}
-    for _, model, fraction in sorted(keys, key=lambda k: (list(MODEL_TITLES).index(k[1]), k[2])):
-        by_model.setdefault(model, []).append(fraction)
-    return "; ".join(
-        f"{MODEL_TITLES[m]} at {', '.join(fraction_title(f) for f in fs)}"
-        for m, fs in by_model.items()
-    )
-
-
-def weights_line(missing: dict[ConditionKey, NotProduced]) -> str:
-    """One line for every cell that needs ImageNet weights it cannot have here; '' if none."""
-    cells = {k: v for k, v in missing.items() if v.weights}
-    if not cells:
-        return ""
-    files = ", ".join(sorted({v.weights for v in cells.values()}))
-    n = len(cells)
-    return (
-        f"not produced: needs ImageNet weights: {n} pretrained cell{'s' * (n != 1)} "
-        f"({_where_list(cells)}) need {files}, not to be had here."
-    )
-
-
-def summary_table(cells: list[Condition], missing: dict[ConditionKey, NotProduced]) -> str:
-    """The Markdown summary: one row per cell and configuration (with several configurations,
-    the setting column names what differs), a row for each cell whose runs failed, and one line
-    under it for all the cells that need ImageNet weights not to be had here."""
-    lines = [
-        "| model | data | setting | weights | train images | epochs | best val acc % "
-        "| test acc % | starting point % | wall time / run |",
-        "|---|---|---|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    rows: list[tuple[tuple[Any, ...], str]] = []
-    order = {name: i for i, name in enumerate(MODEL_TITLES)}
-    for c in cells:
-        first = c.runs[0]
-        epochs = sorted({r["epochs"] for r in c.runs})
-        start = STARTING_POINT.get((c.setting, c.model, c.fraction))
-        test_note = "" if first["test_images"] >= 10_000 else f" ({first['test_images']:,} imgs)"
-        setting = c.setting + (f" ({c.label})" if c.label else "")
-        rows.append(
-            (
-                (c.setting != "scratch", order[c.model], c.fraction, str(c.variant)),
-                f"| {MODEL_TITLES[c.model]} | {fraction_title(c.fraction)} "
-                f"| {setting} | {weights_title(first)} | {first['train_images']:,} "
-                f"| {'/'.join(map(str, epochs))} "
-                f"| {mean_sd(*c.stat('best_val_acc'))} | {mean_sd(*c.stat('test_acc'))}{test_note} "
-                f"| {start if start else '–'} | {c.stat('wall_time_s')[0]:.0f} s |",
-            )
-        )
-    for (setting, model, fraction), why in missing.items():
-        if why.failed:
-            start = STARTING_POINT.get((setting, model, fraction))
-            rows.append(
-                (
-                    (setting != "scratch", order[model], fraction, ""),
-                    f"| {MODEL_TITLES[model]} | {fraction_title(fraction)} | {setting} | – | – "
-                    f"| – | not produced | not produced: failed: {why.failed} "
-                    f"| {start if start else '–'} | – |",
-                )
-            )
-    table = "\n".join(lines + [r for _, r in sorted(rows, key=lambda r: r[0])]) + "\n"
-    line = weights_line(missing)
-    return table + (f"\n- {line}\n" if line else "")
-
-
-def grid_time(seconds: Iterable[float], devices: int) -> float:
-    """The wall time of runs taking `seconds` each on `devices` alike devices, each run going
-    to the first free device, longest first."""
-    loads = [0.0] * devices
-    for t in sorted(seconds, reverse=True):
-        loads[loads.index(min(loads))] += t
-    return max(loads)
-
-
-def duration(seconds: float) -> str:
-    """95 s, 8.1 min, 31 min, 3.2 h."""
-    if seconds < 100:
-        return f"{seconds:.0f} s"
-    minutes = seconds / 60
-    if minutes < 10:
-        return f"{minutes:.1f} min"
-    return f"{minutes:.0f} min" if minutes < 180 else f"{minutes / 60:.1f} h"
-
-
-def grid_time_line(cells: list[Condition]) -> str:
-    """How long these runs take one after another on one device, and, estimated, on several."""
-    times = [r["wall_time_s"] for c in cells for r in c.runs]
-    if not times:
-        return ""
-    more = ", ".join(f"{n} devices {duration(grid_time(times, n))}" for n in (2, 4, 8))
-    return (
-        f"Grid time: the {len(times)} runs above trained for {duration(sum(times))} in all, the "
-        "sum of the wall times each run measured (without its notebook's start-up), which is "
-        "the grid's time on one device. On several devices like it, estimated from those "
-        f"per-run times (each run to the first free device, longest first): {more}.\n"
-    )
-
-
-def replace_between(text: str, block: str, start: str, end: str) -> str:
-    """Put `block` between the marker lines `start` and `end` (appended if absent)."""
-    if start in text and end in text and text.index(start) < text.index(end):
-        head, rest = text.split(start, 1)
-        return f"{head}{start}\n{block.strip()}\n{end}{rest.split(end, 1)[1]}"
-    return f"{text.rstrip()}\n\n{start}\n{block.strip()}\n{end}\n"
 
 
 def collect(output_dir: str | Path, profile: str) -> list[dict[str, Any]]:

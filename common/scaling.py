@@ -51,12 +51,14 @@ def load_all(output_dir: str | Path | None, profile: str | None) -> list[dict[st
     return split_configurations(collect(output_dir, profile))[0]
 
 
-def _title(ax: Axes, title: str, metrics: list[dict[str, Any]]) -> None:
+def profile_line(metrics: list[dict[str, Any]]) -> str:
+    """The figures' second title line: the profile of their runs, named once."""
     profiles = sorted({m["profile"] for m in metrics})
-    line = f"profile: {', '.join(profiles) or 'none'}"
-    if "quick" in profiles:
-        line += " [quick profile: short CPU smoke runs, not converged results]"
-    ax.set_title(f"{title}\n{line}", fontsize=9)
+    smoke = "short CPU smoke runs, not converged results"
+    if profiles == ["quick"]:
+        return f"quick profile: {smoke}"
+    line = f"profile{'s' * (len(profiles) > 1)}: {', '.join(profiles) or 'none'}"
+    return line + (f" (the quick ones: {smoke})" if "quick" in profiles else "")
 
 
 def _finish(
@@ -66,7 +68,7 @@ def _finish(
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    _title(ax, title, metrics)
+    ax.set_title(f"{title}\n{profile_line(metrics)}", fontsize=9)
     fig.tight_layout()
     return fig
 

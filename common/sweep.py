@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Iterable
@@ -13,12 +14,42 @@ from pathlib import Path
 
 from .checkpoint import prune_checkpoints
 from .config import RunConfig
+from .errors import UserError
 from .files import write_text
 from .grid import NOTEBOOKS, Run, notebook_parameters
 from .results import load_metrics
 from .rundir import Busy, State, mark_finished, record_failure, run_lock, state
 
 KERNEL_START_RETRIES = 3
+# The Jupyter kernel of the project's virtual environment, which the set-up command registers
+# (README) and the notebooks name: `python3` is the Python of whichever Jupyter opens them,
+# which need not have this project's packages.
+KERNEL = "big-vs-small"
+
+
+def check_kernel(name: str) -> None:
+    """Raise a one-line UserError unless Jupyter has the kernel `name` and its Python exists."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    manager = KernelSpecManager()
+    specs = manager.find_kernel_specs()
+    register = (
+        f"`{sys.executable} -m ipykernel install --sys-prefix --name {name} "
+        f'--display-name "Python ({name})"`'
+    )
+    if name not in specs and name != KERNEL:
+        raise UserError(
+            f"Jupyter has no kernel named {name!r} (it has: {', '.join(sorted(specs))}): "
+            "pick one with --kernel"
+        )
+    if name not in specs:
+        raise UserError(
+            f"Jupyter has no kernel named {name!r}: register this environment's with {register}, "
+            "or pass --kernel python3"
+        )
+    program = Path(manager.get_kernel_spec(name).argv[0])
+    if program.is_absolute() and not program.exists():  # the environment it named is gone
+        raise UserError(f"the Jupyter kernel {name!r} runs {program}, which is gone: {register}")
 
 
 def _ipc_kernel_manager() -> type:
@@ -63,7 +94,7 @@ def export_html(notebook: Path) -> Path:
 
 
 def execute_scaling(
-    output_dir: Path, images_dir: Path, results_dir: Path, profile: str, kernel: str = "python3"
+    output_dir: Path, images_dir: Path, results_dir: Path, profile: str, kernel: str = KERNEL
 ) -> str | None:
     """Run notebooks/scaling.ipynb over every run of `profile` into results/ (with its HTML);
     return the one-line reason if it failed."""
@@ -104,7 +135,7 @@ def execute(
     run: Run,
     cfg: RunConfig,
     *,
-    kernel: str = "python3",
+    kernel: str = KERNEL,
     keep_checkpoints: bool = False,
     extra_keys: Iterable[str] = (),
     device: str | None = None,

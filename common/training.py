@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -32,15 +33,15 @@ from .data import (
     to_device,
 )
 from .errors import ConfigError, TrainingError
-from .precision import Arithmetic, choose_arithmetic
+from .precision import Arithmetic, choose_arithmetic, cuda_usable
 
 clock = time.perf_counter  # wall time and the checkpoint interval (tests replace it)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """'auto' picks the GPU when there is one; asking for a GPU that is absent is an error."""
+    """'auto' picks the GPU when torch can use one; asking for a GPU that is absent is an error."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda" if cuda_usable() else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
@@ -338,7 +339,9 @@ def train(
             tqdm.write(f"early stop: no better validation accuracy for {cfg.patience} epochs")
             break
         desc = f"{cfg.model} epoch {epoch}/{cfg.epochs}"
-        bar = tqdm(train_b, desc, leave=False, disable=not progress, mininterval=2)
+        # stdout, where the epoch lines go: in Jupyter stderr is an output of its own, which the
+        # cleared bar (leave=False) left behind as an empty pink stripe
+        bar = tqdm(train_b, desc, leave=False, disable=not progress, mininterval=2, file=sys.stdout)
         with out_of_memory_is_one_line(cfg):
             totals, seen = train_epoch(
                 model, bar, opt, sched, trainer.scaler, arithmetic, cfg.label_smoothing

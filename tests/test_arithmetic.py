@@ -8,12 +8,12 @@ import torch
 import torch.nn.functional as F
 
 import common.precision as precision
-from common.config import make_config
+from common.config import default_profile, make_config
 from common.data import CIFAR_MEAN, CIFAR_STD, Batches, load_cifar10
 from common.errors import ConfigError
 from common.models import build_model
 from common.precision import Arithmetic, choose_arithmetic, gpu_precision
-from common.training import train
+from common.training import resolve_device, train
 from tests.conftest import TINY
 
 CPU = torch.device("cpu")
@@ -149,3 +149,25 @@ def test_auto_on_a_cpu_measures_for_real():
 def test_bad_arithmetic_and_cadence_settings_are_one_line(override, message):
     with pytest.raises(ConfigError, match=message):
         make_config(profile="quick", **override)
+
+
+def test_a_gpu_torch_cannot_use_is_reported_once_in_one_line(monkeypatch, tmp_path, capsys):
+    driver = tmp_path / "version"
+    driver.write_text("NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.129.03  Thu Oct 19\n")
+    monkeypatch.setattr(precision, "NVIDIA_DRIVER", driver)
+    monkeypatch.setattr(precision, "_reported", set())
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert default_profile() == "quick" and resolve_device("auto") == CPU
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "CUDA 13.0" in err and "driver 535.129.03" in err
+    assert "download.pytorch.org/whl/cu" in err and "Using the CPU" in err
+    monkeypatch.setattr(torch.version, "cuda", None)
+    assert "built without CUDA" in precision.unusable_gpu()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert precision.unusable_gpu() is None  # hidden on purpose
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    monkeypatch.setattr(precision, "NVIDIA_DRIVER", tmp_path / "absent")
+    monkeypatch.setattr(precision.shutil, "which", lambda name: None)
+    assert precision.unusable_gpu() is None  # no NVIDIA GPU: nothing to say

@@ -6,19 +6,20 @@ import pytest
 
 from common.config import make_config
 from common.files import read_json
-from common.plots import curve_path, save_curves
-from common.report import HEADLINE_END, HEADLINE_START, README_END, README_START, write_report
-from common.results import (
-    REQUIRED_KEYS,
+from common.plots import curve_path, plot_curves, save_curves
+from common.report import (
+    HEADLINE_END,
+    HEADLINE_START,
+    README_END,
+    README_START,
     NotProduced,
     grid_time,
-    group_conditions,
-    is_complete,
-    load_metrics,
-    make_metrics,
+    grid_time_line,
     replace_between,
     summary_table,
+    write_report,
 )
+from common.results import REQUIRED_KEYS, group_conditions, is_complete, load_metrics, make_metrics
 from common.run import save_run
 from tests.conftest import REPO, fake_result
 
@@ -104,6 +105,21 @@ def test_grid_time_puts_each_run_on_the_first_free_device_longest_first():
     assert grid_time(times, 2) == 50  # 30+10+10 | 20+20+10
     assert grid_time(times, 8) == 30  # never below the longest run
     assert grid_time([7, 7, 6, 5, 5], 2) == 17  # a heuristic: the best split gives 16
+
+
+def test_grid_time_line_counts_its_runs_in_words(tmp_path):
+    [one] = group_conditions([metrics_for(tmp_path)])
+    assert grid_time_line([one]).startswith("Grid time: the run above trained for 12 s")
+    [two] = group_conditions([metrics_for(tmp_path, seed=s) for s in (0, 1)])
+    assert grid_time_line([two]).startswith("Grid time: the 2 runs above trained for 24 s")
+
+
+def test_curves_of_one_epoch_have_one_whole_epoch_tick(tmp_path):
+    fig = plot_curves([dict(metrics_for(tmp_path), **fake_result(epochs=1))], "acc")
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    left, right = ax.get_xlim()
+    assert [t for t in ax.get_xticks() if left <= t <= right] == [1]
 
 
 def test_readme_section_is_replaced_between_markers():

@@ -230,6 +230,7 @@ def test_two_processes_never_run_the_same_cell_twice(workdir):
         (("--set=weights=V2",), "use --weights instead"),
         (("--weights", "V3"), "--weights V3: give V1, V2 or MODEL=FILE"),
         (("--weights", "resnet50=nope.pth"), "nope.pth is not a file"),
+        (("--kernel", "no-such"), "no kernel named 'no-such' (it has: "),
         pytest.param(
             ("--device", "cuda"),
             "no GPU is visible",
@@ -243,6 +244,16 @@ def test_bad_input_gets_one_line_before_any_work(workdir, torch_home, no_network
         run_all.main(cli_args(workdir, *args))
     assert message in str(e.value) and "\n" not in str(e.value)
     assert not list(workdir.glob("runs/*/*"))  # no run started
+
+
+def test_without_the_project_kernel_it_says_how_to_register_it(monkeypatch):
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    monkeypatch.setattr(KernelSpecManager, "find_kernel_specs", lambda self: {"python3": "/k"})
+    with pytest.raises(UserError) as e:
+        run_all.main(["--dry-run"])  # before anything else is looked at
+    assert "-m ipykernel install --sys-prefix --name big-vs-small" in str(e.value)
+    assert "or pass --kernel python3" in str(e.value) and "\n" not in str(e.value)
 
 
 def test_bad_input_through_the_real_cli_is_one_line_and_no_traceback(workdir):

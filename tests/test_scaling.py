@@ -15,7 +15,7 @@ from common.files import write_json
 from common.fits import extrapolate, fit_power_law
 from common.grid import NOTEBOOKS
 from common.observations import extrapolation_table, observations
-from common.scaling import load_all, scaling_points, write_scaling
+from common.scaling import load_all, profile_line, scaling_points, write_scaling
 
 SIZES = {1 / 16: 2810, 0.5: 22500, 1.0: 45000}
 
@@ -186,6 +186,14 @@ def test_write_scaling_writes_three_pngs(tmp_path):
         assert all(p.parent == tmp_path / "scaling" and p.stat().st_size > 0 for p in paths)
 
 
+def test_the_figures_name_their_profile_once():
+    assert profile_line(grid(profile="quick")) == (
+        "quick profile: short CPU smoke runs, not converged results"
+    )
+    assert profile_line(grid()) == "profile: full"
+    assert profile_line(grid() + grid(profile="quick")).count("quick") == 2  # name, then note
+
+
 def write_runs(root: Path, metrics: list[dict[str, Any]]) -> None:
     for i, m in enumerate(metrics):
         write_json(root / m["setting"] / f"run{i}_{m['profile']}" / "metrics.json", m)
@@ -197,21 +205,13 @@ def test_load_all_picks_the_profile_with_most_runs(tmp_path):
     assert len(load_all(tmp_path, None)) == 24 and len(load_all(tmp_path, "full")) == 1
 
 
-def test_notebook_is_clean_and_runs_with_papermill(tmp_path):
-    path = NOTEBOOKS / "scaling.ipynb"
-    nb = nbformat.read(path, as_version=4)
-    params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
-    assert len(params) == 1 and "output_dir = None" in params[0].source
-    assert all(
-        not c.get("outputs") and c.get("execution_count") is None
-        for c in nb.cells
-        if c.cell_type == "code"
-    )
+def test_notebook_runs_with_papermill(tmp_path):
+    path = NOTEBOOKS / "scaling.ipynb"  # kept clean by tests/test_notebooks.py
+    assert set(pm.inspect_notebook(str(path))) == {"output_dir", "images_dir", "profile"}
     write_runs(tmp_path / "runs", grid())
     pm.execute_notebook(
         str(path),
         str(tmp_path / "executed.ipynb"),
-        kernel_name="python3",
         parameters={"output_dir": str(tmp_path / "runs"), "images_dir": str(tmp_path / "images")},
         progress_bar=False,
     )
