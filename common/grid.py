@@ -1,4 +1,5 @@
-"""The grid of runs: which notebook runs which cell, and where its files go."""
+"""The grid of runs: which runs a command asks for, which notebook runs each, its config and
+where its files go."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The three torchvision models with a 10-class head, from scratch or from ImageNet weights."""
+"""The three torchvision models with a 10-class head, from scratch or from ImageNet weights:
+torchvision's V1 or V2 (found, or downloaded and checked) or a state dict of one's own."""
 
 from __future__ import annotations
 

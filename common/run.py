@@ -1,4 +1,5 @@
-"""One run end to end, as the notebooks call it: configure, load, build, train, save."""
+"""The end of a run, as its notebook calls it: its curves and metrics.json written, its resumable
+checkpoints pruned, its curves shown."""
 
 from __future__ import annotations
 

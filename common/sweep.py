@@ -1,4 +1,5 @@
-"""Executing runs with papermill: one notebook per run, locked, recorded as done or failed."""
+"""Executing runs with papermill: one notebook per run in its locked folder, its HTML, and the
+scaling notebook; the Jupyter kernel that runs them."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from common.errors import UserError
 from common.models import hub_dir, weights_file
 from tests.conftest import REPO, TINY, subprocess_env, write_test_weights
 
@@ -76,10 +77,13 @@ def test_output_dir_alone_keeps_the_report_beside_the_runs(here):
     assert (REPO / "README.md").read_text() == readme
 
 
-def test_a_weights_dir_that_does_not_exist_is_refused(here):
-    done = run_all(here, "--data-dir", "data", "--weights-dir", "nowhere", rc=1)
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and f"--weights-dir {here / 'nowhere'} is not a folder" in lines[0]
+def test_a_weights_dir_that_does_not_exist_is_refused(here, monkeypatch):
+    import run_all as cli
+
+    monkeypatch.chdir(here)  # in-process: the real CLI prints a UserError as one line
+    with pytest.raises(UserError) as e:
+        cli.main(["--data-dir", "data", "--weights-dir", "nowhere"])
+    assert f"--weights-dir {here / 'nowhere'} is not a folder" in str(e.value)
 
 
 def test_missing_weights_name_every_folder_searched(torch_home, no_network, tmp_path):

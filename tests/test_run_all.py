@@ -275,21 +275,24 @@ def test_no_data_and_no_network(workdir):
     assert "point --data-dir at its parent" in done.stderr and "`data_dir`" not in done.stderr
 
 
-def test_malformed_data_folder(workdir, tmp_path_factory):
+def test_malformed_data_folder(workdir, tmp_path_factory, torch_home, no_network):
     broken = tmp_path_factory.mktemp("broken")
     (broken / "cifar-10-batches-py").mkdir()
     (broken / "cifar-10-batches-py" / "data_batch_1").write_text("junk")
     (workdir / "data").unlink()
     (workdir / "data").symlink_to(broken, target_is_directory=True)
-    one_line_error(cli(workdir, check_rc=1), "is incomplete")
+    with pytest.raises(UserError, match="is incomplete") as e:  # in-process, as above
+        run_all.main(cli_args(workdir))
+    assert "\n" not in str(e.value)
 
 
-def test_weights_that_do_not_fit_are_refused(workdir):
+def test_weights_that_do_not_fit_are_refused(workdir, torch_home, no_network):
     folder = workdir / "weights"
     wrong = write_test_weights("resnet18", folder)
     wrong.rename(folder / weights_file("resnet50"))
-    done = cli(workdir, "--models", "resnet50", "--weights-dir", str(folder), check_rc=1)
-    one_line_error(done, "does not fit resnet50")
+    with pytest.raises(UserError, match="does not fit resnet50") as e:  # in-process, as above
+        run_all.main(cli_args(workdir, "--models", "resnet50", "--weights-dir", str(folder)))
+    assert "\n" not in str(e.value)
 
 
 def test_each_weights_version_is_looked_for_under_its_own_file_name(
@@ -324,3 +327,21 @@ def test_parallel_jobs_give_the_same_metrics_as_one_job(workdir, tmp_path_factor
         )
         assert a["threads"] == b["threads"] == share
         assert a["history"] == b["history"] and a["test_acc"] == b["test_acc"]
+
+
+def test_report_only_reports_runs_made_elsewhere_and_trains_nothing(
+    workdir, torch_home, no_network, monkeypatch
+):
+    from common.grid import Run, run_config
+    from common.results import make_metrics, save_metrics
+    from tests.conftest import fake_result
+
+    run = Run("scratch", "resnet18", 1.0, 0)  # as benchmarks/direct_runs.py leaves it
+    cfg = run_config(run, workdir / "runs", profile="quick", data_dir=str(workdir / "data"), **TINY)
+    save_metrics(cfg.output_dir, make_metrics(cfg, fake_result(acc=0.61)))
+    monkeypatch.setattr(run_all, "dispatch", lambda *a: pytest.fail("trained in --report-only"))
+    args = ("--models", "resnet18", "--settings", "scratch", "--fractions", "1", "--report-only")
+    assert run_all.main(cli_args(workdir, *args)) == 0
+    summary = (workdir / "results" / "summary.md").read_text()
+    assert "| ResNet-18 | 100% | scratch | – |" in summary and "61.00" in summary
+    assert (workdir / "images" / "from-scratch" / "resnet18_acc_100.png").exists()
