@@ -6,7 +6,7 @@
 
 Each run lands in runs/<setting>/<model>_data-<size>_seed<seed>/ (executed notebook, its HTML,
 metrics.json, curves, best weights). Finished runs are skipped, interrupted ones resume from
-their last epoch, failed ones are retried; see README.md.
+their last epoch, failed ones are retried; see docs/running.md.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from common.cluster import connect, run_on_ray
 from common.config import LIFT, RunConfig, default_profile
 from common.data import ensure_cifar10, fraction_title, load_cifar10, make_splits, parse_fraction
 from common.errors import UserError, WeightsError, with_options
+from common.files import read_json
 from common.grid import Run, build_grid, run_config
 from common.models import (
     MODELS,
@@ -116,8 +117,8 @@ def add_place_options(add: Callable[..., object]) -> None:
     add(
         "--readme",
         default=None,
-        help="README whose results section is updated ('none' to leave it; default: the "
-        "repository's README.md with the default --output-dir, else none)",
+        help="README whose headline and results section are updated ('none' to leave it; "
+        "default: the repository's README.md with the default --output-dir, else none)",
     )
     add(
         "--weights-dir",
@@ -356,7 +357,15 @@ def make_plan(args: argparse.Namespace) -> Plan:
     if not grid:
         raise UserError("the grid is empty: give at least one setting, fraction and seed")
     version, custom = parse_weights(args.weights)
+    unused = set(custom) - {r.model for r in grid if r.pretrained}
+    if unused:
+        raise UserError(
+            f"--weights {sorted(unused)[0]}=...: no pretrained run of {sorted(unused)[0]} in this "
+            "grid: check --models and --settings"
+        )
     devices, ray_gpu = [], False
+    if args.report_only and args.profile is None:
+        args.profile = profile_of_runs(args.output_dir)
     if args.ray:
         has_gpus, ray_gpu = join_cluster(args)
         profile = args.profile or ("full" if has_gpus else "quick")
@@ -374,6 +383,21 @@ def make_plan(args: argparse.Namespace) -> Plan:
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
     return Plan(grid, profile, overrides, sets, version, custom, devices, ray_gpu)
+
+
+def profile_of_runs(output_dir: str) -> str:
+    """The one profile of the runs already in `output_dir` (--report-only without --profile)."""
+    found = {
+        m.get("profile")
+        for path in Path(output_dir).glob("*/*/metrics.json")
+        if (m := read_json(path))
+    }
+    if len(found) != 1:
+        what = ", ".join(sorted(map(str, found))) or "none"
+        raise UserError(
+            f"--report-only: the runs in {output_dir} have profiles {what}: choose with --profile"
+        )
+    return found.pop()
 
 
 def idle(args: argparse.Namespace) -> bool:

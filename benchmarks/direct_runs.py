@@ -38,6 +38,15 @@ def parse_run(text: str, seed: int) -> Run:
     return Run(setting, model, parse_fraction(fraction), seed)
 
 
+def parse_set(item: str) -> tuple[str, object]:
+    """'lr=0.1' -> ('lr', 0.1); a value that is no JSON stays a string (schedule=linear)."""
+    key, _, value = item.partition("=")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", default=str(REPO / "data"))
@@ -48,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget", type=float, default=float("inf"), help="seconds to start runs in")
     p.add_argument("--set", action="append", default=[], help="KEY=VALUE recipe override")
     args = p.parse_args(argv)
-    overrides = {k: json.loads(v) for k, _, v in (item.partition("=") for item in args.set)}
+    overrides = dict(parse_set(item) for item in args.set)
     started = time.perf_counter()
     data = load_cifar10(args.data_dir, download=False)
     for run in (parse_run(r, args.seed) for r in args.run):

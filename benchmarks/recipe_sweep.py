@@ -65,7 +65,12 @@ def run_one(data: Any, args: argparse.Namespace, spec: str, seed: int) -> dict[s
         **{"eval_images": EVAL_IMAGES, **values},
     )
     model = build_model(
-        cfg.model, cfg.pretrained, stem=cfg.stem, weights_path=cfg.weights_path, seed=seed
+        cfg.model,
+        cfg.pretrained,
+        stem=cfg.stem,
+        weights_path=cfg.weights_path,
+        seed=seed,
+        weights=cfg.weights,
     )
     result = train(model, data, cfg, progress=False)
     return {

@@ -258,7 +258,9 @@ def run_on_ray(
             checkpoints = {} if done else pack(run_dir, (LATEST, PREVIOUS))
             resume = Bundle.put(checkpoints) if checkpoints else None
             model_weights = shipped.get(run.model) if run.pretrained else None
-            ref = task.remote(run, overrides, data, model_weights, resume, options)
+            # the run's own weights label: one's own file keeps it whatever its name
+            mine = dict(overrides, weights=cfg.weights)
+            ref = task.remote(run, mine, data, model_weights, resume, options)
             pending[ref] = run
         while pending:
             [ref], _ = ray.wait(list(pending), num_returns=1)

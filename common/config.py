@@ -73,8 +73,8 @@ SHARED: dict[str, Any] = dict(
 RECIPES: dict[tuple[str, str], dict[str, Any]] = {
     ("full", "scratch"): dict(
         # airbench's ResNet-18 baseline (K. Jordan, github.com/KellerJordan/cifar10-airbench,
-        # zoo train_resnet18_94.py; arXiv 2404.00498), values as issue #11 quotes them (our stored
-        # copy of the repository lacks the zoo): batch 500, Nesterov SGD lr 0.2, wd 5e-4, a
+        # zoo train_resnet18_94.py; arXiv 2404.00498), values as issue #11 quotes them, not
+        # checked here (our stored copy lacks the zoo): batch 500, Nesterov SGD lr 0.2, wd 5e-4, a
         # triangular schedule, flip + translate; 26 epochs reach 93.4% on the test set (94.0%
         # with flip test-time augmentation, which we do not use) in about 51 s on an A100, and
         # 80 epochs 95.9% with it. airbench's README: "standard ResNet-18 training, 96.0%, 7 min".
@@ -88,7 +88,9 @@ RECIPES: dict[tuple[str, str], dict[str, Any]] = {
         momentum=0.9,
         weight_decay=5e-4,
         label_smoothing=0.0,  # not part of the quoted recipe
-        warmup_epochs=6,  # the triangle's peak: 23% of the run, as airbench94.py's schedule
+        # the triangle's peak: 23% of the run at 100%, as airbench94.py's schedule; the smaller
+        # subsets' longer runs (epochs / sqrt(f)) peak earlier, as the H200 runs did
+        warmup_epochs=6,
         schedule="linear",  # warm-up + linear decay: the triangular schedule
         steps_per_epoch=None,  # a full pass
         eval_images=None,  # the whole validation and test sets
@@ -103,7 +105,7 @@ RECIPES: dict[tuple[str, str], dict[str, Any]] = {
         # rate per step than BiT's, so these do not set the full rate. Unmeasured on a GPU.
         stem="imagenet",  # the stem the ImageNet weights were trained with
         image_size=128,  # BiT's crop; upsampled on the device
-        epochs=30,  # at 100%: 2,640 steps (BiT: 10k); 1/16 gets 120, 660 steps (BiT: 500)
+        epochs=30,  # at 100%: 2,610 steps (BiT: 10k); 1/16 gets 120, 600 steps (BiT: 500)
         batch_size=512,
         lr=0.003,
         optimizer="sgd",  # with Nesterov momentum
@@ -123,9 +125,9 @@ RECIPES: dict[tuple[str, str], dict[str, Any]] = {
         # In 64 steps AdamW learns faster than SGD. On 1/16, seed 0, validation accuracy on 2,000
         # images (benchmarks/results/quick-scratch-resnet{18,50}-1-16-cpu-amd-epyc.md):
         # ResNet-18 AdamW 4e-3 27.6%, 8e-3 27.1%, 2e-3 24.9%, 4e-3 with label smoothing 0.1
-        # 28.4% (within one seed's spread, sd 1.5: not adopted); SGD+Nesterov 0.2 21.5%,
-        # 0.05 18.3%. ResNet-50 AdamW 4e-3 25.7% (24.6 ± 1.5% over 3 seeds), 8e-3 23.0%,
-        # 2e-3 24.1%.
+        # 28.3% (within one seed's spread, sd 1.5: not adopted); SGD+Nesterov 0.2 21.5%,
+        # 0.05 18.2%. ResNet-50 AdamW 4e-3 25.7%, 8e-3 22.9%, 2e-3 24.1% (and 24.6 ± 1.5%
+        # over 3 seeds in benchmarks/results/finetune-keras-1-16-cpu-amd-epyc.md).
         lr=4e-3,
         optimizer="adamw",
         momentum=0.9,  # AdamW's beta1
@@ -241,6 +243,28 @@ def _non_negative(name: str, value: Any) -> float:
     return float(value)
 
 
+def _check_recipe(values: dict[str, Any], pretrained: bool) -> None:
+    """Validate (in place) the recipe values: counts, sizes, rate, optimizer, schedule, stem."""
+    for name in ("epochs", "batch_size", "image_size"):
+        values[name] = _positive(name, values[name])
+    for name in ("steps_per_epoch", "eval_images", "patience"):
+        if values.get(name) is not None:
+            values[name] = _positive(name, values[name])
+    values["lr"] = _positive("lr", values["lr"], float)
+    if values["image_size"] < MIN_IMAGE_SIZE:
+        raise ConfigError(
+            f"image_size {values['image_size']} is below the {MIN_IMAGE_SIZE} px "
+            "these models accept: use 32 or more"
+        )
+    for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("stem", STEMS)):
+        if values[name] not in choices:
+            raise ConfigError(
+                f"unknown {name} {values[name]!r}: choose one of {', '.join(choices)}"
+            )
+    if pretrained and values["stem"] != "imagenet":
+        raise ConfigError("pretrained models keep the ImageNet stem: drop stem='cifar'")
+
+
 def _check_shared(values: dict[str, Any]) -> None:
     """Validate (in place) the overridden SHARED settings: arithmetic, checkpoints, cadence."""
     check_precision(values.get("precision", SHARED["precision"]))
@@ -324,29 +348,7 @@ def make_config(
     for name in ("data_dir", "output_dir", "weights_path"):  # one place for relative paths
         if values.get(name):
             values[name] = str(REPO / Path(values[name]).expanduser())
-    for name in ("epochs", "batch_size", "image_size"):
-        values[name] = _positive(name, values[name])
-    for name in ("steps_per_epoch", "eval_images", "patience"):
-        if values.get(name) is not None:
-            values[name] = _positive(name, values[name])
-    values["lr"] = _positive("lr", values["lr"], float)
-    if values["image_size"] < MIN_IMAGE_SIZE:
-        raise ConfigError(
-            f"image_size {values['image_size']} is below the {MIN_IMAGE_SIZE} px "
-            "these models accept: use 32 or more"
-        )
-    if values["optimizer"] not in OPTIMIZERS:
-        raise ConfigError(
-            f"unknown optimizer {values['optimizer']!r}: choose one of {', '.join(OPTIMIZERS)}"
-        )
-    if values["schedule"] not in SCHEDULES:
-        raise ConfigError(
-            f"unknown schedule {values['schedule']!r}: choose one of {', '.join(SCHEDULES)}"
-        )
-    if values["stem"] not in STEMS:
-        raise ConfigError(f"unknown stem {values['stem']!r}: choose one of {', '.join(STEMS)}")
-    if pretrained and values["stem"] != "imagenet":
-        raise ConfigError("pretrained models keep the ImageNet stem: drop stem='cifar'")
+    _check_recipe(values, pretrained)
     _check_shared(values)
     values["weights"], values["weights_path"] = resolve_weights(
         model, pretrained, values.get("weights"), values.get("weights_path")

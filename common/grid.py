@@ -33,6 +33,7 @@ NOTEBOOK_PARAMETERS = (
     "output_dir",
     "device",
     "profile",
+    "weights",
     "weights_path",
 )
 

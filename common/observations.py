@@ -20,7 +20,9 @@ def _pct_interval(bounds: tuple[float, float] | None) -> str:
 
 def extrapolation_table(metrics: list[dict[str, Any]]) -> str:
     """Markdown: per line, a fit on all sizes but the largest against the largest's error, with
-    the prediction's 95% bootstrap interval over seeds."""
+    the prediction's 95% bootstrap interval over seeds; for quick runs, why there is none."""
+    if any(m["profile"] == "quick" for m in metrics):
+        return "Quick runs measure no data effect, so nothing is fitted (see the observations).\n"
     rows = [
         "| model | setting | fit on (training images) | curve (AIC) | largest n "
         "| predicted error % | 95% interval % | measured error % | measured inside? |",

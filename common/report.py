@@ -367,12 +367,7 @@ def _scaling_section(cells: list[Condition], images_dir: Path, base: Path) -> st
     ]
     images = " ".join(f"![{p.stem}]({os.path.relpath(p, base)})" for p in figures if p.exists())
     bullets = "\n".join(f"- {line}" for line in observations(metrics))
-    quick = any(m["profile"] == "quick" for m in metrics)
-    check = (
-        ""
-        if quick  # quick runs measure no data effect: nothing to fit (see the observation)
-        else f"Fit on the smaller sizes, predict the largest:\n\n{extrapolation_table(metrics)}\n"
-    )
+    check = f"Fit on the smaller sizes, predict the largest:\n\n{extrapolation_table(metrics)}\n"
     return (
         f"### Scaling with data\n\n{images or '(figures not drawn yet)'}\n\n{check}"
         f"### Observations (generated from the numbers above)\n\n{bullets}\n"

@@ -40,7 +40,7 @@ REQUIRED_KEYS = (
     "torch",
     "torchvision",
 )
-# The starting point we compare with: one run each, real CIFAR-10, 20 epochs (see README).
+# The starting point we compare with: one run each, real CIFAR-10, 20 epochs (docs/running.md).
 STARTING_POINT = {
     ("scratch", "resnet18", 1.0): 85.13,
     ("scratch", "resnet50", 1.0): 84.64,
@@ -153,8 +153,7 @@ def load_metrics(run_dir: str | Path) -> dict[str, Any] | None:
 
 def weights_title(metrics: dict[str, Any]) -> str:
     """The ImageNet weights a run started from: 'ImageNet V1' (torchvision's), 'custom: <file>'
-    (one's own), '–' from scratch. Runs made before `weights` was recorded used V1 or V2 files
-    named as torchvision's: their version is read from the file name."""
+    (one's own), '–' from scratch; runs recorded before the setting existed say so."""
     if not metrics["pretrained"]:
         return "–"
     config = metrics.get("config") or {}
@@ -186,7 +185,8 @@ Variant = tuple[tuple[str, Any], ...]
 
 def variant(metrics: dict[str, Any]) -> Variant:
     """What a run's training differs in from today's recipe for its cell, as sorted (field,
-    value) pairs: () for the recipe. The seed does not count."""
+    value) pairs: () for the recipe. The seed does not count, nor do the weights, which group
+    runs of their own (`group_conditions`): a `--weights V2` grid is one configuration."""
     config = metrics.get("config") or {}
     try:
         recipe = make_config(
@@ -194,7 +194,8 @@ def variant(metrics: dict[str, Any]) -> Variant:
         ).training_key()
     except UserError:  # a profile or model this version no longer knows
         return (("recipe", "unknown"),)
-    differs = {k: v for k, v in config.items() if k in recipe and k != "seed" and recipe[k] != v}
+    skip = ("seed", "weights")  # the weights are part of the condition, not of the recipe
+    differs = {k: v for k, v in config.items() if k in recipe and k not in skip and recipe[k] != v}
     return tuple(sorted(differs.items()))
 
 
@@ -244,12 +245,12 @@ class Condition:
 
 
 def group_conditions(metrics: Iterable[dict[str, Any]]) -> list[Condition]:
-    """Group runs by (setting, model, fraction) and configuration (everything that changes
-    training but the seed), sorted for display."""
-    cells: dict[tuple[str, str, float, Variant], Condition] = {}
+    """Group runs by (setting, model, fraction), weights and configuration (everything that
+    changes training but the seed), sorted for display."""
+    cells: dict[tuple[str, str, float, str, Variant], Condition] = {}
     for m in metrics:
-        key = (m["setting"], m["model"], m["data_fraction"], variant(m))
-        cells.setdefault(key, Condition(*key[:3], runs=[], variant=key[3])).runs.append(m)
+        key = (m["setting"], m["model"], m["data_fraction"], weights_title(m), variant(m))
+        cells.setdefault(key, Condition(*key[:3], runs=[], variant=key[4])).runs.append(m)
     labels = variant_labels(c.variant for c in cells.values())
     for cell in cells.values():
         cell.label = labels[cell.variant]

@@ -76,3 +76,28 @@ def test_report_keeps_two_configurations_in_one_folder_apart(tmp_path):
     section = readme.read_text()
     assert "left out of the curves, figures, fits and observations" in section
     assert {m["test_acc"] for m in load_all(tmp_path / "runs", "quick")} == {0.6}
+
+
+def test_a_v2_grid_is_one_configuration_whose_weights_label_the_rows(tmp_path):
+    def run(model: str, pretrained: bool, weights: str, when: str) -> dict:
+        cfg = make_config(
+            model, 1.0, pretrained, 0, "quick", output_dir="/nowhere", weights=weights
+        )
+        m = make_metrics(cfg, fake_result(0.5, epochs=1))
+        m["finished_at"] = when
+        return m
+
+    # what `--weights V2` leaves: ResNet-18 stays V1, ResNet-50 takes V2, scratch runs beside
+    runs = [
+        run("resnet18", False, "V2", "2026-01-01T00:00:01"),
+        run("resnet18", True, "V2", "2026-01-01T00:00:02"),
+        run("resnet50", True, "V2", "2026-01-01T00:00:03"),
+    ]
+    latest, others = split_configurations(runs)
+    assert len(latest) == 3 and not others  # none left out of the curves, figures and fits
+    rows = {(c.setting, c.model): c.runs[0]["config"]["weights"] for c in group_conditions(runs)}
+    assert rows == {
+        ("scratch", "resnet18"): None,
+        ("pretrained", "resnet18"): "V1",
+        ("pretrained", "resnet50"): "V2",
+    }

@@ -91,3 +91,16 @@ def test_device_cuda_spreads_jobs_over_the_visible_gpus(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert run_all.devices_for_jobs("cuda", 3) == ["cuda:0", "cuda:1", "cuda:0"]
     assert run_all.devices_for_jobs("cuda:1", 2) == ["cuda:1", "cuda:1"]
+
+
+@pytest.mark.parametrize("asked", ["V2", "own file named as torchvision's"])
+def test_the_notebook_rebuilds_the_weights_label_run_all_gave_its_run(tmp_path, asked):
+    file = tmp_path / "resnet50-11ad3fa6.pth"  # torchvision's V2 file name
+    file.write_bytes(b"x")
+    weights = "V2" if asked == "V2" else str(file)
+    run = Run("pretrained", "resnet50", 1.0, 0)
+    cfg = run_config(run, tmp_path, profile="quick", weights=weights, weights_path=str(file))
+    assert cfg.weights == ("V2" if asked == "V2" else "custom: resnet50-11ad3fa6.pth")
+    params = notebook_parameters(cfg)
+    again = make_config(**{k: v for k, v in params.items() if k != "overrides"})
+    assert again.training_key() == cfg.training_key()  # the same run: done stays done

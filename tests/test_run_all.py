@@ -345,3 +345,13 @@ def test_report_only_reports_runs_made_elsewhere_and_trains_nothing(
     summary = (workdir / "results" / "summary.md").read_text()
     assert "| ResNet-18 | 100% | scratch | – |" in summary and "61.00" in summary
     assert (workdir / "images" / "from-scratch" / "resnet18_acc_100.png").exists()
+
+
+def test_report_only_takes_the_profile_of_the_runs_it_finds(tmp_path):
+    for profile, name in (("full", "a"), ("full", "b")):
+        (tmp_path / "scratch" / name).mkdir(parents=True)
+        (tmp_path / "scratch" / name / "metrics.json").write_text(json.dumps({"profile": profile}))
+    assert run_all.profile_of_runs(str(tmp_path)) == "full"
+    (tmp_path / "scratch" / "b" / "metrics.json").write_text(json.dumps({"profile": "quick"}))
+    with pytest.raises(UserError, match="have profiles full, quick: choose with --profile"):
+        run_all.profile_of_runs(str(tmp_path))
