@@ -112,7 +112,7 @@ def test_grid_time_predicts_every_run_from_measured_parts(tmp_path: Path) -> Non
     )  # fmt: skip
     text = out.read_text()
     ((config, batch, arith, train_ips, eval_ips, write_s, size),) = table_rows(text, "ResNet-18")
-    assert batch == "4 (512)" and arith == "fp32" and float(train_ips) > 0
+    assert batch == "4 (500)" and arith == "fp32" and float(train_ips) > 0
     runs = table_rows(text, "scratch ResNet-18")
     assert [r[0].split()[-1] for r in runs] == ["1/16", "50%", "100%"]
     epochs = [int(r[1]) for r in runs]

@@ -60,13 +60,13 @@ def test_full_pretrained_run_upsamples_through_the_imagenet_stem(tmp_path, fake_
         "--settings=pretrained",
         "--models=resnet18",
         "--fractions=1",
-        "--weights=resnet18=weights/mine.pth",  # relative to the caller's directory
-        sets=[*CAPS, "--set=image_size=48", "--set=precision=fp32"],
+        f"--weights=resnet18={own}",
+        sets=[*CAPS, "--set=image_size=48", "--set=precision=fp32", "--set=epochs=2"],
     )
     m = metrics_of(tmp_path, "pretrained", "resnet18_data-100_seed0")
     assert m["config"]["stem"] == "imagenet" and m["config"]["image_size"] == 48
     assert m["pretrained"] and m["config"]["weights_path"] == str(own)
     assert m["config"]["weights"] == "custom: mine.pth"  # never taken for torchvision's
     assert "| pretrained | custom: mine.pth |" in (tmp_path / "results" / "summary.md").read_text()
-    assert m["epochs"] == 10 and m["precision"] == "fp32"
+    assert m["epochs"] == 2 and m["precision"] == "fp32"  # the epoch rule: the test above
     assert m["train_images"] == len(load_cifar10(fake_data, download=False).train_y) - 40
