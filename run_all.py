@@ -419,7 +419,8 @@ def find_weights_files(
         except WeightsError as e:
             not_possible[model] = str(e)
             continue
-        build_model(model, pretrained=True, weights_path=files[model])  # the file must fit
+        if not args.report_only:  # the file must fit the model it will train
+            build_model(model, pretrained=True, weights_path=files[model])
     return files, not_possible
 
 

@@ -286,6 +286,22 @@ class Trainer:
         )
 
 
+def final_test(
+    model: nn.Module,
+    run: Progress,
+    test: Batches,
+    arithmetic: Arithmetic,
+    cfg: RunConfig,
+    run_dir: str | Path | None,
+) -> tuple[float, float]:
+    """Test loss and accuracy of the best validation epoch's weights (saved as best.pt)."""
+    model.load_state_dict(run.best_weights)
+    if run_dir:
+        save_weights(run_dir, run.best_weights)
+    with out_of_memory_is_one_line(cfg):
+        return evaluate(model, test, arithmetic)
+
+
 def place(model: nn.Module, cfg: RunConfig) -> tuple[torch.device, Arithmetic]:
     """Move `model` to the run's device in the memory format of the arithmetic chosen there."""
     device = resolve_device(cfg.device)
@@ -362,12 +378,7 @@ def train(
     if run_dir and saved_epoch != run.epochs_done:  # the end of the run
         trainer.save(Path(run_dir), key, run, run.elapsed + clock() - started)
 
-    # the final test, with the best validation epoch's weights
-    model.load_state_dict(run.best_weights)
-    if run_dir:
-        save_weights(run_dir, run.best_weights)
-    with out_of_memory_is_one_line(cfg):
-        test_loss, test_acc = evaluate(model, batches["test"], arithmetic)
+    test_loss, test_acc = final_test(model, run, batches["test"], arithmetic, cfg, run_dir)
     return {
         "history": run.history,
         "best_epoch": run.best_epoch,
