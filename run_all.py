@@ -12,40 +12,26 @@ their last epoch, failed ones are retried; see docs/running.md.
 from __future__ import annotations
 
 import argparse
-import ast
-import os
-import queue
 import shlex
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
-
 from common.cluster import connect, run_on_ray
-from common.config import LIFT, RunConfig, default_profile
-from common.data import ensure_cifar10, fraction_title, load_cifar10, make_splits, parse_fraction
-from common.errors import UserError, WeightsError, with_options
+from common.config import RunConfig, default_profile, parse_sets
+from common.data import ensure_cifar10, load_cifar10, make_splits, parse_fraction
+from common.errors import UserError, with_options
 from common.files import read_json
 from common.grid import Run, build_grid, run_config
-from common.models import (
-    MODELS,
-    VERSIONS,
-    build_model,
-    check_model,
-    ensure_weights,
-    hub_dir,
-    weights_file,
-)
-from common.report import NotProduced, write_report
-from common.results import load_metrics, summary_line
-from common.run import KEEP_CHECKPOINTS
+from common.local import Slot, job_slots, run_locally
+from common.models import MODELS, VERSIONS, check_model, grid_weights, weights_file, weights_remedy
+from common.progress import follow
+from common.report import Call, NotProduced, keeps_full, write_report
 from common.rundir import State, failure_reason, state
-from common.sweep import KERNEL, Outcome, check_kernel, execute, execute_scaling
-from common.training import resolve_device
+from common.sweep import KERNEL, check_kernel, execute_scaling
 
 REPO = Path(__file__).resolve().parent
 
@@ -106,7 +92,8 @@ def add_place_options(add: Callable[..., object]) -> None:
         "--images-dir",
         default=None,
         help="where the curve PNGs go (default: images/ in the repository with the default "
-        "--output-dir, else OUTPUT_DIR/images)",
+        "--output-dir, unless a quick call would replace its full-profile results; else "
+        "OUTPUT_DIR/images)",
     )
     add(
         "--results-dir",
@@ -129,8 +116,14 @@ def add_place_options(add: Callable[..., object]) -> None:
 
 def add_execution_options(add: Callable[..., object]) -> None:
     """How the runs are executed: devices, parallel jobs, Ray, kernel, reruns."""
-    add("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    add("--jobs", type=int, default=1, help="runs at once (GPUs are shared out round-robin)")
+    add("--device", default="auto", help="auto, cpu (picks --profile quick), cuda or cuda:N")
+    add(
+        "--jobs",
+        type=int,
+        default=None,
+        help="runs at once (default: one per GPU, each run seeing only its own; 1 on a CPU). "
+        "More jobs than GPUs share them, each run slower",
+    )
     add(
         "--ray",
         default=None,
@@ -166,22 +159,33 @@ PATH_OPTIONS = ("data_dir", "output_dir", "images_dir", "results_dir", "readme",
 
 def resolve_paths(args: argparse.Namespace) -> None:
     """Make every path option absolute against the caller's directory, once, before any kernel
-    starts (papermill moves the whole process into notebooks/ while a notebook runs), and fill
-    in where the report goes: beside the runs, in the repository only for its own runs/."""
+    starts (papermill moves the whole process into notebooks/ while a notebook runs)."""
     for name in PATH_OPTIONS:
         value = getattr(args, name)
         if value is not None and not (name == "readme" and value == "none"):
             setattr(args, name, str(Path(value).expanduser().absolute()))
-    own = Path(args.output_dir).resolve() == (REPO / "runs").resolve()
-    base = REPO if own else Path(args.output_dir)
-    args.images_dir = args.images_dir or str(base / "images")
-    args.results_dir = args.results_dir or str(base / "results")
-    if args.readme is None:
-        args.readme = str(REPO / "README.md") if own else "none"
     if args.weights_dir is not None and not Path(args.weights_dir).is_dir():
         raise UserError(
             f"--weights-dir {args.weights_dir} is not a folder: create it and put torchvision's "
             "weight files in it, or leave the option out"
+        )
+
+
+def report_places(args: argparse.Namespace, profile: str) -> None:
+    """Fill in where the report goes: the repository's images/, results/ and README for its own
+    runs/, unless this is a quick call and the README shows full-profile results, which a quick
+    call must not replace; beside the runs otherwise."""
+    own = Path(args.output_dir).resolve() == (REPO / "runs").resolve()
+    protected = own and args.readme is None and keeps_full(REPO / "README.md", profile)
+    base = REPO if own and not protected else Path(args.output_dir)
+    args.images_dir = args.images_dir or str(base / "images")
+    args.results_dir = args.results_dir or str(base / "results")
+    if args.readme is None:
+        args.readme = str(REPO / "README.md") if own and not protected else "none"
+    if protected:
+        print(
+            "README.md shows full-profile results, which a quick call does not replace: this "
+            f"call's curves and summary go to {base}/"
         )
 
 
@@ -215,22 +219,13 @@ OWN_OPTIONS = {
 }
 
 
-def parse_sets(items: list[str]) -> dict[str, object]:
-    """--set KEY=VALUE pairs, values read as Python literals where they parse as one; None
-    lifts the recipe's value (e.g. --set eval_images=None: no cap)."""
-    out: dict[str, object] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--set takes KEY=VALUE, got {item!r}")
-        if key.strip() in OWN_OPTIONS:
-            raise UserError(f"--set {key.strip()}: use {OWN_OPTIONS[key.strip()]} instead")
-        try:
-            parsed = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            parsed = value
-        out[key.strip()] = LIFT if parsed is None else parsed
-    return out
+def set_options(items: list[str]) -> dict[str, object]:
+    """The --set values (common.config.parse_sets), refusing settings with options of their own."""
+    sets = parse_sets(items)
+    for key in sets:
+        if key in OWN_OPTIONS:
+            raise UserError(f"--set {key}: use {OWN_OPTIONS[key]} instead")
+    return sets
 
 
 def check_splits(data_dir: str, configs: Iterable[RunConfig]) -> None:
@@ -238,18 +233,6 @@ def check_splits(data_dir: str, configs: Iterable[RunConfig]) -> None:
     labels = load_cifar10(data_dir, download=False).train_y
     for fraction, seed, val_size in {(c.data_fraction, c.seed, c.val_size) for c in configs}:
         make_splits(labels, val_size, fraction, seed)
-
-
-def devices_for_jobs(device: str, jobs: int) -> list[str]:
-    """One device per parallel job: the visible GPUs round-robin, else `device` for all."""
-    import torch
-
-    if jobs < 1:
-        raise UserError(f"--jobs must be 1 or more, got {jobs}")
-    resolved = resolve_device(device)
-    if device in ("auto", "cuda") and resolved.type == "cuda":  # cuda:N pins them all to N
-        return [f"cuda:{i % torch.cuda.device_count()}" for i in range(jobs)]
-    return [device] * jobs
 
 
 def ray_excludes(args: argparse.Namespace) -> list[str]:
@@ -264,9 +247,9 @@ def ray_excludes(args: argparse.Namespace) -> list[str]:
     return out
 
 
-def join_cluster(args: argparse.Namespace) -> tuple[bool, bool]:
-    """Connect to the Ray cluster of --ray; return (has GPUs, runs get a GPU each)."""
-    if args.jobs != 1:
+def join_cluster(args: argparse.Namespace) -> bool:
+    """Connect to the Ray cluster of --ray; return whether each run gets a GPU of it."""
+    if args.jobs is not None:
         raise UserError("--jobs and --ray don't mix: Ray runs as many runs at once as fit")
     if args.device not in ("auto", "cpu"):
         raise UserError(
@@ -290,7 +273,7 @@ def join_cluster(args: argparse.Namespace) -> tuple[bool, bool]:
         f"{cpus:g} CPUs; each run asks for "
         + ("one GPU" if gpu else f"{args.ray_cpus} CPU{'s' * (args.ray_cpus != 1)}")
     )
-    return gpus > 0, gpu
+    return gpu
 
 
 def parse_weights(items: list[str]) -> tuple[str, dict[str, str]]:
@@ -325,7 +308,7 @@ class Plan:
     sets: dict[str, object]  # the --set values alone (passed on to the notebooks)
     version: str  # torchvision's weights version for the pretrained runs
     custom: dict[str, str]  # model -> one's own weights file
-    devices: list[str] = field(default_factory=list)  # local runs: one per parallel job
+    slots: list[Slot] = field(default_factory=list)  # local runs: one per parallel job
     ray_gpu: bool = False  # on Ray: each run asks for a GPU
 
 
@@ -363,26 +346,44 @@ def make_plan(args: argparse.Namespace) -> Plan:
             f"--weights {sorted(unused)[0]}=...: no pretrained run of {sorted(unused)[0]} in this "
             "grid: check --models and --settings"
         )
-    devices, ray_gpu = [], False
-    if args.report_only and args.profile is None:
-        args.profile = profile_of_runs(args.output_dir)
-    if args.ray:
-        has_gpus, ray_gpu = join_cluster(args)
-        profile = args.profile or ("full" if has_gpus else "quick")
-    else:
-        devices = devices_for_jobs(args.device, args.jobs)
-        profile = args.profile or default_profile()
-    if args.profile is None and profile == "quick":
-        print(
-            f"no {'GPU in the cluster' if args.ray else 'usable GPU'}: using --profile quick "
-            "(short CPU smoke runs; --profile full trains the full recipe)"
-        )
-    sets = parse_sets(args.set)
+    slots, ray_gpu = [], False
+    profile = choose_profile(args)
+    if args.ray and not idle(args):
+        ray_gpu = join_cluster(args)
+        profile = profile or ("full" if ray_gpu else "quick")
+    elif not args.ray:
+        slots, sharing = job_slots(args.device, args.jobs)
+        if sharing and not idle(args):
+            print(sharing)
+    if profile is None:  # none asked for, none implied by the device: what the GPUs allow
+        profile = "full" if args.ray else default_profile()
+        if profile == "quick":
+            print(
+                "no usable GPU: using --profile quick (short CPU smoke runs; --profile full "
+                "trains the full recipe)"
+            )
+    sets = set_options(args.set)
     overrides = dict(sets, profile=profile, device=args.device, data_dir=args.data_dir)
     overrides["weights"] = version
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
-    return Plan(grid, profile, overrides, sets, version, custom, devices, ray_gpu)
+    return Plan(grid, profile, overrides, sets, version, custom, slots, ray_gpu)
+
+
+def choose_profile(args: argparse.Namespace) -> str | None:
+    """The profile the options imply: --profile; the runs' own with --report-only; quick for
+    --device cpu; None when it depends on the GPUs. Says why where it is not asked for."""
+    if args.profile:
+        return args.profile
+    if args.report_only:
+        return profile_of_runs(args.output_dir)
+    if args.device == "cpu":
+        print("--device cpu: using --profile quick (--profile full trains the full recipe)")
+        return "quick"
+    if args.ray and args.dry_run:  # a dry run does not ask the cluster what it has
+        print("--dry-run with --ray: listing the full profile's runs (--profile quick otherwise)")
+        return "full"
+    return None
 
 
 def profile_of_runs(output_dir: str) -> str:
@@ -405,25 +406,6 @@ def idle(args: argparse.Namespace) -> bool:
     return args.dry_run or args.report_only
 
 
-def find_weights_files(
-    args: argparse.Namespace, plan: Plan
-) -> tuple[dict[str, str], dict[str, str]]:
-    """Per model with pretrained runs: its weights file (one's own, or torchvision's for the
-    version, found or downloaded), checked to fit; or why there is none."""
-    files, not_possible = {}, {}
-    for model in sorted({r.model for r in plan.grid if r.pretrained}):
-        try:
-            files[model] = plan.custom.get(model) or str(
-                ensure_weights(model, args.weights_dir, not idle(args), plan.version)
-            )
-        except WeightsError as e:
-            not_possible[model] = str(e)
-            continue
-        if not args.report_only:  # the file must fit the model it will train
-            build_model(model, pretrained=True, weights_path=files[model])
-    return files, not_possible
-
-
 def preflight(args: argparse.Namespace, plan: Plan) -> Checked:
     """Check what every run needs before any starts (writable folders, the data and its splits,
     the weights), build each run's config once, and find its state."""
@@ -431,7 +413,14 @@ def preflight(args: argparse.Namespace, plan: Plan) -> Checked:
     if not args.dry_run:
         for folder in (output_dir, Path(args.images_dir), Path(args.results_dir)):
             check_writable(folder)
-    files, not_possible = find_weights_files(args, plan)
+    files, not_possible = grid_weights(
+        (r.model for r in plan.grid if r.pretrained),
+        plan.custom,
+        plan.version,
+        args.weights_dir,
+        download=not idle(args),
+        check=not args.report_only,  # each file must fit the model it will train
+    )
 
     def config(run: Run) -> RunConfig:
         if not run.pretrained or run.model not in files:
@@ -477,12 +466,17 @@ def show_plan(args: argparse.Namespace, plan: Plan, checked: Checked, todo: list
             print(f"  {now.value:>12}  {run.setting:<10} {run.name}  {reason or ''}")
 
 
+RESUME_HERE = "the next call resumes the others from their last epoch"
+RESUME_ON_RAY = (
+    "the others keep their last epoch's checkpoint on their Ray node and resume from it when "
+    "the next call runs them there"
+)
+
+
 def dispatch(
     args: argparse.Namespace, plan: Plan, checked: Checked, todo: list[Run]
 ) -> list[tuple[Run, str]]:
     """Run `todo` here or on Ray, showing progress; return the failures."""
-    if args.keep_checkpoints:  # the kernels inherit it: their save_run keeps them too
-        os.environ[KEEP_CHECKPOINTS] = "1"
     options = dict(
         kernel=args.kernel,
         keep_checkpoints=args.keep_checkpoints,
@@ -501,23 +495,9 @@ def dispatch(
             options=options,
         )
     else:
-        outcomes = run_locally(todo, checked.configs, plan.devices, options)
+        outcomes = run_locally(todo, checked.configs, plan.slots, options)
     resume = RESUME_ON_RAY if args.ray else RESUME_HERE
     return follow(outcomes, len(todo), checked.configs, resume)
-
-
-def weights_remedy(models: Iterable[str], version: str) -> str:
-    """One remedy for every model whose ImageNet weights are not here (for the README: no
-    absolute paths of this machine)."""
-    files = ", ".join(sorted({weights_file(m, version) for m in models}))
-    cache = hub_dir()
-    if cache.is_relative_to(Path.home()):
-        cache = Path("~") / cache.relative_to(Path.home())
-    return (
-        f"Remedy: download torchvision's {files} from https://download.pytorch.org/models/ on a "
-        f"machine with internet, and put them in torchvision's cache ({cache}) or in a folder "
-        "passed with --weights-dir (docs/offline.md)."
-    )
 
 
 def report(
@@ -525,27 +505,28 @@ def report(
     plan: Plan,
     checked: Checked,
     failures: list[tuple[Run, str]],
-    command: str,
+    call: Call,
 ) -> int:
     """Draw the figures, write the summary (and the README's section); the exit status."""
     blocked = checked.runs(State.NOT_POSSIBLE)
-    missing = {
+    call.missing = {
         r.condition: NotProduced(weights=weights_file(r.model, plan.version)) for r in blocked
     }
-    missing |= {r.condition: NotProduced(failed=why) for r, why in failures}
-    notes = [weights_remedy(checked.not_possible, plan.version)] if blocked else []
+    for run, why in failures:
+        call.failed.setdefault(run.condition, {})[run.seed] = why
+    call.notes = [weights_remedy(checked.not_possible, plan.version)] if blocked else []
     output_dir, images_dir, results_dir = (
         Path(args.output_dir),
         Path(args.images_dir),
         Path(args.results_dir),
     )
-    scaling_error = execute_scaling(output_dir, images_dir, results_dir, plan.profile, args.kernel)
+    call.figures, scaling_error = execute_scaling(
+        output_dir, images_dir, results_dir, plan.profile, args.kernel
+    )
     if scaling_error:
         print(f"the scaling notebook failed: {scaling_error}")
     readme = None if args.readme == "none" else args.readme
-    summary = write_report(
-        output_dir, images_dir, results_dir, readme, plan.profile, command, missing, notes
-    )
+    summary = write_report(output_dir, images_dir, results_dir, readme, plan.profile, call)
     print(f"summary: {summary}")
     if len(blocked) == len(plan.grid):
         print("no run of this grid is possible here (see above): nothing was trained")
@@ -562,93 +543,25 @@ def report(
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    command = "python run_all.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    call = Call("python run_all.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])))
     resolve_paths(args)
     check_kernel(args.kernel)
     plan = make_plan(args)
+    report_places(args, plan.profile)
     checked = preflight(args, plan)
     todo = checked.runs(State.TODO, State.FAILED) + (checked.runs(State.DONE) if args.force else [])
     todo.sort(key=lambda r: r.cost, reverse=True)  # with parallel runs the grid ends sooner
     if args.report_only:
         print(f"report only: the runs in {args.output_dir} as they are, none trained")
-        return report(args, plan, checked, [], command)
+        return report(args, plan, checked, [], call)
     show_plan(args, plan, checked, todo)
     if args.dry_run:
         return 0
+    started = time.perf_counter()
     failures = dispatch(args, plan, checked, todo)
-    return report(args, plan, checked, failures, command)
-
-
-def run_locally(
-    todo: list[Run], configs: dict[Run, RunConfig], devices: list[str], options: dict
-) -> Iterator[Outcome]:
-    """Execute `todo` here, one notebook per device at a time; yield outcomes as runs end.
-
-    Parallel CPU runs share the cores: each kernel gets its share as torch threads, unless
-    OMP_NUM_THREADS is set (more threads than cores makes every run several times slower).
-    CPU results change with the thread count (float rounding, grown over training).
-    """
-    free: queue.Queue[str] = queue.Queue()
-    for device in devices:
-        free.put(device)
-    if len(devices) > 1 and not devices[0].startswith("cuda"):
-        share = max(1, len(os.sched_getaffinity(0)) // len(devices))
-        os.environ.setdefault("OMP_NUM_THREADS", str(share))  # the kernels inherit it
-
-    def job(run: Run) -> Outcome:
-        device = free.get()
-        try:
-            return execute(
-                run, configs[run], device=device if len(devices) > 1 else None, **options
-            )
-        finally:
-            free.put(device)
-
-    with ThreadPoolExecutor(max_workers=len(devices)) as pool:
-        yield from (f.result() for f in as_completed([pool.submit(job, run) for run in todo]))
-
-
-RESUME_HERE = "the next call resumes the others from their last epoch"
-RESUME_ON_RAY = (
-    "the others keep their last epoch's checkpoint on their Ray node and resume from it when "
-    "the next call runs them there"
-)
-
-
-def follow(
-    outcomes: Iterator[Outcome], total: int, configs: dict[Run, RunConfig], resume: str
-) -> list[tuple[Run, str]]:
-    """Show the runs' outcomes under an overall progress bar; return the failures.
-
-    On Ctrl-C the process ends at once: the kernels (and Ray's tasks) notice their parent is
-    gone and stop; `resume` says what becomes of the unfinished runs.
-    """
-    failures: list[tuple[Run, str]] = []
-    if not total:
-        return failures
-    bar = tqdm(total=total, desc="grid", unit="run", dynamic_ncols=True)
-    try:
-        for outcome in outcomes:
-            run = outcome.run
-            if outcome.ok:
-                bar.write(summary_line(load_metrics(configs[run].output_dir)))
-            else:
-                bar.write(
-                    f"FAILED {run.setting} {run.name} "
-                    f"({fraction_title(run.fraction)}): {outcome.message}"
-                )
-                failures.append((run, outcome.message))
-            bar.update()
-    except KeyboardInterrupt:
-        bar.close()
-        print(
-            f"run_all.py: interrupted; finished runs are kept and {resume}",
-            file=sys.stderr,
-            flush=True,
-        )
-        os._exit(130)
-    bar.close()
-    return failures
+    if todo:
+        call.elapsed, call.trained = time.perf_counter() - started, len(todo) - len(failures)
+    return report(args, plan, checked, failures, call)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Train runs of the grid directly through `common`, without Jupyter or papermill, for machines
-that have torch but not the notebook stack (a lent GPU, a batch node).
+that have torch but not the notebook stack (a bare GPU node, a batch job).
 
     python benchmarks/direct_runs.py --data-dir data --output-dir runs \\
         --run scratch:resnet18:1 --run scratch:resnet50:1/16 --budget 400
@@ -14,7 +14,6 @@ and the next `run_all.py` call with that output folder reports them.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from common import build_model, load_cifar10, parse_fraction, save_run, summary_line, train  # noqa: E402
+from common.config import parse_sets  # noqa: E402
+from common.errors import UserError  # noqa: E402
 from common.grid import Run, run_config  # noqa: E402
 from common.rundir import State, state  # noqa: E402
 
@@ -38,15 +39,6 @@ def parse_run(text: str, seed: int) -> Run:
     return Run(setting, model, parse_fraction(fraction), seed)
 
 
-def parse_set(item: str) -> tuple[str, object]:
-    """'lr=0.1' -> ('lr', 0.1); a value that is no JSON stays a string (schedule=linear)."""
-    key, _, value = item.partition("=")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", default=str(REPO / "data"))
@@ -55,9 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--profile", default=None, help="full or quick (default: full on a GPU)")
     p.add_argument("--budget", type=float, default=float("inf"), help="seconds to start runs in")
-    p.add_argument("--set", action="append", default=[], help="KEY=VALUE recipe override")
+    p.add_argument(
+        "--set", action="append", default=[], help="KEY=VALUE recipe override, as run_all.py's"
+    )
     args = p.parse_args(argv)
-    overrides = dict(parse_set(item) for item in args.set)
+    try:
+        overrides = parse_sets(args.set)
+    except UserError as e:
+        raise SystemExit(f"direct_runs.py: error: {e}") from None
     started = time.perf_counter()
     data = load_cifar10(args.data_dir, download=False)
     for run in (parse_run(r, args.seed) for r in args.run):

@@ -39,11 +39,18 @@ from torchvision import transforms
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from common.data import CIFAR_MEAN, CIFAR_STD, Batches, load_cifar10, make_splits  # noqa: E402
+from common.data import (  # noqa: E402
+    CIFAR_MEAN,
+    CIFAR_STD,
+    Batches,
+    data_origin,
+    load_cifar10,
+    make_splits,
+)
 from common.errors import ConfigError, UserError  # noqa: E402
 from common.files import write_text  # noqa: E402
 from common.models import MIN_IMAGE_SIZE, STEMS, build_model, check_model  # noqa: E402
-from common.results import hardware  # noqa: E402
+from common.results import hardware, portable  # noqa: E402
 from common.training import resolve_device  # noqa: E402
 
 # Defaults; per-device values are keyed by device type. Every one can be set on the command line.
@@ -257,7 +264,8 @@ def load_split(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, st
     else:
         data = load_cifar10(args.data_dir, download=False)
         x, y = data.train_x, data.train_y
-        source = f"CIFAR-10 from {Path(args.data_dir) / 'cifar-10-batches-py'}"
+        folder = portable(str(Path(args.data_dir) / "cifar-10-batches-py"), Path.cwd())
+        source = f"CIFAR-10 from {folder} ({data_origin(args.data_dir)} files)"
     split = make_splits(y, SETTINGS["val_size"], 1.0, SETTINGS["seed"]).train
     if args.batch_size > len(split):
         raise ConfigError(

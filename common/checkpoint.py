@@ -14,6 +14,9 @@ from .files import atomic_path
 LATEST = "checkpoint.pt"
 PREVIOUS = "checkpoint.prev.pt"
 BEST = "best.pt"
+# Set (to anything) in a kernel's environment, e.g. by run_all.py --keep-checkpoints: a finished
+# run keeps its resumable checkpoints.
+KEEP_CHECKPOINTS = "BIG_VS_SMALL_KEEP_CHECKPOINTS"
 
 
 def save_checkpoint(run_dir: str | Path, state: dict[str, Any]) -> None:
@@ -36,7 +39,7 @@ def load_checkpoint(run_dir: str | Path, key: dict[str, Any]) -> dict[str, Any] 
         if not path.exists():
             continue
         try:
-            state = torch.load(path, map_location="cpu", weights_only=False)
+            state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:
             tqdm.write(f"checkpoint {path} is unreadable ({type(e).__name__}): trying an older one")
             continue

@@ -31,7 +31,7 @@ from .config import REPO, RunConfig
 from .errors import UserError
 from .files import write_with
 from .grid import Run, run_config
-from .results import METRICS, input_identity
+from .results import METRICS, input_identity, portable
 from .rundir import FAILED, Busy, State, mark_finished, record_failure, run_lock, state
 from .sweep import Outcome, execute
 
@@ -293,9 +293,10 @@ def store(run: Run, cfg: RunConfig, ref: Any, keep_checkpoints: bool) -> Outcome
 
 
 def localize(raw: bytes, cfg: RunConfig) -> bytes:
-    """metrics.json with the worker's paths replaced by the local ones."""
+    """metrics.json with the worker's paths replaced by the local ones (portable, as every
+    metrics.json keeps them)."""
     metrics = json.loads(raw)
     for key in ("data_dir", "output_dir", "weights_path"):
-        metrics["config"][key] = getattr(cfg, key)
+        metrics["config"][key] = portable(getattr(cfg, key), cfg.output_dir)
     metrics["inputs"] = input_identity(cfg.data_dir, cfg.weights_path)  # not the node's copies
     return (json.dumps(metrics, indent=2) + "\n").encode()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -210,6 +211,23 @@ class RunConfig:
         """The fields that change the training itself (not where its files go)."""
         skip = {"data_dir", "output_dir", "device", "weights_path", "checkpoint_every"}
         return {k: v for k, v in asdict(self).items() if k not in skip}
+
+
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    """KEY=VALUE overrides as the command lines take them (`--set lr=0.4`): a value is read as
+    a Python literal where it parses as one (0.4, 12, True, "x"), else kept as text (linear);
+    None lifts the recipe's value (eval_images=None: no cap)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set takes KEY=VALUE, e.g. lr=0.4; got {item!r}")
+        try:
+            parsed = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            parsed = value.strip()
+        out[key.strip()] = LIFT if parsed is None else parsed
+    return out
 
 
 def run_name(model: str, fraction: float, seed: int) -> str:

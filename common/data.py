@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import os
 import pickle
 import shutil
+import tarfile
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -16,6 +21,7 @@ import torch.nn.functional as F
 from .errors import DataError
 
 FOLDER = "cifar-10-batches-py"
+ARCHIVE = "cifar-10-python.tar.gz"  # the official download, which holds FOLDER
 TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
 TEST_FILE = "test_batch"
 NUM_CLASSES = 10
@@ -88,18 +94,40 @@ def _download(root: Path) -> None:
         ) from None
 
 
+def _unpack(archive: Path) -> None:
+    """Unpack the official archive beside itself (no network: an offline machine's copy); one
+    clear line when it is not that archive, and no half-unpacked folder left behind."""
+    folder = archive.parent / FOLDER
+    try:
+        with tarfile.open(archive) as tar, tempfile.TemporaryDirectory(dir=archive.parent) as tmp:
+            tar.extractall(tmp, filter="data")
+            os.replace(Path(tmp) / FOLDER, folder)
+    except (OSError, tarfile.TarError) as e:
+        raise DataError(
+            f"{archive} is not CIFAR-10's python archive ({type(e).__name__}: {e}): download "
+            f"{ARCHIVE} again from https://www.cs.toronto.edu/~kriz/cifar.html"
+        ) from None
+
+
 def ensure_cifar10(data_dir: str | Path, download: bool = True) -> Path:
-    """Return the folder holding the standard layout, downloading it into `data_dir` if absent."""
+    """Return the folder holding the standard layout: unpacked from the official archive when
+    `data_dir` holds that, else downloaded into `data_dir` if absent (and `download`)."""
     root = Path(data_dir).expanduser()
     folder = root / FOLDER
     if not folder.is_dir():
         if root.is_file():
             raise DataError(
-                f"data_dir {root} is a file: give the folder that holds {FOLDER}/ instead"
+                f"data_dir {root} is a file: give the folder that holds {FOLDER}/ or "
+                f"{ARCHIVE} instead"
             )
-        if not download:
-            raise DataError(f"CIFAR-10 is not in {folder}: put the '{FOLDER}' folder there")
-        _download(root)
+        if (root / ARCHIVE).is_file():
+            _unpack(root / ARCHIVE)
+        elif not download:
+            raise DataError(
+                f"CIFAR-10 is not in {root}: put the '{FOLDER}' folder or {ARCHIVE} there"
+            )
+        else:
+            _download(root)
     missing = [n for n in [*TRAIN_FILES, TEST_FILE] if not (folder / n).is_file()]
     if missing:
         raise DataError(f"{folder} is incomplete (missing {', '.join(missing)}): re-create it")
@@ -123,6 +151,34 @@ def load_cifar10(data_dir: str | Path, download: bool = True) -> Cifar10:
         test_x=torch.from_numpy(test_x).view(-1, 3, 32, 32),
         test_y=torch.from_numpy(test_y),
     )
+
+
+@functools.cache
+def _md5(path: str, size: int, mtime: int) -> str:
+    """The MD5 of a file, once per process for each (path, size, mtime)."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def data_origin(data_dir: str | Path) -> str:
+    """Which CIFAR-10 files a run read: "original" when every file's MD5 matches the one
+    torchvision publishes for the official release, "re-encoded" when any differs (a copy
+    rebuilt from images, e.g. JPEG: its accuracies are not comparable with published ones),
+    "unknown" when a file is missing."""
+    from torchvision.datasets import CIFAR10
+
+    folder = Path(data_dir) / FOLDER
+    try:
+        same = [
+            _md5(str(folder / name), (st := os.stat(folder / name)).st_size, st.st_mtime_ns) == md5
+            for name, md5 in [*CIFAR10.train_list, *CIFAR10.test_list]
+        ]
+    except OSError:
+        return "unknown"
+    return "original" if all(same) else "re-encoded"
 
 
 def _class_counts(total: int, weights: np.ndarray) -> np.ndarray:

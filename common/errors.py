@@ -1,4 +1,5 @@
-"""Errors that carry a one-line message telling the user what to do."""
+"""Errors that carry a one-line message telling the user what to do, and the hook that shows
+them as that one line in Jupyter."""
 
 import re
 
@@ -28,3 +29,22 @@ class WeightsError(UserError):
 
 class TrainingError(UserError):
     """Training diverged (a non-finite loss) or ran out of memory."""
+
+
+def one_line_in_jupyter() -> None:
+    """In IPython or Jupyter, show a UserError as its one line (what to do) instead of a
+    traceback through the library; other errors keep theirs. Elsewhere, do nothing."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+
+    def show(shell: object, etype: type, value: BaseException, tb: object, tb_offset=None):
+        line = [f"{etype.__name__}: {value}"]
+        shell._showtraceback(etype, value, line)  # the hook IPython and ipykernel display through
+        return line
+
+    shell.set_custom_exc((UserError,), show)

@@ -3,7 +3,7 @@ torchvision's V1 or V2 (found, or downloaded and checked) or a state dict of one
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -214,3 +214,42 @@ def build_model(
         ) from None
     model.fc = nn.Linear(model.fc.in_features, num_classes)
     return model
+
+
+def grid_weights(
+    models: Iterable[str],
+    custom: dict[str, str],
+    version: str,
+    weights_dir: str | Path | None,
+    download: bool,
+    check: bool,
+) -> tuple[dict[str, str], dict[str, str]]:
+    """For each model with pretrained runs: (its weights file: one's own from `custom`, or
+    torchvision's of `version`, found or downloaded; or why there is none). With `check`, each
+    file is loaded into its model once, so a wrong file stops the grid before any run starts."""
+    files, not_possible = {}, {}
+    for model in sorted(set(models)):
+        try:
+            files[model] = custom.get(model) or str(
+                ensure_weights(model, weights_dir, download, version)
+            )
+        except WeightsError as e:
+            not_possible[model] = str(e)
+            continue
+        if check:
+            build_model(model, pretrained=True, weights_path=files[model])
+    return files, not_possible
+
+
+def weights_remedy(models: Iterable[str], version: str) -> str:
+    """One remedy for every model whose ImageNet weights are missing (no absolute paths: the
+    README quotes it)."""
+    files = ", ".join(sorted({weights_file(m, version) for m in models}))
+    cache = hub_dir()
+    if cache.is_relative_to(Path.home()):
+        cache = Path("~") / cache.relative_to(Path.home())
+    return (
+        f"Remedy: download torchvision's {files} from https://download.pytorch.org/models/ on a "
+        f"machine with internet, and put them in torchvision's cache ({cache}) or in a folder "
+        "passed with --weights-dir (docs/offline.md)."
+    )

@@ -3,15 +3,16 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import REPO
+from .config import REPO, SETTINGS
 from .data import fraction_title
 from .files import write_text
 from .grid import BASE_MODELS, EXTRA_MODEL, SEED_FRACTIONS
@@ -24,6 +25,7 @@ from .results import (
     Condition,
     collect,
     group_conditions,
+    moment,
     split_configurations,
     weights_title,
 )
@@ -32,6 +34,7 @@ README_START = "<!-- results:start -->"
 README_END = "<!-- results:end -->"
 HEADLINE_START = "<!-- headline:start -->"  # the README's first screen: one compact table
 HEADLINE_END = "<!-- headline:end -->"
+OVERLAP_SLACK = 2.0  # seconds two runs' records may overlap and still be one after the other
 
 
 def others_line(others: list[Condition]) -> str:
@@ -55,13 +58,26 @@ def mean_sd(mean: float, sd: float, n: int) -> str:
 @dataclass(frozen=True)
 class NotProduced:
     """Why a cell of the grid has no runs: its runs `failed` (the error), or they need the
-    ImageNet weights file `weights`, which is not to be had here."""
+    ImageNet weights file `weights`, which this machine does not have."""
 
     failed: str = ""
     weights: str = ""
 
 
 ConditionKey = tuple[str, str, float]  # (setting, model, fraction)
+
+
+@dataclass
+class Call:
+    """What the command that writes a report knows beyond the runs' files."""
+
+    command: str  # as the report quotes it
+    missing: dict[ConditionKey, NotProduced] = field(default_factory=dict)  # cells without runs
+    failed: dict[ConditionKey, dict[int, str]] = field(default_factory=dict)  # seed -> reason
+    notes: list[str] = field(default_factory=list)  # remedies, listed under the table
+    elapsed: float | None = None  # seconds this call spent training its runs
+    trained: int = 0  # how many runs it trained
+    figures: list[Path] | None = None  # scaling figures this call drew (None: those on disk)
 
 
 def _where_list(keys: Iterable[ConditionKey]) -> str:
@@ -88,10 +104,16 @@ def weights_line(missing: dict[ConditionKey, NotProduced]) -> str:
     )
 
 
-def summary_table(cells: list[Condition], missing: dict[ConditionKey, NotProduced]) -> str:
+def summary_table(
+    cells: list[Condition],
+    missing: dict[ConditionKey, NotProduced],
+    failed: dict[ConditionKey, dict[int, str]] | None = None,
+) -> str:
     """The Markdown summary: one row per cell and configuration (with several configurations,
-    the setting column names what differs), a row for each cell whose runs failed, and one line
-    under it for all the cells that need ImageNet weights not to be had here."""
+    the setting column names what differs; a row names the seeds of it that `failed`), a row
+    for each cell whose runs all failed, and one line under it for all the cells that need
+    ImageNet weights this machine does not have."""
+    failed = failed or {}
     lines = [
         "| model | data | setting | weights | train images | epochs | best val acc % "
         "| test acc % | starting point % | wall time / run |",
@@ -111,7 +133,8 @@ def summary_table(cells: list[Condition], missing: dict[ConditionKey, NotProduce
                 f"| {MODEL_TITLES[c.model]} | {fraction_title(c.fraction)} "
                 f"| {setting} | {weights_title(first)} | {first['train_images']:,} "
                 f"| {'/'.join(map(str, epochs))} "
-                f"| {mean_sd(*c.stat('best_val_acc'))} | {mean_sd(*c.stat('test_acc'))}{test_note} "
+                f"| {mean_sd(*c.stat('best_val_acc'))} "
+                f"| {seeds_cell(c, failed.get((c.setting, c.model, c.fraction), {}))}{test_note} "
                 f"| {start if start else '–'} | {c.stat('wall_time_s')[0]:.0f} s |",
             )
         )
@@ -129,6 +152,17 @@ def summary_table(cells: list[Condition], missing: dict[ConditionKey, NotProduce
     table = "\n".join(lines + [r for _, r in sorted(rows, key=lambda r: r[0])]) + "\n"
     line = weights_line(missing)
     return table + (f"\n- {line}\n" if line else "")
+
+
+def seeds_cell(cell: Condition, failed: dict[int, str]) -> str:
+    """The cell's test accuracy over its seeds, naming the seeds of it that failed:
+    '84.10 ± 0.20 (n = 2 of 3: seed 1 failed: <reason>)'."""
+    mean, sd, n = cell.stat("test_acc")
+    if not failed:
+        return mean_sd(mean, sd, n)
+    why = "; ".join(f"seed {seed} failed: {reason}" for seed, reason in sorted(failed.items()))
+    spread = f" ± {100 * sd:.2f}" if n > 1 else ""
+    return f"{100 * mean:.2f}{spread} (n = {n} of {n + len(failed)}: {why})"
 
 
 def grid_time(seconds: Iterable[float], devices: int) -> float:
@@ -150,19 +184,85 @@ def duration(seconds: float) -> str:
     return f"{minutes:.0f} min" if minutes < 180 else f"{minutes / 60:.1f} h"
 
 
-def grid_time_line(cells: list[Condition]) -> str:
-    """How long these runs take one after another on one device, and, estimated, on several."""
-    times = [r["wall_time_s"] for c in cells for r in c.runs]
-    if not times:
+def interval(run: dict[str, Any]) -> tuple[float, float]:
+    """When a run trained, in seconds since the epoch: its last session's start and its end
+    (older records kept no start: their end less their wall time)."""
+    end = moment(run["finished_at"])
+    start = moment(run["started_at"]) if "started_at" in run else end - run["wall_time_s"]
+    return start, end
+
+
+def shared_device(runs: list[dict[str, Any]]) -> list[bool]:
+    """Per run: True when another run trained on the same device of the same machine at the
+    same time, so that both were slowed and neither wall time is the device's own."""
+    spans = [interval(r) for r in runs]
+    where = [(r.get("machine"), r["device"]) for r in runs]
+
+    def overlap(i: int, j: int) -> float:
+        return min(spans[i][1], spans[j][1]) - max(spans[i][0], spans[j][0])
+
+    # older records stamp to the second: runs one after another may seem to touch
+    return [
+        any(
+            j != i and where[j] == where[i] and overlap(i, j) > OVERLAP_SLACK
+            for j in range(len(runs))
+        )
+        for i in range(len(runs))
+    ]
+
+
+def busy_time(runs: list[dict[str, Any]]) -> float:
+    """Seconds during which at least one of the runs was training (the union of their
+    intervals): the grid's elapsed time as the records show it, start-up between runs aside."""
+    total, reach = 0.0, -math.inf
+    for start, end in sorted(interval(r) for r in runs):
+        total += max(0.0, end - max(start, reach))
+        reach = max(reach, end)
+    return total
+
+
+def grid_time_line(cells: list[Condition], elapsed: float | None = None, trained: int = 0) -> str:
+    """The grid's measured elapsed time (`elapsed`, of the call that trained `trained` of the
+    runs; else from the runs' records), the time on one device from the runs that had their
+    device to themselves, and from those an estimate on several devices."""
+    runs = [r for c in cells for r in c.runs]
+    if not runs:
         return ""
-    more = ", ".join(f"{n} devices {duration(grid_time(times, n))}" for n in (2, 4, 8))
-    runs = "the run above" if len(times) == 1 else f"the {len(times)} runs above"
-    return (
-        f"Grid time: {runs} trained for {duration(sum(times))} in all, the "
-        "sum of the wall times each run measured (without its notebook's start-up), which is "
-        "the grid's time on one device. On several devices like it, estimated from those "
-        f"per-run times (each run to the first free device, longest first): {more}.\n"
-    )
+    n = len(runs)
+    if elapsed is not None:
+        head = (
+            f"Grid time: this call trained {trained} of the {n} runs above in "
+            f"{duration(elapsed)}, measured from the first run's start to the last one's end "
+            "(the notebooks' start-up included)."
+        )
+    else:
+        which = "the run above" if n == 1 else f"the {n} runs above"
+        head = (
+            f"Grid time: {which} trained for {duration(busy_time(runs))}, the time during "
+            "which at least one of them was training, from their recorded start and end."
+        )
+    shared = shared_device(runs)
+    alone = [r["wall_time_s"] for r, s in zip(runs, shared, strict=True) if not s]
+    out = [head]
+    if sum(shared):
+        out.append(
+            f"{sum(shared)} of them shared their device with another run at the same time, so "
+            "their wall times are stretched: they are left out of the sums below."
+        )
+    if alone:
+        more = ", ".join(f"{k} devices {duration(grid_time(alone, k))}" for k in (2, 4, 8))
+        which = (
+            "the run that had its device"
+            if len(alone) == 1
+            else (f"the {len(alone)} runs that had their device")
+        )
+        out.append(
+            f"On one device, {which} to {'itself' if len(alone) == 1 else 'themselves'} trained "
+            f"for {duration(sum(alone))} in all (each run's own wall time, start-up excluded); "
+            "on several devices like it, estimated from those times (each run to the first free "
+            f"device, longest first): {more}."
+        )
+    return " ".join(out) + "\n"
 
 
 def replace_between(text: str, block: str, start: str, end: str) -> str:
@@ -241,22 +341,43 @@ def _header(cells: list[Condition], profile: str, command: str) -> str:
     )
 
 
+DATA_ORIGINS = {
+    "original": "the original files (their MD5s match torchvision's)",
+    "re-encoded": (
+        "a re-encoded copy (its checksums differ from torchvision's MD5s of the original "
+        "files): accuracies are close to, not equal to, what the original files give"
+    ),
+    "unknown": "files whose origin was not recorded",
+}
+
+
 def data_title(runs: list[dict]) -> str:
-    """The runs' data folders, relative to the repository: never a machine's absolute path."""
-    folders = sorted({Path(r["config"]["data_dir"]).resolve() for r in runs})
+    """The runs' data folders, relative to the repository (never a machine's absolute path),
+    and whether they are the original files or a re-encoded copy."""
+    folders = sorted({_folder_title(r["config"]["data_dir"]) for r in runs})
     if not folders:
         return "–"
-    return ", ".join(
-        f"`{f.relative_to(REPO)}/`" if f.is_relative_to(REPO) else "a folder outside the repository"
-        for f in folders
-    )
+    origins = sorted({r.get("data", "unknown") for r in runs})
+    return f"{', '.join(folders)}: " + "; ".join(DATA_ORIGINS[o] for o in origins)
+
+
+def _folder_title(path: str) -> str:
+    """`data/` for a folder of the repository, recorded relative to it (or, in older records,
+    absolute); 'a folder outside the repository' otherwise."""
+    folder = Path(path)
+    if folder.is_absolute():
+        inside = folder.resolve().is_relative_to(REPO)
+        folder = folder.resolve().relative_to(REPO) if inside else folder
+    else:
+        inside = not folder.as_posix().startswith("..") and folder.as_posix() != "."
+    return f"`{folder.as_posix()}/`" if inside else "a folder outside the repository"
 
 
 def headline(cells: list[Condition], missing: dict[ConditionKey, NotProduced], profile: str) -> str:
     """The README's first answer: test accuracy per model and size, scratch beside fine-tuned,
-    with the starting point, the hardware and the profile."""
-    by_key = {(c.setting, c.model, c.fraction): c for c in cells}
-    keys = set(by_key) | set(missing)
+    with the starting point, the hardware and the profile. Fine-tuned cells from different
+    ImageNet weights (V1, V2, one's own) are rows of their own, never one number."""
+    keys = {(c.setting, c.model, c.fraction) for c in cells} | set(missing)
     runs = [r for c in cells for r in c.runs]
     hardware = "; ".join(sorted({r["hardware"] for r in runs})) or "none yet"
     lines = [
@@ -272,21 +393,22 @@ def headline(cells: list[Condition], missing: dict[ConditionKey, NotProduced], p
     ]
     for model in MODEL_TITLES:
         for fraction in sorted({k[2] for k in keys if k[1] == model}):
-            row = []
-            for setting in SETTING_DIRS:
-                cell = by_key.get((setting, model, fraction))
-                if cell:
-                    weights = (
-                        f" ({weights_title(cell.runs[0])})" if cell.runs[0]["pretrained"] else ""
-                    )
-                    row.append(mean_sd(*cell.stat("test_acc")) + weights)
-                else:
-                    row.append("not produced" if (setting, model, fraction) in missing else "–")
-            start = [STARTING_POINT.get((s, model, fraction)) for s in SETTING_DIRS]
+            mine = [c for c in cells if (c.model, c.fraction) == (model, fraction)]
+            scratch = [_headline_cell(c) for c in mine if c.setting == "scratch"]
+            tuned = [_headline_cell(c) for c in mine if c.setting == "pretrained"]
+            absent = ["not produced" if (s, model, fraction) in missing else "–" for s in SETTINGS]
+            start = [STARTING_POINT.get((s, model, fraction)) for s in SETTINGS]
             first = " / ".join(f"{v}" if v else "–" for v in start) if any(start) else "–"
             name, size = MODEL_TITLES[model], fraction_title(fraction)
-            lines.append(f"| {name} | {size} | {' | '.join(row)} | {first} |")
+            left = scratch[0] if scratch else absent[0]  # the latest configuration: one cell
+            for right in tuned or absent[1:]:
+                lines.append(f"| {name} | {size} | {left} | {right} | {first} |")
     return "\n".join(lines) + "\n"
+
+
+def _headline_cell(cell: Condition) -> str:
+    weights = f" ({weights_title(cell.runs[0])})" if cell.runs[0]["pretrained"] else ""
+    return mean_sd(*cell.stat("test_acc")) + weights
 
 
 def write_report(
@@ -295,33 +417,33 @@ def write_report(
     results_dir: str | Path,
     readme: str | Path | None,
     profile: str,
-    command: str,
-    missing: dict[ConditionKey, NotProduced],
-    notes: list[str] | tuple[str, ...] = (),
+    call: Call,
 ) -> Path:
     """Draw every cell's curves, write results/summary.md, and the README's headline and
-    results section.
-
-    `missing` says why cells have no runs (shown instead of numbers); `notes` are remedies,
-    listed under the table.
-    """
+    results section (never a quick profile's over a full one's: see `keeps_full`)."""
     images_dir = Path(images_dir)
     latest, others = split_configurations(collect(output_dir, profile))
     cells = group_conditions(latest)
     for cell in cells:
         save_curves(cell.runs, images_dir)
     have = {(c.setting, c.model, c.fraction) for c in cells}
-    missing = {k: v for k, v in missing.items() if k not in have}
-    header = _header(cells, profile, command)
+    all_failed = {
+        k: NotProduced(failed="; ".join(f"seed {s}: {why}" for s, why in sorted(seeds.items())))
+        for k, seeds in call.failed.items()
+        if k not in have
+    }
+    missing = {k: v for k, v in (call.missing | all_failed).items() if k not in have}
+    header = _header(cells, profile, call.command)
     rows = group_conditions(latest + others)  # labelled by what differs between configurations
+    notes = call.notes
     if others:
         notes = [*notes, others_line([c for c in rows if c.variant != cells[0].variant])]
-    table = summary_table(rows, missing)
+    table = summary_table(rows, missing, call.failed)
     table += "".join(f"\n- {note}" for note in notes) + ("\n" if notes else "")
-    table += f"\n{grid_time_line(cells)}" if cells else ""
+    table += f"\n{grid_time_line(cells, call.elapsed, call.trained)}" if cells else ""
     summary = Path(results_dir) / "summary.md"
     write_text(summary, f"# Summary\n\n{header}\n{table}")
-    if readme:
+    if readme and not keeps_full(Path(readme), profile):
         readme = Path(readme)
         base = readme.resolve().parent
         text = readme.read_text() if readme.exists() else ""
@@ -335,7 +457,8 @@ def write_report(
         block = (
             f"<!-- runs: {runs} -->\n{header}\n"
             f"### Curves\n\n{_curve_tables(cells, images_dir, base, missing)}\n"
-            f"### Summary table\n\n{table}\n{_scaling_section(cells, images_dir, base)}"
+            f"### Summary table\n\n{table}\n"
+            f"{_scaling_section(cells, images_dir, base, call.figures)}"
         )
         text = replace_between(text, block, README_START, README_END)
         if HEADLINE_START in text and HEADLINE_END in text:
@@ -344,6 +467,23 @@ def write_report(
             )
         write_text(readme, text)
     return summary
+
+
+def keeps_full(readme: Path, profile: str) -> bool:
+    """True when `readme` shows full-profile results and this report is a quick one, which
+    must not replace them (the quick summary still goes to its own summary.md)."""
+    if profile != "quick" or not readme.exists():
+        return False
+    return section_profile(readme.read_text()) == "full"
+
+
+def section_profile(text: str) -> str | None:
+    """The profile whose results the README's section shows, or None without one."""
+    if README_START not in text or README_END not in text:
+        return None
+    section = text.split(README_START, 1)[1].split(README_END, 1)[0]
+    found = re.search(r"profile `(\w+)`", section)
+    return found.group(1) if found else None
 
 
 def section_runs(text: str) -> int | None:
@@ -357,14 +497,18 @@ def section_runs(text: str) -> int | None:
     return int(found.group(1)) if found else 0
 
 
-def _scaling_section(cells: list[Condition], images_dir: Path, base: Path) -> str:
-    """The scaling figures (drawn by notebooks/scaling.ipynb), the extrapolation check and the
-    observations, all generated from the same runs as the table."""
+def _scaling_section(
+    cells: list[Condition], images_dir: Path, base: Path, drawn: list[Path] | None
+) -> str:
+    """The scaling figures (drawn by notebooks/scaling.ipynb; only those of `drawn`, when
+    given), the extrapolation check and the observations, all from the same runs as the table."""
     metrics = [r for c in cells for r in c.runs]
     figures = [
         images_dir / "scaling" / f"{name}.png"
         for name in ("error_vs_data", "accuracy_vs_time", "pretrained_gap")
     ]
+    if drawn is not None:
+        figures = [f for f in figures if f.resolve() in {d.resolve() for d in drawn}]
     images = " ".join(f"![{p.stem}]({os.path.relpath(p, base)})" for p in figures if p.exists())
     bullets = "\n".join(f"- {line}" for line in observations(metrics))
     check = f"Fit on the smaller sizes, predict the largest:\n\n{extrapolation_table(metrics)}\n"

@@ -11,14 +11,15 @@ import statistics
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
 import torchvision
 
-from .config import RunConfig, make_config
-from .data import FOLDER, TEST_FILE, TRAIN_FILES, fraction_title
+from .config import REPO, RunConfig, make_config
+from .data import FOLDER, TEST_FILE, TRAIN_FILES, data_origin, fraction_title
 from .errors import UserError
 from .files import read_json, write_json
 from .models import CUSTOM
@@ -56,11 +57,33 @@ MODEL_TITLES = {
 SETTING_TITLES = {"scratch": "from scratch", "pretrained": "fine-tuned from ImageNet"}
 
 
-def hardware() -> str:
-    """A short description of the machine a run trained on."""
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name()} (GPU)"
+def hardware(device: str | None = None) -> str:
+    """A short description of the device a run trained on ("cuda:1", "cpu"; None: this
+    machine's GPU if torch can use one, else its CPU)."""
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(torch.device(device))} (GPU)"
     return f"{cpu_name()}, {len(os.sched_getaffinity(0))} cores (CPU)"
+
+
+def portable(path: str | None, run_dir: str | Path) -> str | None:
+    """`path` as metrics.json keeps it: relative to the repository when inside it, else to the
+    run folder, so that no machine's absolute paths travel with the results."""
+    if not path:
+        return path
+    resolved = Path(path).resolve()
+    if resolved.is_relative_to(REPO):
+        return resolved.relative_to(REPO).as_posix() or "."
+    return os.path.relpath(resolved, Path(run_dir).resolve())
+
+
+def portable_config(cfg: RunConfig) -> dict[str, Any]:
+    """The run's configuration with its paths made portable (see `portable`)."""
+    config = cfg.to_dict()
+    for key in ("data_dir", "output_dir", "weights_path"):
+        config[key] = portable(config[key], cfg.output_dir)
+    return config
 
 
 @functools.cache
@@ -118,16 +141,32 @@ def make_metrics(cfg: RunConfig, result: dict[str, Any]) -> dict[str, Any]:
                 "test_loss",
                 "wall_time_s",
                 "device",
+                "device_name",
+                "machine",
             )
         },
-        "hardware": hardware(),
+        "hardware": hardware(result["device"]),
         "threads": torch.get_num_threads(),  # CPU numbers change with it (float rounding)
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
-        "config": cfg.to_dict(),
+        "config": portable_config(cfg),
         "inputs": input_identity(cfg.data_dir, cfg.weights_path),
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "data": data_origin(cfg.data_dir),
+        "started_at": stamp(result["started_at"]),
+        "finished_at": stamp(time.time()),
     }
+
+
+def stamp(seconds: float) -> str:
+    """A moment as metrics.json writes it: ISO 8601 in UTC, to the millisecond."""
+    moment = datetime.fromtimestamp(seconds, timezone.utc)
+    return moment.isoformat(timespec="milliseconds")
+
+
+def moment(text: str) -> float:
+    """The seconds since the epoch of a time metrics.json wrote (`stamp`, or the older
+    second-resolution form with a numeric offset)."""
+    return datetime.fromisoformat(text).timestamp()
 
 
 def save_metrics(run_dir: str | Path, metrics: dict[str, Any]) -> Path:
@@ -172,8 +211,14 @@ def summary_line(metrics: dict[str, Any]) -> str:
         f"({metrics['train_images']:,} images), seed {metrics['seed']}: "
         f"best val acc {100 * metrics['best_val_acc']:.2f}% (epoch {metrics['best_epoch']}), "
         f"test acc {100 * metrics['test_acc']:.2f}% on {metrics['test_images']:,} images, "
-        f"{metrics['wall_time_s']:.0f} s on {metrics['device']}{quick}"
+        f"{metrics['wall_time_s']:.0f} s on {device_title(metrics)}{quick}"
     )
+
+
+def device_title(metrics: dict[str, Any]) -> str:
+    """'NVIDIA H200 (cuda:3)', 'cpu'; older records named only the device."""
+    name = metrics.get("device_name")
+    return f"{name} ({metrics['device']})" if name else metrics["device"]
 
 
 def _weights_clause(metrics: dict[str, Any]) -> str:

@@ -9,12 +9,10 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 
-from .checkpoint import prune_checkpoints
+from .checkpoint import KEEP_CHECKPOINTS, prune_checkpoints
 from .config import RunConfig
 from .plots import plot_curves, save_figure
 from .results import make_metrics, save_metrics
-
-KEEP_CHECKPOINTS = "BIG_VS_SMALL_KEEP_CHECKPOINTS"  # set by run_all.py --keep-checkpoints
 
 
 def save_run(cfg: RunConfig, result: dict[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,9 @@ finished (its metrics.json, written by `results.save_metrics`, for today's setti
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,14 +55,27 @@ def _same_training(saved: dict[str, Any], cfg: RunConfig) -> bool:
 
 @contextmanager
 def run_lock(run_dir: Path) -> Iterator[None]:
-    """An exclusive, non-blocking lock on the run folder, released when the process dies."""
+    """An exclusive, non-blocking lock on the run folder, released when the process dies; its
+    file is removed when the lock is released, so a finished run leaves none behind."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / LOCK, "w") as f:
+    path = run_dir / LOCK
+    while True:
+        f = open(path, "a")  # noqa: SIM115 - open while the lock is held, closed below
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            f.close()
             raise Busy(f"{run_dir} is being run by another process") from None
+        # the holder before us may have removed the file we opened: lock the one there now
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(path).st_ino == os.fstat(f.fileno()).st_ino:
+                break
+        f.close()
+    try:
         yield
+    finally:
+        path.unlink(missing_ok=True)  # while still holding it: no one can lock this file anew
+        f.close()
 
 
 def failure_reason(run_dir: str | Path) -> str | None:

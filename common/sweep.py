@@ -12,8 +12,9 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from .checkpoint import prune_checkpoints
+from .checkpoint import KEEP_CHECKPOINTS, prune_checkpoints
 from .config import RunConfig
 from .errors import UserError
 from .files import write_text
@@ -53,14 +54,21 @@ def check_kernel(name: str) -> None:
         raise UserError(f"the Jupyter kernel {name!r} runs {program}, which is gone: {register}")
 
 
-def _ipc_kernel_manager() -> type:
+def _ipc_kernel_manager(env: dict[str, str] | None = None) -> type:
     """A kernel manager talking over Unix sockets in a private temporary folder instead of TCP
     ports: parallel kernels cannot race for the same port or socket, nothing listens on the
-    network, and nothing is left beside the notebooks."""
+    network, and nothing is left beside the notebooks. Its kernels start with this process's
+    environment updated by `env` (e.g. the one GPU a job owns), which threads cannot set."""
     from jupyter_client.manager import AsyncKernelManager
+
+    extra = dict(env or {})
 
     class IPCKernelManager(AsyncKernelManager):
         transport = "ipc"
+
+        async def _async_pre_start_kernel(self, **kw: Any) -> tuple[list[str], dict[str, Any]]:
+            kw["env"] = {**os.environ, **kw.get("env", {}), **extra}
+            return await super()._async_pre_start_kernel(**kw)
 
         def __init__(self, **kwargs: object) -> None:
             super().__init__(**kwargs)
@@ -96,12 +104,18 @@ def export_html(notebook: Path) -> Path:
 
 def execute_scaling(
     output_dir: Path, images_dir: Path, results_dir: Path, profile: str, kernel: str = KERNEL
-) -> str | None:
+) -> tuple[list[Path], str | None]:
     """Run notebooks/scaling.ipynb over every run of `profile` into results/ (with its HTML);
-    return the one-line reason if it failed."""
+    return the figures it drew and, if it failed, the one-line reason."""
     import papermill as pm
 
     output = Path(results_dir) / "scaling.ipynb"
+    folder = Path(images_dir) / "scaling"
+    before = {f: f.stat().st_mtime_ns for f in folder.glob("*.png")}
+
+    def drawn() -> list[Path]:
+        return [f for f in sorted(folder.glob("*.png")) if before.get(f) != f.stat().st_mtime_ns]
+
     try:
         pm.execute_notebook(
             str(NOTEBOOKS / "scaling.ipynb"),
@@ -118,9 +132,9 @@ def execute_scaling(
             kernel_manager_class=_ipc_kernel_manager(),
         )
         export_html(output)
-        return None
+        return drawn(), None
     except Exception as e:
-        return _error_line(e)
+        return drawn(), _error_line(e)
 
 
 def _error_line(exc: BaseException) -> str:
@@ -140,9 +154,11 @@ def execute(
     keep_checkpoints: bool = False,
     extra_keys: Iterable[str] = (),
     device: str | None = None,
+    env: dict[str, str] | None = None,
     force: bool = False,
 ) -> Outcome:
-    """Execute the run's notebook with papermill into its folder and export it to HTML.
+    """Execute the run's notebook with papermill into its folder and export it to HTML; its
+    kernel starts with `env` on top of this process's environment.
 
     The executed notebook is written as it runs (so a failure can be read), metrics.json is
     written by the notebook itself. A failure is recorded in failed.json with its one-line
@@ -156,6 +172,7 @@ def execute(
     output = run_dir / f"{run.name}.ipynb"
     running = run_dir / f".{run.name}.running.ipynb"  # papermill rewrites it after every cell
     params = notebook_parameters(cfg, extra_keys) | ({"device": device} if device else {})
+    env = dict(env or {}) | ({KEEP_CHECKPOINTS: "1"} if keep_checkpoints else {})
     try:
         with run_lock(run_dir):
             if state(cfg) == State.DONE:
@@ -173,7 +190,7 @@ def execute(
                             progress_bar=False,
                             cwd=str(run.notebook.parent),
                             language="python",
-                            kernel_manager_class=_ipc_kernel_manager(),
+                            kernel_manager_class=_ipc_kernel_manager(env),
                         )
                     finally:  # keep the executed notebook, error cells included
                         if running.exists():

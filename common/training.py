@@ -6,7 +6,10 @@ name and out-of-memory handling know about CUDA."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
+import os
+import socket
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -33,7 +36,7 @@ from .data import (
     to_device,
 )
 from .errors import ConfigError, TrainingError
-from .precision import Arithmetic, choose_arithmetic, cuda_usable
+from .precision import Arithmetic, choose_arithmetic, cpu_name, cuda_usable
 
 clock = time.perf_counter  # wall time and the checkpoint interval (tests replace it)
 
@@ -331,7 +334,7 @@ def train(
     figures per epoch, validation ones where evaluated), best and test figures, image counts,
     precision, time.
     """
-    started = clock()
+    started, started_at = clock(), time.time()
     # the device, its arithmetic, the data there
     device, arithmetic = place(model, cfg)
     batches = make_batches(data, cfg, device, arithmetic)
@@ -390,5 +393,20 @@ def train(
         "evaluations": sum("val_acc" in h for h in run.history),
         "precision": arithmetic.describe(),
         "wall_time_s": run.elapsed + clock() - started,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "started_at": started_at,  # this session's, in seconds since the epoch; the earlier
+        **device_record(device),  # sessions of an interrupted run count in wall_time_s only
     }
+
+
+def device_record(device: torch.device) -> dict[str, str]:
+    """Where a run trained: the device as the whole machine numbers it ("cuda:3" even where
+    CUDA_VISIBLE_DEVICES shows the kernel that GPU alone, as cuda:0), its name, and an anonymous
+    id of the machine, which tells runs that shared a device from runs on two machines."""
+    machine = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+    if device.type != "cuda":
+        return {"device": "cpu", "device_name": cpu_name(), "machine": machine}
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")
+    physical = visible[index].strip() if index < len(visible) and visible[index].strip() else index
+    name = torch.cuda.get_device_name(device)
+    return {"device": f"cuda:{physical}", "device_name": name, "machine": machine}

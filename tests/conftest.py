@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import time
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,10 @@ def fake_result(acc: float = 0.5, epochs: int = 2) -> dict[str, Any]:
         "evaluations": epochs,
         "precision": "fp32",
         "wall_time_s": 12.0,
+        "started_at": time.time() - 12.0,
         "device": "cpu",
+        "device_name": "test CPU",
+        "machine": "0123abcd",
     }
 
 
@@ -95,7 +99,7 @@ def fake_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def torch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty torchvision cache for this test (no real weights exist on our machines)."""
+    """An empty torchvision cache for this test: the tests never use real weights."""
     home = tmp_path / "torch_home"
     monkeypatch.setenv("TORCH_HOME", str(home))
     return home
@@ -117,7 +121,7 @@ def write_test_weights(model: str, folder: Path) -> Path:
 
 @pytest.fixture
 def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make downloads fail at once, as on our offline machines, whatever the test host has."""
+    """Make downloads fail at once, as on an offline machine, whatever the test host has."""
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise OSError("network unreachable (test)")

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from common.config import make_config
-from common.report import README_END, README_START, write_report
+from common.report import README_END, README_START, Call, write_report
 from common.results import group_conditions, make_metrics, split_configurations, variant
 from common.scaling import load_all
 from tests.conftest import fake_result
@@ -64,7 +64,7 @@ def test_report_keeps_two_configurations_in_one_folder_apart(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(f"# t\n{README_START}\n{README_END}\n")
     summary = write_report(
-        tmp_path / "runs", tmp_path / "images", tmp_path / "results", readme, "quick", "cmd", {}
+        tmp_path / "runs", tmp_path / "images", tmp_path / "results", readme, "quick", Call("cmd")
     ).read_text()
     # today's runs alone in the recipe rows; yesterday's in rows that name their lr
     assert (

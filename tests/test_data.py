@@ -1,6 +1,7 @@
 """Loading, splits and augmentation on a synthetic CIFAR-10 in the standard layout."""
 
 import pickle
+import tarfile
 
 import numpy as np
 import pytest
@@ -135,3 +136,18 @@ def test_a_failed_download_names_data_dir_and_leaves_no_folder(tmp_path, no_netw
         ensure_cifar10(root)
     assert "data_dir" in str(e.value) and "\n" not in str(e.value)
     assert not root.exists()
+
+
+def test_the_official_archive_in_the_data_folder_is_unpacked_without_network(tmp_path):
+    source = write_fake_cifar(tmp_path / "src")
+    offline = tmp_path / "offline"
+    offline.mkdir()
+    with tarfile.open(offline / "cifar-10-python.tar.gz", "w:gz") as tar:
+        tar.add(source / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    assert load_cifar10(offline, download=False).train_x.shape == (200, 3, 32, 32)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "cifar-10-python.tar.gz").write_bytes(b"not an archive")
+    with pytest.raises(DataError, match="is not CIFAR-10's python archive"):
+        ensure_cifar10(broken, download=False)
+    assert not (broken / "cifar-10-batches-py").exists()

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import run_all
+from common import local
 from common.config import make_config
 from common.errors import UserError
 from common.grid import Run, notebook_parameters, run_config
@@ -32,12 +33,12 @@ from tests.test_paths import run_all as cli
 def test_set_of_a_grid_axis_names_its_option(key, option):
     # in-process: the real CLI prints a UserError as this one line (tests/test_run_all.py)
     with pytest.raises(UserError) as e:
-        run_all.parse_sets([f"{key}=1"])
+        run_all.set_options([f"{key}=1"])
     assert str(e.value) == f"--set {key}: use {option} instead"
 
 
 def test_set_none_lifts_the_quick_caps_into_the_notebook():
-    sets = run_all.parse_sets(["eval_images=None", "steps_per_epoch=None"])
+    sets = run_all.set_options(["eval_images=None", "steps_per_epoch=None"])
     cfg = run_config(Run("scratch", "resnet18", 1.0, 0), "/tmp/x", profile="quick", **sets)
     assert cfg.eval_images is None and cfg.steps_per_epoch is None
     params = notebook_parameters(cfg, list(sets))
@@ -86,11 +87,45 @@ def test_changed_data_or_weights_make_a_done_run_todo(tmp_path, fake_data):
         assert state(cfg) == State.DONE
 
 
-def test_device_cuda_spreads_jobs_over_the_visible_gpus(monkeypatch):
-    monkeypatch.setattr(run_all, "resolve_device", lambda device: torch.device("cuda"))
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    assert run_all.devices_for_jobs("cuda", 3) == ["cuda:0", "cuda:1", "cuda:0"]
-    assert run_all.devices_for_jobs("cuda:1", 2) == ["cuda:1", "cuda:1"]
+def fake_gpus(monkeypatch, count, visible=None):
+    """`count` GPUs that torch can use, CUDA_VISIBLE_DEVICES as `visible` (None: unset)."""
+    monkeypatch.setattr(
+        local, "resolve_device", lambda d: torch.device("cuda" if d == "auto" else d)
+    )
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+    if visible is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+
+
+def seen(slots):
+    return [slot.env["CUDA_VISIBLE_DEVICES"] for slot in slots]
+
+
+def test_one_job_per_gpu_by_default_each_kernel_seeing_its_own(monkeypatch):
+    fake_gpus(monkeypatch, 4)
+    slots, note = local.job_slots("auto", None)
+    assert seen(slots) == ["0", "1", "2", "3"] and note is None
+    assert {slot.device for slot in slots} == {"cuda"}  # cuda:0 of the one GPU it sees
+
+
+def test_gpus_are_named_as_the_machine_numbers_them(monkeypatch):
+    fake_gpus(monkeypatch, 2, visible="2,3")
+    assert seen(local.job_slots("cuda", None)[0]) == ["2", "3"]
+    assert seen(local.job_slots("cuda:1", None)[0]) == ["3"]  # GPU 3, not GPU 0
+
+
+def test_more_jobs_than_gpus_share_them_and_say_so(monkeypatch):
+    fake_gpus(monkeypatch, 2)
+    slots, note = local.job_slots("cuda", 3)
+    assert seen(slots) == ["0", "1", "0"] and "share" in note
+
+
+def test_cpu_runs_see_no_gpu(monkeypatch):
+    fake_gpus(monkeypatch, 2)
+    slots, _ = local.job_slots("cpu", 2)
+    assert seen(slots) == ["", ""] and {s.device for s in slots} == {"cpu"}
 
 
 @pytest.mark.parametrize("asked", ["V2", "own file named as torchvision's"])

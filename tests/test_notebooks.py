@@ -88,3 +88,18 @@ def test_papermill_runs_a_notebook_end_to_end(fake_data, tmp_path):
     # the epoch bars share stdout with the epoch lines: in Jupyter a stderr output of its own
     # stayed behind as an empty pink stripe once a bar was cleared
     assert not [o for o in outputs if o.get("name") == "stderr"]
+
+
+def test_a_bad_parameter_shows_one_line_not_a_traceback(tmp_path):
+    with pytest.raises(pm.PapermillExecutionError) as e:
+        pm.execute_notebook(
+            str(NOTEBOOKS / "resnet18_data-1-16.ipynb"),
+            str(tmp_path / "executed.ipynb"),
+            parameters={"lr": -1.0, "profile": "quick"},
+            progress_bar=False,
+        )
+    message = "lr must be a positive number, got -1.0"
+    assert (e.value.ename, e.value.evalue) == ("ConfigError", message)
+    executed = nbformat.read(tmp_path / "executed.ipynb", as_version=4)
+    [error] = [o for c in executed.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert error.traceback == [f"ConfigError: {message}"]

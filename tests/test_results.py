@@ -12,6 +12,7 @@ from common.report import (
     HEADLINE_START,
     README_END,
     README_START,
+    Call,
     NotProduced,
     grid_time,
     grid_time_line,
@@ -19,7 +20,14 @@ from common.report import (
     summary_table,
     write_report,
 )
-from common.results import REQUIRED_KEYS, group_conditions, is_complete, load_metrics, make_metrics
+from common.results import (
+    REQUIRED_KEYS,
+    group_conditions,
+    is_complete,
+    load_metrics,
+    make_metrics,
+    stamp,
+)
 from common.run import save_run
 from tests.conftest import REPO, fake_result
 
@@ -107,11 +115,37 @@ def test_grid_time_puts_each_run_on_the_first_free_device_longest_first():
     assert grid_time([7, 7, 6, 5, 5], 2) == 17  # a heuristic: the best split gives 16
 
 
+def timed(tmp_path, seed, start, wall, device="cpu"):
+    """A run that trained `wall` seconds from `start` (seconds after an arbitrary moment)."""
+    m = metrics_for(tmp_path, seed=seed)
+    m.update(started_at=stamp(1e9 + start), finished_at=stamp(1e9 + start + wall))
+    return dict(m, wall_time_s=wall, device=device)
+
+
 def test_grid_time_line_counts_its_runs_in_words(tmp_path):
-    [one] = group_conditions([metrics_for(tmp_path)])
+    [one] = group_conditions([timed(tmp_path, 0, 0, 12)])
     assert grid_time_line([one]).startswith("Grid time: the run above trained for 12 s")
-    [two] = group_conditions([metrics_for(tmp_path, seed=s) for s in (0, 1)])
-    assert grid_time_line([two]).startswith("Grid time: the 2 runs above trained for 24 s")
+    [two] = group_conditions([timed(tmp_path, 0, 0, 12), timed(tmp_path, 1, 12, 12)])
+    line = grid_time_line([two])
+    assert line.startswith("Grid time: the 2 runs above trained for 24 s")
+    assert "the 2 runs that had their device to themselves trained for 24 s in all" in line
+    assert "2 devices 12 s" in line
+
+
+def test_runs_that_shared_a_device_stay_out_of_the_one_device_time(tmp_path):
+    # --jobs 2 on one device: two 50 s runs side by side, each stretched to 100 s
+    runs = [timed(tmp_path, 0, 0, 100), timed(tmp_path, 1, 0, 100), timed(tmp_path, 2, 100, 60)]
+    [cell] = group_conditions(runs)
+    line = grid_time_line([cell], elapsed=170.0, trained=3)
+    assert line.startswith("Grid time: this call trained 3 of the 3 runs above in 2.8 min")
+    assert "2 of them shared their device with another run at the same time" in line
+    assert "the run that had its device to itself trained for 60 s in all" in line
+    # the same runs on two GPUs of one machine had their devices to themselves
+    apart = [timed(tmp_path, 0, 0, 50, "cuda:0"), timed(tmp_path, 1, 0, 50, "cuda:1")]
+    [cell] = group_conditions(apart)
+    line = grid_time_line([cell])
+    assert "shared" not in line and "trained for 50 s, the time during which" in line
+    assert "trained for 1.7 min in all" in line and "2 devices 50 s" in line
 
 
 def test_curves_of_one_epoch_have_one_whole_epoch_tick(tmp_path):
@@ -145,15 +179,14 @@ def test_report_writes_summary_curves_and_readme(tmp_path):
         tmp_path / "results",
         readme,
         "quick",
-        "python run_all.py",
-        missing,
+        Call("python run_all.py", missing=missing),
     )
     assert summary.read_text().count("| ResNet-18 |") == 3  # the missing cell: a line below
     text = readme.read_text()
     assert "images/from-scratch/resnet18_acc_50.png" in text and "Quick profile" in text
     assert "not produced: needs ImageNet weights" in text
     # paths relative to the repository, never this machine's
-    assert "Data: CIFAR-10 from `data/`." in text and str(REPO) not in text
+    assert "Data: CIFAR-10 from `data/`: " in text and str(REPO) not in text
     headline = text.split(HEADLINE_START)[1].split(HEADLINE_END)[0]
     assert "profile `quick`" in headline and "A pipeline check, not a result" in headline
     assert "| ResNet-18 | 100% | 50.00 | not produced | 85.13 / 87.03 |" in headline

@@ -56,7 +56,7 @@ def cli(
 ):
     """Run run_all.py with all its outputs under tmp_path (`env`: extra environment)."""
     cmd = [sys.executable, str(REPO / "run_all.py"), *cli_args(tmp_path, *args, sets=sets)]
-    # Offline like our machines, whatever the test host has: downloads hit a closed local port.
+    # Offline, whatever the test host has: downloads hit a closed local port.
     env = subprocess_env(
         TORCH_HOME=str(torch_home or tmp_path / "torch_home"),
         HTTPS_PROXY="http://127.0.0.1:9",
@@ -355,3 +355,35 @@ def test_report_only_takes_the_profile_of_the_runs_it_finds(tmp_path):
     (tmp_path / "scratch" / "b" / "metrics.json").write_text(json.dumps({"profile": "quick"}))
     with pytest.raises(UserError, match="have profiles full, quick: choose with --profile"):
         run_all.profile_of_runs(str(tmp_path))
+
+
+def test_device_cpu_is_a_cpu_run_of_the_quick_profile(workdir, capsys):
+    args = ["--data-dir", str(workdir / "data"), "--output-dir", str(workdir / "runs"), *TINY_SETS]
+    assert run_all.main([*args, "--device", "cpu", "--settings", "scratch", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "--device cpu: using --profile quick" in out and "profile quick" in out
+
+
+def test_a_dry_run_on_ray_does_not_connect(workdir, monkeypatch, capsys):
+    monkeypatch.setattr(run_all, "connect", lambda *a: pytest.fail("connected to the cluster"))
+    args = ["--data-dir", str(workdir / "data"), "--output-dir", str(workdir / "runs"), *TINY_SETS]
+    assert run_all.main([*args, "--ray", "auto", "--settings", "scratch", "--dry-run"]) == 0
+    assert "6 runs: 6 to run" in capsys.readouterr().out
+
+
+def test_progress_to_a_file_gives_one_line_per_run(tmp_path, capsys):
+    from common.grid import Run, run_config
+    from common.progress import follow
+    from common.results import make_metrics, save_metrics
+    from common.sweep import Outcome
+    from tests.conftest import fake_result
+
+    runs = [Run("scratch", "resnet18", 1.0, seed) for seed in (0, 1)]
+    configs = {r: run_config(r, tmp_path, profile="quick") for r in runs}
+    save_metrics(configs[runs[0]].output_dir, make_metrics(configs[runs[0]], fake_result()))
+    outcomes = iter([Outcome(runs[0], True, "done"), Outcome(runs[1], False, "Boom: no")])
+    assert follow(outcomes, 2, configs, "resume") == [(runs[1], "Boom: no")]
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert lines[0].startswith("[1/2] ResNet-18 from scratch") and "\r" not in out + err
+    assert lines[1] == "[2/2] FAILED scratch resnet18_data-100_seed1 (100%): Boom: no"

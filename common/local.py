@@ -1,0 +1,95 @@
+"""Executing the grid on this machine: as many notebooks at once as there are jobs, each job on
+its own device. On a machine with GPUs a job owns one GPU, and its kernels see that GPU alone
+(CUDA_VISIBLE_DEVICES), so nothing lands on GPU 0 by accident; more jobs than GPUs share them,
+only when asked for. On a CPU the jobs share the cores."""
+
+from __future__ import annotations
+
+import os
+import queue
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+
+from .config import RunConfig
+from .errors import UserError
+from .grid import Run
+from .sweep import Outcome, execute
+from .training import resolve_device
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where one job runs its notebooks: the `device` parameter they get, and the environment
+    their kernels start with (which GPU they see)."""
+
+    device: str
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def gpu_ids() -> list[str]:
+    """The machine's GPUs as CUDA_VISIBLE_DEVICES names them: this process's visible ones,
+    in order (indices or UUIDs)."""
+    import torch
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible:
+        return [v.strip() for v in visible.split(",") if v.strip()][: torch.cuda.device_count()]
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def job_slots(device: str, jobs: int | None) -> tuple[list[Slot], str | None]:
+    """One slot per parallel job, and a note when jobs share a GPU.
+
+    `jobs` None: one job per GPU that `device` (auto or cuda) can use, else one. `cuda:N` pins
+    every job to GPU N; `cpu` hides the GPUs from the kernels (a CPU run, labelled so)."""
+    if jobs is not None and jobs < 1:
+        raise UserError(f"--jobs must be 1 or more, got {jobs}")
+    resolved = resolve_device(device)
+    if resolved.type != "cuda":
+        return [Slot("cpu", {"CUDA_VISIBLE_DEVICES": ""})] * (jobs or 1), None
+    ids = gpu_ids()
+    if device in ("auto", "cuda"):
+        jobs = jobs or len(ids)
+        chosen = [ids[i % len(ids)] for i in range(jobs)]
+    else:  # cuda:N
+        jobs = jobs or 1
+        chosen = [ids[resolved.index or 0]] * jobs
+    slots = [Slot("cuda", {"CUDA_VISIBLE_DEVICES": gpu}) for gpu in chosen]
+    sharing = len(set(chosen)) < len(chosen)
+    note = (
+        f"{jobs} jobs on {len(set(chosen))} GPU{'s' * (len(set(chosen)) != 1)}: runs share "
+        "GPUs, so each is slower and the summary leaves them out of its time estimates"
+        if sharing
+        else None
+    )
+    return slots, note
+
+
+def run_locally(
+    todo: list[Run], configs: dict[Run, RunConfig], slots: list[Slot], options: dict
+) -> Iterator[Outcome]:
+    """Execute `todo` here, one notebook per slot at a time; yield outcomes as runs end.
+
+    Parallel CPU runs share the cores: each kernel gets its share as torch threads, unless
+    OMP_NUM_THREADS is set (more threads than cores makes every run several times slower).
+    CPU results change with the thread count (float rounding, grown over training).
+    """
+    free: queue.Queue[Slot] = queue.Queue()
+    for slot in slots:
+        free.put(slot)
+    cpu_share = {}
+    if len(slots) > 1 and slots[0].device == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        cpu_share = {"OMP_NUM_THREADS": str(max(1, len(os.sched_getaffinity(0)) // len(slots)))}
+
+    def job(run: Run) -> Outcome:
+        slot = free.get()
+        try:
+            return execute(
+                run, configs[run], device=slot.device, env=slot.env | cpu_share, **options
+            )
+        finally:
+            free.put(slot)
+
+    with ThreadPoolExecutor(max_workers=len(slots)) as pool:
+        yield from (f.result() for f in as_completed([pool.submit(job, run) for run in todo]))

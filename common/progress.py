@@ -1,0 +1,55 @@
+"""The grid's progress as a command line shows it: one bar over the runs on a terminal, plain
+numbered lines where the output goes to a file or a pipe (a bar's carriage returns would glue
+the result lines together there)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+
+from tqdm import tqdm
+
+from .config import RunConfig
+from .data import fraction_title
+from .grid import Run
+from .results import load_metrics, summary_line
+from .sweep import Outcome
+
+
+def follow(
+    outcomes: Iterator[Outcome], total: int, configs: dict[Run, RunConfig], resume: str
+) -> list[tuple[Run, str]]:
+    """Show the runs' outcomes as they end; return the failures.
+
+    On Ctrl-C the process ends at once: the kernels (and Ray's tasks) notice their parent is
+    gone and stop; `resume` says what becomes of the unfinished runs.
+    """
+    failures: list[tuple[Run, str]] = []
+    if not total:
+        return failures
+    terminal = sys.stderr.isatty()
+    bar = tqdm(total=total, desc="grid", unit="run", dynamic_ncols=True, disable=not terminal)
+    try:
+        for done, outcome in enumerate(outcomes, 1):
+            run = outcome.run
+            if outcome.ok:
+                line = summary_line(load_metrics(configs[run].output_dir))
+            else:
+                line = (
+                    f"FAILED {run.setting} {run.name} "
+                    f"({fraction_title(run.fraction)}): {outcome.message}"
+                )
+                failures.append((run, outcome.message))
+            bar.write(line if terminal else f"[{done}/{total}] {line}", file=sys.stdout)
+            bar.update()
+    except KeyboardInterrupt:
+        bar.close()
+        print(
+            f"run_all.py: interrupted; finished runs are kept and {resume}",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(130)
+    bar.close()
+    return failures
