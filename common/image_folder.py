@@ -72,8 +72,8 @@ def list_source(src: Path) -> tuple[list[str], Reader]:
             }
     except (tarfile.TarError, OSError, EOFError) as e:
         raise DataError(
-            f"cannot read {src} as a tar archive ({type(e).__name__}: {e}): give the image "
-            "folder or a .tar.gz of it"
+            f"cannot read {src} as a .tar.gz ({type(e).__name__}: {str(e).splitlines()[0]}): "
+            "give the image folder or a .tar.gz of it"
         ) from None
     return list(files), files.__getitem__
 

