@@ -101,9 +101,9 @@ def _order_key(name: str) -> tuple[int, int, str]:
     return (0, int(stem), name) if stem.isdigit() else (1, 0, name)
 
 
-def split_files(src: Path, names: list[str], root: str, split: str) -> list[tuple[str, int]]:
-    """(path, label) of every image of `split`, in the layout's order; refuses class folders
-    other than CIFAR-10's and a class without images."""
+def split_files(src: Path, names: list[str], root: str, split: str) -> list[tuple[str, int, str]]:
+    """(path, label, <class>/<file>) of every image of `split`, in the layout's order; refuses
+    class folders other than CIFAR-10's and a class without images."""
     prefix = posixpath.join(root, split) + "/" if root else split + "/"
     per_class: dict[str, list[str]] = {}
     for name in names:
@@ -119,11 +119,11 @@ def split_files(src: Path, names: list[str], root: str, split: str) -> list[tupl
             "folder as CIFAR-10 does, each with its images"
         )
     ranked = [
-        (rank, label, prefix + cls + "/" + file)
+        (rank, label, f"{cls}/{file}")
         for label, cls in enumerate(CLASSES)
         for rank, file in enumerate(sorted(per_class[cls], key=_order_key))
     ]
-    return [(path, label) for _, label, path in sorted(ranked)]  # class-interleaved
+    return [(prefix + name, label, name) for _, label, name in sorted(ranked)]  # interleaved
 
 
 def decode(src: Path, name: str, data: bytes) -> np.ndarray:
@@ -141,10 +141,10 @@ def decode(src: Path, name: str, data: bytes) -> np.ndarray:
     return rgb.transpose(2, 0, 1).reshape(-1)
 
 
-def read_split(src: Path, files: list[tuple[str, int]], read: Reader) -> Split:
-    """The images of a split as uint8 N x 3072, their labels and their file names."""
-    data = np.stack([decode(src, name, read(name)) for name, _ in files])
-    return data, [label for _, label in files], [name.split("/", 1)[-1] for name, _ in files]
+def read_split(src: Path, files: list[tuple[str, int, str]], read: Reader) -> Split:
+    """The images of a split as uint8 N x 3072, their labels and their <class>/<file> names."""
+    data = np.stack([decode(src, path, read(path)) for path, _, _ in files])
+    return data, [label for _, label, _ in files], [name for _, _, name in files]
 
 
 def batches(train: Split, test: Split) -> dict[str, dict[str, Any]]:
