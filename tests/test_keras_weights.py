@@ -4,6 +4,7 @@ one-line errors for bad input. Never the real package."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import runpy
 import sys
@@ -19,6 +20,7 @@ from common.data import IMAGENET_MEAN, IMAGENET_STD
 from common.errors import WeightsError
 from common.keras_weights import conv_bn_pairs, keras_shapes, main
 from common.models import build_model
+from tests.test_run_all import cli
 
 SHARD_BYTES = 4 << 20  # as the TensorFlow.js converter splits them
 CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68])  # Keras' "caffe" preprocessing
@@ -160,6 +162,21 @@ def test_the_head_maps_features_as_keras_dense_layer(export, model):
         ours = model.fc(features).double().numpy()
     keras = features.double().numpy() @ w["fc1000/kernel"] + w["fc1000/bias"]
     np.testing.assert_allclose(ours, keras, rtol=1e-4, atol=1e-4)
+
+
+def test_the_compact_file_trains_through_run_all(export, tmp_path, fake_data):
+    # what a user takes along: float16, no ImageNet head, through the real command line
+    weights = tmp_path / "resnet50-keras-v1.pth"
+    main([str(export[0]), str(weights), "--compact"])
+    (tmp_path / "data").symlink_to(fake_data, target_is_directory=True)
+    grid = ["--settings=pretrained", "--models=resnet50", "--fractions=1"]
+    cli(tmp_path, *grid, f"--weights=resnet50={weights}")
+    run = tmp_path / "runs" / "pretrained" / "resnet50_data-100_seed0"
+    m = json.loads((run / "metrics.json").read_text())
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:8]
+    label = f"custom: resnet50-keras-v1.pth (sha256 {digest})"
+    assert m["pretrained"] and m["config"]["weights"] == label and len(m["history"]) == 2
+    assert f"| pretrained | {label} |" in (tmp_path / "results" / "summary.md").read_text()
 
 
 def test_the_npm_tgz_and_compact_form(export, converted, tmp_path):
