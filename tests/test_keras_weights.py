@@ -191,6 +191,9 @@ def test_the_npm_tgz_and_compact_form(export, converted, tmp_path):
     assert all(v.dtype == torch.float16 for v in small.values() if v.is_floating_point())
     for key, value in small.items():  # from the .tgz, the same values as from the folder
         assert torch.equal(value, converted[key].half() if value.is_floating_point() else value)
+    # the same bytes whatever the file's name: its hash labels the runs that use it
+    main([str(export[0]), str(tmp_path / "again.pth"), "--compact"])
+    assert (tmp_path / "again.pth").read_bytes() == out.read_bytes()
     model = build_model("resnet50", pretrained=True, weights_path=out)  # the loader takes it
     assert model.fc.out_features == 10
     expected = converted["layer3.5.conv2.weight"].half().float()
