@@ -191,7 +191,8 @@ class RunConfig:
     data_dir: str = str(REPO / "data")
     output_dir: str = ""
     device: str = "auto"
-    # pretrained: "V1" | "V2" (torchvision's) or "custom: <file name>"; None from scratch
+    # pretrained: "V1" | "V2" (torchvision's) or "custom: <file name> (sha256 <8 hex digits>)";
+    # None from scratch
     weights: str | None = None
     weights_path: str | None = None  # the weights' file; None: torchvision's cache or download
     precision: str = SHARED["precision"]
@@ -303,8 +304,9 @@ def resolve_weights(
     model: str, pretrained: bool, weights: str | None, path: str | None
 ) -> tuple[str | None, str | None]:
     """(label, file) of a run's ImageNet weights. `weights` is "V1" (the default), "V2" (V1
-    for a model without it), or one's own file, labelled "custom: <file name>"; so is a
-    `path` that is not torchvision's file for the version. From scratch: (None, None)."""
+    for a model without it), or one's own file, labelled "custom: <file name> (sha256 <hash
+    prefix>)"; so is a `path` that is not torchvision's file for the version. From scratch:
+    (None, None)."""
     if not pretrained:
         return None, None
     weights = str(weights or "V1")

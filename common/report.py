@@ -58,7 +58,7 @@ def mean_sd(mean: float, sd: float, n: int) -> str:
 @dataclass(frozen=True)
 class NotProduced:
     """Why a cell of the grid has no runs: its runs `failed` (the error), or they need the
-    ImageNet weights file `weights`, which this machine does not have."""
+    ImageNet weights file `weights`, which was not found on this machine."""
 
     failed: str = ""
     weights: str = ""
@@ -92,15 +92,17 @@ def _where_list(keys: Iterable[ConditionKey]) -> str:
 
 
 def weights_line(missing: dict[ConditionKey, NotProduced]) -> str:
-    """One line for every cell that needs ImageNet weights it cannot have here; '' if none."""
+    """One line for every cell that needs ImageNet weights not found on this machine; ''
+    if none."""
     cells = {k: v for k, v in missing.items() if v.weights}
     if not cells:
         return ""
     files = ", ".join(sorted({v.weights for v in cells.values()}))
     n = len(cells)
     return (
-        f"not produced: needs ImageNet weights: {n} pretrained cell{'s' * (n != 1)} "
-        f"({_where_list(cells)}) need {files}, not to be had here."
+        f"not produced: needs ImageNet weights: {n} pretrained "
+        f"{'cell' if n == 1 else 'cells'} ({_where_list(cells)}) "
+        f"{'needs' if n == 1 else 'need'} {files}, not found on this machine."
     )
 
 
@@ -112,7 +114,7 @@ def summary_table(
     """The Markdown summary: one row per cell and configuration (with several configurations,
     the setting column names what differs; a row names the seeds of it that `failed`), a row
     for each cell whose runs all failed, and one line under it for all the cells that need
-    ImageNet weights this machine does not have."""
+    ImageNet weights not found on this machine."""
     failed = failed or {}
     lines = [
         "| model | data | setting | weights | train images | epochs | best val acc % "

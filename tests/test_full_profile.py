@@ -3,6 +3,7 @@ from the CPU's precision probe to the CIFAR stem, the epoch rule and the upsampl
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 from common.data import load_cifar10
@@ -66,7 +67,8 @@ def test_full_pretrained_run_upsamples_through_the_imagenet_stem(tmp_path, fake_
     m = metrics_of(tmp_path, "pretrained", "resnet18_data-100_seed0")
     assert m["config"]["stem"] == "imagenet" and m["config"]["image_size"] == 48
     assert m["pretrained"] and m["config"]["weights_path"] == str(own)
-    assert m["config"]["weights"] == "custom: mine.pth"  # never taken for torchvision's
-    assert "| pretrained | custom: mine.pth |" in (tmp_path / "results" / "summary.md").read_text()
+    label = f"custom: mine.pth (sha256 {hashlib.sha256(own.read_bytes()).hexdigest()[:8]})"
+    assert m["config"]["weights"] == label  # never taken for torchvision's
+    assert f"| pretrained | {label} |" in (tmp_path / "results" / "summary.md").read_text()
     assert m["epochs"] == 2 and m["precision"] == "fp32"  # the epoch rule: the test above
     assert m["train_images"] == len(load_cifar10(fake_data, download=False).train_y) - 40

@@ -1,5 +1,10 @@
 """Model builders, stems and ImageNet weight handling (with test-made weight files)."""
 
+import hashlib
+import os
+import socket
+import urllib.error
+
 import pytest
 import torch
 
@@ -43,9 +48,10 @@ def test_the_weights_setting_labels_every_kind_of_weights(tmp_path):
     assert label("resnet18", weights="V2") == ("V1", None)  # ResNet-18 stays V1, labelled so
     own = tmp_path / "keras.pth"
     own.write_bytes(b"x")
-    assert label("resnet50", weights=str(own)) == ("custom: keras.pth", str(own))
+    mine = f"custom: keras.pth (sha256 {hashlib.sha256(b'x').hexdigest()[:8]})"
+    assert label("resnet50", weights=str(own)) == (mine, str(own))
     # a file that is not torchvision's for the version is one's own, whatever the option
-    assert label("resnet50", weights_path=str(own))[0] == "custom: keras.pth"
+    assert label("resnet50", weights_path=str(own))[0] == mine
     named = tmp_path / weights_file("resnet50")
     assert label("resnet50", weights_path=str(named)) == ("V1", str(named))
     assert (
@@ -77,6 +83,61 @@ def test_missing_weights_offline_fail_with_the_remedy(torch_home, no_network):
     message = str(e.value)
     assert "\n" not in message and "resnet50-0676ba61.pth" in message  # V1, the default
     assert str(torch_home / "hub" / "checkpoints") in message and "download failed" in message
+
+
+def test_the_missing_weights_message_gives_the_downloads_reason(torch_home, monkeypatch):
+    def offline(*args: object, **kwargs: object) -> None:
+        raise urllib.error.URLError(socket.gaierror(-3, "Temporary failure in name resolution"))
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(WeightsError) as e:
+        ensure_weights("resnet50")
+    message = str(e.value)
+    assert "\n" not in message
+    reason = "the download failed (URLError: [Errno -3] Temporary failure in name resolution)"
+    assert f"{reason}; download https://download.pytorch.org/models/resnet50-" in message
+
+
+def test_two_different_files_of_one_name_get_different_labels(tmp_path):
+    def label(path: object) -> str:
+        cfg = make_config("resnet50", 1.0, pretrained=True, profile="quick", weights=str(path))
+        return cfg.weights
+
+    one, other, copy = tmp_path / "a" / "w.pth", tmp_path / "b" / "w.pth", tmp_path / "c" / "w.pth"
+    for path, content in ((one, b"one"), (other, b"two"), (copy, b"one")):
+        path.parent.mkdir()
+        path.write_bytes(content)
+    assert label(one) != label(other) and label(one).startswith("custom: w.pth (sha256 ")
+    assert label(one) == label(copy)  # the same weights under one name: one row
+    # the hash is computed once per (path, size, mtime): a rewrite that keeps both is not seen,
+    # one that changes the mtime is
+    stat = one.stat()
+    one.write_bytes(b"two")
+    os.utime(one, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert label(one) == label(copy)
+    os.utime(one, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert label(one) == label(other)
+
+
+def test_a_float16_state_dict_without_the_head_loads_as_ones_own(tmp_path):
+    torch.manual_seed(0)
+    full = MODELS["resnet50"](weights=None).state_dict()
+    backbone = {k: v.half() for k, v in full.items() if v.is_floating_point() and "fc." not in k}
+    backbone.update({k: v for k, v in full.items() if not v.is_floating_point()})
+    torch.save(backbone, tmp_path / "compact.pth")
+    model = build_model("resnet50", pretrained=True, weights_path=tmp_path / "compact.pth")
+    assert model.fc.out_features == 10 and model.layer4[2].conv3.weight.dtype == torch.float32
+    assert torch.equal(model.layer4[2].conv3.weight, backbone["layer4.2.conv3.weight"].float())
+    assert torch.equal(model.bn1.running_var, backbone["bn1.running_var"].float())
+    # any other key missing or extra is still refused, in one line
+    for name, broken in (
+        ("missing", {k: v for k, v in backbone.items() if k != "layer1.0.conv1.weight"}),
+        ("unexpected", dict(backbone, **{"head.weight": torch.zeros(1)})),
+    ):
+        torch.save(broken, tmp_path / f"{name}.pth")
+        with pytest.raises(WeightsError, match=f"does not fit resnet50 \\({name} key") as e:
+            build_model("resnet50", pretrained=True, weights_path=tmp_path / f"{name}.pth")
+        assert "\n" not in str(e.value)
 
 
 def test_weights_that_do_not_fit_are_rejected(torch_home, tmp_path):

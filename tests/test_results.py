@@ -18,6 +18,7 @@ from common.report import (
     grid_time_line,
     replace_between,
     summary_table,
+    weights_line,
     write_report,
 )
 from common.results import (
@@ -92,7 +93,7 @@ def test_summary_lists_cells_that_could_not_run(tmp_path):
     table = summary_table([], {("pretrained", "resnet50", 1.0): NotProduced(failed="OOM")})
     assert "| ResNet-50 | 100% | pretrained |" in table
     assert "not produced: failed: OOM" in table and "88.47" in table
-    # the cells that need weights not to be had here: one line, not a row each
+    # the cells that need weights not found on this machine: one line, not a row each
     no_weights = {
         ("pretrained", m, f): NotProduced(weights=f"{m}.pth")
         for m in ("resnet18", "resnet50")
@@ -103,7 +104,13 @@ def test_summary_lists_cells_that_could_not_run(tmp_path):
     (line,) = [t for t in table.splitlines() if "not produced" in t]
     assert line == (
         "- not produced: needs ImageNet weights: 6 pretrained cells (ResNet-18 at 1/16, 50%, "
-        "100%; ResNet-50 at 1/16, 50%, 100%) need resnet18.pth, resnet50.pth, not to be had here."
+        "100%; ResNet-50 at 1/16, 50%, 100%) need resnet18.pth, resnet50.pth, not found on this "
+        "machine."
+    )
+    one = {("pretrained", "resnet50", 1.0): NotProduced(weights="resnet50.pth")}
+    assert weights_line(one) == (
+        "not produced: needs ImageNet weights: 1 pretrained cell (ResNet-50 at 100%) needs "
+        "resnet50.pth, not found on this machine."
     )
 
 
