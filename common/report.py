@@ -75,8 +75,8 @@ class Call:
     missing: dict[ConditionKey, NotProduced] = field(default_factory=dict)  # cells without runs
     failed: dict[ConditionKey, dict[int, str]] = field(default_factory=dict)  # seed -> reason
     notes: list[str] = field(default_factory=list)  # remedies, listed under the table
-    elapsed: float | None = None  # seconds this call spent training its runs
     trained: int = 0  # how many runs it trained
+    started: float = field(default_factory=time.perf_counter)  # when it started
     figures: list[Path] | None = None  # scaling figures this call drew (None: those on disk)
 
 
@@ -233,9 +233,9 @@ def grid_time_line(cells: list[Condition], elapsed: float | None = None, trained
     n = len(runs)
     if elapsed is not None:
         head = (
-            f"Grid time: this call trained {trained} of the {n} runs above in "
-            f"{duration(elapsed)}, measured from the first run's start to the last one's end "
-            "(the notebooks' start-up included)."
+            f"Grid time: the call that trained {trained} of the {n} runs above took "
+            f"{duration(elapsed)} up to this report, measured (its checks, the notebooks' "
+            "start-up and the scaling figures included)."
         )
     else:
         which = "the run above" if n == 1 else f"the {n} runs above"
@@ -442,7 +442,8 @@ def write_report(
         notes = [*notes, others_line([c for c in rows if c.variant != cells[0].variant])]
     table = summary_table(rows, missing, call.failed)
     table += "".join(f"\n- {note}" for note in notes) + ("\n" if notes else "")
-    table += f"\n{grid_time_line(cells, call.elapsed, call.trained)}" if cells else ""
+    elapsed = time.perf_counter() - call.started if call.trained else None
+    table += f"\n{grid_time_line(cells, elapsed, call.trained)}" if cells else ""
     summary = Path(results_dir) / "summary.md"
     write_text(summary, f"# Summary\n\n{header}\n{table}")
     if readme and not keeps_full(Path(readme), profile):

@@ -144,7 +144,7 @@ def test_runs_that_shared_a_device_stay_out_of_the_one_device_time(tmp_path):
     runs = [timed(tmp_path, 0, 0, 100), timed(tmp_path, 1, 0, 100), timed(tmp_path, 2, 100, 60)]
     [cell] = group_conditions(runs)
     line = grid_time_line([cell], elapsed=170.0, trained=3)
-    assert line.startswith("Grid time: this call trained 3 of the 3 runs above in 2.8 min")
+    assert line.startswith("Grid time: the call that trained 3 of the 3 runs above took 2.8 min")
     assert "2 of them shared their device with another run at the same time" in line
     assert "the run that had its device to itself trained for 60 s in all" in line
     # the same runs on two GPUs of one machine had their devices to themselves
