@@ -31,9 +31,11 @@ import signal
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import torch
 
@@ -454,31 +456,29 @@ def run_command(cmd: list[str], log: Path, seconds: float) -> int | None:
             cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             start_new_session=True,  # its own process group: stopping it stops its children
         )  # fmt: skip
-        deadline = time.monotonic() + seconds
-        os.set_blocking(proc.stdout.fileno(), False)
-        while proc.poll() is None and time.monotonic() < deadline:
-            copy_output(proc, f)
-            time.sleep(0.2)
-        if proc.poll() is None:
+        pump = threading.Thread(target=copy_output, args=(proc, f), daemon=True)
+        pump.start()
+        stopped = False
+        try:
+            proc.wait(timeout=max(seconds, 0))
+        except subprocess.TimeoutExpired:
+            stopped = True
             os.killpg(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-            copy_output(proc, f)
-            return None
-        copy_output(proc, f)
-        return proc.returncode
+        pump.join(timeout=10)
+        return None if stopped else proc.returncode
 
 
-def copy_output(proc: subprocess.Popen, log: object) -> None:
-    """What the child printed since the last call, to our stdout and the log."""
-    text = proc.stdout.read() or ""
-    if text:
-        sys.stdout.write(text)
+def copy_output(proc: subprocess.Popen, log: TextIO) -> None:
+    """Copy the child's output, line by line, to our stdout and the log."""
+    for line in proc.stdout:
+        sys.stdout.write(line)
         sys.stdout.flush()
-        log.write(text)
+        log.write(line)
         log.flush()
 
 
