@@ -379,7 +379,7 @@ def blockers(ctx: Context, piece: Piece) -> str | None:
             return f"{' and '.join(lacking)} not installed: pip install papermill ipykernel"
     if needs_weights(piece):
         if not ctx.weights.is_file():
-            return "needs the weights: give --weights-xz"
+            return "needs the weights: give --weights-xz (prepared before the pieces run)"
         if ctx.weights_error is None:
             ctx.weights_error = weights_blocker(ctx.weights)
         if ctx.weights_error:
@@ -418,8 +418,9 @@ def commands(ctx: Context, piece: Piece, left: list, seconds: float) -> list[lis
             cmd += ["--run", full_spec(ctx, spec)]
         return [cmd]
     if piece.kind == "throughput":
+        limit = min(piece.allowance, seconds)
         return [[PYTHON, "benchmarks/throughput.py", "--out", str(throughput_file(ctx, piece)),
-                 "--time-limit", f"{seconds:.0f}", *piece.args]]  # fmt: skip
+                 "--time-limit", f"{limit:.0f}", *piece.args]]  # fmt: skip
     sets = [a for s in ctx.sets for a in ("--set", s)]
     if piece.kind == "papermill":
         fractions = ",".join(c.split(":")[2] for c in piece.runs)
@@ -622,14 +623,19 @@ def table(ctx: Context, pieces: list[Piece]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_plan(ctx: Context, pieces: list[Piece], budget: float, started: float) -> None:
-    """Run the pieces in order while the budget lasts; log each, pack after each."""
+def run_plan(ctx: Context, pieces: list[Piece], args: argparse.Namespace, started: float) -> None:
+    """Run the pieces in order while the budget lasts (the data prepared before the first
+    that trains); log each, pack after each."""
+    budget = args.budget
     for piece in pieces:
         words, left, seconds = status(ctx, piece)
         remaining = budget - (time.monotonic() - started) - PACK_RESERVE_S
         if not left:
             print(f"[{piece.name}] {words}: skipped", flush=True)
             continue
+        if piece.kind != "throughput":
+            prepare_data(ctx, args.data_archive, remaining)
+            remaining = budget - (time.monotonic() - started) - PACK_RESERVE_S
         if seconds > remaining:
             print(f"[{piece.name}] not started: needs ~{seconds:.0f} s, {remaining:.0f} s left")
             continue
@@ -685,10 +691,8 @@ def main(argv: list[str] | None = None) -> str:
             text = dry_run(ctx, pieces, args)
         else:
             ctx.out.mkdir(parents=True, exist_ok=True)
-            if any(p.kind != "throughput" for p in pieces):
-                prepare_data(ctx, args.data_archive, args.budget)
             prepare_weights(ctx, args.weights_xz)
-            run_plan(ctx, pieces, args.budget, started)
+            run_plan(ctx, pieces, args, started)
             text = table(ctx, pieces)
             (ctx.out / "plan.md").write_text(
                 f"# GPU plan, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n\n{text}"
