@@ -75,7 +75,7 @@ MEASURED: dict[tuple[str, str, int], tuple[float, float]] = {
     # the same runs of ResNet-50: 1/16 19.7-20.1 s, 50% 57.2-57.8 s, 100% 79.5-79.6 s
     ("resnet50", "cifar", 32): (0.0, 3.06),
     # ResNet-50 fine-tuned from the Keras weights, 128 px, 30 epochs at 100%, one seed each:
-    # 1/16 (120 epochs = 7.5 equivalents) 37 s, 50% 75 s, 100% 104 s (the recipes issue)
+    # 1/16 (120 epochs = 7.5 equivalents) 37 s, 50% 75 s, 100% 104 s (runs not committed)
     ("resnet50", "imagenet", 128): (14.7, 2.98),
 }
 # The first run of a process pays cuDNN's autotuning and CUDA's start: ResNet-18 at 100%, seed
@@ -98,11 +98,12 @@ def scratch(lr: float, wd: float, epochs: int) -> str:
     return f"scratch eval_images=none lr={lr} weight_decay={wd} epochs={epochs}"
 
 
-# BiT-HyperRule (github.com/google-research/big_transfer, bit_hyperrule.py and
-# bit_pytorch/train.py): resize 160, crop 128, SGD lr 0.003 (batch 512), no weight decay, zero
-# head; 20k-500k images: 10,000 steps, 500 warm-up, lr /10 after 3k, 6k, 9k, MixUp 0.1; under
-# 20k: 500 steps, 100 warm-up, /10 after 200, 300, 400, no MixUp. 45,000 images at batch 512 are
-# 87 steps an epoch (115 epochs = 10,005 steps); 2,812 (1/16) are 5 (100 epochs = 500 steps).
+# BiT-HyperRule (github.com/google-research/big_transfer, bit_pytorch/train.py; bit_hyperrule.py
+# as google-research/vision_transformer carries it): resize 160, crop 128, SGD lr 0.003 (batch
+# 512), no weight decay, zero head; 20k-500k images: 10,000 steps, 500 warm-up, lr /10 after 3k,
+# 6k, 9k, MixUp 0.1; under 20k: 500 steps, 100 warm-up, /10 after 200, 300, 400, no MixUp.
+# 45,000 images at batch 512 are 87 steps an epoch (115 epochs = 10,005 steps); 2,810 (1/16)
+# are 5 (100 epochs = 500 steps).
 BIT = "pretrained eval_images=none lr=0.003 weight_decay=0 head_init=zero schedule=steps"
 BIT_BIG = f"{BIT} image_size=128 resize=160 warmup_epochs=none warmup_share=0.05 lr_drops=[0.3,0.6,0.9] mixup=0.1"  # noqa: E501
 BIT_SMALL = f"{BIT} image_size=128 resize=160 warmup_epochs=none warmup_share=0.2 lr_drops=[0.4,0.6,0.8] mixup=0"  # noqa: E501
