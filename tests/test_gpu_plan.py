@@ -67,6 +67,24 @@ def test_dry_run_prints_each_seeds_command_and_runs_nothing(
     assert not (tmp_path / "plan").exists()
 
 
+def test_a_sweep_piece_scores_every_row_on_all_validation_images_in_the_full_profile(
+    plan: ModuleType, tmp_path: Path
+) -> None:
+    out = tmp_path / "plan"
+    text = plan.main(
+        ["--out", str(out), "--pieces", "a-resnet18", "--dry-run", "--set", "epochs=1"]
+    )
+    ((command,),) = [[line] for line in text.splitlines() if "recipe_sweep.py" in line]
+    args = command.split()
+    runs = command.split(" --run ")[1:]
+    (piece,) = [p for p in plan.PIECES if p.name == "a-resnet18"]
+    assert len(runs) == len(piece.specs) == len(set(runs))
+    assert all("eval_images=none" in r and r.rstrip("'").endswith("epochs=1") for r in runs)
+    assert args[args.index("--profile") + 1] == "full"
+    assert args[args.index("--name") + 1] == "a-resnet18"
+    assert args[args.index("--out-dir") + 1] == str(out / "sweeps")
+
+
 def test_a_tiny_piece_runs_resumes_and_packs_no_weights(
     plan: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
