@@ -173,7 +173,8 @@ def test_throughput_counts_flops_and_states_the_share_of_a_given_peak(tmp_path: 
     assert 2 < float(gflop) * 1e9 / forward.get_total_flops() <= 3
     achieved = float(ips.replace(",", "")) * float(gflop) / 1000
     assert float(tflops) == pytest.approx(achieved, rel=0.05, abs=1e-3)
-    assert float(share.rstrip("%")) == pytest.approx(100 * float(tflops) / 0.5, abs=0.1)
+    # tflops is printed to 3 decimals: 0.0005 / 0.5 TFLOP/s is 0.1 point of the share
+    assert float(share.rstrip("%")) == pytest.approx(100 * float(tflops) / 0.5, abs=0.15)
 
 
 def test_throughput_peak_and_compile_break_even(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -194,3 +195,16 @@ def test_throughput_peak_and_compile_break_even(monkeypatch: pytest.MonkeyPatch)
     # 10 s more for the first step, 1/100 - 1/200 s saved per image: 2,000 images
     assert throughput.pays_after(row(100, 1, False), row(200, 11, True)) == "2,000 images"
     assert throughput.pays_after(row(100, 1, False), row(90, 11, True)).startswith("never")
+
+
+def test_grouped_convolutions_backward_counts_twice_their_forward() -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from common.models import build_model
+
+    throughput = load_script("throughput")
+    for name in ("resnet50", "resnext50_32x4d"):  # ungrouped and grouped convolutions
+        with FlopCounterMode(display=False) as forward:
+            build_model(name, stem="imagenet", seed=0).eval()(torch.randn(1, 3, 32, 32))
+        ratio = throughput.flops_per_image(name, "imagenet", 32) / forward.get_total_flops()
+        assert 2.9 < ratio <= 3.0, name
