@@ -46,7 +46,7 @@ def test_list_shows_every_piece_in_order_within_nine_minutes(
     assert [n[0] for n in table] == sorted(n[0] for n in table)  # a, b, ... h in order
     estimates = [float(r[2]) for r in table.values() if r[2] != "–"]
     assert estimates and all(0 < s <= plan.PIECE_LIMIT_S for s in estimates)
-    for name in ("c-finetune-bit", "e-seed0", "h-papermill"):  # no weights given
+    for name in ("c-finetune-bit", "e-1-16", "h-papermill"):  # no weights given
         assert table[name][4].startswith("blocked:") and "weights" in table[name][4]
     assert not (tmp_path / "plan").exists()  # listing creates nothing
 
@@ -139,7 +139,7 @@ def test_weights_are_decompressed_once_and_a_misfit_blocks_their_pieces(
     assert ctx.weights.stat().st_mtime == plan.FIXED_MTIME
     xz.unlink()
     plan.prepare_weights(ctx, str(xz))  # present: the archive is not read again
-    (piece,) = [p for p in plan.PIECES if p.name == "e-seed0"]
+    (piece,) = [p for p in plan.PIECES if p.name == "e-1-16"]
     words, left, _ = plan.status(ctx, piece)
     assert words.startswith("blocked: ") and "\n" not in words and not left
     assert "resnet50" in words  # why: the file does not fit ResNet-50
@@ -191,14 +191,14 @@ def test_the_data_is_built_from_an_image_folder_archive(plan: ModuleType, tmp_pa
         (["--pieces", "zz"], "unknown piece(s) zz"),
         (["--pieces", "d-resnet18"], "give --data-archive"),
         (["--budget", "0"], "--budget must be positive"),
-        (["--pieces", "e-seed0", "--weights-xz", "{tmp}/w.xz"], "is not an .xz file"),
+        (["--pieces", "e-1-16", "--weights-xz", "{tmp}/w.xz"], "is not an .xz file"),
     ],
 )
 def test_bad_input_is_one_line(
     plan: ModuleType, tmp_path: Path, args: list[str], message: str
 ) -> None:
     (tmp_path / "w.xz").write_bytes(b"not xz")
-    if "e-seed0" in args:  # the data is there: the weights are what is wrong
+    if "e-1-16" in args:  # the data is there: the weights are what is wrong
         write_fake_cifar(tmp_path / "plan" / "data")
     with pytest.raises(SystemExit) as e:
         plan.main(["--out", str(tmp_path / "plan"), *(a.format(tmp=tmp_path) for a in args)])
