@@ -147,8 +147,9 @@ def rule_specs(model: str, fraction: str) -> tuple[str, ...]:
 
 GRID = ("1/16", "0.5", "1")  # the seed's three data sizes
 SIZES = ("1/16", "0.25", "1")  # the model-size grid's
-# The pieces, in the order the team runs them; beside each, its estimate on one H200 from the
-# cost model above with today's recipes (`--list` recomputes it, counting only what is left).
+# The pieces, in the order they are meant to run; beside each, its estimate on one H200 from
+# the cost model above with the full recipes of airbench and BiT (`--list` recomputes it from
+# the recipes of the day, counting only what is left).
 PIECES: tuple[Piece, ...] = (
     # a: recipe sweeps from scratch at 100%, on validation, around airbench's ResNet-18 values
     # (train_resnet18_94.py: lr 0.2, wd 5e-4, 26 epochs; train_resnet18_96.py: 80 epochs)
@@ -192,11 +193,11 @@ PIECES: tuple[Piece, ...] = (
     # e: the fine-tuned grid, ResNet-50 from the Keras weights, 3 sizes x 3 seeds; BiT's budget
     # (10,000 steps at 50% and 100%) makes one run there most of a piece
     Piece("e-1-16", "ResNet-50 fine-tuned (Keras weights), 1/16, 3 seeds", "grid",
-          runs=cells("pretrained", ("resnet50",), ("1/16",)), seeds=(0, 1, 2)),  # ~188 s
+          runs=cells("pretrained", ("resnet50",), ("1/16",)), seeds=(0, 1, 2)),  # ~203 s
     *(Piece(f"e-{label}-seed{s}", f"ResNet-50 fine-tuned (Keras weights), {size}, seed {s}",
             "grid", runs=cells("pretrained", ("resnet50",), (fraction,)), seeds=(s,))
       for label, size, fraction in (("50", "50%", "0.5"), ("100", "100%", "1"))
-      for s in (0, 1, 2)),  # ~479 s and ~474 s each
+      for s in (0, 1, 2)),  # ~478 s and ~473 s each
     # f: the model-size grid from scratch, seed 0 (d already ran ResNet-18/50 at 1/16 and 100%)
     Piece("f-small", "ResNet-18, 34, 50 from scratch at 1/16, 1/4, 100%, seed 0", "grid",
           runs=cells("scratch", ("resnet18", "resnet34", "resnet50"), SIZES)),  # ~358 s
@@ -212,7 +213,7 @@ PIECES: tuple[Piece, ...] = (
     # h: the pretrained setting through the notebooks (papermill), against e-1-16's runs
     Piece("h-papermill", "run_all.py --settings pretrained --models resnet50 via papermill, "
           "1/16, 3 seeds", "papermill", runs=cells("pretrained", ("resnet50",), ("1/16",)),
-          seeds=(0, 1, 2)),  # ~208 s
+          seeds=(0, 1, 2)),  # ~191 s
 )  # fmt: skip
 
 
