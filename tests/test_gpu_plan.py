@@ -203,3 +203,17 @@ def test_bad_input_is_one_line(
     with pytest.raises(SystemExit) as e:
         plan.main(["--out", str(tmp_path / "plan"), *(a.format(tmp=tmp_path) for a in args)])
     assert message in str(e.value.code) and "\n" not in str(e.value.code)
+
+
+def test_the_compile_piece_is_done_per_model_when_both_its_rows_are_there(
+    plan: ModuleType, tmp_path: Path
+) -> None:
+    ctx = plan.Context(tmp_path / "plan")
+    (piece,) = [p for p in plan.PIECES if p.name == "g-compile"]
+    table = plan.throughput_file(ctx, piece)
+    table.parent.mkdir(parents=True)
+    eager = "| resnet18 | cifar | 32 | 500 | bf16 autocast + channels-last | no | 1.0 |"
+    table.write_text(eager + "\n")
+    assert plan.todo(ctx, piece) == ["resnet18", "resnet50"]
+    table.write_text(eager + "\n" + eager.replace("| no |", "| yes |") + "\n")
+    assert plan.todo(ctx, piece) == ["resnet50"]
