@@ -2,8 +2,8 @@
 plan of named pieces, each at most 9 minutes on one NVIDIA H200.
 
     python benchmarks/gpu_plan.py --data-archive cifar10-jpeg.tar.gz \\
-        --weights-xz resnet50-keras-v1.pth.xz --out gpu --pieces a,d --budget 540
-    python benchmarks/gpu_plan.py --out gpu --list          # pieces, estimates, what is done
+        --weights-xz resnet50-keras-v1.pth.xz --out runs/gpu --pieces a,d --budget 540
+    python benchmarks/gpu_plan.py --out runs/gpu --list     # pieces, estimates, what is done
 
 It prepares the data (`python -m common.image_folder ARCHIVE OUT/data`) and the weights (the
 .xz decompressed into OUT/weights) once, then runs the pieces asked for in the order of PIECES
@@ -11,11 +11,11 @@ while `--budget` seconds last: a piece whose estimate no longer fits is not star
 that outlasts the budget is stopped (its finished runs stay). Finished work is skipped: the
 sweeps resume from their .jsonl (`benchmarks/recipe_sweep.py`), the grids from their runs'
 metrics.json (`benchmarks/direct_runs.py`, `run_all.py`), so the same command resumes, on this
-machine or on another that has OUT (or an unpacked results tarball in it). After each piece the
-results (no data, weights or .pt files) are packed into $OUT/gpu-plan-results.tar.gz when $OUT
-is set, so a stopped command still returns what it finished. `--pieces a` runs every piece
-whose name starts with "a"; `--set KEY=VALUE` overrides a recipe value in every run (a smoke
-test); `--dry-run` prints the commands and runs nothing.
+machine or on another that has OUT (or the last results tarball unpacked above it). After each
+piece the results (no data, weights or .pt files) are packed into
+$OUT/gpu-plan-results.tar.gz when $OUT is set, so a stopped command still returns what it
+finished. `--pieces a` runs every piece whose name starts with "a"; `--set KEY=VALUE` overrides a
+recipe value in every run (a smoke test); `--dry-run` prints the commands and runs nothing.
 """
 
 from __future__ import annotations
