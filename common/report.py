@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import REPO
+from .config import RECIPE_FROM, REPO
 from .data import fraction_title
 from .files import write_text
-from .grid import BASE_MODELS, EXTRA_MODEL, SEED_FRACTIONS
-from .observations import extrapolation_table, observations
+from .fits import AXIS_SIZES
+from .grid import BASE_MODELS, SEED_FRACTIONS
+from .observations import extrapolation_table, joint_table, observations
 from .plots import SETTING_DIRS, curve_path, save_curves
 from .results import (
     MODEL_TITLES,
@@ -176,12 +177,15 @@ def replace_between(text: str, block: str, start: str, end: str) -> str:
 def _curve_tables(
     cells: list[Condition], images_dir: Path, base: Path, missing: dict[ConditionKey, NotProduced]
 ) -> str:
-    """The seed's layout: per setting and metric, models by rows and the three sizes by columns;
-    a setting none of whose cells ran is one line."""
+    """The seed's layout: per setting and metric, models by rows (ResNet-18 and ResNet-50, and
+    every other model with runs or missing cells) and sizes by columns (the three seed sizes
+    and any other with runs); a setting none of whose cells ran is one line."""
     have = {(c.setting, c.model, c.fraction) for c in cells}
     out = []
     for setting in SETTING_DIRS:
-        models = [*BASE_MODELS, *([EXTRA_MODEL] if setting == "pretrained" else [])]
+        keys = {k for k in have | set(missing) if k[0] == setting}
+        models = [m for m in MODEL_TITLES if m in BASE_MODELS or any(k[1] == m for k in keys)]
+        fractions = sorted(set(SEED_FRACTIONS) | {k[2] for k in keys if k in have})
         title = SETTING_TITLES[setting]
         out.append(f"#### {title[0].upper()}{title[1:]}\n")
         if not any(k[0] == setting for k in have):
@@ -195,13 +199,13 @@ def _curve_tables(
         for metric, word in (("acc", "Accuracy"), ("loss", "Loss")):
             out.append(
                 f"| {word} | "
-                + " | ".join(fraction_title(f) for f in SEED_FRACTIONS)
+                + " | ".join(fraction_title(f) for f in fractions)
                 + " |\n|---|"
-                + "---|" * len(SEED_FRACTIONS)
+                + "---|" * len(fractions)
             )
             for model in models:
                 row = []
-                for f in SEED_FRACTIONS:
+                for f in fractions:
                     key = (setting, model, f)
                     if key in have:
                         rel = os.path.relpath(
@@ -214,8 +218,6 @@ def _curve_tables(
                         )
                     else:
                         row.append("–")
-                if model == EXTRA_MODEL and all(r == "–" for r in row):
-                    continue
                 out.append(f"| {MODEL_TITLES[model]} | " + " | ".join(row) + " |")
             out.append("")
     return "\n".join(out)
@@ -317,10 +319,12 @@ def write_report(
     if others:
         notes = [*notes, others_line([c for c in rows if c.variant != cells[0].variant])]
     table = summary_table(rows, missing)
+    notes = [*notes, *inherited_recipes({c.model for c in cells})]
     table += "".join(f"\n- {note}" for note in notes) + ("\n" if notes else "")
     table += f"\n{grid_time_line(cells)}" if cells else ""
     summary = Path(results_dir) / "summary.md"
-    write_text(summary, f"# Summary\n\n{header}\n{table}")
+    sized = model_size_section(cells, images_dir, summary.resolve().parent)
+    write_text(summary, f"# Summary\n\n{header}\n{table}" + (f"\n{sized}" if sized else ""))
     if readme:
         readme = Path(readme)
         base = readme.resolve().parent
@@ -336,6 +340,7 @@ def write_report(
             f"<!-- runs: {runs} -->\n{header}\n"
             f"### Curves\n\n{_curve_tables(cells, images_dir, base, missing)}\n"
             f"### Summary table\n\n{table}\n{_scaling_section(cells, images_dir, base)}"
+            f"{model_size_section(cells, images_dir, base)}"
         )
         text = replace_between(text, block, README_START, README_END)
         if HEADLINE_START in text and HEADLINE_END in text:
@@ -371,4 +376,35 @@ def _scaling_section(cells: list[Condition], images_dir: Path, base: Path) -> st
     return (
         f"### Scaling with data\n\n{images or '(figures not drawn yet)'}\n\n{check}"
         f"### Observations (generated from the numbers above)\n\n{bullets}\n"
+    )
+
+
+def inherited_recipes(models: Iterable[str]) -> list[str]:
+    """One note per model that trains with another model's recipe (config.RECIPE_FROM), with
+    the reason."""
+    return [
+        f"{MODEL_TITLES[m]} trains with {MODEL_TITLES[RECIPE_FROM[m][0]]}'s recipe, not tuned "
+        f"for it: {RECIPE_FROM[m][1]}."
+        for m in MODEL_TITLES
+        if m in models and m in RECIPE_FROM
+    ]
+
+
+def model_size_section(cells: list[Condition], images_dir: Path, base: Path) -> str:
+    """With runs of AXIS_SIZES or more models (what the joint fit needs): the model-size figure
+    (drawn by notebooks/scaling.ipynb) and the joint fit over data and model size with its
+    leave-one-out checks; '' with fewer."""
+    metrics = [r for c in cells for r in c.runs]
+    if len({m["model"] for m in metrics}) < AXIS_SIZES:
+        return ""
+    figure = Path(images_dir) / "scaling" / "error_vs_parameters.png"
+    image = (
+        f"![error_vs_parameters]({os.path.relpath(figure, base)})"
+        if figure.exists()
+        else "(figure not drawn yet)"
+    )
+    return (
+        f"### Scaling with model size\n\n{image}\n\nThe joint fit over data and model size, "
+        "and fitted without the largest model or size, its prediction of what was left out:"
+        f"\n\n{joint_table(metrics)}"
     )
