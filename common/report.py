@@ -324,7 +324,7 @@ def write_report(
     table += f"\n{grid_time_line(cells)}" if cells else ""
     summary = Path(results_dir) / "summary.md"
     sized = model_size_section(cells, images_dir, summary.resolve().parent)
-    write_text(summary, f"# Summary\n\n{header}\n{table}" + (f"\n{sized}" if sized else ""))
+    write_text(summary, f"# Summary\n\n{header}\n{table}{sized}")
     if readme:
         readme = Path(readme)
         base = readme.resolve().parent
@@ -404,7 +404,7 @@ def model_size_section(cells: list[Condition], images_dir: Path, base: Path) -> 
         else "(figure not drawn yet)"
     )
     return (
-        f"### Scaling with model size\n\n{image}\n\nThe joint fit over data and model size, "
+        f"\n### Scaling with model size\n\n{image}\n\nThe joint fit over data and model size, "
         "and fitted without the largest model or size, its prediction of what was left out:"
         f"\n\n{joint_table(metrics)}"
     )
