@@ -65,18 +65,34 @@ def _line_start(x: np.ndarray, y: np.ndarray) -> tuple[float, float] | None:
 
 
 def _solve(
-    residuals: Callable[[np.ndarray], np.ndarray], x0: ArrayLike, lower: ArrayLike, upper: ArrayLike
+    xs: list[np.ndarray], err: np.ndarray, floor: bool, x0: ArrayLike, upper: ArrayLike
 ) -> tuple[np.ndarray, float] | None:
-    """scipy's bounded least squares (trust region reflective) from x0: the parameters and their
-    sum of squared residuals, or None when the search leaves finite numbers."""
-    lower, upper = np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
+    """Least squares in err space of sum_i A_i · x_i^-b_i (+ c with `floor`), parameters
+    (A_1, b_1, ..., c) between 0 and `upper`, by scipy's trust region reflective method with
+    the analytic Jacobian, from x0: the parameters and their sum of squared residuals, or
+    None when the search leaves finite numbers."""
+    logs = [np.log(x) for x in xs]
+
+    def powers(p: np.ndarray) -> list[np.ndarray]:
+        return [x ** -p[2 * i + 1] for i, x in enumerate(xs)]
+
+    def residuals(p: np.ndarray) -> np.ndarray:
+        fitted = sum(p[2 * i] * xb for i, xb in enumerate(powers(p)))
+        return fitted + (p[-1] if floor else 0.0) - err
+
+    def jacobian(p: np.ndarray) -> np.ndarray:
+        columns = []
+        for i, xb in enumerate(powers(p)):
+            columns += [xb, -p[2 * i] * xb * logs[i]]
+        return np.stack(columns + ([np.ones_like(err)] if floor else []), axis=1)
+
+    upper = np.asarray(upper, dtype=float)
     inside = upper.copy()  # trf starts strictly inside the bounds
-    finite = np.isfinite(upper)
-    inside[finite] -= 1e-9 * (upper[finite] - lower[finite])
-    x0 = np.clip(np.asarray(x0, dtype=float), lower, inside)
+    inside[np.isfinite(upper)] *= 1 - 1e-9
+    x0 = np.clip(np.asarray(x0, dtype=float), 0.0, inside)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         try:
-            out = least_squares(residuals, x0, bounds=(lower, upper), method="trf")
+            out = least_squares(residuals, x0, jac=jacobian, bounds=(0.0, upper), method="trf")
         except ValueError:  # residuals not finite at the start
             return None
     sse = float(np.sum(out.fun**2))
@@ -110,7 +126,7 @@ def fit_pure(n: ArrayLike, err: ArrayLike) -> PowerLaw:
     start = _line_start(x, err) if np.unique(n).size >= 2 else None
     if start is None:
         return fit_flat(n, err)
-    found = _solve(lambda p: p[0] * x ** -p[1] - err, start, [0, 0], [np.inf, np.inf])
+    found = _solve([x], err, False, start, [np.inf, np.inf])
     if found is None or found[0][0] <= 0 or found[0][1] <= 0:
         return fit_flat(n, err)
     (a, b), _ = found
@@ -144,9 +160,7 @@ def fit_power_law(n: ArrayLike, err: ArrayLike, start: PowerLaw | None = None) -
         starts = [(start.a * n0**-start.b, start.b, start.c)]
     best: tuple[np.ndarray, float] | None = None
     for x0 in starts:
-        found = _solve(
-            lambda p: p[0] * x ** -p[1] + p[2] - err, x0, [0, 0, 0], [np.inf, np.inf, top]
-        )
+        found = _solve([x], err, True, x0, [np.inf, np.inf, top])
         if found and (best is None or found[1] < best[1]):
             best = found
     if best is None or best[0][0] <= 0 or best[0][1] <= 0 or best[1] >= sse(flat, n, err):
@@ -388,12 +402,7 @@ def fit_joint(
     top = float(err.min())
     best = None
     for x0 in starts:
-        found = _solve(
-            lambda p: p[0] * xn ** -p[1] + p[2] * xm ** -p[3] + p[4] - err,
-            x0,
-            [0] * JOINT_PARAMS,
-            [np.inf] * 4 + [top],
-        )
+        found = _solve([xn, xm], err, True, x0, [np.inf] * 4 + [top])
         if found and (best is None or found[1] < best[1]):
             best = found
     if best is None:  # no finite fit: the flat level

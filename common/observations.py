@@ -4,6 +4,7 @@ data and model size) and the observations, each claim with its stated test (the 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -95,23 +96,29 @@ def joint_checks(metrics: list[dict[str, Any]]) -> list[JointCheck]:
     for setting, (m, n, err) in joint_points(metrics).items():
         if np.unique(m).size < 2 or np.unique(n).size < 2:
             continue  # one model or one size: no joint question to ask
-        refused = joint_refusal(m, n)
-        out.append(
-            JointCheck(
-                setting=setting,
-                models={
-                    parameters(r): MODEL_TITLES[r["model"]]
-                    for r in metrics
-                    if r["setting"] == setting
-                },
-                sizes=[int(v) for v in np.unique(n)],
-                runs=int(n.size),
-                refused=refused,
-                fit=None if refused else analyse_joint(m, n, err),
-                left_out={} if refused else {a: joint_leave_out(m, n, err, a) for a in AXES},
-            )
-        )
+        runs = [r for r in metrics if r["setting"] == setting]
+        titles = tuple({parameters(r): MODEL_TITLES[r["model"]] for r in runs}.items())
+        out.append(_joint_check(setting, tuple(m), tuple(n), tuple(err), titles))
     return out
+
+
+@functools.lru_cache(maxsize=8)
+def _joint_check(
+    setting: str, m: tuple, n: tuple, err: tuple, titles: tuple[tuple[int, str], ...]
+) -> JointCheck:
+    """One setting's joint check, cached: a report asks for it in its summary, its README
+    section and its observations, and each costs three bootstraps."""
+    m, n, err = (np.array(v) for v in (m, n, err))
+    refused = joint_refusal(m, n)
+    return JointCheck(
+        setting=setting,
+        models=dict(titles),
+        sizes=[int(v) for v in np.unique(n)],
+        runs=int(n.size),
+        refused=refused,
+        fit=None if refused else analyse_joint(m, n, err),
+        left_out={} if refused else {a: joint_leave_out(m, n, err, a) for a in AXES},
+    )
 
 
 AXES = {"model": "the largest model", "size": "the largest training-set size"}
