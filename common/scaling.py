@@ -38,7 +38,12 @@ MARKERS = {
 }
 SETTING_COLORS = {"scratch": "tab:blue", "pretrained": "tab:orange"}
 LINES = [(s, m) for s in SETTING_TITLES for m in MODEL_TITLES]
-LINE_COLORS = {line: f"C{i}" for i, line in enumerate(LINES)}
+# a hue per model (tab20's pairs), dark from scratch and light fine-tuned: 12 distinct lines
+LINE_COLORS = {
+    (s, m): plt.get_cmap("tab20")(2 * j + i)
+    for i, s in enumerate(SETTING_TITLES)
+    for j, m in enumerate(MODEL_TITLES)
+}
 
 Points = list[tuple[int, float]]
 
@@ -248,17 +253,18 @@ def plot_error_vs_parameters(metrics: list[dict[str, Any]]) -> Figure:
     if lines:
         counts = sorted({p for points in lines.values() for p, *_ in points})
         _log_axis(ax, "x", counts, exact=True)
-        ax.xaxis.set_ticks(counts, [f"{c / 1e6:.1f}M" for c in counts])
+        ax.xaxis.set_ticks(counts, [f"{c / 1e6:.1f}M" for c in counts], rotation=45, fontsize=8)
         _log_axis(ax, "y", drawn)
+        models = sorted({m["model"] for m in metrics}, key=list(MODEL_TITLES).index)
+        for model in models:  # the marker key, apart from the lines' colours
+            ax.plot([], [], MARKERS[model], color="0.3", label=MODEL_TITLES[model])
         ax.legend(fontsize=7)
     else:
         _note(ax, "no runs yet")
-    models = sorted({m["model"] for m in metrics}, key=list(MODEL_TITLES).index)
     return _finish(
         fig,
         ax,
-        "parameters as trained (log scale); markers: "
-        + (", ".join(f"{MARKERS[m]} {MODEL_TITLES[m]}" for m in models) or "none"),
+        "parameters as trained (log scale)",
         "test error, 1 − accuracy (log scale)",
         "Test error vs model size at each training-set size: mean ± sd over seeds"
         + ("; dashed: joint fit" if fits else ""),
