@@ -151,13 +151,14 @@ def fit_power_law(n: ArrayLike, err: ArrayLike, start: PowerLaw | None = None) -
         return pure if sse(pure, n, err) < sse(flat, n, err) else flat
     x, n0 = _scale(n)
     top = float(err.min()) * (1 - 1e-9)
-    starts = [
-        (*line, share * top)
-        for share in FLOOR_STARTS
-        if (line := _line_start(x, err - share * top)) is not None
-    ]
     if start is not None and not start.flat:
         starts = [(start.a * n0**-start.b, start.b, start.c)]
+    else:
+        starts = [
+            (*line, share * top)
+            for share in FLOOR_STARTS
+            if (line := _line_start(x, err - share * top)) is not None
+        ]
     best: tuple[np.ndarray, float] | None = None
     for x0 in starts:
         found = _solve([x], err, True, x0, [np.inf, np.inf, top])
@@ -465,9 +466,9 @@ def joint_leave_out(
     key = m if axis == "model" else n
     largest = key.max()
     kept = key < largest
-    reason = joint_refusal(m[kept], n[kept]) if kept.any() else "nothing is left to fit on"
-    if reason or np.unique(key).size < 2:
-        return {"tested": False, "reason": reason or f"one {axis} only", "left_out": int(largest)}
+    reason = joint_refusal(m[kept], n[kept]) if kept.any() else f"one {axis} only"
+    if reason:
+        return {"tested": False, "reason": reason, "left_out": int(largest)}
     fitted = analyse_joint(m[kept], n[kept], err[kept], boot, seed)
     cells = []
     for mi, ni in np.unique(np.stack([m[~kept], n[~kept]], axis=1), axis=0):

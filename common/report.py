@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import RECIPE_FROM, REPO
+from .config import RECIPE_FROM, REPO, recipe_model
 from .data import fraction_title
 from .files import write_text
 from .fits import AXIS_SIZES
@@ -383,7 +383,7 @@ def inherited_recipes(models: Iterable[str]) -> list[str]:
     """One note per model that trains with another model's recipe (config.RECIPE_FROM), with
     the reason."""
     return [
-        f"{MODEL_TITLES[m]} trains with {MODEL_TITLES[RECIPE_FROM[m][0]]}'s recipe, not tuned "
+        f"{MODEL_TITLES[m]} trains with {MODEL_TITLES[recipe_model(m)]}'s recipe, not tuned "
         f"for it: {RECIPE_FROM[m][1]}."
         for m in MODEL_TITLES
         if m in models and m in RECIPE_FROM
