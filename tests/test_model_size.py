@@ -116,11 +116,12 @@ def test_parameters_are_recorded_and_derived_for_older_records():
 
 def test_dry_run_lists_all_five_depths(tmp_path, fake_data, torch_home, no_network, capsys):
     (tmp_path / "data").symlink_to(fake_data, target_is_directory=True)
-    args = cli_args(tmp_path, "--models", ",".join(DEPTHS), "--settings", "scratch", "--dry-run")
+    args = cli_args(tmp_path, "--models", ",".join(DEPTHS), "--dry-run")
     assert run_all.main(args) == 0
     out = capsys.readouterr().out
+    assert "30 runs" in out  # 5 depths x 3 sizes x 2 settings
     for depth in DEPTHS:
-        assert f"{depth}_data-1-16_seed0" in out and f"{depth}_data-100_seed0" in out
+        assert f"scratch    {depth}_data-1-16_seed0" in out and f"{depth}_data-100_seed0" in out
 
 
 def test_a_tiny_grid_of_three_models_ends_with_the_model_size_figure_and_joint_fit(
