@@ -13,11 +13,13 @@ from common.config import RECIPE_FROM, make_config, recipe_model
 from common.fits import analyse_joint, fit_joint, joint_leave_out, joint_refusal
 from common.grid import BASE_MODELS, MODEL_NOTEBOOK, Run, build_grid
 from common.models import MODELS, flops_per_image, parameter_count
+from common.observations import joint_table, observations
 from common.report import write_report
 from common.results import make_metrics, parameters
 from common.scaling import write_scaling
 from tests.conftest import TINY, fake_result
 from tests.test_run_all import cli_args
+from tests.test_scaling import SIZES, run
 
 DEPTHS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
 # Synthetic truth in the form of Rosenfeld et al. 2020: e(m, n) = a n^-alpha + b m^-beta + c
@@ -75,6 +77,12 @@ def test_the_joint_fit_refuses_what_its_points_cannot_identify(cells, reason):
     m, n = (np.repeat(v, 3) for v in zip(*cells, strict=True))
     assert reason in joint_refusal(m, n)
     assert analyse_joint(m, n, truth(m, n)) is None
+
+
+def test_quick_runs_get_no_joint_fit():
+    quick = [run(m, fraction=f, profile="quick") for m in DEPTHS[:3] for f in SIZES]
+    assert joint_table(quick).startswith("Quick runs measure no model-size effect")
+    assert not any("Joint fit" in line for line in observations(quick))
 
 
 def test_leaving_out_the_largest_size_of_three_is_not_tested():
