@@ -1,6 +1,7 @@
 """Learning-curve statistics that say when they do not know: power-law fits compared with
-simpler curves by AIC, bootstrap intervals over seeds, Hoiem et al.'s e_N and β_N, and Welch's
-t-test for two groups of seeds."""
+simpler curves by AIC, bootstrap intervals over seeds, Hoiem et al.'s e_N and β_N, the joint
+fit over data and model size (Rosenfeld et al. 2020) with its leave-one-out check, and Welch's
+t-test for two groups of seeds. The optimizers and the t distribution are scipy's."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
+from scipy.optimize import least_squares
+from scipy.stats import ttest_ind
 
 EPS = 1e-6  # errors of 0 are clipped to this so that their logarithm exists
-GRID = 200  # candidate floors c in [0, min(err)) ...
-REFINE = 3  # ... then this many finer grids around the best one
+# Where the least-squares search for a floor c starts, as shares of the smallest error: the
+# objective is not convex in c, so it starts from both ends of [0, min(err)) and the middle
+FLOOR_STARTS = (0.0, 0.5, 0.9)
 BOOT = 400  # bootstrap resamples; the 2.5% and 97.5% quantiles then rest on 10 values each
 LEVEL = 0.95  # every interval here is a 95% percentile-bootstrap interval
 DELTA_AIC = 2.0  # a more complex curve must lower AIC by more than this to be preferred
@@ -51,18 +55,48 @@ def exponent(b: float) -> str:
     return f"{b:.2f}" if b >= 0.005 else f"{b:.1g}"
 
 
-def _lines(n: np.ndarray, err: np.ndarray, floors: np.ndarray) -> tuple[np.ndarray, ...]:
-    """For each floor c: the log-log line fit (a, b) and its squared error in err space
-    (inf where b <= 0 or the numbers overflow)."""
-    x = np.log(n)
-    xc = x - x.mean()
-    y = np.log(err[None, :] - floors[:, None])
-    slope = (y - y.mean(axis=1, keepdims=True)) @ xc / (xc @ xc)
-    a, b = np.exp(y.mean(axis=1) - slope * x.mean()), -slope
-    with np.errstate(over="ignore", invalid="ignore"):
-        sse = np.sum((a[:, None] * n[None, :] ** -b[:, None] + floors[:, None] - err) ** 2, 1)
-    sse[(b <= 0) | ~np.isfinite(a) | ~np.isfinite(sse)] = np.inf
-    return a, b, sse
+def _line_start(x: np.ndarray, y: np.ndarray) -> tuple[float, float] | None:
+    """(A, b) of the least-squares line log y = log A - b log x, a starting point for the
+    optimizer; None where y does not fall with x (or is not positive)."""
+    if np.any(y <= 0):
+        return None
+    slope, icpt = np.polyfit(np.log(x), np.log(y), 1)
+    return (float(np.exp(icpt)), float(-slope)) if slope < 0 else None
+
+
+def _solve(
+    xs: list[np.ndarray], err: np.ndarray, floor: bool, x0: ArrayLike, upper: ArrayLike
+) -> tuple[np.ndarray, float] | None:
+    """Least squares in err space of sum_i A_i · x_i^-b_i (+ c with `floor`), parameters
+    (A_1, b_1, ..., c) between 0 and `upper`, by scipy's trust region reflective method with
+    the analytic Jacobian, from x0: the parameters and their sum of squared residuals, or
+    None when the search leaves finite numbers."""
+    logs = [np.log(x) for x in xs]
+
+    def powers(p: np.ndarray) -> list[np.ndarray]:
+        return [x ** -p[2 * i + 1] for i, x in enumerate(xs)]
+
+    def residuals(p: np.ndarray) -> np.ndarray:
+        fitted = sum(p[2 * i] * xb for i, xb in enumerate(powers(p)))
+        return fitted + (p[-1] if floor else 0.0) - err
+
+    def jacobian(p: np.ndarray) -> np.ndarray:
+        columns = []
+        for i, xb in enumerate(powers(p)):
+            columns += [xb, -p[2 * i] * xb * logs[i]]
+        return np.stack(columns + ([np.ones_like(err)] if floor else []), axis=1)
+
+    upper = np.asarray(upper, dtype=float)
+    inside = upper.copy()  # trf starts strictly inside the bounds
+    inside[np.isfinite(upper)] *= 1 - 1e-9
+    x0 = np.clip(np.asarray(x0, dtype=float), 0.0, inside)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        try:
+            out = least_squares(residuals, x0, jac=jacobian, bounds=(0.0, upper), method="trf")
+        except ValueError:  # residuals not finite at the start
+            return None
+    sse = float(np.sum(out.fun**2))
+    return (out.x, sse) if np.isfinite(sse) and np.all(np.isfinite(out.x)) else None
 
 
 def _prepare(n: ArrayLike, err: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -79,41 +113,61 @@ def fit_flat(n: ArrayLike, err: ArrayLike) -> PowerLaw:
     return PowerLaw(0.0, 0.0, float(err.mean()), n.size)
 
 
+def _scale(n: np.ndarray) -> tuple[np.ndarray, float]:
+    """n over its geometric mean, and that mean: the optimizer then sees sizes near 1."""
+    n0 = float(np.exp(np.log(n).mean()))
+    return n / n0, n0
+
+
 def fit_pure(n: ArrayLike, err: ArrayLike) -> PowerLaw:
     """e(n) = a · n^-b (no floor), or the flat line where the errors do not fall with n."""
     n, err = _prepare(n, err)
-    if np.unique(n).size < 2:
+    x, n0 = _scale(n)
+    start = _line_start(x, err) if np.unique(n).size >= 2 else None
+    if start is None:
         return fit_flat(n, err)
-    a, b, sse = _lines(n, err, np.zeros(1))
-    return (
-        PowerLaw(float(a[0]), float(b[0]), 0.0, n.size) if np.isfinite(sse[0]) else fit_flat(n, err)
-    )
+    found = _solve([x], err, False, start, [np.inf, np.inf])
+    if found is None or found[0][0] <= 0 or found[0][1] <= 0:
+        return fit_flat(n, err)
+    (a, b), _ = found
+    return PowerLaw(float(a * n0**b), float(b), 0.0, n.size)
 
 
-def fit_power_law(n: ArrayLike, err: ArrayLike) -> PowerLaw:
+def fit_power_law(n: ArrayLike, err: ArrayLike, start: PowerLaw | None = None) -> PowerLaw:
     """Fit e(n) = a · n^-b + c with a, b >= 0 and 0 <= c < min(err) (Hestness et al. 2017).
 
-    Profiles over the floor c; for each c, a least-squares line through log(err - c) against
-    log(n) gives a and b, and the c with the least squared error in err space wins. Two sizes
-    fit c = 0; one size, or errors that do not fall with n, give the flat fit c = mean(err).
+    scipy's bounded least squares in err space, started from `start` when it is a curve (the
+    bootstrap starts from the fit to all runs), else from the log-log line through err - c for
+    each floor in FLOOR_STARTS; the lowest sum of squares wins. Two sizes fit c = 0; one size,
+    or errors that do not fall with n, give the flat fit c = mean(err).
     """
     n, err = _prepare(n, err)
     flat = fit_flat(n, err)
-    best = (flat.a, flat.b, flat.c, sse(flat, n, err))
     sizes = np.unique(n).size
     if sizes < 2:
         return flat
     if sizes == 2:
         pure = fit_pure(n, err)
-        return pure if sse(pure, n, err) < best[3] else flat
-    grid = np.linspace(0.0, err.min() * (1 - 1e-9), GRID)
-    for _ in range(REFINE + 1):
-        a, b, errors = _lines(n, err, grid)
-        i = int(np.argmin(errors))
-        if errors[i] < best[3]:
-            best = (float(a[i]), float(b[i]), float(grid[i]), float(errors[i]))
-        grid = np.linspace(grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)], 41)
-    return PowerLaw(*best[:3], n.size)
+        return pure if sse(pure, n, err) < sse(flat, n, err) else flat
+    x, n0 = _scale(n)
+    top = float(err.min()) * (1 - 1e-9)
+    if start is not None and not start.flat:
+        starts = [(start.a * n0**-start.b, start.b, start.c)]
+    else:
+        starts = [
+            (*line, share * top)
+            for share in FLOOR_STARTS
+            if (line := _line_start(x, err - share * top)) is not None
+        ]
+    best: tuple[np.ndarray, float] | None = None
+    for x0 in starts:
+        found = _solve([x], err, True, x0, [np.inf, np.inf, top])
+        if found and (best is None or found[1] < best[1]):
+            best = found
+    if best is None or best[0][0] <= 0 or best[0][1] <= 0 or best[1] >= sse(flat, n, err):
+        return flat
+    a, b, c = best[0]
+    return PowerLaw(float(a * n0**b), float(b), float(c), n.size)
 
 
 FITTERS = {FLAT: fit_flat, PURE: fit_pure, FLOOR: fit_power_law}
@@ -149,12 +203,12 @@ def choose(n: ArrayLike, err: ArrayLike) -> tuple[str, dict[str, float]]:
     return next(name for name in scores if scores[name] <= low + DELTA_AIC), scores
 
 
-def _resample(n: np.ndarray, err: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The errors with the seeds at each size drawn again, with replacement (every size has
-    two or more)."""
+def _resample(groups: np.ndarray, err: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The errors with the seeds of each group (a size, or a model and size) drawn again,
+    with replacement (every group has two or more)."""
     out = err.copy()
-    for size in np.unique(n):
-        idx = np.flatnonzero(n == size)
+    for group in np.unique(groups):
+        idx = np.flatnonzero(groups == group)
         mean, k = err[idx].mean(), idx.size
         # k draws from k values spread sd·√((k-1)/k) on average: widen them back to sd
         out[idx] = mean + (err[rng.choice(idx, k)] - mean) * math.sqrt(k / (k - 1))
@@ -197,9 +251,10 @@ class Curve:
         return self.chosen != FLAT and len(self.sizes) <= PARAMS[FLOOR]
 
 
-def _seeded(n: np.ndarray) -> bool:
-    """True when every size has two or more runs, which a bootstrap over seeds needs."""
-    return all(np.sum(n == s) > 1 for s in np.unique(n))
+def _seeded(groups: np.ndarray) -> bool:
+    """True when every group (size, or cell) has two or more runs, which a bootstrap over
+    seeds needs."""
+    return all(np.sum(groups == g) > 1 for g in np.unique(groups))
 
 
 def _fitter(chosen: str) -> Callable[[ArrayLike, ArrayLike], PowerLaw]:
@@ -210,10 +265,14 @@ def _fitter(chosen: str) -> Callable[[ArrayLike, ArrayLike], PowerLaw]:
 
 
 def _draws(n: np.ndarray, err: np.ndarray, fitter: Callable, boot: int, seed: int) -> list:
-    """The fits to `boot` bootstrap resamples of the seeds; none unless every size has two."""
+    """The fits to `boot` bootstrap resamples of the seeds, each started from the fit to all
+    runs; none unless every size has two."""
     if not _seeded(n):
         return []
     rng = np.random.default_rng(seed)
+    if fitter is fit_power_law:
+        fit = fit_power_law(n, err)
+        return [fit_power_law(n, _resample(n, err, rng), start=fit) for _ in range(boot)]
     return [fitter(n, _resample(n, err, rng)) for _ in range(boot)]
 
 
@@ -264,54 +323,180 @@ def extrapolate(
     }
 
 
-def _betacf(a: float, b: float, x: float) -> float:
-    """The continued fraction of the regularized incomplete beta function (modified Lentz)."""
-    tiny = 1e-300
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
-    d = 1 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 300):
-        for num in (
-            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
-        ):
-            d = 1 + num * d
-            d = 1 / (d if abs(d) > tiny else tiny)
-            c = 1 + num / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1) < 1e-12:
-            break
-    return h
+JOINT_PARAMS = 5  # a, alpha, b, beta, c
+AXIS_SIZES = 3  # distinct values an axis needs: its curve's a and exponent, beyond the level
 
 
-def betainc(a: float, b: float, x: float) -> float:
-    """The regularized incomplete beta function I_x(a, b) (Numerical Recipes, §6.4)."""
-    if x <= 0 or x >= 1:
-        return 0.0 if x <= 0 else 1.0
-    front = math.exp(
-        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+@dataclass(frozen=True)
+class JointLaw:
+    """e(m, n) = a · n^-alpha + b · m^-beta + c over training images n and parameters m
+    (Rosenfeld et al. 2020, without their envelope towards chance error), fitted to `points`
+    runs."""
+
+    a: float
+    alpha: float
+    b: float
+    beta: float
+    c: float
+    points: int
+
+    def __call__(self, m: ArrayLike, n: ArrayLike) -> np.ndarray | float:
+        m, n = np.asarray(m, dtype=float), np.asarray(n, dtype=float)
+        values = self.a * n**-self.alpha + self.b * m**-self.beta + self.c
+        return float(values) if np.ndim(values) == 0 else values
+
+    def describe(self) -> str:
+        return (
+            f"e(m, n) = {self.a:.3g} · n^-{exponent(self.alpha)} + {self.b:.3g} · "
+            f"m^-{exponent(self.beta)} + {self.c:.3g}"
+        )
+
+
+def _cells(m: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Per run, the index of its (m, n) cell: the groups the bootstrap resamples seeds in."""
+    return np.unique(np.stack([m, n], axis=1), axis=0, return_inverse=True)[1].ravel()
+
+
+def joint_refusal(m: ArrayLike, n: ArrayLike) -> str:
+    """Why the joint form cannot be identified from runs at (m, n), or '' when it can: each
+    axis needs AXIS_SIZES distinct values, and there must be more cells than parameters."""
+    m, n = np.asarray(m, dtype=float).ravel(), np.asarray(n, dtype=float).ravel()
+    models, sizes = np.unique(m).size, np.unique(n).size
+    cells = np.unique(np.stack([m, n], axis=1), axis=0).shape[0] if m.size else 0
+    if models < AXIS_SIZES:
+        plural = "s" * (models != 1)
+        return f"{models} model size{plural}: the joint form needs {AXIS_SIZES} or more"
+    if sizes < AXIS_SIZES:
+        return (
+            f"{sizes} training-set size{'s' * (sizes != 1)}: the joint form needs "
+            f"{AXIS_SIZES} or more"
+        )
+    if cells <= JOINT_PARAMS:
+        return f"{cells} (model, size) cells for {JOINT_PARAMS} parameters: it needs more"
+    return ""
+
+
+def _joint_starts(m: np.ndarray, n: np.ndarray, err: np.ndarray) -> list[list[float]]:
+    """Starting points (scaled a, alpha, scaled b, beta, c) from each axis's own curve through
+    all the runs, with the floor at 0 and at half the smallest error."""
+    fn, fm = fit_power_law(n, err), fit_power_law(m, err)
+    alpha, beta = fn.b or 1.0, fm.b or 1.0  # a flat axis starts at exponent 1
+    spread = float(err.max() - err.min()) / 2 or float(err.mean())
+    return [[spread, alpha, spread, beta, share * float(err.min())] for share in (0.0, 0.5)]
+
+
+def fit_joint(
+    m: ArrayLike, n: ArrayLike, err: ArrayLike, start: JointLaw | None = None
+) -> JointLaw:
+    """Fit e(m, n) = a · n^-alpha + b · m^-beta + c with every parameter >= 0 and c <= min(err),
+    by scipy's bounded least squares in err space (m and n over their geometric means); from
+    `start` when given (the bootstrap starts from the full fit), else from `_joint_starts`.
+    Call only where `joint_refusal` is ''."""
+    m, n = np.asarray(m, dtype=float).ravel(), np.asarray(n, dtype=float).ravel()
+    n, err = _prepare(n, err)
+    (xm, m0), (xn, n0) = _scale(m), _scale(n)
+    starts = (
+        [[start.a * n0**-start.alpha, start.alpha, start.b * m0**-start.beta, start.beta, start.c]]
+        if start
+        else _joint_starts(m, n, err)
     )
-    if x < (a + 1) / (a + b + 2):
-        return front * _betacf(a, b, x) / a
-    return 1 - front * _betacf(b, a, 1 - x) / b
+    top = float(err.min())
+    best = None
+    for x0 in starts:
+        found = _solve([xn, xm], err, True, x0, [np.inf] * 4 + [top])
+        if found and (best is None or found[1] < best[1]):
+            best = found
+    if best is None:  # no finite fit: the flat level
+        return JointLaw(0.0, 0.0, 0.0, 0.0, float(err.mean()), n.size)
+    a, alpha, b, beta, c = (float(v) for v in best[0])
+    return JointLaw(a * n0**alpha, alpha, b * m0**beta, beta, c, n.size)
 
 
-def t_two_sided(t: float, df: float) -> float:
-    """P(|T| > |t|) for Student's t with `df` degrees of freedom."""
-    return betainc(df / 2, 0.5, df / (df + t * t))
+@dataclass(frozen=True)
+class Joint:
+    """The joint fit and its 95% bootstrap intervals over seeds (None: one seed in some
+    cell)."""
+
+    fit: JointLaw
+    models: list[int]  # the distinct parameter counts
+    sizes: list[int]  # the distinct training-set sizes
+    runs: int
+    alpha: tuple[float, float] | None
+    beta: tuple[float, float] | None
+    c: tuple[float, float] | None
+    draws: list[JointLaw]  # the bootstrap fits
+
+
+def analyse_joint(
+    m: ArrayLike, n: ArrayLike, err: ArrayLike, boot: int = BOOT, seed: int = 0
+) -> Joint | None:
+    """The joint fit with bootstrap intervals over the seeds of each (m, n) cell; None where
+    `joint_refusal` gives a reason."""
+    m, n = np.asarray(m, dtype=float).ravel(), np.asarray(n, dtype=float).ravel()
+    n, err = _prepare(n, err)
+    if joint_refusal(m, n):
+        return None
+    fit = fit_joint(m, n, err)
+    cells = _cells(m, n)
+    draws = []
+    if _seeded(cells) and boot:
+        rng = np.random.default_rng(seed)
+        draws = [fit_joint(m, n, _resample(cells, err, rng), start=fit) for _ in range(boot)]
+    return Joint(
+        fit=fit,
+        models=[int(v) for v in np.unique(m)],
+        sizes=[int(v) for v in np.unique(n)],
+        runs=n.size,
+        alpha=interval([d.alpha for d in draws]) if draws else None,
+        beta=interval([d.beta for d in draws]) if draws else None,
+        c=interval([d.c for d in draws]) if draws else None,
+        draws=draws,
+    )
+
+
+def joint_leave_out(
+    m: ArrayLike, n: ArrayLike, err: ArrayLike, axis: str, boot: int = BOOT, seed: int = 0
+) -> dict[str, Any]:
+    """Fit without the largest model (`axis` 'model') or the largest size ('size'), then
+    predict each left-out cell with a bootstrap interval over seeds and say whether its
+    measured mean error lies inside. {'tested': False, 'reason': ...} where what is left
+    cannot identify the form, or nothing would be left out."""
+    m, n = np.asarray(m, dtype=float).ravel(), np.asarray(n, dtype=float).ravel()
+    n, err = _prepare(n, err)
+    key = m if axis == "model" else n
+    largest = key.max()
+    kept = key < largest
+    reason = joint_refusal(m[kept], n[kept]) if kept.any() else f"one {axis} only"
+    if reason:
+        return {"tested": False, "reason": reason, "left_out": int(largest)}
+    fitted = analyse_joint(m[kept], n[kept], err[kept], boot, seed)
+    cells = []
+    for mi, ni in np.unique(np.stack([m[~kept], n[~kept]], axis=1), axis=0):
+        at = (m == mi) & (n == ni)
+        measured = float(err[at].mean())
+        bounds = interval([d(mi, ni) for d in fitted.draws]) if fitted.draws else None
+        cells.append(
+            {
+                "m": int(mi),
+                "n": int(ni),
+                "predicted": float(fitted.fit(mi, ni)),
+                "interval": bounds,
+                "measured": measured,
+                "inside": None if bounds is None else bounds[0] <= measured <= bounds[1],
+            }
+        )
+    return {"tested": True, "left_out": int(largest), "fit": fitted, "cells": cells}
 
 
 def welch(x: ArrayLike, y: ArrayLike) -> tuple[float, float] | None:
-    """Welch's unequal-variance t-test: (t, two-sided p), or None with fewer than two values
-    in a group. Identical groups with no spread give p = 1; distinct ones p = 0."""
+    """Welch's unequal-variance t-test (scipy's `ttest_ind`, equal_var=False): (t, two-sided p),
+    or None with fewer than two values in a group. Groups with no spread, where t is undefined,
+    give p = 1 when identical and p = 0 when distinct."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if x.size < 2 or y.size < 2:
         return None
-    vx, vy = x.var(ddof=1) / x.size, y.var(ddof=1) / y.size
-    diff = float(x.mean() - y.mean())
-    if vx + vy == 0:
+    if x.var() + y.var() == 0:
+        diff = float(x.mean() - y.mean())
         return (0.0, 1.0) if diff == 0 else (math.copysign(math.inf, diff), 0.0)
-    t = diff / math.sqrt(vx + vy)
-    df = (vx + vy) ** 2 / (vx**2 / (x.size - 1) + vy**2 / (y.size - 1))
-    return t, t_two_sided(t, df)
+    test = ttest_ind(x, y, equal_var=False)
+    return float(test.statistic), float(test.pvalue)

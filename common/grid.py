@@ -11,11 +11,12 @@ from typing import Any
 from .config import LIFT, SETTINGS, RunConfig, make_config, run_name
 from .data import fraction_label
 from .errors import ConfigError
-from .models import check_model
+from .models import check_model, flops_per_image
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 SEED_FRACTIONS = (1 / 16, 0.5, 1.0)  # the sizes the six notebooks are named for
-BASE_MODELS = ("resnet18", "resnet50")  # at every fraction and setting
+BASE_MODELS = ("resnet18", "resnet50")  # at every fraction and setting; each has named notebooks
+MODEL_NOTEBOOK = "model.ipynb"  # the same cells, for every other model
 EXTRA_MODEL = "resnext50_32x4d"  # the seed's extra run: pretrained, on 100% only
 # The notebooks' `parameters` cell; the rest of a run's settings come from the recipe table.
 NOTEBOOK_PARAMETERS = (
@@ -62,21 +63,24 @@ class Run:
 
     @property
     def cost(self) -> float:
-        """A rough relative training time, only to start the longest runs first: the share of
-        the data times the model's time per image (ResNet-50-sized models about twice
-        ResNet-18's on the CPU benchmark of benchmarks/results/pipeline-cpu.md)."""
-        return self.fraction * (1.0 if self.model == "resnet18" else 2.0)
+        """A relative training time, only to start the longest runs first: the share of the
+        data times the model's forward FLOPs per image relative to ResNet-18's (counted by
+        torch on a 32 px image through the CIFAR stem; the ImageNet stem scales every model
+        alike)."""
+        return self.fraction * flops_per_image(self.model) / flops_per_image("resnet18")
 
     def run_dir(self, output_dir: str | Path) -> Path:
         return Path(output_dir) / self.setting / self.name
 
     @property
     def notebook(self) -> Path:
-        """The named notebook of the model's family at the nearest of the three seed sizes;
-        papermill injects the exact model and fraction, so any cell can run through it."""
-        family = "resnet18" if self.model == "resnet18" else "resnet50"
+        """ResNet-18 and ResNet-50: their named notebook at the nearest of the three seed sizes;
+        every other model: notebooks/model.ipynb. Papermill injects the exact model and
+        fraction, so any cell can run through either."""
+        if self.model not in BASE_MODELS:
+            return NOTEBOOKS / MODEL_NOTEBOOK
         nearest = min(SEED_FRACTIONS, key=lambda f: abs(f - self.fraction))
-        return NOTEBOOKS / f"{family}_data-{fraction_label(nearest)}.ipynb"
+        return NOTEBOOKS / f"{self.model}_data-{fraction_label(nearest)}.ipynb"
 
 
 def build_grid(

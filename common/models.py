@@ -1,6 +1,8 @@
-"""The three torchvision models with a 10-class head, from scratch or from ImageNet weights:
-torchvision's V1 or V2 (found, or downloaded and checked) or a state dict of one's own (with or
-without the ImageNet head, float32 or float16), labelled by file name and content hash."""
+"""The torchvision models (ResNet-18 to ResNet-152, ResNeXt50_32x4d) with a 10-class head, from
+scratch or from ImageNet weights: torchvision's V1 or V2 (found, or downloaded and checked) or a
+state dict of one's own (with or without the ImageNet head, float32 or float16), labelled by file
+name and content hash; which file each model of a grid uses; and the models' size as trained:
+parameters and FLOPs per image."""
 
 from __future__ import annotations
 
@@ -14,23 +16,38 @@ from urllib.parse import urlparse
 import torch
 import torchvision.models as tvm
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from .errors import ConfigError, WeightsError
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "resnet18": tvm.resnet18,
+    "resnet34": tvm.resnet34,
     "resnet50": tvm.resnet50,
+    "resnet101": tvm.resnet101,
+    "resnet152": tvm.resnet152,
     "resnext50_32x4d": tvm.resnext50_32x4d,
 }
 # torchvision's ImageNet weights per model and version. The default is V1 for every model: it is
 # the only version ResNet-18 has, so a grid that compares model sizes compares like with like.
 # V2 is a stronger ImageNet recipe, not a bigger model (ImageNet top-1 from torchvision's model
 # docs: ResNet-50 76.1% V1 / 80.9% V2, ResNeXt50_32x4d 77.6% / 81.2%, ResNet-18 69.8% V1 only).
+# ResNet-34 has V1 only; ResNet-101 and ResNet-152 have both (the enums of torchvision's
+# resnet.py).
 IMAGENET_WEIGHTS: dict[str, dict[str, tvm.WeightsEnum]] = {
     "resnet18": {"V1": tvm.ResNet18_Weights.IMAGENET1K_V1},
+    "resnet34": {"V1": tvm.ResNet34_Weights.IMAGENET1K_V1},
     "resnet50": {
         "V1": tvm.ResNet50_Weights.IMAGENET1K_V1,
         "V2": tvm.ResNet50_Weights.IMAGENET1K_V2,
+    },
+    "resnet101": {
+        "V1": tvm.ResNet101_Weights.IMAGENET1K_V1,
+        "V2": tvm.ResNet101_Weights.IMAGENET1K_V2,
+    },
+    "resnet152": {
+        "V1": tvm.ResNet152_Weights.IMAGENET1K_V1,
+        "V2": tvm.ResNet152_Weights.IMAGENET1K_V2,
     },
     "resnext50_32x4d": {
         "V1": tvm.ResNeXt50_32X4D_Weights.IMAGENET1K_V1,
@@ -53,7 +70,7 @@ def check_model(name: str) -> None:
 
 def weights_version(name: str, asked: str = "V1") -> str:
     """The torchvision version a run of `name` uses when `asked` is wanted: `asked` where the
-    model has it, else V1 (ResNet-18 has no V2)."""
+    model has it, else V1 (ResNet-18 and ResNet-34 have no V2)."""
     check_model(name)
     if asked not in VERSIONS:
         raise ConfigError(f"unknown weights version {asked!r}: choose one of {', '.join(VERSIONS)}")
@@ -304,3 +321,32 @@ def weights_remedy(models: Iterable[str], version: str) -> str:
         f"machine with internet, and put them in torchvision's cache ({cache}) or in a folder "
         "passed with --weights-dir (docs/offline.md)."
     )
+
+
+def _skeleton(name: str, stem: str) -> nn.Module:
+    """The model as trained (10-class head, `stem`) on the meta device: shapes, no memory."""
+    with torch.device("meta"):
+        model = MODELS[name](weights=None, num_classes=10)
+        if stem == "cifar":
+            _use_cifar_stem(model)
+    return model
+
+
+@functools.cache
+def parameter_count(name: str, stem: str = "cifar") -> int:
+    """The parameters of `name` as trained here: 10-class head and the given stem (the CIFAR
+    stem's 3x3 first convolution has fewer than the ImageNet stem's 7x7)."""
+    check_model(name)
+    return sum(p.numel() for p in _skeleton(name, stem).parameters())
+
+
+@functools.cache
+def flops_per_image(name: str, stem: str = "cifar", image_size: int = 32) -> int:
+    """The forward FLOPs of one image through `name`, counted by torch's FlopCounterMode on
+    the meta device (convolutions and matrix products; no memory or time is spent)."""
+    check_model(name)
+    model = _skeleton(name, stem)
+    image = torch.empty(1, 3, image_size, image_size, device="meta")
+    with FlopCounterMode(display=False) as counter:
+        model(image)
+    return int(counter.get_total_flops())

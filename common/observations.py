@@ -1,17 +1,39 @@
-"""What the runs say in words: the extrapolation check and the observations, each claim with
-its stated test (the fits are in `fits.py`, the figures in `scaling.py`)."""
+"""What the runs say in words: the extrapolation checks (over data size, and of the joint fit over
+data and model size) and the observations, each claim with its stated test (the fits are in
+`fits.py`, the figures in `scaling.py`)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .data import fraction_title
-from .fits import FLAT, PURE, Curve, analyse, exponent, extrapolate, welch
-from .results import MODEL_TITLES, SETTING_TITLES, Condition, weights_title
-from .scaling import Points, conditions_by_key, line_label, pretraining_gaps, scaling_points
+from .fits import (
+    FLAT,
+    PURE,
+    Curve,
+    Joint,
+    analyse,
+    analyse_joint,
+    exponent,
+    extrapolate,
+    joint_leave_out,
+    joint_refusal,
+    welch,
+)
+from .results import MODEL_TITLES, SETTING_TITLES, Condition, parameters, weights_title
+from .scaling import (
+    Points,
+    conditions_by_key,
+    joint_points,
+    line_label,
+    pretraining_gaps,
+    scaling_points,
+)
 
 
 def _pct_interval(bounds: tuple[float, float] | None) -> str:
@@ -44,6 +66,156 @@ def extrapolation_table(metrics: list[dict[str, Any]]) -> str:
             f"| {_pct_interval(check['interval'])} | {100 * check['measured']:.2f} | {inside} |"
         )
     return "\n".join(rows) + "\n"
+
+
+def millions(count: float) -> str:
+    return f"{count / 1e6:.1f}M"
+
+
+@dataclass(frozen=True)
+class JointCheck:
+    """One setting's joint fit over data and model size, or why it is not tested, and its two
+    leave-one-out checks (fits.joint_leave_out's records)."""
+
+    setting: str
+    models: dict[int, str]  # parameter count -> model title
+    sizes: list[int]
+    runs: int
+    refused: str  # '' when fitted
+    fit: Joint | None
+    left_out: dict[str, dict[str, Any]]  # "model" and "size" -> the check
+
+
+def joint_checks(metrics: list[dict[str, Any]]) -> list[JointCheck]:
+    """Per setting with runs of two or more models at two or more sizes, the joint fit and its
+    leave-one-out checks, or why it is not tested (none for quick runs: they measure no
+    effect)."""
+    if any(m["profile"] == "quick" for m in metrics):
+        return []
+    out = []
+    for setting, (m, n, err) in joint_points(metrics).items():
+        if np.unique(m).size < 2 or np.unique(n).size < 2:
+            continue  # one model or one size: no joint question to ask
+        runs = [r for r in metrics if r["setting"] == setting]
+        titles = tuple({parameters(r): MODEL_TITLES[r["model"]] for r in runs}.items())
+        out.append(_joint_check(setting, tuple(m), tuple(n), tuple(err), titles))
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _joint_check(
+    setting: str, m: tuple, n: tuple, err: tuple, titles: tuple[tuple[int, str], ...]
+) -> JointCheck:
+    """One setting's joint check, cached: a report asks for it in its summary, its README
+    section and its observations, and each costs three bootstraps."""
+    m, n, err = (np.array(v) for v in (m, n, err))
+    refused = joint_refusal(m, n)
+    return JointCheck(
+        setting=setting,
+        models=dict(titles),
+        sizes=[int(v) for v in np.unique(n)],
+        runs=int(n.size),
+        refused=refused,
+        fit=None if refused else analyse_joint(m, n, err),
+        left_out={} if refused else {a: joint_leave_out(m, n, err, a) for a in AXES},
+    )
+
+
+AXES = {"model": "the largest model", "size": "the largest training-set size"}
+
+
+def _left_out_name(check: JointCheck, axis: str, value: int) -> str:
+    return (
+        f"{check.models[value]}, {millions(value)} parameters"
+        if axis == "model"
+        else f"{value:,} images"
+    )
+
+
+def joint_table(metrics: list[dict[str, Any]]) -> str:
+    """Markdown: per setting, the joint fit with its 95% bootstrap intervals over seeds, then
+    each leave-one-out check: the fit without the largest model (or size) against the
+    measured error of every left-out cell; 'not tested' with the reason where the points
+    cannot identify the form."""
+    if any(m["profile"] == "quick" for m in metrics):
+        return (
+            "Quick runs measure no model-size effect, so nothing is fitted (see the "
+            "observations).\n"
+        )
+    checks = joint_checks(metrics)
+    if not checks:
+        return "No setting has runs of two or more models at two or more sizes: no joint fit.\n"
+    fits = ["| setting | runs | joint fit | alpha | beta | c % |", "|---|---:|---|---|---|---|"]
+    cells = [
+        "| setting | fitted without | left-out cell | predicted error % | 95% interval % "
+        "| measured error % | measured inside? |",
+        "|---|---|---|---:|---:|---:|---|",
+    ]
+    for check in checks:
+        head = f"| {SETTING_TITLES[check.setting]} "
+        if check.refused:
+            fits.append(head + f"| {check.runs} | not tested: {check.refused} | – | – | – |")
+            continue
+        joint = check.fit
+        fits.append(
+            head + f"| {check.runs} | {joint.fit.describe()} "
+            f"| {_exponent_interval(joint.fit.alpha, joint.alpha)} "
+            f"| {_exponent_interval(joint.fit.beta, joint.beta)} "
+            f"| {pct(joint.fit.c)} ({_pct_interval(joint.c)}) |"
+        )
+        for axis, result in check.left_out.items():
+            name = _left_out_name(check, axis, result["left_out"])
+            if not result["tested"]:
+                cells.append(head + f"| {name} | not tested: {result['reason']} | – | – | – | – |")
+                continue
+            for cell in result["cells"]:
+                inside = {None: "–", True: "yes", False: "no"}[cell["inside"]]
+                cells.append(
+                    head + f"| {name} | {check.models[cell['m']]} at {cell['n']:,} images "
+                    f"| {pct(cell['predicted'])} | {_pct_interval(cell['interval'])} "
+                    f"| {pct(cell['measured'])} | {inside} |"
+                )
+    return "\n".join(fits) + "\n\n" + "\n".join(cells) + "\n"
+
+
+def _exponent_interval(value: float, bounds: tuple[float, float] | None) -> str:
+    span = _span(*bounds, exponent) if bounds else "one seed: none"
+    return f"{exponent(value)} ({span})"
+
+
+def _joint_bullet(check: JointCheck) -> str:
+    """The joint fit in words: the curve, its exponents with intervals, and the two checks."""
+    counts = sorted(check.models)
+    head = (
+        f"Joint fit over data and model size, {SETTING_TITLES[check.setting]} (Rosenfeld et "
+        "al. 2020's e(m, n) = a · n^-alpha + b · m^-beta + c, m parameters, n training images; "
+        f"{check.runs} runs, {len(counts)} models of {millions(counts[0])}–"
+        f"{millions(counts[-1])} parameters at {len(check.sizes)} training-set sizes)"
+    )
+    if check.refused:
+        return f"{head}: not tested: {check.refused}."
+    joint = check.fit
+    text = f"{head}: {joint.fit.describe()}"
+    if joint.alpha is None:
+        text += "; one seed in some cell, so no intervals"
+    else:
+        text += (
+            f", alpha {_exponent_interval(joint.fit.alpha, joint.alpha)}, beta "
+            f"{_exponent_interval(joint.fit.beta, joint.beta)} (95% bootstrap over seeds)"
+        )
+    for axis, result in check.left_out.items():
+        name = _left_out_name(check, axis, result["left_out"])
+        if not result["tested"]:
+            text += f"; fitted without {AXES[axis]} ({name}): not tested, {result['reason']}"
+            continue
+        inside = [c["inside"] for c in result["cells"]]
+        verdict = (
+            "no interval (one seed in some cell)"
+            if None in inside
+            else f"{sum(inside)} of {len(inside)} left-out cells measured inside the 95% interval"
+        )
+        text += f"; fitted without {AXES[axis]} ({name}): {verdict}"
+    return text + "."
 
 
 def _acc(cell: Condition) -> str:
@@ -222,4 +394,5 @@ def observations(metrics: list[dict[str, Any]]) -> list[str]:
         bullet = _exponent_bullet(setting, model, points, fractions)
         if bullet:
             out.append(bullet)
+    out += [_joint_bullet(check) for check in joint_checks(metrics)]
     return out or ["No runs to compare yet."]

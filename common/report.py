@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import REPO, SETTINGS
+from .config import RECIPE_FROM, REPO, SETTINGS, recipe_model
 from .data import fraction_title
 from .files import write_text
-from .grid import BASE_MODELS, EXTRA_MODEL, SEED_FRACTIONS
-from .observations import extrapolation_table, observations
+from .fits import AXIS_SIZES
+from .grid import BASE_MODELS, SEED_FRACTIONS
+from .observations import extrapolation_table, joint_table, observations
 from .plots import SETTING_DIRS, curve_path, save_curves
 from .results import (
     MODEL_TITLES,
@@ -278,12 +279,15 @@ def replace_between(text: str, block: str, start: str, end: str) -> str:
 def _curve_tables(
     cells: list[Condition], images_dir: Path, base: Path, missing: dict[ConditionKey, NotProduced]
 ) -> str:
-    """The seed's layout: per setting and metric, models by rows and the three sizes by columns;
-    a setting none of whose cells ran is one line."""
+    """The seed's layout: per setting and metric, models by rows (ResNet-18 and ResNet-50, and
+    every other model with runs or missing cells) and sizes by columns (the three seed sizes
+    and any other with runs); a setting none of whose cells ran is one line."""
     have = {(c.setting, c.model, c.fraction) for c in cells}
     out = []
     for setting in SETTING_DIRS:
-        models = [*BASE_MODELS, *([EXTRA_MODEL] if setting == "pretrained" else [])]
+        keys = {k for k in have | set(missing) if k[0] == setting}
+        models = [m for m in MODEL_TITLES if m in BASE_MODELS or any(k[1] == m for k in keys)]
+        fractions = sorted(set(SEED_FRACTIONS) | {k[2] for k in keys if k in have})
         title = SETTING_TITLES[setting]
         out.append(f"#### {title[0].upper()}{title[1:]}\n")
         if not any(k[0] == setting for k in have):
@@ -297,13 +301,13 @@ def _curve_tables(
         for metric, word in (("acc", "Accuracy"), ("loss", "Loss")):
             out.append(
                 f"| {word} | "
-                + " | ".join(fraction_title(f) for f in SEED_FRACTIONS)
+                + " | ".join(fraction_title(f) for f in fractions)
                 + " |\n|---|"
-                + "---|" * len(SEED_FRACTIONS)
+                + "---|" * len(fractions)
             )
             for model in models:
                 row = []
-                for f in SEED_FRACTIONS:
+                for f in fractions:
                     key = (setting, model, f)
                     if key in have:
                         rel = os.path.relpath(
@@ -316,8 +320,6 @@ def _curve_tables(
                         )
                     else:
                         row.append("–")
-                if model == EXTRA_MODEL and all(r == "–" for r in row):
-                    continue
                 out.append(f"| {MODEL_TITLES[model]} | " + " | ".join(row) + " |")
             out.append("")
     return "\n".join(out)
@@ -441,11 +443,13 @@ def write_report(
     if others:
         notes = [*notes, others_line([c for c in rows if c.variant != cells[0].variant])]
     table = summary_table(rows, missing, call.failed)
+    notes = [*notes, *inherited_recipes({c.model for c in cells})]
     table += "".join(f"\n- {note}" for note in notes) + ("\n" if notes else "")
     elapsed = time.perf_counter() - call.started if call.trained else None
     table += f"\n{grid_time_line(cells, elapsed, call.trained)}" if cells else ""
     summary = Path(results_dir) / "summary.md"
-    write_text(summary, f"# Summary\n\n{header}\n{table}")
+    sized = model_size_section(cells, images_dir, summary.resolve().parent, call.figures)
+    write_text(summary, f"# Summary\n\n{header}\n{table}{sized}")
     if readme and not keeps_full(Path(readme), profile):
         readme = Path(readme)
         base = readme.resolve().parent
@@ -462,6 +466,7 @@ def write_report(
             f"### Curves\n\n{_curve_tables(cells, images_dir, base, missing)}\n"
             f"### Summary table\n\n{table}\n"
             f"{_scaling_section(cells, images_dir, base, call.figures)}"
+            f"{model_size_section(cells, images_dir, base, call.figures)}"
         )
         text = replace_between(text, block, README_START, README_END)
         if HEADLINE_START in text and HEADLINE_END in text:
@@ -500,22 +505,57 @@ def section_runs(text: str) -> int | None:
     return int(found.group(1)) if found else 0
 
 
+def figure_links(
+    names: Iterable[str], images_dir: Path, base: Path, drawn: list[Path] | None
+) -> str:
+    """Markdown images of the scaling figures `names` that exist, relative to `base`; with
+    `drawn`, only those this call drew (a figure left by an earlier call is not linked)."""
+    figures = [images_dir / "scaling" / f"{name}.png" for name in names]
+    if drawn is not None:
+        figures = [f for f in figures if f.resolve() in {d.resolve() for d in drawn}]
+    return " ".join(f"![{p.stem}]({os.path.relpath(p, base)})" for p in figures if p.exists())
+
+
 def _scaling_section(
     cells: list[Condition], images_dir: Path, base: Path, drawn: list[Path] | None
 ) -> str:
     """The scaling figures (drawn by notebooks/scaling.ipynb; only those of `drawn`, when
     given), the extrapolation check and the observations, all from the same runs as the table."""
     metrics = [r for c in cells for r in c.runs]
-    figures = [
-        images_dir / "scaling" / f"{name}.png"
-        for name in ("error_vs_data", "accuracy_vs_time", "pretrained_gap")
-    ]
-    if drawn is not None:
-        figures = [f for f in figures if f.resolve() in {d.resolve() for d in drawn}]
-    images = " ".join(f"![{p.stem}]({os.path.relpath(p, base)})" for p in figures if p.exists())
+    names = ("error_vs_data", "accuracy_vs_time", "pretrained_gap")
+    images = figure_links(names, images_dir, base, drawn)
     bullets = "\n".join(f"- {line}" for line in observations(metrics))
     check = f"Fit on the smaller sizes, predict the largest:\n\n{extrapolation_table(metrics)}\n"
     return (
         f"### Scaling with data\n\n{images or '(figures not drawn yet)'}\n\n{check}"
         f"### Observations (generated from the numbers above)\n\n{bullets}\n"
+    )
+
+
+def inherited_recipes(models: Iterable[str]) -> list[str]:
+    """One note per model that trains with another model's recipe (config.RECIPE_FROM), with
+    the reason."""
+    return [
+        f"{MODEL_TITLES[m]} trains with {MODEL_TITLES[recipe_model(m)]}'s recipe, not tuned "
+        f"for it: {RECIPE_FROM[m][1]}."
+        for m in MODEL_TITLES
+        if m in models and m in RECIPE_FROM
+    ]
+
+
+def model_size_section(
+    cells: list[Condition], images_dir: Path, base: Path, drawn: list[Path] | None = None
+) -> str:
+    """With runs of AXIS_SIZES or more models (what the joint fit needs): the model-size figure
+    (drawn by notebooks/scaling.ipynb; with `drawn`, only if this call drew it) and the joint
+    fit over data and model size with its leave-one-out checks; '' with fewer."""
+    metrics = [r for c in cells for r in c.runs]
+    if len({m["model"] for m in metrics}) < AXIS_SIZES:
+        return ""
+    image = figure_links(["error_vs_parameters"], Path(images_dir), base, drawn)
+    image = image or "(figure not drawn yet)"
+    return (
+        f"\n### Scaling with model size\n\n{image}\n\nThe joint fit over data and model size, "
+        "and fitted without the largest model or size, its prediction of what was left out:"
+        f"\n\n{joint_table(metrics)}"
     )

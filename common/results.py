@@ -22,7 +22,7 @@ from .config import REPO, RunConfig, make_config
 from .data import FOLDER, TEST_FILE, TRAIN_FILES, data_origin, fraction_title
 from .errors import UserError
 from .files import read_json, write_json
-from .models import CUSTOM
+from .models import CUSTOM, parameter_count
 from .precision import cpu_name
 
 METRICS = "metrics.json"
@@ -51,7 +51,10 @@ STARTING_POINT = {
 }
 MODEL_TITLES = {
     "resnet18": "ResNet-18",
+    "resnet34": "ResNet-34",
     "resnet50": "ResNet-50",
+    "resnet101": "ResNet-101",
+    "resnet152": "ResNet-152",
     "resnext50_32x4d": "ResNeXt50_32x4d",
 }
 SETTING_TITLES = {"scratch": "from scratch", "pretrained": "fine-tuned from ImageNet"}
@@ -122,6 +125,7 @@ def make_metrics(cfg: RunConfig, result: dict[str, Any]) -> dict[str, Any]:
         "pretrained": cfg.pretrained,
         "setting": cfg.setting,
         "seed": cfg.seed,
+        "parameters": parameter_count(cfg.model, cfg.stem),  # as trained: 10 classes, its stem
         "epochs": len(result["history"]),
         "planned_epochs": cfg.epochs,
         "profile": cfg.profile,
@@ -188,6 +192,19 @@ def load_metrics(run_dir: str | Path) -> dict[str, Any] | None:
     """The run's metrics, or None when the file is absent, unreadable or incomplete."""
     metrics = read_json(Path(run_dir) / METRICS)
     return metrics if is_complete(metrics) else None
+
+
+def parameters(metrics: dict[str, Any]) -> int:
+    """The run's parameter count as trained: recorded, or, for records from before it was,
+    counted from its model and stem (the stem its configuration names, else its recipe's)."""
+    if "parameters" in metrics:
+        return int(metrics["parameters"])
+    stem = (metrics.get("config") or {}).get("stem")
+    if stem is None:
+        stem = make_config(
+            metrics["model"], metrics["data_fraction"], metrics["pretrained"], 0, metrics["profile"]
+        ).stem
+    return parameter_count(metrics["model"], stem)
 
 
 def weights_title(metrics: dict[str, Any]) -> str:

@@ -1,5 +1,6 @@
-"""The scaling figures (test error against training-set size, accuracy against time, the
-pretraining gap) and the points they are drawn from; the words are in `observations.py`."""
+"""The scaling figures (test error against training-set size and against parameter count,
+accuracy against time, the pretraining gap) and the points they are drawn from, with the joint
+fit over both sizes; the words are in `observations.py`."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
 from .config import PROFILES, REPO
-from .fits import analyse
+from .fits import Joint, analyse, analyse_joint
 from .plots import save_figure
 from .results import (
     MODEL_TITLES,
@@ -23,13 +24,26 @@ from .results import (
     Condition,
     collect,
     group_conditions,
+    parameters,
     split_configurations,
 )
 
-MARKERS = {"resnet18": "o", "resnet50": "s", "resnext50_32x4d": "^"}
+MARKERS = {
+    "resnet18": "o",
+    "resnet34": "D",
+    "resnet50": "s",
+    "resnet101": "v",
+    "resnet152": "P",
+    "resnext50_32x4d": "^",
+}
 SETTING_COLORS = {"scratch": "tab:blue", "pretrained": "tab:orange"}
 LINES = [(s, m) for s in SETTING_TITLES for m in MODEL_TITLES]
-LINE_COLORS = {line: f"C{i}" for i, line in enumerate(LINES)}
+# a hue per model (tab20's pairs), dark from scratch and light fine-tuned: 12 distinct lines
+LINE_COLORS = {
+    (s, m): plt.get_cmap("tab20")(2 * j + i)
+    for i, s in enumerate(SETTING_TITLES)
+    for j, m in enumerate(MODEL_TITLES)
+}
 
 Points = list[tuple[int, float]]
 
@@ -40,6 +54,31 @@ def scaling_points(metrics: list[dict[str, Any]]) -> dict[tuple[str, str], Point
     for m in metrics:
         points[(m["setting"], m["model"])].append((int(m["train_images"]), 1 - m["test_acc"]))
     return {k: sorted(points[k]) for k in LINES if k in points}
+
+
+def joint_points(metrics: list[dict[str, Any]]) -> dict[str, tuple[np.ndarray, ...]]:
+    """setting -> (parameters, training images, test error) of its runs, for the joint fit."""
+    out = {}
+    for setting in SETTING_TITLES:
+        runs = [m for m in metrics if m["setting"] == setting]
+        if runs:
+            out[setting] = tuple(
+                np.array(v, dtype=float)
+                for v in zip(
+                    *((parameters(m), m["train_images"], 1 - m["test_acc"]) for m in runs),
+                    strict=True,
+                )
+            )
+    return out
+
+
+def joint_fits(metrics: list[dict[str, Any]], boot: int = 0) -> dict[str, Joint]:
+    """setting -> the joint fit of its runs, where they identify it (none for quick runs, which
+    measure no data or model-size effect); `boot` bootstrap resamples for its intervals."""
+    if any(m["profile"] == "quick" for m in metrics):
+        return {}
+    fits = {s: analyse_joint(*p, boot=boot) for s, p in joint_points(metrics).items()}
+    return {s: f for s, f in fits.items() if f is not None}
 
 
 def load_all(output_dir: str | Path | None, profile: str | None) -> list[dict[str, Any]]:
@@ -88,7 +127,7 @@ def _by_size(points: Points) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         groups[n].append(e)
     sizes = sorted(groups)
     means = [statistics.fmean(groups[s]) for s in sizes]
-    sds = [statistics.stdev(groups[s]) if len(groups[s]) > 1 else 0.0 for s in sizes]
+    sds = [_sd(groups[s]) for s in sizes]
     return np.array(sizes), np.array(means), np.array(sds)
 
 
@@ -157,6 +196,78 @@ def plot_error_vs_data(metrics: list[dict[str, Any]]) -> Figure:
         "Test error vs training-set size: mean ± sd over seeds"
         + ("; no fit: quick runs all train on the same images" if quick else "")
         + ("" if quick else "; dashed: fit (flat if AIC prefers)"),
+        metrics,
+    )
+
+
+def model_size_points(
+    metrics: list[dict[str, Any]],
+) -> dict[tuple[str, int], list[tuple[int, str, float, float]]]:
+    """(setting, training images) -> (parameters, model, mean, sd of the test error over
+    seeds) per model, sorted by parameter count."""
+    groups: dict[tuple[str, int], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for m in metrics:
+        groups[(m["setting"], int(m["train_images"]))][m["model"]].append(1 - m["test_acc"])
+    size = {(m["setting"], m["model"]): parameters(m) for m in metrics}
+    order = sorted(groups, key=lambda k: (k[0] != "scratch", k[1]))
+    return {
+        key: sorted(
+            (size[(key[0], model)], model, statistics.fmean(e), _sd(e))
+            for model, e in groups[key].items()
+        )
+        for key in order
+    }
+
+
+def _sd(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def plot_error_vs_parameters(metrics: list[dict[str, Any]]) -> Figure:
+    """Test error against parameter count (log-log) at each training-set size: mean ± sd over
+    seeds, marker per model, colour per size, solid from scratch and dotted fine-tuned; dashed,
+    the joint fit e(m, n) at that size where the runs identify it."""
+    fig, ax = plt.subplots(figsize=(7.5, 5), dpi=110)
+    fits = joint_fits(metrics)
+    lines = model_size_points(metrics)
+    sizes = sorted({n for _, n in lines})
+    drawn: list[float] = []
+    for (setting, n), points in lines.items():
+        params, models, means, sds = (np.array(v) for v in zip(*points, strict=True))
+        color = f"C{sizes.index(n) % 10}"
+        drawn += [*(means - sds), *(means + sds)]
+        ax.errorbar(
+            params,
+            means,
+            yerr=sds,
+            ls="-" if setting == "scratch" else ":",
+            color=color,
+            capsize=3,
+            label=f"{n:,} images, {SETTING_TITLES[setting]}",
+        )
+        for p, model, e in zip(params, models, means, strict=True):
+            ax.plot(p, e, MARKERS[model], color=color)
+        if setting in fits and params.size > 1:
+            grid = np.geomspace(params[0], params[-1], 50)
+            ax.plot(grid, fits[setting].fit(grid, n), "--", color=color, alpha=0.6)
+    if lines:
+        counts = sorted({p for points in lines.values() for p, *_ in points})
+        _log_axis(ax, "x", counts, exact=True)
+        ax.xaxis.set_ticks(counts, [f"{c / 1e6:.1f}M" for c in counts], rotation=45, fontsize=8)
+        _log_axis(ax, "y", drawn)
+        models = sorted({m["model"] for m in metrics}, key=list(MODEL_TITLES).index)
+        for model in models:  # the marker key, apart from the lines' colours
+            ax.plot([], [], MARKERS[model], color="0.3", label=MODEL_TITLES[model])
+        ax.legend(fontsize=7)
+    else:
+        _note(ax, "no runs yet")
+    return _finish(
+        fig,
+        ax,
+        "parameters as trained (log scale)",
+        "test error, 1 − accuracy (log scale)",
+        "Test error vs model size at each training-set size: mean ± sd over seeds"
+        + ("; dashed: joint fit" if fits else ""),
         metrics,
     )
 
@@ -240,10 +351,11 @@ def plot_pretrained_gap(metrics: list[dict[str, Any]]) -> Figure:
 
 
 def write_scaling(metrics: list[dict[str, Any]], images_dir: str | Path | None) -> list[Path]:
-    """Save the three figures under images_dir/scaling/ (None: images/ in the repository)."""
+    """Save the four figures under images_dir/scaling/ (None: images/ in the repository)."""
     folder = (REPO / "images" if images_dir is None else Path(images_dir)) / "scaling"
     return [
         save_figure(plot_error_vs_data(metrics), folder / "error_vs_data.png"),
+        save_figure(plot_error_vs_parameters(metrics), folder / "error_vs_parameters.png"),
         save_figure(plot_accuracy_vs_time(metrics), folder / "accuracy_vs_time.png"),
         save_figure(plot_pretrained_gap(metrics), folder / "pretrained_gap.png"),
     ]

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from common.fits import FLAT, FLOOR, PURE, analyse, choose, extrapolate, t_two_sided, welch
+from common.fits import FLAT, FLOOR, PURE, analyse, choose, extrapolate, welch
 
 SIZES = np.repeat([500, 1000, 2000, 4000, 8000, 16000], 3)  # six sizes, three seeds each
 
@@ -72,13 +72,13 @@ def test_one_seed_a_size_has_no_interval():
     assert extrapolate(n, truth(n))["interval"] is None
 
 
-@pytest.mark.parametrize(
-    "t, df, p",
-    [(1.0, 1, 0.5), (2.0, 2, 1 - 2 / math.sqrt(6)), (0.0, 5, 1.0), (12.706, 1, 0.05)],
-)
-def test_t_tail_matches_closed_forms(t, df, p):
-    # df 1 is the Cauchy distribution, df 2 has P(|T| > t) = 1 - t / sqrt(2 + t^2)
-    assert t_two_sided(t, df) == pytest.approx(p, abs=1e-4)
+@pytest.mark.parametrize("shift", [0.0, 0.5, 1.0, 3.0])
+def test_welch_matches_the_t_tail_in_closed_form(shift):
+    # two runs a group with equal spread: Welch's df is exactly 2, where Student's t has
+    # P(|T| > t) = 1 - t / sqrt(2 + t^2)
+    t, p = welch([0.0, 1.0], [shift, 1.0 + shift])
+    assert t == pytest.approx(-shift / math.sqrt(0.5))
+    assert p == pytest.approx(1 - abs(t) / math.sqrt(2 + t * t), abs=1e-9)
 
 
 def test_welch_separates_clear_and_overlapping_groups():

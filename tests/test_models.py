@@ -17,9 +17,9 @@ from tests.conftest import write_test_weights
 @pytest.mark.parametrize("name", list(MODELS))
 @pytest.mark.parametrize("stem", ["cifar", "imagenet"])
 def test_models_return_ten_logits(name, stem):
-    model = build_model(name, stem=stem).eval()
-    with torch.no_grad():
-        assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    with torch.device("meta"):  # shapes only: ResNet-152 at full size would cost seconds here
+        model = build_model(name, stem=stem).eval()
+        assert model(torch.empty(2, 3, 32, 32)).shape == (2, 10)
 
 
 def test_cifar_stem_keeps_resolution():

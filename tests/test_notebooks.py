@@ -11,6 +11,7 @@ from common.sweep import KERNEL
 from tests.conftest import TINY
 
 NAMES = [f"{m}_data-{s}.ipynb" for m in ("resnet18", "resnet50") for s in ("1-16", "50", "100")]
+RUNS = [*NAMES, "model.ipynb"]  # model.ipynb: every other model, the same cells
 
 
 def load(name):
@@ -32,7 +33,7 @@ LANGUAGE_INFO = {
 }
 
 
-@pytest.mark.parametrize("name", [*NAMES, "scaling.ipynb"])
+@pytest.mark.parametrize("name", [*RUNS, "scaling.ipynb"])
 def test_notebook_is_committed_as_jupyter_saves_it_without_outputs(name):
     nb = load(name)
     assert (NOTEBOOKS / name).read_text() == nbformat.writes(nb) + "\n"  # Jupyter's layout
@@ -45,18 +46,21 @@ def test_notebook_is_committed_as_jupyter_saves_it_without_outputs(name):
             assert not cell.outputs and cell.execution_count is None
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", RUNS)
 def test_every_parameter_is_typed_and_documented(name):
     params = pm.inspect_notebook(str(NOTEBOOKS / name))  # what papermill --help-notebook shows
     assert set(NOTEBOOK_PARAMETERS) | {"weights", "overrides"} <= set(params)
     assert all(p["inferred_type_name"] != "None" and p["help"] for p in params.values())
+    if name == "model.ipynb":
+        assert params["model"]["default"] == '"resnet34"'  # a model without a named notebook
+        return
     model, size = name.removesuffix(".ipynb").split("_data-")
     assert params["model"]["default"] == f'"{model}"'
     assert params["data_fraction"]["default"] == {"1-16": "1 / 16", "50": "0.5", "100": "1.0"}[size]
 
 
 def test_notebooks_share_the_same_code():
-    bodies = {json.dumps([c.source for c in load(n).cells[2:]]) for n in NAMES}
+    bodies = {json.dumps([c.source for c in load(n).cells[2:]]) for n in RUNS}
     assert len(bodies) == 1  # only the parameters and the title differ
 
 

@@ -13,7 +13,8 @@ import torch
 
 import run_all
 from common.errors import UserError
-from common.models import MODELS, weights_file
+from common.grid import BASE_MODELS, EXTRA_MODEL
+from common.models import weights_file
 from tests.conftest import REPO, TINY, subprocess_env, write_test_weights
 
 TINY_SETS = [f"--set={k}={v}" for k, v in TINY.items()]
@@ -85,8 +86,9 @@ def workdir(tmp_path, fake_data):
 
 
 def cache_with_weights(tmp_path: Path) -> Path:
+    """A torchvision cache with test weights for the models of the default grid."""
     home = tmp_path / "torch_home"
-    for model in MODELS:
+    for model in (*BASE_MODELS, EXTRA_MODEL):
         write_test_weights(model, home / "hub" / "checkpoints")
     return home
 

@@ -175,11 +175,12 @@ def test_observations_call_a_flat_cloud_flat():
     assert "b = " not in curve
 
 
-def test_write_scaling_writes_three_pngs(tmp_path):
+def test_write_scaling_writes_four_pngs(tmp_path):
     for metrics in (grid(profile="quick"), [run()], []):
         paths = write_scaling(metrics, tmp_path)
         assert [p.name for p in paths] == [
             "error_vs_data.png",
+            "error_vs_parameters.png",
             "accuracy_vs_time.png",
             "pretrained_gap.png",
         ]
@@ -215,8 +216,8 @@ def test_notebook_runs_with_papermill(tmp_path):
         parameters={"output_dir": str(tmp_path / "runs"), "images_dir": str(tmp_path / "images")},
         progress_bar=False,
     )
-    assert len(list((tmp_path / "images" / "scaling").glob("*.png"))) == 3
+    assert len(list((tmp_path / "images" / "scaling").glob("*.png"))) == 4
     executed = nbformat.read(tmp_path / "executed.ipynb", as_version=4)
     outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
-    assert sum("image/png" in o.get("data", {}) for o in outputs) == 3
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 4
     assert any("largest gain from ImageNet pre-training" in o.get("text", "") for o in outputs)
