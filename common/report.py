@@ -28,6 +28,7 @@ from .results import (
     group_conditions,
     moment,
     split_configurations,
+    split_weights,
     weights_title,
 )
 
@@ -36,6 +37,27 @@ README_END = "<!-- results:end -->"
 HEADLINE_START = "<!-- headline:start -->"  # the README's first screen: one compact table
 HEADLINE_END = "<!-- headline:end -->"
 OVERLAP_SLACK = 2.0  # seconds two runs' records may overlap and still be one after the other
+
+
+def weights_apart_line(apart: list[dict[str, Any]], plotted: list[dict[str, Any]]) -> str:
+    """One line on the fine-tuned runs whose ImageNet weights differ from those of their model's
+    latest runs: rows of their own in the table, never pooled into a curve or a fit."""
+    used = {m["model"]: weights_title(m) for m in plotted if m["pretrained"]}
+    other: dict[str, set[str]] = {}
+    for m in apart:
+        other.setdefault(m["model"], set()).add(weights_title(m))
+    which = "; ".join(
+        f"{MODEL_TITLES[model]} from {', '.join(sorted(other[model]))} (the curves and figures "
+        f"use {used[model]})"
+        for model in sorted(other, key=list(MODEL_TITLES).index)
+    )
+    n = len(apart)
+    return (
+        f"{n} fine-tuned run{'s' * (n != 1)} started from other ImageNet weights than the latest "
+        f"runs of {'their' if n != 1 else 'its'} model: {which}. They are rows of their own in "
+        "the table and the headline, and left out of the curves, figures, fits and observations, "
+        "which never pool two sets of weights."
+    )
 
 
 def others_line(others: list[Condition]) -> str:
@@ -427,8 +449,10 @@ def write_report(
     results section (never a quick profile's over a full one's: see `keeps_full`)."""
     images_dir = Path(images_dir)
     latest, others = split_configurations(collect(output_dir, profile))
-    cells = group_conditions(latest)
-    for cell in cells:
+    plotted, apart = split_weights(latest)
+    cells = group_conditions(latest)  # every set of weights: the table and the headline
+    drawn = group_conditions(plotted)  # one set per model: curves, figures, fits, observations
+    for cell in drawn:
         save_curves(cell.runs, images_dir)
     have = {(c.setting, c.model, c.fraction) for c in cells}
     all_failed = {
@@ -444,11 +468,12 @@ def write_report(
         notes = [*notes, others_line([c for c in rows if c.variant != cells[0].variant])]
     table = summary_table(rows, missing, call.failed)
     notes = [*notes, *inherited_recipes({c.model for c in cells})]
+    notes += [weights_apart_line(apart, plotted)] if apart else []
     table += "".join(f"\n- {note}" for note in notes) + ("\n" if notes else "")
     elapsed = time.perf_counter() - call.started if call.trained else None
     table += f"\n{grid_time_line(cells, elapsed, call.trained)}" if cells else ""
     summary = Path(results_dir) / "summary.md"
-    sized = model_size_section(cells, images_dir, summary.resolve().parent, call.figures)
+    sized = model_size_section(drawn, images_dir, summary.resolve().parent, call.figures)
     write_text(summary, f"# Summary\n\n{header}\n{table}{sized}")
     if readme and not keeps_full(Path(readme), profile):
         readme = Path(readme)
@@ -463,10 +488,10 @@ def write_report(
             )
         block = (
             f"<!-- runs: {runs} -->\n{header}\n"
-            f"### Curves\n\n{_curve_tables(cells, images_dir, base, missing)}\n"
+            f"### Curves\n\n{_curve_tables(drawn, images_dir, base, missing)}\n"
             f"### Summary table\n\n{table}\n"
-            f"{_scaling_section(cells, images_dir, base, call.figures)}"
-            f"{model_size_section(cells, images_dir, base, call.figures)}"
+            f"{_scaling_section(drawn, images_dir, base, call.figures)}"
+            f"{model_size_section(drawn, images_dir, base, call.figures)}"
         )
         text = replace_between(text, block, README_START, README_END)
         if HEADLINE_START in text and HEADLINE_END in text:

@@ -287,6 +287,23 @@ def split_configurations(
     return same, [m for m in metrics if variant(m) != latest]
 
 
+def split_weights(
+    metrics: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(runs of the ImageNet weights of their model's latest fine-tuned run, with every run from
+    scratch; the fine-tuned runs of other weights). Curves, figures and fits draw one line per
+    setting and model, which must never pool two sets of weights."""
+    latest: dict[str, tuple[float, str]] = {}
+    for m in metrics:
+        if m["pretrained"]:
+            when = moment(m["finished_at"]) if m.get("finished_at") else 0.0
+            latest[m["model"]] = max(latest.get(m["model"], (-1.0, "")), (when, weights_title(m)))
+    same = [m for m in metrics if not m["pretrained"] or weights_title(m) == latest[m["model"]][1]]
+    return same, [
+        m for m in metrics if m["pretrained"] and weights_title(m) != latest[m["model"]][1]
+    ]
+
+
 @dataclass
 class Condition:
     """One experimental condition: all seeds of one (setting, model, fraction) of the grid in

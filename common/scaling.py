@@ -26,6 +26,7 @@ from .results import (
     group_conditions,
     parameters,
     split_configurations,
+    split_weights,
 )
 
 MARKERS = {
@@ -83,11 +84,12 @@ def joint_fits(metrics: list[dict[str, Any]], boot: int = 0) -> dict[str, Joint]
 
 def load_all(output_dir: str | Path | None, profile: str | None) -> list[dict[str, Any]]:
     """The complete runs under `output_dir` (None: runs/) of `profile` (None: the most runs),
-    of the latest run's configuration (see results.split_configurations)."""
+    of the latest run's configuration and, fine-tuned, of its model's latest ImageNet weights
+    (see results.split_configurations and split_weights)."""
     output_dir = REPO / "runs" if output_dir is None else Path(output_dir)
     if profile is None:
         profile = max(PROFILES, key=lambda p: len(collect(output_dir, p)))
-    return split_configurations(collect(output_dir, profile))[0]
+    return split_weights(split_configurations(collect(output_dir, profile))[0])[0]
 
 
 def profile_line(metrics: list[dict[str, Any]]) -> str:

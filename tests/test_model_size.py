@@ -14,7 +14,7 @@ from common.fits import analyse_joint, fit_joint, joint_leave_out, joint_refusal
 from common.grid import BASE_MODELS, MODEL_NOTEBOOK, Run, build_grid
 from common.models import MODELS, flops_per_image, parameter_count
 from common.observations import joint_table, observations
-from common.report import write_report
+from common.report import Call, write_report
 from common.results import make_metrics, parameters
 from common.scaling import write_scaling
 from tests.conftest import TINY, fake_result
@@ -161,7 +161,7 @@ def test_a_tiny_grid_of_three_models_ends_with_the_model_size_figure_and_joint_f
     assert (tmp_path / "images/scaling/error_vs_parameters.png") in figures
     readme = tmp_path / "README.md"
     summary = write_report(
-        tmp_path / "runs", tmp_path / "images", tmp_path / "results", readme, "full", "test", {}
+        tmp_path / "runs", tmp_path / "images", tmp_path / "results", readme, "full", Call("test")
     ).read_text()
     assert "### Scaling with model size" in summary
     assert "![error_vs_parameters](../images/scaling/error_vs_parameters.png)" in summary

@@ -15,9 +15,10 @@ from common.checkpoint import BEST, LATEST, PREVIOUS
 from common.config import make_config
 from common.files import write_text
 from common.report import HEADLINE_END, HEADLINE_START, README_END, README_START, Call, write_report
-from common.results import make_metrics
+from common.results import make_metrics, weights_title
 from common.run import KEEP_CHECKPOINTS, save_run
 from common.rundir import Busy, run_lock
+from common.scaling import load_all
 from tests.conftest import REPO, fake_result
 
 
@@ -120,6 +121,11 @@ def test_runs_from_different_imagenet_weights_never_share_a_headline_row(tmp_pat
     for number, label in (("90.00", "ImageNet V1"), ("92.00", "ImageNet V2"), ("85.00", "mine")):
         [row] = [line for line in head.splitlines() if f"{number} (" in line]
         assert label in row and "| 80.00 |" in row  # each beside the same from-scratch cell
+    # the curves and fits draw one set of weights per model: the latest runs', never a pool
+    summary = (tmp_path / "r" / "summary.md").read_text()
+    assert "2 fine-tuned runs started from other ImageNet weights" in summary
+    plotted = load_all(tmp_path / "runs", "full")
+    assert len({weights_title(m) for m in plotted if m["pretrained"]}) == 1
 
 
 def test_a_failed_seed_is_named_in_its_row(tmp_path):
