@@ -42,7 +42,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from common.config import RunConfig, make_config  # noqa: E402
+from common.config import RunConfig, make_config, parse_sets  # noqa: E402
 from common.data import FOLDER, TEST_FILE, TRAIN_FILES, parse_fraction  # noqa: E402
 from common.errors import UserError  # noqa: E402
 from common.grid import Run, run_config  # noqa: E402
@@ -245,22 +245,13 @@ class Context:
 
     @property
     def overrides(self) -> dict[str, object]:
-        return dict(parse_set(s) for s in self.sets)
-
-
-def parse_set(item: str) -> tuple[str, object]:
-    """'lr=0.1' -> ('lr', 0.1); a value that is no JSON stays a string ('schedule=steps')."""
-    key, _, value = item.partition("=")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
+        return parse_sets(list(self.sets))
 
 
 def spec_values(spec: str) -> tuple[bool, dict[str, object]]:
     """'pretrained lr=0.01 ...' -> (True, {'lr': 0.01, ...}), as recipe_sweep reads it."""
     setting, *pairs = spec.split()
-    return setting == "pretrained", dict(parse_set(p) for p in pairs)
+    return setting == "pretrained", parse_sets(pairs)
 
 
 def full_spec(ctx: Context, spec: str) -> str:
