@@ -24,8 +24,16 @@ from .precision import check_precision, cuda_usable
 REPO = Path(__file__).resolve().parent.parent
 PROFILES = ("full", "quick")
 OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("cosine", "linear")  # the decay after the warm-up
+# after the warm-up: cosine or linear decay to 0; "triangle": up from `lr_start_factor` x the
+# peak, then linearly down to 0; "steps": constant, x0.1 after each of `lr_drops`
+SCHEDULES = ("cosine", "linear", "triangle", "steps")
+PAD_MODES = ("zeros", "reflect")  # how the 4-px translate fills the border
+TTA_MODES = ("none", "flip")  # test-time augmentation of every evaluation
+HEAD_INITS = ("default", "zero")  # the new classifier head: PyTorch's init or all zeros
+LR_DROP = 0.1  # the "steps" schedule's factor at each drop (BiT's bit_hyperrule.get_lr: /10)
 SETTINGS = ("scratch", "pretrained")
+VAL_SIZE = 5000  # validation images held out of CIFAR-10's 50,000 training images
+TRAIN_SPLIT = 50_000
 LIFT = "none"  # an override of "none" sets a field to None, e.g. eval_images: no cap
 
 # Recipe defaults, one entry per (profile, setting); any of them can be overridden per run.
@@ -69,6 +77,19 @@ SHARED: dict[str, Any] = dict(
     # most 0.49, and at most 13% of any full-profile run's predicted time.
     max_evals=50,
     eval_share=0.5,
+)
+# The settings added for the cited recipes, off: every recipe starts from these and lists only
+# what it turns on. Off is the pipeline the quick profile's values were measured with.
+OFF: dict[str, Any] = dict(
+    cutout=0,
+    pad_mode="zeros",
+    tta="none",
+    mixup=0.0,
+    head_init="default",
+    resize=None,
+    warmup_share=None,  # the warm-up is `warmup_epochs`
+    lr_start_factor=0.0,  # used by the triangle only
+    lr_drops=[],  # used by the "steps" schedule only
 )
 RECIPES: dict[tuple[str, str], dict[str, Any]] = {
     ("full", "scratch"): dict(
@@ -162,6 +183,11 @@ RECIPES: dict[tuple[str, str], dict[str, Any]] = {
     ),
 }
 
+# Per-model values over the (profile, setting) recipe, each with its evidence.
+MODEL_VALUES: dict[tuple[str, str, str], dict[str, Any]] = {}
+# Values for runs on fewer training images than "below", over the (profile, setting) recipe.
+SMALL_DATA: dict[tuple[str, str], dict[str, Any]] = {}
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -179,13 +205,25 @@ class RunConfig:
     momentum: float
     weight_decay: float
     label_smoothing: float
-    warmup_epochs: float
+    warmup_epochs: float | None  # None when `warmup_share` sets the warm-up
     schedule: str
     image_size: int
     stem: str
     steps_per_epoch: int | None
     eval_images: int | None
-    val_size: int = 5000
+    # Newer settings (defaults in OFF; see docs/how-it-works.md)
+    cutout: int  # side (px) of a square zeroed at a random place of each training image; 0 off
+    pad_mode: str  # PAD_MODES: the border of the 4-px translate
+    tta: str  # TTA_MODES: "flip" averages the logits of each image and its mirror
+    mixup: float  # MixUp's alpha (a Beta(alpha, alpha) mixing weight per batch); 0 off
+    head_init: str  # HEAD_INITS: the new head of a pretrained model
+    # train: resize to `resize` px, then a random `image_size` crop (no translate); evaluation:
+    # resize to `image_size`. None: translate at 32 px, then resize to `image_size`
+    resize: int | None
+    warmup_share: float | None  # warm-up as a share of the run's steps; None: warmup_epochs
+    lr_start_factor: float  # the triangle's first lr, as a multiple of the peak
+    lr_drops: list[float]  # the "steps" schedule: shares of the run after which lr x LR_DROP
+    val_size: int = VAL_SIZE
     patience: int | None = None  # early stopping: epochs without a better val acc
     data_dir: str = str(REPO / "data")
     output_dir: str = ""
@@ -256,13 +294,84 @@ def _check_recipe(values: dict[str, Any], pretrained: bool) -> None:
             f"image_size {values['image_size']} is below the {MIN_IMAGE_SIZE} px "
             "these models accept: use 32 or more"
         )
-    for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("stem", STEMS)):
-        if values[name] not in choices:
+    choices = dict(
+        optimizer=OPTIMIZERS,
+        schedule=SCHEDULES,
+        stem=STEMS,
+        pad_mode=PAD_MODES,
+        tta=TTA_MODES,
+        head_init=HEAD_INITS,
+    )
+    for name, allowed in choices.items():
+        if values[name] not in allowed:
             raise ConfigError(
-                f"unknown {name} {values[name]!r}: choose one of {', '.join(choices)}"
+                f"unknown {name} {values[name]!r}: choose one of {', '.join(allowed)}"
             )
     if pretrained and values["stem"] != "imagenet":
         raise ConfigError("pretrained models keep the ImageNet stem: drop stem='cifar'")
+    _check_augmentation(values)
+    _check_schedule(values)
+
+
+def _share(name: str, value: Any, top: float = 1.0) -> float:
+    """A number in [0, `top`), or a one-line error."""
+    try:
+        ok = 0 <= float(value) < top
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ConfigError(
+            f"{name} must be a number from 0 up to (not including) {top:g}, got {value!r}"
+        )
+    return float(value)
+
+
+def _check_augmentation(values: dict[str, Any]) -> None:
+    """Validate (in place) cutout, mixup and resize."""
+    cutout = values["cutout"]
+    if not (isinstance(cutout, int | float) and cutout == int(cutout) and 0 <= cutout <= 32):
+        raise ConfigError(f"cutout must be a side in px from 0 (off) to 32, got {cutout!r}")
+    values["cutout"] = int(cutout)
+    values["mixup"] = _share("mixup", values["mixup"], top=math.inf)
+    if values["resize"] is not None:
+        values["resize"] = _positive("resize", values["resize"])
+        if values["resize"] < values["image_size"]:
+            raise ConfigError(
+                f"resize {values['resize']} is below image_size {values['image_size']}: "
+                "the random crop is taken from the resized image, so resize >= image_size"
+            )
+
+
+def _check_schedule(values: dict[str, Any]) -> None:
+    """Validate (in place) the warm-up (exactly one of warmup_epochs, warmup_share), the
+    triangle's start and the step schedule's drops."""
+    if (values["warmup_epochs"] is None) == (values["warmup_share"] is None):
+        raise ConfigError(
+            "set exactly one of warmup_epochs and warmup_share (lift the other with 'none')"
+        )
+    if values["warmup_share"] is not None:
+        values["warmup_share"] = _share("warmup_share", values["warmup_share"])
+    else:
+        values["warmup_epochs"] = _share("warmup_epochs", values["warmup_epochs"], math.inf)
+    start = values["lr_start_factor"]
+    if not (isinstance(start, int | float) and 0 <= start <= 1):
+        raise ConfigError(
+            f"lr_start_factor must be a multiple of the peak in [0, 1], got {start!r}"
+        )
+    values["lr_start_factor"] = float(start)
+    drops = values["lr_drops"]
+    try:
+        drops = [float(d) for d in ([drops] if isinstance(drops, int | float) else drops)]
+    except (TypeError, ValueError):
+        drops = [-1.0]
+    if any(not 0 < d < 1 for d in drops) or drops != sorted(set(drops)):
+        raise ConfigError(
+            f"lr_drops must be increasing shares of the run in (0, 1), e.g. [0.3, 0.6, 0.9], "
+            f"got {values['lr_drops']!r}"
+        )
+    if values["schedule"] == "steps" and not drops:
+        raise ConfigError("schedule 'steps' needs lr_drops, e.g. lr_drops=[0.3, 0.6, 0.9]")
+    values["lr_drops"] = drops
 
 
 def _check_shared(values: dict[str, Any]) -> None:
@@ -308,6 +417,29 @@ def resolve_weights(
     return version, path
 
 
+def recipe_values(
+    model: str, fraction: float, setting: str, profile: str, val_size: Any = None
+) -> dict[str, Any]:
+    """The recipe's values for one run before the data-size rule and overrides: OFF, then
+    RECIPES[(profile, setting)], its SMALL_DATA values when the run trains on fewer images than
+    their threshold, and MODEL_VALUES[(profile, setting, model)]."""
+    values = {**OFF, **RECIPES[(profile, setting)]}
+    small = SMALL_DATA.get((profile, setting))
+    if small and train_images(fraction, val_size) < small["below"]:
+        values.update({k: v for k, v in small.items() if k != "below"})
+    values.update(MODEL_VALUES.get((profile, setting, model), {}))
+    return {k: list(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
+def train_images(fraction: float, val_size: Any = None) -> int:
+    """About how many training images a fraction leaves (CIFAR-10's 50,000 less validation)."""
+    try:
+        held = int(val_size) if val_size not in (None, LIFT) else VAL_SIZE
+    except (TypeError, ValueError):
+        held = VAL_SIZE  # make_config's own check reports a bad val_size
+    return round(fraction * (TRAIN_SPLIT - held))
+
+
 def make_config(
     model: str = "resnet18",
     data_fraction: float | str = 1.0,
@@ -340,11 +472,15 @@ def make_config(
     unknown = set(overrides) - known
     if unknown:
         raise ConfigError(f"unknown parameter(s) {', '.join(sorted(unknown))}: see RunConfig")
-    values = dict(RECIPES[(profile, setting)])
+    values = recipe_values(model, fraction, setting, profile, overrides.get("val_size"))
     if values["steps_per_epoch"] is None:  # a capped epoch has the same steps at any fraction
         values["epochs"] = max(1, round(values["epochs"] / math.sqrt(fraction)))
     # None keeps the recipe's value (a notebook's unset parameter); LIFT sets None (no cap)
-    values.update({k: None if v == LIFT else v for k, v in overrides.items() if v is not None})
+    given = {k: None if v == LIFT else v for k, v in overrides.items() if v is not None}
+    for one, other in (("warmup_epochs", "warmup_share"), ("warmup_share", "warmup_epochs")):
+        if given.get(one) is not None and other not in given:  # one warm-up replaces the other
+            values[other] = None
+    values.update(given)
     for name in ("data_dir", "output_dir", "weights_path"):  # one place for relative paths
         if values.get(name):
             values[name] = str(REPO / Path(values[name]).expanduser())
