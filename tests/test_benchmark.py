@@ -142,7 +142,7 @@ def test_recipe_sweep_scores_on_validation_over_seeds_and_resumes(
     rows = table_rows(text, "scratch epochs=1")
     assert len(rows) == 2 and all(r[1] == "2" for r in rows)  # two seeds each
     assert all(len(r[3].split(", ")) == 2 and r[4] == "4" for r in rows)  # per seed; 4 images
-    assert "20 fixed validation images" in text and "test set is not read" in text
+    assert "20 fixed validation images" in text and "no test accuracy is recorded" in text
     (log,) = tmp_path.glob("t-cpu-*.jsonl")
     assert len(log.read_text().splitlines()) == 4
     monkeypatch.setattr(sweep, "train", lambda *a, **k: pytest.fail("retrained a finished run"))
