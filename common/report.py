@@ -88,14 +88,20 @@ def weights_line(missing: dict[ConditionKey, NotProduced]) -> str:
     )
 
 
+def tta_title(runs: list[dict[str, Any]]) -> str:
+    """Whether the runs' test accuracy used test-time augmentation: 'flip', 'none' (runs
+    recorded before the setting existed used none)."""
+    return "/".join(sorted({r.get("test_tta", "none") for r in runs}))
+
+
 def summary_table(cells: list[Condition], missing: dict[ConditionKey, NotProduced]) -> str:
     """The Markdown summary: one row per cell and configuration (with several configurations,
     the setting column names what differs), a row for each cell whose runs failed, and one line
     under it for all the cells that need ImageNet weights not to be had here."""
     lines = [
         "| model | data | setting | weights | train images | epochs | best val acc % "
-        "| test acc % | starting point % | wall time / run |",
-        "|---|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "| test acc % | TTA | starting point % | wall time / run |",
+        "|---|---|---|---|---:|---:|---:|---:|---|---:|---:|",
     ]
     rows: list[tuple[tuple[Any, ...], str]] = []
     order = {name: i for i, name in enumerate(MODEL_TITLES)}
@@ -112,7 +118,8 @@ def summary_table(cells: list[Condition], missing: dict[ConditionKey, NotProduce
                 f"| {setting} | {weights_title(first)} | {first['train_images']:,} "
                 f"| {'/'.join(map(str, epochs))} "
                 f"| {mean_sd(*c.stat('best_val_acc'))} | {mean_sd(*c.stat('test_acc'))}{test_note} "
-                f"| {start if start else '–'} | {c.stat('wall_time_s')[0]:.0f} s |",
+                f"| {tta_title(c.runs)} | {start if start else '–'} "
+                f"| {c.stat('wall_time_s')[0]:.0f} s |",
             )
         )
     for (setting, model, fraction), why in missing.items():
@@ -122,7 +129,7 @@ def summary_table(cells: list[Condition], missing: dict[ConditionKey, NotProduce
                 (
                     (setting != "scratch", order[model], fraction, ""),
                     f"| {MODEL_TITLES[model]} | {fraction_title(fraction)} | {setting} | – | – "
-                    f"| – | not produced | not produced: failed: {why.failed} "
+                    f"| – | not produced | not produced: failed: {why.failed} | – "
                     f"| {start if start else '–'} | – |",
                 )
             )
