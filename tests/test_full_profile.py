@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from common.config import make_config
 from common.data import load_cifar10
 from tests.conftest import write_test_weights
 from tests.test_run_all import cli
@@ -38,6 +41,19 @@ def test_full_scratch_run_uses_the_cifar_stem_and_the_epoch_rule(tmp_path, fake_
     m = metrics_of(tmp_path, "scratch", "resnet18_data-25_seed0")
     assert m["config"]["stem"] == "cifar" and m["profile"] == "full"
     assert m["epochs"] == m["planned_epochs"] == 52  # 26 epochs at 100%, / sqrt(1/4)
+    # airbench's recipe: cutout, reflect padding, flip test-time augmentation, the triangle
+    c = m["config"]
+    assert (c["cutout"], c["pad_mode"], c["tta"], c["schedule"]) == (
+        12,
+        "reflect",
+        "flip",
+        "triangle",
+    )
+    assert m["test_tta"] == "flip" and "| flip |" in (tmp_path / "results/summary.md").read_text()
+    lrs = [h["lr"] for h in m["history"]]  # one step an epoch: the lr after each step
+    peak = int(c["warmup_share"] * 52)
+    assert max(lrs) == pytest.approx(c["lr"]) and lrs.index(max(lrs)) + 1 == peak
+    assert lrs[0] < c["lr"] * c["lr_start_factor"] * 1.5 and lrs[-1] == pytest.approx(0.0)
     # 10 validation images against 4 training images an epoch: every 5th epoch (and the last)
     # keeps them at eval_share = 0.5 per training image (max_evals = 50 would allow every 2nd)
     assert m["evaluations"] == 11
@@ -65,6 +81,10 @@ def test_full_pretrained_run_upsamples_through_the_imagenet_stem(tmp_path, fake_
     )
     m = metrics_of(tmp_path, "pretrained", "resnet18_data-100_seed0")
     assert m["config"]["stem"] == "imagenet" and m["config"]["image_size"] == 48
+    # BiT-HyperRule: resize then crop, zero head, the step schedule, MixUp from 20k images
+    recipe = make_config("resnet18", 1.0, True, profile="full", val_size=40).to_dict()
+    for key in ("resize", "head_init", "schedule", "lr_drops", "mixup", "weight_decay", "tta"):
+        assert m["config"][key] == recipe[key]
     assert m["pretrained"] and m["config"]["weights_path"] == str(own)
     assert m["config"]["weights"] == "custom: mine.pth"  # never taken for torchvision's
     assert "| pretrained | custom: mine.pth |" in (tmp_path / "results" / "summary.md").read_text()
