@@ -10,6 +10,7 @@ import pytest
 
 from common.config import MODEL_VALUES, RECIPES, SMALL_DATA, make_config, train_images
 from common.errors import ConfigError
+from common.observations import observations
 from common.report import README_END, README_START, summary_table, write_report
 from common.results import group_conditions, make_metrics, split_configurations, variant
 from common.scaling import load_all
@@ -170,3 +171,19 @@ def test_a_full_run_records_and_reports_its_test_time_augmentation():
     assert "| flip |" in summary_table(group_conditions([m]), {})
     quick = metrics(1.0, 0, 0.5, "x")
     assert "| none |" in summary_table(group_conditions([quick]), {})
+
+
+def test_observations_name_the_cells_whose_best_epoch_is_the_last():
+    runs = []
+    for fraction, last_in in ((1 / 16, (0, 1)), (1.0, (2,))):  # best = last in 2 / 1 of 3 seeds
+        for seed in range(3):
+            cfg = make_config("resnet18", fraction, seed=seed, profile="full", output_dir="/x")
+            m = make_metrics(cfg, fake_result(0.5 + seed / 100, epochs=4))
+            m["best_epoch"] = 4 if seed in last_in else 2
+            runs.append(m)
+    (bullet,) = [b for b in observations(runs) if b.startswith("Budget-bound")]
+    assert "in 1 of 2 cells" in bullet and "ResNet-18 from scratch at 1/16 (2 of 3 seeds)" in bullet
+    assert "at 100%" not in bullet
+    for m in runs:
+        m["best_epoch"] = 2
+    assert not [b for b in observations(runs) if b.startswith("Budget-bound")]
