@@ -132,22 +132,25 @@ RECIPES: dict[tuple[str, str], dict[str, Any]] = {
         # github.com/google-research/big_transfer: bit_hyperrule.py get_resolution (images under
         # 96x96 px: resize 160, crop 128), get_mixup (alpha 0.1 from 20,000 images up),
         # get_schedule (20k-500k images: [500, 3000, 6000, 9000, 10000], i.e. 500 warm-up
-        # steps, lr /10 after steps 3k, 6k, 9k, 10k steps; under 20k: [100, 200, 300, 400, 500])
+        # steps, lr /10 after steps 3k, 6k and 9k, 10k in all; under 20k: [100, ..., 500])
         # and get_lr (warm-up base_lr * step / 500); bit_pytorch/train.py (SGD lr 0.003,
         # momentum 0.9, "no weight-decay!"; zero_head=True; random crop + flip; tested resized
         # to 128, no test-time augmentation); bit_common.py (batch 512). Where ours differs:
         # Nesterov momentum (ours for every SGD run); ImageNet normalisation (the weights'; BiT
-        # uses 0.5, 0.5); the budget follows epochs / sqrt(f) (30 epochs at 100% = 2,640 steps
-        # where BiT runs 10,000; 1/16: 120 epochs = 660 steps where BiT runs 500), with the
-        # drops at BiT's shares of the run, so they scale with it. Unmeasured on validation: the
-        # sweep `benchmarks/recipe_sweep.py --profile full --settings pretrained` (BiT as cited
-        # with epochs=114, this recipe, 224 px) decides epochs, lr and resolution. Before: 30
-        # epochs, cosine, wd 5e-5, no MixUp, translate then 128 px: ResNet-50 from Keras'
-        # ImageNet weights reached 81.58, 90.17, 91.78% test at 1/16, 50%, 100% on an H200.
+        # uses 0.5, 0.5); the budget follows epochs / sqrt(f): 30 epochs at 100% are 2,610
+        # steps of 512 (BiT: 10,000, i.e. epochs=115), 42 at 50% 1,806 (BiT: 10,000, epochs=233),
+        # 120 at 1/16 600 (BiT: 500, epochs=100), with the warm-up and drops at BiT's shares of
+        # the run, so they scale with it. Unmeasured on validation: `benchmarks/recipe_sweep.py
+        # --profile full --model resnet50 --eval-images none` with --run "pretrained" (this
+        # recipe), --run "pretrained epochs=115" (BiT's steps at 100%) and a larger resolution
+        # (--run "pretrained image_size=160 resize=192", or 224 px) decides epochs, lr and
+        # resolution. Before (30 epochs, cosine, wd 5e-5, no MixUp, translate then 128 px),
+        # ResNet-50 from Keras' ImageNet weights reached 81.58, 90.17, 91.78% test at 1/16,
+        # 50%, 100% on an H200.
         stem="imagenet",  # the stem the ImageNet weights were trained with
         image_size=128,  # BiT's crop, and its test resolution
         resize=160,  # BiT's pre-crop resize for images under 96 px
-        epochs=30,  # at 100%: 2,640 steps (BiT: 10k); 1/16 gets 120, 660 steps (BiT: 500)
+        epochs=30,  # at 100%: 2,610 steps (BiT: 10k); 1/16 gets 120, 600 steps (BiT: 500)
         batch_size=512,
         lr=0.003,
         optimizer="sgd",
@@ -212,8 +215,9 @@ RECIPES: dict[tuple[str, str], dict[str, Any]] = {
 MODEL_VALUES: dict[tuple[str, str, str], dict[str, Any]] = {
     ("full", "scratch", "resnet50"): dict(
         # airbench has no ResNet-50 recipe: ResNet-18's cited values, unmeasured for ResNet-50
-        # on validation. `benchmarks/recipe_sweep.py --profile full --models resnet50
-        # --eval-images 10000` over lr, weight_decay and epochs decides them.
+        # on validation. `benchmarks/recipe_sweep.py --profile full --model resnet50
+        # --eval-images none --seeds 0,1,2` with --run "scratch lr=..." / "scratch
+        # weight_decay=..." / "scratch epochs=..." at 1/16 and 100% decides them.
         lr=0.2,
         weight_decay=5e-4,
         epochs=26,
