@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from .data import fraction_label, parse_fraction
+from .data import SIDE, fraction_label, parse_fraction
 from .errors import ConfigError
 from .models import (
     CUSTOM,
@@ -375,8 +375,8 @@ def _share(name: str, value: Any, top: float = 1.0) -> float:
 def _check_augmentation(values: dict[str, Any]) -> None:
     """Validate (in place) cutout, mixup and resize."""
     cutout = values["cutout"]
-    if not (isinstance(cutout, int | float) and cutout == int(cutout) and 0 <= cutout <= 32):
-        raise ConfigError(f"cutout must be a side in px from 0 (off) to 32, got {cutout!r}")
+    if not (isinstance(cutout, int | float) and cutout == int(cutout) and 0 <= cutout <= SIDE):
+        raise ConfigError(f"cutout must be a side in px from 0 (off) to {SIDE}, got {cutout!r}")
     values["cutout"] = int(cutout)
     mixup = values["mixup"]
     if not (isinstance(mixup, int | float) and mixup >= 0):

@@ -24,6 +24,7 @@ CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+SIDE = 32  # CIFAR-10's images are SIDE x SIDE px
 AUG_PAD = 4  # random crops of 32 px from the image zero-padded by 4 px each side
 
 
@@ -236,7 +237,7 @@ class Augment:
     """Training augmentation beyond the crop and flip; each part off by default.
 
     cutout: side (px) of a square zeroed (after normalisation: the mean colour) at a random
-    place of each 32-px image, before the translate, as airbench does. pad_mode: the translate's
+    place of each SIDE-px image, before the translate, as airbench does. pad_mode: the translate's
     border. resize: resize to this side, then crop `image_size` at random, no translate.
     mixup: alpha of MixUp (BiT): each batch blended with a permutation of itself, weight
     lambda ~ Beta(alpha, alpha), the targets blended alike."""
@@ -280,7 +281,7 @@ def epoch_draws(
     flip = torch.rand(used, generator=gen) < 0.5
     parts = [order, offsets.flatten(), flip.long()]
     if aug.cutout:
-        parts.append(torch.randint(0, 32 - aug.cutout + 1, (2 * used,), generator=gen))
+        parts.append(torch.randint(0, SIDE - aug.cutout + 1, (2 * used,), generator=gen))
     if aug.mixup:
         parts.append(torch.randint(0, 2**31, (used,), generator=gen))
         seed = int(torch.randint(0, 2**62, (1,), generator=gen))

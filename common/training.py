@@ -373,12 +373,12 @@ def train(
 ) -> dict[str, Any]:
     """Train `model` on the run's subset of CIFAR-10 and return its results.
 
-    Validates every `eval_every` epochs and after the last, keeps the best validation epoch's
-    weights (stopping `cfg.patience` epochs after it, if set) and tests them. With `run_dir`,
-    checkpoints atomically so that a kill loses at most `cfg.checkpoint_every` seconds (for
-    shorter epochs), and resumes from there with identical results. Returns the history (train
-    figures per epoch, validation ones where evaluated), best and test figures, image counts,
-    precision, time.
+    Validates every `eval_every` epochs and after the last (with `cfg.tta`, as the final test),
+    keeps the best validation epoch's weights (stopping `cfg.patience` epochs after it, if set)
+    and tests them. With `run_dir`, checkpoints atomically so that a kill loses at most
+    `cfg.checkpoint_every` seconds (for shorter epochs), and resumes from there with identical
+    results. Returns the history (train figures per epoch, validation ones where evaluated),
+    best and test figures, image counts, precision, time.
     """
     started = clock()
     init_head(model, cfg)

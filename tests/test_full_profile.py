@@ -77,14 +77,17 @@ def test_full_pretrained_run_upsamples_through_the_imagenet_stem(tmp_path, fake_
         "--models=resnet18",
         "--fractions=1",
         f"--weights=resnet18={own}",
-        sets=[*CAPS, "--set=image_size=48", "--set=precision=fp32", "--set=epochs=2"],
-    )
+        sets=[*CAPS, "--set=image_size=48", "--set=precision=fp32", "--set=epochs=2",
+              "--set=warmup_epochs=1"],
+    )  # fmt: skip
     m = metrics_of(tmp_path, "pretrained", "resnet18_data-100_seed0")
     assert m["config"]["stem"] == "imagenet" and m["config"]["image_size"] == 48
     # BiT-HyperRule: resize then crop, zero head, the step schedule, MixUp from 20k images
     recipe = make_config("resnet18", 1.0, True, profile="full", val_size=40).to_dict()
     for key in ("resize", "head_init", "schedule", "lr_drops", "mixup", "weight_decay", "tta"):
         assert m["config"][key] == recipe[key]
+    # a warm-up in epochs, given through the notebook's overrides, replaces the recipe's share
+    assert (m["config"]["warmup_epochs"], m["config"]["warmup_share"]) == (1.0, None)
     assert m["pretrained"] and m["config"]["weights_path"] == str(own)
     assert m["config"]["weights"] == "custom: mine.pth"  # never taken for torchvision's
     assert "| pretrained | custom: mine.pth |" in (tmp_path / "results" / "summary.md").read_text()
