@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 
-from common.config import MODEL_VALUES, RECIPES, SMALL_DATA, make_config, train_images
+from common.config import MODEL_VALUES, OFF, RECIPES, SMALL_DATA, make_config, train_images
 from common.errors import ConfigError
 from common.observations import observations
 from common.report import README_END, README_START, summary_table, write_report
 from common.results import group_conditions, make_metrics, split_configurations, variant
+from common.rundir import State, state
 from common.scaling import load_all
 from tests.conftest import fake_result
 
@@ -187,3 +188,16 @@ def test_observations_name_the_cells_whose_best_epoch_is_the_last():
     for m in runs:
         m["best_epoch"] = 2
     assert not [b for b in observations(runs) if b.startswith("Budget-bound")]
+
+
+def test_a_run_recorded_before_the_new_settings_existed_is_done_if_it_had_them_off(tmp_path):
+    cfg = make_config("resnet18", 1.0, profile="quick", output_dir=str(tmp_path), data_dir="/x")
+    m = make_metrics(cfg, fake_result(0.5, epochs=1))
+    for key in OFF:  # as written before these settings existed
+        del m["config"][key]
+    (tmp_path / "metrics.json").write_text(json.dumps(m))
+    assert state(cfg) == State.DONE
+    cutout = make_config(
+        "resnet18", 1.0, profile="quick", output_dir=str(tmp_path), data_dir="/x", cutout=4
+    )
+    assert state(cutout) == State.TODO  # it did not train with cutout
