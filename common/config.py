@@ -31,6 +31,11 @@ PAD_MODES = ("zeros", "reflect")  # how the 4-px translate fills the border
 TTA_MODES = ("none", "flip")  # test-time augmentation of every evaluation
 HEAD_INITS = ("default", "zero")  # the new classifier head: PyTorch's init or all zeros
 LR_DROP = 0.1  # the "steps" schedule's factor at each drop (BiT's bit_hyperrule.get_lr: /10)
+# How a run's budget follows its data size. "sqrt": `epochs` at 100% of the data, epochs /
+# sqrt(f) at a fraction f. "bit": BiT-HyperRule's steps (bit_hyperrule.py get_schedule: 500
+# steps under 20,000 training images, 10,000 from 20,000 to 500,000), as whole epochs.
+BUDGETS = ("sqrt", "bit")
+BIT_STEPS = dict(below=20_000, few=500, many=10_000)
 SETTINGS = ("scratch", "pretrained")
 VAL_SIZE = 5000  # validation images held out of CIFAR-10's 50,000 training images
 TRAIN_SPLIT = 50_000
@@ -82,6 +87,7 @@ SHARED: dict[str, Any] = dict(
 # The settings added for the cited recipes, off: every recipe starts from these and lists only
 # what it turns on. Off is the pipeline the quick profile's values were measured with.
 OFF: dict[str, Any] = dict(
+    budget="sqrt",  # epochs / sqrt(f)
     cutout=0,
     pad_mode="zeros",
     tta="none",
@@ -137,20 +143,20 @@ RECIPES: dict[tuple[str, str], dict[str, Any]] = {
         # momentum 0.9, "no weight-decay!"; zero_head=True; random crop + flip; tested resized
         # to 128, no test-time augmentation); bit_common.py (batch 512). Where ours differs:
         # Nesterov momentum (ours for every SGD run); ImageNet normalisation (the weights'; BiT
-        # uses 0.5, 0.5); the budget follows epochs / sqrt(f): 30 epochs at 100% are 2,610
-        # steps of 512 (BiT: 10,000, i.e. epochs=115), 42 at 50% 1,806 (BiT: 10,000, epochs=233),
-        # 120 at 1/16 600 (BiT: 500, epochs=100), with the warm-up and drops at BiT's shares of
-        # the run, so they scale with it. Unmeasured on validation: `benchmarks/recipe_sweep.py
-        # --profile full --model resnet50 --eval-images none` with --run "pretrained" (this
-        # recipe), --run "pretrained epochs=115" (BiT's steps at 100%) and a larger resolution
-        # (--run "pretrained image_size=160 resize=192", or 224 px) decides epochs, lr and
-        # resolution. Before (30 epochs, cosine, wd 5e-5, no MixUp, translate then 128 px),
-        # ResNet-50 from Keras' ImageNet weights reached 81.58, 90.17, 91.78% test at 1/16,
-        # 50%, 100% on an H200.
+        # uses 0.5, 0.5). The budget is BiT's (budget "bit"): 500 steps of 512 at 1/16 (100
+        # epochs), 10,000 at 50% (233 epochs) and 100% (115 epochs), the warm-up and drops at
+        # BiT's shares of them. Unmeasured on validation: `benchmarks/recipe_sweep.py --profile
+        # full --model resnet50 --eval-images none` with --run "pretrained" (this recipe), --run
+        # "pretrained budget=sqrt epochs=30" (the former budget: 2,610 steps at 100%, 600 at
+        # 1/16, a quarter of the time at 100%) and a larger resolution (--run "pretrained
+        # image_size=160 resize=192", or 224 px) decides epochs, lr and resolution. Before (30
+        # epochs, cosine, wd 5e-5, no MixUp, translate then 128 px), ResNet-50 from Keras'
+        # ImageNet weights reached 81.58, 90.17, 91.78% test at 1/16, 50%, 100% on an H200.
         stem="imagenet",  # the stem the ImageNet weights were trained with
         image_size=128,  # BiT's crop, and its test resolution
         resize=160,  # BiT's pre-crop resize for images under 96 px
-        epochs=30,  # at 100%: 2,610 steps (BiT: 10k); 1/16 gets 120, 600 steps (BiT: 500)
+        budget="bit",
+        epochs=None,  # from BiT's steps at the run's data size and batch
         batch_size=512,
         lr=0.003,
         optimizer="sgd",
@@ -245,7 +251,7 @@ class RunConfig:
     pretrained: bool
     seed: int
     profile: str
-    epochs: int
+    epochs: int  # at this run's data size (see BUDGETS)
     batch_size: int
     lr: float
     optimizer: str
@@ -259,6 +265,7 @@ class RunConfig:
     steps_per_epoch: int | None
     eval_images: int | None
     # Newer settings (defaults in OFF; see docs/how-it-works.md)
+    budget: str  # BUDGETS: how `epochs` follows the data size
     cutout: int  # side (px) of a square zeroed at a random place of each training image; 0 off
     pad_mode: str  # PAD_MODES: the border of the 4-px translate
     tta: str  # TTA_MODES: "flip" averages the logits of each image and its mirror
@@ -330,8 +337,12 @@ def _non_negative(name: str, value: Any) -> float:
 
 def _check_recipe(values: dict[str, Any], pretrained: bool) -> None:
     """Validate (in place) the recipe values: counts, sizes, rate, optimizer, schedule, stem."""
-    for name in ("epochs", "batch_size", "image_size"):
+    for name in ("batch_size", "image_size"):
         values[name] = _positive(name, values[name])
+    if values["epochs"] is None and values["budget"] != "bit":  # "bit" computes them
+        raise ConfigError(f"budget {values['budget']!r} needs epochs (at 100% of the data)")
+    if values["epochs"] is not None:
+        values["epochs"] = _positive("epochs", values["epochs"])
     for name in ("steps_per_epoch", "eval_images", "patience"):
         if values.get(name) is not None:
             values[name] = _positive(name, values[name])
@@ -348,6 +359,7 @@ def _check_recipe(values: dict[str, Any], pretrained: bool) -> None:
         pad_mode=PAD_MODES,
         tta=TTA_MODES,
         head_init=HEAD_INITS,
+        budget=BUDGETS,
     )
     for name, allowed in choices.items():
         if values[name] not in allowed:
@@ -480,6 +492,19 @@ def recipe_values(
     return {k: list(v) if isinstance(v, list) else v for k, v in values.items()}
 
 
+def budget_epochs(values: dict[str, Any], fraction: float, capped: bool) -> int:
+    """The run's epochs under its `budget` rule (BUDGETS). "sqrt" scales the recipe's epochs at
+    100% by 1 / sqrt(fraction), unless the recipe caps its epochs' steps (`capped`: every
+    fraction then trains the same steps); "bit" gives BiT's steps at the run's batch size and
+    cap on steps per epoch."""
+    if values["budget"] == "bit":
+        images = train_images(fraction, values.get("val_size"))
+        steps = BIT_STEPS["few"] if images < BIT_STEPS["below"] else BIT_STEPS["many"]
+        per_epoch = max(1, images // values["batch_size"])
+        return math.ceil(steps / min(per_epoch, values["steps_per_epoch"] or per_epoch))
+    return values["epochs"] if capped else max(1, round(values["epochs"] / math.sqrt(fraction)))
+
+
 def train_images(fraction: float, val_size: Any = None) -> int:
     """About how many training images a fraction leaves (CIFAR-10's 50,000 less validation)."""
     try:
@@ -522,8 +547,7 @@ def make_config(
     if unknown:
         raise ConfigError(f"unknown parameter(s) {', '.join(sorted(unknown))}: see RunConfig")
     values = recipe_values(model, fraction, setting, profile, overrides.get("val_size"))
-    if values["steps_per_epoch"] is None:  # a capped epoch has the same steps at any fraction
-        values["epochs"] = max(1, round(values["epochs"] / math.sqrt(fraction)))
+    capped = values["steps_per_epoch"] is not None  # the recipe's epochs are capped
     # None keeps the recipe's value (a notebook's unset parameter); LIFT sets None (no cap)
     given = {k: None if v == LIFT else v for k, v in overrides.items() if v is not None}
     for one, other in (("warmup_epochs", "warmup_share"), ("warmup_share", "warmup_epochs")):
@@ -534,6 +558,8 @@ def make_config(
         if values.get(name):
             values[name] = str(REPO / Path(values[name]).expanduser())
     _check_recipe(values, pretrained)
+    if "epochs" not in given:  # given epochs are this run's
+        values["epochs"] = budget_epochs(values, fraction, capped)
     _check_shared(values)
     values["weights"], values["weights_path"] = resolve_weights(
         model, pretrained, values.get("weights"), values.get("weights_path")

@@ -8,7 +8,15 @@ from typing import Any
 
 import pytest
 
-from common.config import MODEL_VALUES, OFF, RECIPES, SMALL_DATA, make_config, train_images
+from common.config import (
+    BIT_STEPS,
+    MODEL_VALUES,
+    OFF,
+    RECIPES,
+    SMALL_DATA,
+    make_config,
+    train_images,
+)
 from common.errors import ConfigError
 from common.observations import observations
 from common.report import README_END, README_START, summary_table, write_report
@@ -124,6 +132,7 @@ def test_a_v2_grid_is_one_configuration_whose_weights_label_the_rows(tmp_path):
         (dict(warmup_share=1.0), "warmup_share must be a number from 0 up to"),
         (dict(lr_start_factor=1.5), "lr_start_factor must be a multiple of the peak in [0, 1]"),
         (dict(warmup_epochs="none"), "set exactly one of warmup_epochs and warmup_share"),
+        (dict(budget="steps"), "unknown budget 'steps': choose one of sqrt, bit"),
     ],
 )
 def test_new_settings_refuse_bad_values_in_one_line(bad, says):
@@ -201,3 +210,16 @@ def test_a_run_recorded_before_the_new_settings_existed_is_done_if_it_had_them_o
         "resnet18", 1.0, profile="quick", output_dir=str(tmp_path), data_dir="/x", cutout=4
     )
     assert state(cutout) == State.TODO  # it did not train with cutout
+
+
+@pytest.mark.parametrize("fraction", [1 / 16, 0.5, 1.0])
+def test_bit_budget_trains_bits_steps_in_whole_epochs(fraction):
+    cfg = make_config("resnet50", fraction, True, profile="quick", budget="bit", batch_size=512)
+    images = train_images(fraction)
+    steps = BIT_STEPS["few"] if images < BIT_STEPS["below"] else BIT_STEPS["many"]
+    per_epoch = min(images // cfg.batch_size, cfg.steps_per_epoch)  # quick caps its epochs
+    assert cfg.epochs * per_epoch >= steps > (cfg.epochs - 1) * per_epoch
+    given = make_config("resnet50", fraction, True, profile="quick", budget="bit", epochs=3)
+    assert given.epochs == 3  # given epochs are the run's
+    with pytest.raises(ConfigError, match="budget 'sqrt' needs epochs"):
+        make_config("resnet50", fraction, True, profile="full", budget="sqrt")
