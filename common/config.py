@@ -264,7 +264,7 @@ class RunConfig:
     stem: str
     steps_per_epoch: int | None
     eval_images: int | None
-    # Newer settings (defaults in OFF; see docs/how-it-works.md)
+    # Newer settings (defaults in OFF; see docs/running.md)
     budget: str  # BUDGETS: how `epochs` follows the data size
     cutout: int  # side (px) of a square zeroed at a random place of each training image; 0 off
     pad_mode: str  # PAD_MODES: the border of the 4-px translate
