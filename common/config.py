@@ -234,7 +234,7 @@ SMALL_DATA: dict[tuple[str, str], dict[str, Any]] = {
     ("full", "pretrained"): dict(
         # BiT-HyperRule under 20,000 images (bit_hyperrule.py get_mixup, get_schedule): no
         # MixUp; 500 steps, 100 of them warm-up, lr /10 after steps 200, 300 and 400
-        below=20_000,
+        below=BIT_STEPS["below"],
         mixup=0.0,
         warmup_share=0.2,
         lr_drops=[0.4, 0.6, 0.8],
