@@ -4,12 +4,20 @@
         --weights resnet50=/tmp/weights/resnet50-keras-v1.pth --name finetune-keras \\
         --run "pretrained image_size=64 optimizer=sgd lr=0.01" --run "scratch image_size=64"
 
+On a GPU, the full profile, scored on the whole 5,000-image validation split:
+
+    python benchmarks/recipe_sweep.py --profile full --model resnet50 --fraction 1 \
+        --eval-images none --seeds 0,1,2 --name full-scratch-resnet50 \
+        --run "scratch" --run "scratch lr=0.1" --run "scratch epochs=52"
+
 Each `--run` is a setting (scratch or pretrained) and the recipe values it overrides, on top of
-`--profile` (quick by default). Every run trains with `common.train` and is scored on validation
-images only (`eval_images` / 2 of the validation split, fixed and stratified): the test set is
-never read here, so these tables can choose recipe values. Finished runs are kept in
-benchmarks/results/<name>-<machine>.jsonl, so an interrupted sweep resumes; the table, over seeds
-(mean ± sd), goes beside it as .md.
+`--profile` (quick by default). Every run trains with `common.train` on `--device` (auto: the
+GPU when torch can use one) and is scored on validation images only (`eval_images` / 2 of the
+validation split, fixed and stratified; `--eval-images none`: all of it): its test accuracy is
+not recorded, so these tables can choose recipe values. Finished runs are kept in
+benchmarks/results/<name>-<machine>.jsonl (the machine: the device's model, `cpu-<model>` on a
+CPU), each with its command, hardware and seed, so an interrupted sweep resumes; the table, over
+seeds (mean ± sd), goes beside it as .md.
 """
 
 from __future__ import annotations
@@ -28,9 +36,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from common import build_model, load_cifar10, make_config, train  # noqa: E402
+from common.config import LIFT  # noqa: E402
 from common.files import write_text  # noqa: E402
 from common.precision import machine_slug  # noqa: E402
 from common.results import hardware  # noqa: E402
+from common.training import resolve_device  # noqa: E402
 
 EVAL_IMAGES = 4000  # 2,000 validation images: a standard error near 1.1 points at 50% accuracy
 
@@ -60,9 +70,9 @@ def run_one(data: Any, args: argparse.Namespace, spec: str, seed: int) -> dict[s
         pretrained=setting == "pretrained",
         seed=seed,
         profile=args.profile,
-        device="cpu",
+        device=args.device,
         weights_path=weights.get(args.model) if setting == "pretrained" else None,
-        **{"eval_images": EVAL_IMAGES, **values},
+        **{"eval_images": args.eval_images, **values},
     )
     model = build_model(
         cfg.model,
@@ -76,11 +86,18 @@ def run_one(data: Any, args: argparse.Namespace, spec: str, seed: int) -> dict[s
     return {
         "run": spec,
         "seed": seed,
+        "model": cfg.model,
+        "fraction": cfg.data_fraction,
+        "profile": cfg.profile,
         "val_acc": 100 * result["best_val_acc"],
         "best_epoch": result["best_epoch"],
         "val_images": result["val_images"],
         "images_trained": len(result["history"]) * result["steps_per_epoch"] * cfg.batch_size,
         "wall_time_s": result["wall_time_s"],
+        "precision": result["precision"],
+        "hardware": hardware(),
+        "torch": torch.__version__,
+        "command": args.command,
     }
 
 
@@ -104,6 +121,13 @@ def table(rows: list[dict[str, Any]], runs: list[str]) -> str:
     return "\n".join(lines)
 
 
+def machine_file_part(device: str) -> str:
+    """The machine in the result file's name: 'nvidia-h200' on a GPU, 'cpu-amd-epyc' on a CPU
+    (the name the CPU sweeps already carry, so that they resume)."""
+    used = resolve_device(device)
+    return machine_slug(used) if used.type == "cuda" else f"cpu-{machine_slug(used)}"
+
+
 def main(argv: list[str] | None = None) -> str:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", default=str(REPO / "data"))
@@ -116,8 +140,16 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--weights-label", default="", help="what the weights are, for the table")
     p.add_argument("--name", required=True, help="result file stem, e.g. finetune-keras")
     p.add_argument("--out-dir", default=str(REPO / "benchmarks" / "results"))
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument(
+        "--eval-images",
+        default=str(EVAL_IMAGES),
+        help="cap on test images; validation gets half (none: the whole 5,000-image split)",
+    )
     args = p.parse_args(argv)
-    stem = Path(args.out_dir) / f"{args.name}-cpu-{machine_slug(torch.device('cpu'))}"
+    args.eval_images = LIFT if args.eval_images.lower() == LIFT else int(args.eval_images)
+    args.command = f"python benchmarks/recipe_sweep.py {shlex.join(argv or sys.argv[1:])}"
+    stem = Path(args.out_dir) / f"{args.name}-{machine_file_part(args.device)}"
     log = stem.with_suffix(".jsonl")
     rows = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     data = load_cifar10(args.data_dir, download=False)
@@ -134,11 +166,11 @@ def main(argv: list[str] | None = None) -> str:
         [
             f"# Recipe sweep: {args.model}, {args.fraction} of CIFAR-10, {args.profile} profile",
             "",
-            f"- command: `python benchmarks/recipe_sweep.py {shlex.join(argv or sys.argv[1:])}`",
+            f"- command: `{args.command}`",
             f"- hardware: {hardware()}; torch {torch.__version__}",
             f"- weights: {args.weights_label or 'none'}",
             f"- scored on {rows[0]['val_images'] if rows else 0:,} fixed validation images "
-            "(best evaluated epoch); the test set is not read",
+            "(best evaluated epoch); no test accuracy is recorded",
             "",
             table(rows, done),
             "",

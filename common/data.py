@@ -30,6 +30,7 @@ CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+SIDE = 32  # CIFAR-10's images are SIDE x SIDE px
 AUG_PAD = 4  # random crops of 32 px from the image zero-padded by 4 px each side
 
 
@@ -247,41 +248,121 @@ def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def augment(
-    x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor, pad: int = AUG_PAD
+    x: torch.Tensor,
+    dy: torch.Tensor,
+    dx: torch.Tensor,
+    flip: torch.Tensor,
+    pad: int = AUG_PAD,
+    mode: str = "zeros",
+    fill: torch.Tensor | None = None,
+    size: int | None = None,
 ) -> torch.Tensor:
-    """Crop each image of the batch `x` (N, C, H, W) at offset (`dy`, `dx`) in [0, 2 * pad] of
-    its zero-padded copy, and mirror it where `flip`; all on `x`'s device, no host transfer."""
-    n, _, h, w = x.shape
-    padded = F.pad(x, (pad, pad, pad, pad))
-    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
-    cols = dx[:, None] + torch.arange(w, device=x.device)
+    """Crop each image of the batch `x` (N, C, H, W) to `size` (default: H) at offset (`dy`,
+    `dx`) of its copy padded by `pad` px, and mirror it where `flip`; all on `x`'s device, no
+    host transfer. The border: `mode` "zeros" fills it with `fill` (one value per channel;
+    default 0), "reflect" mirrors the image at its edge."""
+    n, c, h, w = x.shape
+    size = size or h
+    if pad and mode == "reflect":
+        padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    elif pad:
+        padded = x.new_zeros(n, c, h + 2 * pad, w + 2 * pad)
+        if fill is not None:  # a per-channel border, set exactly (no arithmetic on the image)
+            padded[:] = fill.view(1, c, 1, 1)
+        padded[:, :, pad : pad + h, pad : pad + w] = x
+    else:
+        padded = x
+    rows = (dy[:, None] + torch.arange(size, device=x.device))[:, None, :, None]
+    cols = dx[:, None] + torch.arange(size, device=x.device)
     cols = torch.where(flip[:, None], cols.flip(1), cols)[:, None, None, :]
     batch = torch.arange(n, device=x.device)[:, None, None, None]
-    chans = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+    chans = torch.arange(c, device=x.device)[None, :, None, None]
     return padded[batch, chans, rows, cols]
 
 
+def square_masks(corner: torch.Tensor, side: int, h: int, w: int) -> torch.Tensor:
+    """(N, 1, h, w) masks, True on the `side` x `side` square whose top-left corner is
+    `corner[:, i]` = (row, column) of image i."""
+    ys = torch.arange(h, device=corner.device)[None, :, None] - corner[0][:, None, None]
+    xs = torch.arange(w, device=corner.device)[None, None, :] - corner[1][:, None, None]
+    return ((ys >= 0) & (ys < side) & (xs >= 0) & (xs < side))[:, None]
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Training augmentation beyond the crop and flip; each part off by default.
+
+    cutout: side (px) of a square zeroed (after normalisation: the mean colour) at a random
+    place of each SIDE-px image, before the translate, as airbench does. pad_mode: the translate's
+    border. resize: resize to this side, then crop `image_size` at random, no translate.
+    mixup: alpha of MixUp (BiT): each batch blended with a permutation of itself, weight
+    lambda ~ Beta(alpha, alpha), the targets blended alike."""
+
+    cutout: int = 0
+    pad_mode: str = "zeros"
+    resize: int | None = None
+    mixup: float = 0.0
+
+
+@dataclass
+class Draws:
+    """One epoch's random numbers, on the device: the order of the images, and for the `used`
+    first of them crop offsets, flips, cutout corners and MixUp partners and weights."""
+
+    order: torch.Tensor
+    dy: torch.Tensor
+    dx: torch.Tensor
+    flip: torch.Tensor
+    corner: torch.Tensor | None = None  # (2, used): cutout squares' top-left (row, column)
+    keys: torch.Tensor | None = None  # (used,): sorting a batch's keys gives its MixUp partners
+    lam: torch.Tensor | None = None  # (steps,): each batch's MixUp weight
+
+
 def epoch_draws(
-    n: int, used: int, gen: torch.Generator, device: torch.device, pad: int = AUG_PAD
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One epoch's random numbers: the order of `n` images, and crop offsets and flips for the
-    `used` first of them. Drawn from the CPU generator `gen` (reproducible and resumable on any
-    device) and sent to `device` in one copy."""
+    n: int,
+    used: int,
+    gen: torch.Generator,
+    device: torch.device,
+    span: int = 2 * AUG_PAD,
+    aug: Augment = Augment(),
+    steps: int = 0,
+) -> Draws:
+    """One epoch's random numbers: the order of `n` images; crop offsets in [0, `span`], flips,
+    and the cutout and MixUp draws `aug` asks for, for the `used` first of them (`steps`
+    batches). Drawn from the CPU generator `gen` (reproducible and resumable on any device; the
+    draws of the parts that are off are skipped, so turning one on leaves the others' draws
+    alone) and sent to `device` in one copy."""
     order = torch.randperm(n, generator=gen)
-    offsets = torch.randint(0, 2 * pad + 1, (2, used), generator=gen)
+    offsets = torch.randint(0, span + 1, (2, used), generator=gen)
     flip = torch.rand(used, generator=gen) < 0.5
-    draws = to_device(torch.cat([order, offsets.flatten(), flip.long()]), device)
-    order, dy, dx, flip = draws.split([n, used, used, used])
-    return order, dy, dx, flip.bool()
+    parts = [order, offsets.flatten(), flip.long()]
+    if aug.cutout:
+        parts.append(torch.randint(0, SIDE - aug.cutout + 1, (2 * used,), generator=gen))
+    if aug.mixup:
+        parts.append(torch.randint(0, 2**31, (used,), generator=gen))
+        seed = int(torch.randint(0, 2**62, (1,), generator=gen))
+        lam = np.random.default_rng(seed).beta(aug.mixup, aug.mixup, steps)
+        # bit-cast into the integer copy: one transfer for everything
+        parts.append(torch.from_numpy(lam.astype(np.float32)).view(torch.int32).long())
+    draws = to_device(torch.cat(parts), device).split([p.numel() for p in parts])
+    out = Draws(draws[0], *draws[1].view(2, used), draws[2].bool())
+    rest = list(draws[3:])
+    if aug.cutout:
+        out.corner = rest.pop(0).view(2, used)
+    if aug.mixup:
+        out.keys, out.lam = rest[0], rest[1].int().view(torch.float32)
+    return out
 
 
 class Batches:
     """Mini-batches from uint8 images resident on the training device.
 
-    Training batches are shuffled and augmented (crop + flip) as whole tensors on the device,
-    from random numbers sent there once per epoch; all batches are normalized, resized to
-    `image_size` when it is not 32, and laid out in `memory_format`. `limit` caps the number of
-    batches per pass (the quick profile). Iterating makes no host-device copy but that one.
+    Training batches are shuffled and augmented (crop + flip, and what `aug` adds) as whole
+    tensors on the device, from random numbers sent there once per epoch; all batches are
+    normalized, resized to `image_size` when it is not 32, and laid out in `memory_format`.
+    With MixUp a training batch's targets are class probabilities (N, 10), else labels.
+    `limit` caps the number of batches per pass (the quick profile). Iterating makes no
+    host-device copy but that one.
     """
 
     def __init__(
@@ -297,11 +378,14 @@ class Batches:
         gen: torch.Generator | None = None,
         limit: int | None = None,
         memory_format: torch.memory_format = torch.contiguous_format,
+        aug: Augment = Augment(),
     ) -> None:
         self.x, self.y, self.batch_size, self.train = x, y, batch_size, train
         self.gen, self.image_size, self.memory_format = gen, image_size, memory_format
+        self.aug = aug
         scale = to_device(torch.tensor([mean, std]).view(2, 1, 3, 1, 1) * 255, x.device)
         self.mean, self.std = scale[0], scale[1]
+        self.black = (-self.mean / self.std).flatten()  # a zero pixel, normalized
         full = len(x) // batch_size if train and len(x) >= batch_size else -(-len(x) // batch_size)
         self.steps = min(full, limit) if limit else full
 
@@ -312,18 +396,48 @@ class Batches:
         bs = self.batch_size
         if self.train:
             used = min(len(self.x), self.steps * bs)
-            order, dy, dx, flip = epoch_draws(len(self.x), used, self.gen, self.x.device)
+            span = self.aug.resize - self.image_size if self.aug.resize else 2 * AUG_PAD
+            draws = epoch_draws(
+                len(self.x), used, self.gen, self.x.device, span, self.aug, self.steps
+            )
         for i in range(self.steps):
             part = slice(i * bs, (i + 1) * bs)
             if self.train:
-                idx = order[part]
-                xb, yb = augment(self.x[idx], dy[part], dx[part], flip[part]), self.y[idx]
+                xb, yb = self.train_batch(draws, i, part)
             else:
-                xb, yb = self.x[part], self.y[part]
-            xb = (xb.float() - self.mean) / self.std
-            if self.image_size != xb.shape[-1]:
-                xb = F.interpolate(xb, size=self.image_size, mode="bilinear", align_corners=False)
+                xb, yb = self.normalize(self.x[part]), self.y[part]
+                if self.image_size != xb.shape[-1]:
+                    xb = self.resize(xb, self.image_size)
             yield xb.contiguous(memory_format=self.memory_format), yb
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.float() - self.mean) / self.std
+
+    @staticmethod
+    def resize(x: torch.Tensor, side: int) -> torch.Tensor:
+        return F.interpolate(x, size=side, mode="bilinear", align_corners=False)
+
+    def train_batch(self, d: Draws, i: int, part: slice) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training batch `i` (positions `part` of the epoch's order), augmented."""
+        idx, aug = d.order[part], self.aug
+        xb, yb = self.normalize(self.x[idx]), self.y[idx]
+        if aug.cutout:  # on the 32-px image, before the translate (airbench)
+            xb = xb.masked_fill(square_masks(d.corner[:, part], aug.cutout, *xb.shape[-2:]), 0)
+        if aug.resize:  # BiT: resize, then a random crop of image_size, no padding
+            xb = self.resize(xb, aug.resize)
+            xb = augment(xb, d.dy[part], d.dx[part], d.flip[part], 0, size=self.image_size)
+        else:
+            xb = augment(
+                xb, d.dy[part], d.dx[part], d.flip[part], AUG_PAD, aug.pad_mode, self.black
+            )
+            if self.image_size != xb.shape[-1]:
+                xb = self.resize(xb, self.image_size)
+        if aug.mixup:  # BiT's mixup_data: the batch against a permutation of itself
+            lam, partner = d.lam[i], d.keys[part].argsort()
+            xb = lam * xb + (1 - lam) * xb[partner]
+            onehot = F.one_hot(yb, NUM_CLASSES).float()
+            yb = lam * onehot + (1 - lam) * onehot[partner]
+        return xb, yb
 
 
 def fraction_label(fraction: float) -> str:

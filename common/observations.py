@@ -369,6 +369,28 @@ def quick_note(metrics: list[dict[str, Any]]) -> str:
     )
 
 
+def budget_bound_bullets(cells: dict[tuple[str, str, float], Condition]) -> list[str]:
+    """One bullet naming the cells whose best evaluated epoch is the last one in most of their
+    seeds: runs still improving when their budget ended, so more epochs would likely raise
+    them and their comparison measures the budget as well as the model; none such, no bullet."""
+    bound = []
+    for (setting, model, fraction), cell in cells.items():
+        last = sum(r["best_epoch"] == r["epochs"] for r in cell.runs)
+        if last > len(cell.runs) / 2:
+            bound.append(
+                f"{MODEL_TITLES[model]} {SETTING_TITLES[setting]} at {fraction_title(fraction)} "
+                f"({last} of {len(cell.runs)} seeds)"
+            )
+    if not bound:
+        return []
+    return [
+        f"Budget-bound: in {len(bound)} of {len(cells)} cells the best validation epoch is the "
+        f"last one in most seeds ({'; '.join(bound)}). These runs were still improving when "
+        "their epochs ran out: more epochs would likely raise them, so their differences "
+        "measure the training budget as well as the models."
+    ]
+
+
 def observations(metrics: list[dict[str, Any]]) -> list[str]:
     """Plain-English statements generated from the numbers: model against model per size,
     where pre-training helps most, and the fitted curves, each with its stated test."""
@@ -395,4 +417,5 @@ def observations(metrics: list[dict[str, Any]]) -> list[str]:
         if bullet:
             out.append(bullet)
     out += [_joint_bullet(check) for check in joint_checks(metrics)]
+    out += budget_bound_bullets(cells)
     return out or ["No runs to compare yet."]

@@ -129,6 +129,12 @@ def weights_line(missing: dict[ConditionKey, NotProduced]) -> str:
     )
 
 
+def tta_title(runs: list[dict[str, Any]]) -> str:
+    """Whether the runs' test accuracy used test-time augmentation: 'flip', 'none' (runs
+    recorded before the setting existed used none)."""
+    return "/".join(sorted({r.get("test_tta", "none") for r in runs}))
+
+
 def summary_table(
     cells: list[Condition],
     missing: dict[ConditionKey, NotProduced],
@@ -141,8 +147,8 @@ def summary_table(
     failed = failed or {}
     lines = [
         "| model | data | setting | weights | train images | epochs | best val acc % "
-        "| test acc % | starting point % | wall time / run |",
-        "|---|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "| test acc % | TTA | starting point % | wall time / run |",
+        "|---|---|---|---|---:|---:|---:|---:|---|---:|---:|",
     ]
     rows: list[tuple[tuple[Any, ...], str]] = []
     order = {name: i for i, name in enumerate(MODEL_TITLES)}
@@ -160,7 +166,8 @@ def summary_table(
                 f"| {'/'.join(map(str, epochs))} "
                 f"| {mean_sd(*c.stat('best_val_acc'))} "
                 f"| {seeds_cell(c, failed.get((c.setting, c.model, c.fraction), {}))}{test_note} "
-                f"| {start if start else '–'} | {c.stat('wall_time_s')[0]:.0f} s |",
+                f"| {tta_title(c.runs)} | {start if start else '–'} "
+                f"| {c.stat('wall_time_s')[0]:.0f} s |",
             )
         )
     for (setting, model, fraction), why in missing.items():
@@ -170,7 +177,7 @@ def summary_table(
                 (
                     (setting != "scratch", order[model], fraction, ""),
                     f"| {MODEL_TITLES[model]} | {fraction_title(fraction)} | {setting} | – | – "
-                    f"| – | not produced | not produced: failed: {why.failed} "
+                    f"| – | not produced | not produced: failed: {why.failed} | – "
                     f"| {start if start else '–'} | – |",
                 )
             )

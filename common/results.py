@@ -149,6 +149,7 @@ def make_metrics(cfg: RunConfig, result: dict[str, Any]) -> dict[str, Any]:
                 "machine",
             )
         },
+        "test_tta": cfg.tta,  # whether test_acc averaged the mirror's logits ("flip") or not
         "hardware": hardware(result["device"]),
         "threads": torch.get_num_threads(),  # CPU numbers change with it (float rounding)
         "torch": torch.__version__,

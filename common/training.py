@@ -23,12 +23,13 @@ from torch import nn
 from tqdm import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint, save_weights
-from .config import RunConfig
+from .config import LR_DROP, RunConfig
 from .data import (
     CIFAR_MEAN,
     CIFAR_STD,
     IMAGENET_MEAN,
     IMAGENET_STD,
+    Augment,
     Batches,
     Cifar10,
     make_splits,
@@ -61,13 +62,42 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-def lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str = "cosine") -> float:
-    """Linear warm-up from ~0 to 1 over `warmup_steps`, then a cosine or linear decay to 0 at
-    `total_steps` (warm-up + linear decay is the triangular schedule)."""
+def lr_factor(
+    step: int,
+    warmup_steps: int,
+    total_steps: int,
+    schedule: str = "cosine",
+    start: float = 0.0,
+    drops: Iterable[float] = (),
+) -> float:
+    """The lr of `step` as a multiple of the peak.
+
+    cosine, linear: linear warm-up from ~0 to 1 over `warmup_steps`, then a cosine or linear
+    decay to 0 at `total_steps`. triangle (airbench's np.interp over [0, warm-up, total] of
+    [start, 1, 0]): from `start` up to 1 at `warmup_steps`, then down to 0 at `total_steps`.
+    steps (BiT's bit_hyperrule.get_lr): step / warmup_steps during the warm-up, then 1, times
+    LR_DROP after each share of `total_steps` in `drops`.
+    """
+    if schedule == "triangle":
+        if step < warmup_steps:
+            return start + (1 - start) * step / warmup_steps
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+    if schedule == "steps":
+        if step < warmup_steps:
+            return step / warmup_steps
+        return LR_DROP ** sum(step > round(d * total_steps) for d in drops)
     if step < warmup_steps:
         return (step + 1) / warmup_steps
     progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
     return 1 - progress if schedule == "linear" else 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def warmup_steps(cfg: RunConfig, total: int, steps_per_epoch: int) -> int:
+    """The warm-up in steps: `warmup_share` of `total` rounded down (airbench's int(0.2 *
+    total)), or `warmup_epochs` epochs (at least one step)."""
+    if cfg.warmup_share is not None:
+        return int(cfg.warmup_share * total)
+    return min(total, max(1, round(cfg.warmup_epochs * steps_per_epoch)))
 
 
 def eval_every(cfg: RunConfig, train_images: int, val_images: int) -> int:
@@ -102,6 +132,7 @@ def make_batches(
             gen=gen,
             limit=cfg.steps_per_epoch if train else None,
             memory_format=arithmetic.memory_format,
+            aug=Augment(cfg.cutout, cfg.pad_mode, cfg.resize, cfg.mixup) if train else Augment(),
         )
 
     return {
@@ -114,8 +145,8 @@ def make_batches(
 def make_optimizer(
     model: nn.Module, cfg: RunConfig, steps_per_epoch: int
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW or SGD + Nesterov (no weight decay on BN and biases), with warm-up, then cosine or
-    linear decay (`cfg.schedule`)."""
+    """AdamW or SGD + Nesterov (no weight decay on BN and biases), with the schedule of
+    `lr_factor` (`cfg.schedule`)."""
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
     groups = [
@@ -127,9 +158,10 @@ def make_optimizer(
     else:
         opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
     total = cfg.epochs * steps_per_epoch
-    warmup = min(total, max(1, round(cfg.warmup_epochs * steps_per_epoch)))
+    warmup = warmup_steps(cfg, total, steps_per_epoch)
+    drops = tuple(cfg.lr_drops)
     return opt, torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: lr_factor(s, warmup, total, cfg.schedule)
+        opt, lambda s: lr_factor(s, warmup, total, cfg.schedule, cfg.lr_start_factor, drops)
     )
 
 
@@ -143,7 +175,8 @@ def train_epoch(
     label_smoothing: float,
 ) -> tuple[torch.Tensor, int]:
     """One pass of training steps. Returns (loss sum, correct) still on the device, so that no
-    step waits for the host, and the number of images."""
+    step waits for the host, and the number of images. A target of class probabilities
+    (MixUp) counts as correct where the prediction is its largest class."""
     model.train()
     totals, seen = torch.zeros(2, device=next(model.parameters()).device), 0
     for xb, yb in batches:
@@ -155,19 +188,26 @@ def train_epoch(
         scaler.step(opt)
         scaler.update()
         sched.step()
-        totals += torch.stack([loss.detach() * len(yb), (out.argmax(1) == yb).sum()])
+        labels = yb if yb.ndim == 1 else yb.argmax(1)
+        totals += torch.stack([loss.detach() * len(yb), (out.argmax(1) == labels).sum()])
         seen += len(yb)
     return totals, seen
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, batches: Batches, arithmetic: Arithmetic) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of `model` over `batches` (one host sync, at the end)."""
+def evaluate(
+    model: nn.Module, batches: Batches, arithmetic: Arithmetic, tta: str = "none"
+) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of `model` over `batches` (one host sync, at the end).
+    `tta` "flip": the logits are the mean of the image's and its mirror's (airbench's
+    infer_mirror, tta_level 1)."""
     model.eval()
     totals, n = torch.zeros(2, device=batches.x.device), 0
     for xb, yb in batches:
         with arithmetic.autocast():
             out = model(xb)
+            if tta == "flip":
+                out = 0.5 * out.float() + 0.5 * model(xb.flip(-1)).float()
         loss = F.cross_entropy(out.float(), yb, reduction="sum")
         totals += torch.stack([loss, (out.argmax(1) == yb).sum()])
         n += len(yb)
@@ -302,7 +342,16 @@ def final_test(
     if run_dir:
         save_weights(run_dir, run.best_weights)
     with out_of_memory_is_one_line(cfg):
-        return evaluate(model, test, arithmetic)
+        return evaluate(model, test, arithmetic, cfg.tta)
+
+
+def init_head(model: nn.Module, cfg: RunConfig) -> None:
+    """head_init "zero": the classifier's weights and bias set to 0 (BiT's zero_head), so that
+    fine-tuning starts from uniform predictions; a resumed run loads its own afterwards."""
+    if cfg.head_init == "zero":
+        with torch.no_grad():
+            model.fc.weight.zero_()
+            model.fc.bias.zero_()
 
 
 def place(model: nn.Module, cfg: RunConfig) -> tuple[torch.device, Arithmetic]:
@@ -327,14 +376,15 @@ def train(
 ) -> dict[str, Any]:
     """Train `model` on the run's subset of CIFAR-10 and return its results.
 
-    Validates every `eval_every` epochs and after the last, keeps the best validation epoch's
-    weights (stopping `cfg.patience` epochs after it, if set) and tests them. With `run_dir`,
-    checkpoints atomically so that a kill loses at most `cfg.checkpoint_every` seconds (for
-    shorter epochs), and resumes from there with identical results. Returns the history (train
-    figures per epoch, validation ones where evaluated), best and test figures, image counts,
-    precision, time.
+    Validates every `eval_every` epochs and after the last (with `cfg.tta`, as the final test),
+    keeps the best validation epoch's weights (stopping `cfg.patience` epochs after it, if set)
+    and tests them. With `run_dir`, checkpoints atomically so that a kill loses at most
+    `cfg.checkpoint_every` seconds (for shorter epochs), and resumes from there with identical
+    results. Returns the history (train figures per epoch, validation ones where evaluated),
+    best and test figures, image counts, precision, time.
     """
     started, started_at = clock(), time.time()
+    init_head(model, cfg)
     # the device, its arithmetic, the data there
     device, arithmetic = place(model, cfg)
     batches = make_batches(data, cfg, device, arithmetic)
@@ -369,7 +419,7 @@ def train(
         if epoch % every == 0 or epoch == cfg.epochs:
             run.read_back(cfg)
             with out_of_memory_is_one_line(cfg):
-                run.record_eval(model, *evaluate(model, val_b, arithmetic))
+                run.record_eval(model, *evaluate(model, val_b, arithmetic, cfg.tta))
             tqdm.write(f"{desc}: {run.last_epoch_line()}")
         # save now if waiting for the next epoch's end would leave more than the interval unsaved
         now = clock()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -142,8 +143,23 @@ def test_recipe_sweep_scores_on_validation_over_seeds_and_resumes(
     rows = table_rows(text, "scratch epochs=1")
     assert len(rows) == 2 and all(r[1] == "2" for r in rows)  # two seeds each
     assert all(len(r[3].split(", ")) == 2 and r[4] == "4" for r in rows)  # per seed; 4 images
-    assert "20 fixed validation images" in text and "test set is not read" in text
+    assert "20 fixed validation images" in text and "no test accuracy is recorded" in text
     (log,) = tmp_path.glob("t-cpu-*.jsonl")
     assert len(log.read_text().splitlines()) == 4
     monkeypatch.setattr(sweep, "train", lambda *a, **k: pytest.fail("retrained a finished run"))
     assert sweep.main(args) == text  # resumed from the log: nothing trained again
+
+
+def test_recipe_sweep_runs_a_new_setting_without_a_gpu_on_the_whole_validation_split(
+    tmp_path: Path, fake_data: Path
+) -> None:
+    tiny = "epochs=1 steps_per_epoch=1 batch_size=4 val_size=40 precision=fp32"
+    spec = f"scratch {tiny} cutout=8 pad_mode=reflect tta=flip"
+    args = ["--data-dir", str(fake_data), "--fraction", "1", "--name", "new",
+            "--out-dir", str(tmp_path), "--eval-images", "none", "--run", spec]  # fmt: skip
+    text = load_script("recipe_sweep").main(args)
+    assert "40 fixed validation images" in text  # all of the (40-image) validation split
+    (log,) = tmp_path.glob("new-cpu-*.jsonl")  # named by the machine: a CPU here
+    (row,) = [json.loads(line) for line in log.read_text().splitlines()]
+    assert row["run"] == spec and row["seed"] == 0 and row["val_images"] == 40
+    assert "--eval-images none" in row["command"] and "(CPU)" in row["hardware"]

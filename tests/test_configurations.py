@@ -6,9 +6,22 @@ import json
 from pathlib import Path
 from typing import Any
 
-from common.config import make_config
-from common.report import README_END, README_START, Call, write_report
+import pytest
+
+from common.config import (
+    BIT_STEPS,
+    MODEL_VALUES,
+    OFF,
+    RECIPES,
+    SMALL_DATA,
+    make_config,
+    train_images,
+)
+from common.errors import ConfigError
+from common.observations import observations
+from common.report import README_END, README_START, Call, summary_table, write_report
 from common.results import group_conditions, make_metrics, split_configurations, variant
+from common.rundir import State, state
 from common.scaling import load_all
 from tests.conftest import fake_result
 
@@ -101,3 +114,112 @@ def test_a_v2_grid_is_one_configuration_whose_weights_label_the_rows(tmp_path):
         ("pretrained", "resnet18"): "V1",
         ("pretrained", "resnet50"): "V2",
     }
+
+
+@pytest.mark.parametrize(
+    ("bad", "says"),
+    [
+        (dict(cutout=33), "cutout must be a side in px"),
+        (dict(cutout=2.5), "cutout must be a side in px"),
+        (dict(pad_mode="edge"), "unknown pad_mode 'edge': choose one of zeros, reflect"),
+        (dict(tta="crops"), "unknown tta 'crops': choose one of none, flip"),
+        (dict(head_init="ones"), "unknown head_init 'ones'"),
+        (dict(mixup=-0.1), "mixup must be 0 (off) or a positive alpha"),
+        (dict(resize=24), "resize 24 is below image_size 32"),
+        (dict(schedule="steps"), "schedule 'steps' needs lr_drops"),
+        (dict(lr_drops=[0.6, 0.3]), "lr_drops must be increasing shares"),
+        (dict(lr_drops=[1.5]), "lr_drops must be increasing shares"),
+        (dict(warmup_share=1.0), "warmup_share must be a number from 0 up to"),
+        (dict(lr_start_factor=1.5), "lr_start_factor must be a multiple of the peak in [0, 1]"),
+        (dict(warmup_epochs="none"), "set exactly one of warmup_epochs and warmup_share"),
+        (dict(budget="steps"), "unknown budget 'steps': choose one of sqrt, bit"),
+    ],
+)
+def test_new_settings_refuse_bad_values_in_one_line(bad, says):
+    with pytest.raises(ConfigError, match=None) as e:
+        make_config("resnet18", 1.0, profile="quick", **bad)
+    assert says in str(e.value) and "\n" not in str(e.value)
+
+
+def test_one_warm_up_given_replaces_the_other():
+    full = make_config("resnet18", 1.0, profile="full")
+    assert full.warmup_share is not None and full.warmup_epochs is None
+    epochs = make_config("resnet18", 1.0, profile="full", warmup_epochs=2)
+    assert (epochs.warmup_epochs, epochs.warmup_share) == (2.0, None)
+    share = make_config("resnet18", 1.0, profile="quick", warmup_share=0.1)
+    assert (share.warmup_epochs, share.warmup_share) == (None, 0.1)
+
+
+def test_model_values_apply_to_their_model_only():
+    (key, values), *_ = MODEL_VALUES.items()
+    profile, setting, model = key
+    other = next(m for m in ("resnet18", "resnet50") if m != model)
+    mine = make_config(model, 1.0, setting == "pretrained", profile=profile)
+    theirs = make_config(other, 1.0, setting == "pretrained", profile=profile)
+    assert all(getattr(mine, k) == v for k, v in values.items() if k != "epochs")
+    assert mine.epochs == values.get("epochs", mine.epochs)
+    assert theirs.lr == RECIPES[key[:2]]["lr"]
+
+
+def test_small_data_values_apply_below_their_threshold():
+    (key, small), *_ = SMALL_DATA.items()
+    profile, setting = key
+    below = next(f for f in (1 / 16, 1 / 8, 1 / 4) if train_images(f) < small["below"])
+    above = next(f for f in (1.0, 0.5) if train_images(f) >= small["below"])
+    few = make_config("resnet50", below, setting == "pretrained", profile=profile)
+    many = make_config("resnet50", above, setting == "pretrained", profile=profile)
+    assert all(getattr(few, k) == v for k, v in small.items() if k != "below")
+    assert all(getattr(many, k) == RECIPES[key].get(k, v) for k, v in small.items() if k != "below")
+    assert many.mixup != few.mixup  # BiT: MixUp from 20,000 images up only
+
+
+def test_a_full_run_records_and_reports_its_test_time_augmentation():
+    cfg = make_config("resnet18", 1.0, profile="full", output_dir="/nowhere/x")
+    m = json.loads(json.dumps(make_metrics(cfg, fake_result(0.9, epochs=1))))  # as on disk
+    assert m["test_tta"] == cfg.tta == "flip" and m["config"]["tta"] == "flip"
+    assert variant(m) == ()  # lists (lr_drops) read back from JSON are still the recipe
+    assert "| flip |" in summary_table(group_conditions([m]), {})
+    quick = metrics(1.0, 0, 0.5, "x")
+    assert "| none |" in summary_table(group_conditions([quick]), {})
+
+
+def test_observations_name_the_cells_whose_best_epoch_is_the_last():
+    runs = []
+    for fraction, last_in in ((1 / 16, (0, 1)), (1.0, (2,))):  # best = last in 2 / 1 of 3 seeds
+        for seed in range(3):
+            cfg = make_config("resnet18", fraction, seed=seed, profile="full", output_dir="/x")
+            m = make_metrics(cfg, fake_result(0.5 + seed / 100, epochs=4))
+            m["best_epoch"] = 4 if seed in last_in else 2
+            runs.append(m)
+    (bullet,) = [b for b in observations(runs) if b.startswith("Budget-bound")]
+    assert "in 1 of 2 cells" in bullet and "ResNet-18 from scratch at 1/16 (2 of 3 seeds)" in bullet
+    assert "at 100%" not in bullet
+    for m in runs:
+        m["best_epoch"] = 2
+    assert not [b for b in observations(runs) if b.startswith("Budget-bound")]
+
+
+def test_a_run_recorded_before_the_new_settings_existed_is_done_if_it_had_them_off(tmp_path):
+    cfg = make_config("resnet18", 1.0, profile="quick", output_dir=str(tmp_path), data_dir="/x")
+    m = make_metrics(cfg, fake_result(0.5, epochs=1))
+    for key in OFF:  # as written before these settings existed
+        del m["config"][key]
+    (tmp_path / "metrics.json").write_text(json.dumps(m))
+    assert state(cfg) == State.DONE
+    cutout = make_config(
+        "resnet18", 1.0, profile="quick", output_dir=str(tmp_path), data_dir="/x", cutout=4
+    )
+    assert state(cutout) == State.TODO  # it did not train with cutout
+
+
+@pytest.mark.parametrize("fraction", [1 / 16, 0.5, 1.0])
+def test_bit_budget_trains_bits_steps_in_whole_epochs(fraction):
+    cfg = make_config("resnet50", fraction, True, profile="quick", budget="bit", batch_size=512)
+    images = train_images(fraction)
+    steps = BIT_STEPS["few"] if images < BIT_STEPS["below"] else BIT_STEPS["many"]
+    per_epoch = min(images // cfg.batch_size, cfg.steps_per_epoch)  # quick caps its epochs
+    assert cfg.epochs * per_epoch >= steps > (cfg.epochs - 1) * per_epoch
+    given = make_config("resnet50", fraction, True, profile="quick", budget="bit", epochs=3)
+    assert given.epochs == 3  # given epochs are the run's
+    with pytest.raises(ConfigError, match="budget 'sqrt' needs epochs"):
+        make_config("resnet50", fraction, True, profile="full", budget="sqrt")

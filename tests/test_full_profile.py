@@ -6,6 +6,9 @@ from __future__ import annotations
 import hashlib
 import json
 
+import pytest
+
+from common.config import make_config
 from common.data import load_cifar10
 from tests.conftest import write_test_weights
 from tests.test_run_all import cli
@@ -39,6 +42,19 @@ def test_full_scratch_run_uses_the_cifar_stem_and_the_epoch_rule(tmp_path, fake_
     m = metrics_of(tmp_path, "scratch", "resnet18_data-25_seed0")
     assert m["config"]["stem"] == "cifar" and m["profile"] == "full"
     assert m["epochs"] == m["planned_epochs"] == 52  # 26 epochs at 100%, / sqrt(1/4)
+    # airbench's recipe: cutout, reflect padding, flip test-time augmentation, the triangle
+    c = m["config"]
+    assert (c["cutout"], c["pad_mode"], c["tta"], c["schedule"]) == (
+        12,
+        "reflect",
+        "flip",
+        "triangle",
+    )
+    assert m["test_tta"] == "flip" and "| flip |" in (tmp_path / "results/summary.md").read_text()
+    lrs = [h["lr"] for h in m["history"]]  # one step an epoch: the lr after each step
+    peak = int(c["warmup_share"] * 52)
+    assert max(lrs) == pytest.approx(c["lr"]) and lrs.index(max(lrs)) + 1 == peak
+    assert lrs[0] < c["lr"] * c["lr_start_factor"] * 1.5 and lrs[-1] == pytest.approx(0.0)
     # 10 validation images against 4 training images an epoch: every 5th epoch (and the last)
     # keeps them at eval_share = 0.5 per training image (max_evals = 50 would allow every 2nd)
     assert m["evaluations"] == 11
@@ -62,11 +78,19 @@ def test_full_pretrained_run_upsamples_through_the_imagenet_stem(tmp_path, fake_
         "--models=resnet18",
         "--fractions=1",
         f"--weights=resnet18={own}",
-        sets=[*CAPS, "--set=image_size=48", "--set=precision=fp32", "--set=epochs=2"],
-    )
+        sets=[*CAPS, "--set=image_size=48", "--set=precision=fp32", "--set=epochs=2",
+              "--set=warmup_epochs=1"],
+    )  # fmt: skip
     m = metrics_of(tmp_path, "pretrained", "resnet18_data-100_seed0")
     assert m["config"]["stem"] == "imagenet" and m["config"]["image_size"] == 48
-    assert m["pretrained"] and m["config"]["weights_path"] == str(own)
+    # BiT-HyperRule: resize then crop, zero head, the step schedule, MixUp from 20k images
+    recipe = make_config("resnet18", 1.0, True, profile="full", val_size=40).to_dict()
+    for key in ("resize", "head_init", "schedule", "lr_drops", "mixup", "weight_decay", "tta"):
+        assert m["config"][key] == recipe[key]
+    # a warm-up in epochs, given through the notebook's overrides, replaces the recipe's share
+    assert (m["config"]["warmup_epochs"], m["config"]["warmup_share"]) == (1.0, None)
+    run_dir = tmp_path / "runs" / "pretrained" / "resnet18_data-100_seed0"
+    assert m["pretrained"] and (run_dir / m["config"]["weights_path"]).resolve() == own.resolve()
     label = f"custom: mine.pth (sha256 {hashlib.sha256(own.read_bytes()).hexdigest()[:8]})"
     assert m["config"]["weights"] == label  # never taken for torchvision's
     assert f"| pretrained | {label} |" in (tmp_path / "results" / "summary.md").read_text()

@@ -1,16 +1,31 @@
 """The training loop: learning, reproducibility, checkpoints, resume and divergence."""
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import common.training as train_module
 from common.checkpoint import BEST, LATEST, PREVIOUS, load_checkpoint
 from common.config import make_config
-from common.data import load_cifar10
+from common.data import CIFAR_MEAN, CIFAR_STD, Batches, load_cifar10
 from common.errors import ConfigError, TrainingError
 from common.models import build_model
-from common.training import lr_factor, train
+from common.precision import Arithmetic
+from common.training import evaluate, lr_factor, make_optimizer, train
 from tests.conftest import TINY
+
+# every setting that draws random numbers or changes the batches, on at once
+ALL_ON = dict(
+    cutout=8,
+    pad_mode="reflect",
+    mixup=0.4,
+    tta="flip",
+    schedule="triangle",
+    warmup_share=0.2,
+    lr_start_factor=0.2,
+    head_init="zero",
+)
 
 
 @pytest.fixture(scope="module")
@@ -37,14 +52,16 @@ def test_a_few_steps_lower_the_loss(data, tmp_path):
     assert 0 <= result["test_acc"] <= 1 and result["test_images"] == 40
 
 
-def test_training_is_reproducible_on_cpu(data, tmp_path):
-    a = fit(data, config(tmp_path, seed=1))
-    b = fit(data, config(tmp_path, seed=1))
+@pytest.mark.parametrize("settings", [{}, ALL_ON])
+def test_training_is_reproducible_on_cpu(data, tmp_path, settings):
+    a = fit(data, config(tmp_path, seed=1, **settings))
+    b = fit(data, config(tmp_path, seed=1, **settings))
     assert a["history"] == b["history"] and a["test_acc"] == b["test_acc"]
 
 
-def test_resume_after_interruption_gives_identical_results(data, tmp_path, monkeypatch):
-    cfg = config(tmp_path, epochs=3)
+@pytest.mark.parametrize("settings", [{}, ALL_ON, {"resize": 40, "image_size": 36}])
+def test_resume_after_interruption_gives_identical_results(data, tmp_path, monkeypatch, settings):
+    cfg = config(tmp_path, epochs=3, **settings)
     reference = fit(data, cfg)
     run_dir = tmp_path / "interrupted"
     real_evaluate = train_module.evaluate
@@ -125,3 +142,83 @@ def test_cuda_without_gpu_is_refused():
         pytest.skip("this machine has a GPU")
     with pytest.raises(ConfigError, match="no GPU is visible"):
         train_module.resolve_device("cuda")
+
+
+def lrs_over_the_run(tmp_path, steps_per_epoch: int, **settings) -> list[float]:
+    """The lr of every step of a run built by make_optimizer, and the one after the last."""
+    cfg = config(tmp_path, **settings)
+    opt, sched = make_optimizer(torch.nn.Linear(2, 2), cfg, steps_per_epoch)
+    lrs = []
+    for _ in range(cfg.epochs * steps_per_epoch + 1):
+        lrs.append(sched.get_last_lr()[0])
+        opt.step()
+        sched.step()
+    return lrs
+
+
+def test_triangle_starts_at_its_factor_peaks_at_its_share_and_ends_at_zero(tmp_path):
+    lrs = lrs_over_the_run(
+        tmp_path, 10, epochs=5, lr=0.4, schedule="triangle", warmup_share=0.2, lr_start_factor=0.2
+    )
+    # airbench's train_resnet18_94.py: np.interp(steps, [0, int(0.2 * total), total], [0.2, 1, 0])
+    airbench = 0.4 * np.interp(np.arange(51), [0, int(0.2 * 50), 50], [0.2, 1, 0])
+    assert lrs == pytest.approx(airbench.tolist())
+    assert lrs[0] == pytest.approx(0.08) and max(lrs) == lrs[10] == pytest.approx(0.4)
+    assert lrs[-1] == pytest.approx(0.0)
+
+
+def bit_get_lr(step: int, supports: list[int], base_lr: float) -> float | None:
+    """BiT's bit_hyperrule.get_lr, as published, for comparison."""
+    if step < supports[0]:
+        return base_lr * step / supports[0]
+    if step >= supports[-1]:
+        return None
+    for s in supports[1:]:
+        if s < step:
+            base_lr /= 10
+    return base_lr
+
+
+@pytest.mark.parametrize(
+    ("total", "warmup", "drops", "supports"),
+    [
+        (10_000, 0.05, [0.3, 0.6, 0.9], [500, 3000, 6000, 9000, 10_000]),
+        (500, 0.2, [0.4, 0.6, 0.8], [100, 200, 300, 400, 500]),
+    ],
+)
+def test_step_schedule_drops_as_bit_hyperrule(tmp_path, total, warmup, drops, supports):
+    lrs = lrs_over_the_run(
+        tmp_path, total // 10, epochs=10, lr=0.003, schedule="steps", warmup_share=warmup,
+        lr_drops=drops,
+    )  # fmt: skip
+    assert lrs[:total] == pytest.approx([bit_get_lr(s, supports, 0.003) for s in range(total)])
+    assert bit_get_lr(total, supports, 0.003) is None  # BiT stops where the run ends
+
+
+def test_flip_tta_averages_the_logits_of_each_image_and_its_mirror(data):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
+    x, y = data.test_x[:40], data.test_y[:40]
+    batches = Batches(x, y, 16, train=False, mean=CIFAR_MEAN, std=CIFAR_STD)
+    inputs = torch.cat([xb for xb, _ in batches])
+    with torch.no_grad():
+        logits = 0.5 * model(inputs) + 0.5 * model(inputs.flip(-1))
+    expected = (F.cross_entropy(logits, y).item(), (logits.argmax(1) == y).float().mean().item())
+    arithmetic = Arithmetic("fp32", False, "cpu")
+    assert evaluate(model, batches, arithmetic, "flip") == pytest.approx(expected)
+    assert evaluate(model, batches, arithmetic)[0] != pytest.approx(expected[0])
+
+
+def test_zero_head_starts_training_from_a_zero_classifier(data, tmp_path, monkeypatch):
+    heads = []
+    real_epoch = train_module.train_epoch
+
+    def watched(model, *args, **kwargs):
+        heads.append((model.fc.weight.abs().sum().item(), model.fc.bias.abs().sum().item()))
+        return real_epoch(model, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_epoch", watched)
+    fit(data, config(tmp_path, epochs=2, head_init="zero"))
+    assert heads[0] == (0.0, 0.0) and heads[1][0] > 0  # zero at the start, then it learns
+    fit(data, config(tmp_path, epochs=1))
+    assert heads[2][0] > 0  # the default initialisation
