@@ -56,13 +56,13 @@ KERAS_LABEL = (  # the weights the fine-tuning pieces were planned with
 )
 PYTHON = sys.executable
 
-# What the pieces need from the rest of the code, checked before each piece runs (`blockers`):
+# What the pieces need from the rest of the code, checked before each piece runs (`blockers`), so
+# that an older checkout says what it lacks instead of failing half-way:
 # - the recipe settings, by their RunConfig names: cutout, pad_mode ("reflect"), tta ("flip"),
 #   mixup, head_init ("zero"), resize, warmup_share, lr_start_factor, lr_drops, schedule
-#   ("triangle", "steps"); confirmed against common/config.py of the recipes work (87f33be);
-# - TODO(recipe_sweep): `benchmarks/recipe_sweep.py --device` (it passes device="cpu" to
-#   make_config): until it has one, the sweeps (a, b, c) are blocked on a GPU machine;
-# - ResNet-34, -101 and -152 in common.models.MODELS (the model-size work) for pieces f;
+#   ("triangle", "steps");
+# - `benchmarks/recipe_sweep.py --device` for the sweeps (a, b, c) on a GPU;
+# - ResNet-34, -101 and -152 in common.models.MODELS for pieces f;
 # - `python -m common.image_folder SRC OUT_DIR` (the data builder) to prepare the data;
 # - a float16 state dict without fc.* loading as one's own weights (c, e, h): checked by
 #   loading the prepared file once (`weights_blocker`).
@@ -111,7 +111,7 @@ def scratch(lr: float, wd: float, epochs: int) -> str:
 BIT = "pretrained eval_images=none lr=0.003 weight_decay=0 head_init=zero schedule=steps"
 BIT_BIG = f"{BIT} image_size=128 resize=160 warmup_epochs=none warmup_share=0.05 lr_drops=[0.3,0.6,0.9] mixup=0.1"  # noqa: E501
 BIT_SMALL = f"{BIT} image_size=128 resize=160 warmup_epochs=none warmup_share=0.2 lr_drops=[0.4,0.6,0.8] mixup=0"  # noqa: E501
-# The fine-tuning recipe before the recipes work: cosine after 1 warm-up epoch, wd 5e-5, no
+# The fine-tuning recipe before BiT-HyperRule was followed: cosine after 1 warm-up epoch, wd 5e-5, no
 # MixUp, default head, translate at 32 px then 128 px (30 epochs at 100%, 120 at 1/16).
 OLD_FT = (
     "pretrained eval_images=none lr=0.003 weight_decay=5e-05 head_init=default schedule=cosine "
@@ -166,7 +166,7 @@ PIECES: tuple[Piece, ...] = (
           "1", specs=tuple(scratch(lr, 5e-4, 26) for lr in (0.2, 0.1, 0.4))),  # ~324 s
     Piece("a-resnet50-wd", "ResNet-50 100%: wd 2.5e-4/1e-3 at 26 epochs", "sweep", "resnet50",
           "1", specs=tuple(scratch(0.2, wd, 26) for wd in (2.5e-4, 1e-3))),  # ~225 s
-    # 78 epochs: the most that keeps a ResNet-50 run within the recipes issue's 240 s
+    # 78 epochs: the most that keeps a ResNet-50 run within the 240 s a run the target allows
     Piece("a-resnet50-epochs", "ResNet-50 100%: 52/78 epochs", "sweep", "resnet50", "1",
           specs=tuple(scratch(0.2, 5e-4, e) for e in (52, 78))),  # ~523 s
     # b: the data-size rule (epochs / sqrt(f)) against twice its budget, on validation
