@@ -111,8 +111,8 @@ def scratch(lr: float, wd: float, epochs: int) -> str:
 BIT = "pretrained eval_images=none lr=0.003 weight_decay=0 head_init=zero schedule=steps"
 BIT_BIG = f"{BIT} image_size=128 resize=160 warmup_epochs=none warmup_share=0.05 lr_drops=[0.3,0.6,0.9] mixup=0.1"  # noqa: E501
 BIT_SMALL = f"{BIT} image_size=128 resize=160 warmup_epochs=none warmup_share=0.2 lr_drops=[0.4,0.6,0.8] mixup=0"  # noqa: E501
-# The fine-tuning recipe before BiT-HyperRule was followed: cosine after 1 warm-up epoch, wd 5e-5, no
-# MixUp, default head, translate at 32 px then 128 px (30 epochs at 100%, 120 at 1/16).
+# The fine-tuning recipe before BiT-HyperRule was followed: cosine after 1 warm-up epoch, wd
+# 5e-5, no MixUp, default head, translate at 32 px then 128 px (30 epochs at 100%, 120 at 1/16).
 OLD_FT = (
     "pretrained eval_images=none lr=0.003 weight_decay=5e-05 head_init=default schedule=cosine "
     "image_size=128 resize=none warmup_epochs=1 warmup_share=none mixup=0"
