@@ -11,6 +11,10 @@ their last epoch, failed ones are retried; see docs/running.md.
 
 from __future__ import annotations
 
+import time
+
+STARTED = time.perf_counter()  # before the imports below (torch and friends: seconds)
+
 import argparse
 import shlex
 import sys
@@ -542,7 +546,10 @@ def report(
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    call = Call("python run_all.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])))
+    call = Call(
+        "python run_all.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
+        started=STARTED if argv is None else time.perf_counter(),  # this process's command
+    )
     resolve_paths(args)
     check_kernel(args.kernel)
     plan = make_plan(args)

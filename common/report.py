@@ -264,8 +264,8 @@ def grid_time_line(cells: list[Condition], elapsed: float | None = None, trained
     if elapsed is not None:
         head = (
             f"Grid time: the call that trained {trained} of the {n} runs above took "
-            f"{duration(elapsed)} up to this report, measured (its checks, the notebooks' "
-            "start-up and the scaling figures included)."
+            f"{duration(elapsed)} from its start to this report, measured (its imports and "
+            "checks, the notebooks' start-up and the scaling figures included)."
         )
     else:
         which = "the run above" if n == 1 else f"the {n} runs above"

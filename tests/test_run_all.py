@@ -2,11 +2,13 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -93,11 +95,29 @@ def cache_with_weights(tmp_path: Path) -> Path:
     return home
 
 
-def test_the_grid_with_weights_then_everything_is_skipped(workdir):
-    # every model and setting of the default grid, at 100% (the sizes: the tests below)
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory, fake_data) -> SimpleNamespace:
+    """The default grid at 100% (every model and setting: 5 runs) with --jobs 2 and every
+    model's weights at hand, then the same call again: one grid that several tests read (its
+    runs, report and console), as the end-to-end tests share runs rather than each starting
+    its own (tests that use it run in one worker: the `grid` xdist group)."""
+    workdir = tmp_path_factory.mktemp("grid")
+    (workdir / "data").symlink_to(fake_data, target_is_directory=True)
     home = cache_with_weights(workdir)
-    first = cli(workdir, "--fractions", "1", "--jobs", "2", torch_home=home)  # half the wait
-    assert "5 runs: 5 to run" in first.stdout
+    started = time.perf_counter()
+    first = cli(workdir, "--fractions", "1", "--jobs", "2", torch_home=home)
+    elapsed = time.perf_counter() - started
+    summary = (workdir / "results" / "summary.md").read_text()  # the second call rewrites it
+    second = cli(workdir, "--fractions", "1", torch_home=home)
+    return SimpleNamespace(
+        workdir=workdir, first=first, second=second, elapsed=elapsed, summary=summary
+    )
+
+
+@pytest.mark.xdist_group("grid")
+def test_the_grid_with_weights_then_everything_is_skipped(grid):
+    workdir = grid.workdir
+    assert "5 runs: 5 to run" in grid.first.stdout
     runs = sorted(
         p.parent.relative_to(workdir / "runs").as_posix()
         for p in (workdir / "runs").glob("*/*/metrics.json")
@@ -110,13 +130,32 @@ def test_the_grid_with_weights_then_everything_is_skipped(workdir):
         for run in (workdir / "runs" / setting).iterdir():
             assert (run / f"{run.name}.ipynb").exists() and (run / f"{run.name}.html").exists()
             assert (run / "best.pt").exists() and not (run / "checkpoint.pt").exists()
+            assert not (run / ".lock").exists()  # released and removed
     assert (workdir / "images/finetune/resnext50_32x4d_acc_100.png").exists()
     summary = (workdir / "results" / "summary.md").read_text()
     assert summary.count("| ResNeXt50_32x4d |") == 1 and "not produced" not in summary
     assert "<!-- results:start -->" in (workdir / "README.md").read_text()
+    assert "5 runs: 0 to run, 5 done and skipped" in grid.second.stdout
 
-    second = cli(workdir, "--fractions", "1", torch_home=home)
-    assert "5 runs: 0 to run, 5 done and skipped" in second.stdout
+
+@pytest.mark.xdist_group("grid")
+def test_the_summary_gives_the_grids_measured_time(grid):
+    # --jobs 2 on a CPU: the summary's grid time is the call's own, within 20% of what the
+    # caller measured around the whole command; the runs shared the CPU, so none counts as
+    # one device's time
+    summary = grid.summary
+    took = re.search(r"the call that trained 5 of the 5 runs above took ([\d.]+) (s|min)", summary)
+    assert took, summary
+    seconds = float(took[1]) * (60 if took[2] == "min" else 1)
+    assert abs(seconds - grid.elapsed) <= 0.2 * grid.elapsed, (seconds, grid.elapsed)
+    assert "shared their device with another run at the same time" in summary
+
+
+@pytest.mark.xdist_group("grid")
+def test_a_console_that_is_a_pipe_gets_one_numbered_line_per_run(grid):
+    lines = [line for line in grid.first.stdout.splitlines() if re.match(r"\[\d/5\] ", line)]
+    assert [line[:5] for line in lines] == [f"[{i}/5]" for i in range(1, 6)]
+    assert "\r" not in grid.first.stdout + grid.first.stderr
 
 
 def test_without_weights_the_pretrained_runs_are_reported_not_possible(workdir):
@@ -314,21 +353,22 @@ def test_unwritable_output_folder(workdir, torch_home, no_network):
         run_all.main(cli_args(workdir, "--output-dir", str(workdir / "afile" / "runs")))
 
 
-def test_parallel_jobs_give_the_same_metrics_as_one_job(workdir, tmp_path_factory):
-    args = ("--settings", "scratch", "--models", "resnet18", "--fractions", "1/16,1")
-    cli(workdir, *args, "--jobs", "2")  # each run gets half the cores as torch threads
+@pytest.mark.xdist_group("grid")
+def test_parallel_jobs_give_the_same_metrics_as_one_job(grid, tmp_path_factory):
+    # the grid's --jobs 2 gave each run half the cores as torch threads; one job with as many
+    # threads (CPU numbers change with the thread count, float rounding) gives the same run
     share = max(1, len(os.sched_getaffinity(0)) // 2)
     serial = tmp_path_factory.mktemp("serial")
-    (serial / "data").symlink_to(workdir / "data", target_is_directory=True)
-    # CPU numbers change with the thread count (float rounding): the same one here.
+    (serial / "data").symlink_to(grid.workdir / "data", target_is_directory=True)
+    args = ("--settings", "scratch", "--models", "resnet18", "--fractions", "1")
     cli(serial, *args, "--jobs", "1", env={"OMP_NUM_THREADS": str(share)})
-    for run in ("resnet18_data-1-16_seed0", "resnet18_data-100_seed0"):
-        a, b = (
-            json.loads((d / "runs/scratch" / run / "metrics.json").read_text())
-            for d in (workdir, serial)
-        )
-        assert a["threads"] == b["threads"] == share
-        assert a["history"] == b["history"] and a["test_acc"] == b["test_acc"]
+    run = "resnet18_data-100_seed0"
+    a, b = (
+        json.loads((d / "runs/scratch" / run / "metrics.json").read_text())
+        for d in (grid.workdir, serial)
+    )
+    assert a["threads"] == b["threads"] == share
+    assert a["history"] == b["history"] and a["test_acc"] == b["test_acc"]
 
 
 def test_report_only_reports_runs_made_elsewhere_and_trains_nothing(
