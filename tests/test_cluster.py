@@ -109,7 +109,7 @@ def test_the_grid_on_ray_gives_the_files_of_a_local_run(cluster, workdir):
         for name in (f"{run}.ipynb", f"{run}.html", "metrics.json", "best.pt", "acc.png"):
             assert (folder / name).is_file(), name
         assert not (folder / "checkpoint.pt").exists() and not (folder / "failed.json").exists()
-        assert metrics(workdir, run)["config"]["output_dir"] == str(folder)
+        assert metrics(workdir, run)["config"]["output_dir"] == "."  # the run folder itself
         assert metrics(workdir, run)["threads"] == 1  # the task's one CPU
     assert (workdir / "images/from-scratch/resnet18_acc_100.png").is_file()
     assert "| ResNet-18 | 100% | scratch |" in (workdir / "results/summary.md").read_text()
@@ -210,8 +210,11 @@ def test_metrics_from_a_worker_name_the_driver_folders(tmp_path):
     cfg = run_config(Run("scratch", "resnet18", 1.0, 0), tmp_path / "runs", profile="quick")
     worker = {"config": {"data_dir": "/node/data", "output_dir": "/node/x"}, "test_acc": 0.5}
     local = json.loads(localize(json.dumps(worker).encode(), cfg))
-    assert local["config"]["output_dir"] == cfg.output_dir == str(tmp_path / "runs/scratch" / RUN)
-    assert local["config"]["data_dir"] == cfg.data_dir and local["test_acc"] == 0.5
+    assert cfg.output_dir == str(tmp_path / "runs/scratch" / RUN)
+    # the driver's folders, portable: the run folder, the data relative to it (or the repository)
+    assert local["config"]["output_dir"] == "." and local["test_acc"] == 0.5
+    data = Path(cfg.output_dir, local["config"]["data_dir"])
+    assert data.resolve() == Path(cfg.data_dir).resolve() or local["config"]["data_dir"] == "data"
 
 
 def test_a_task_error_is_told_by_its_cause_in_one_line():
