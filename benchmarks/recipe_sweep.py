@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from common import build_model, load_cifar10, make_config, train  # noqa: E402
-from common.config import LIFT  # noqa: E402
+from common.config import LIFT, parse_sets  # noqa: E402
 from common.files import write_text  # noqa: E402
 from common.precision import machine_slug  # noqa: E402
 from common.results import hardware  # noqa: E402
@@ -46,18 +46,12 @@ EVAL_IMAGES = 4000  # 2,000 validation images: a standard error near 1.1 points 
 
 
 def parse_run(spec: str) -> tuple[str, dict[str, Any]]:
-    """'pretrained image_size=64 lr=0.01' -> ('pretrained', {'image_size': 64, 'lr': 0.01})."""
+    """'pretrained image_size=64 lr=0.01' -> ('pretrained', {'image_size': 64, 'lr': 0.01}),
+    the values read as run_all.py's --set reads them (common.config.parse_sets)."""
     setting, *pairs = spec.split()
     if setting not in ("scratch", "pretrained") or not all("=" in p for p in pairs):
         raise SystemExit(f"--run {spec!r}: write 'scratch|pretrained key=value ...'")
-    values = {}
-    for pair in pairs:
-        key, value = pair.split("=", 1)
-        try:
-            values[key] = json.loads(value)
-        except json.JSONDecodeError:
-            values[key] = value
-    return setting, values
+    return setting, parse_sets(pairs)
 
 
 def run_one(data: Any, args: argparse.Namespace, spec: str, seed: int) -> dict[str, Any]:
