@@ -380,8 +380,9 @@ def train(
     keeps the best validation epoch's weights (stopping `cfg.patience` epochs after it, if set)
     and tests them. With `run_dir`, checkpoints atomically so that a kill loses at most
     `cfg.checkpoint_every` seconds (for shorter epochs), and resumes from there (with identical
-    results on a CPU; on a GPU cuDNN may pick other kernels). Returns the history (train figures per epoch, validation ones where evaluated),
-    best and test figures, image counts, precision, time.
+    results on a CPU; on a GPU cuDNN may pick other kernels). Returns the history (train
+    figures per epoch, validation ones where evaluated), best and test figures, image counts,
+    precision, time.
     """
     started, started_at = clock(), time.time()
     init_head(model, cfg)
