@@ -148,11 +148,13 @@ RECIPES: dict[tuple[str, str], dict[str, Any]] = {
         # epochs), 10,000 at 50% (233 epochs) and 100% (115 epochs), the warm-up and drops at
         # BiT's shares of them. Unmeasured on validation: `benchmarks/recipe_sweep.py --profile
         # full --model resnet50 --eval-images none` with --run "pretrained" (this recipe), --run
-        # "pretrained budget=sqrt epochs=30" (the former budget: 2,610 steps at 100%, 600 at
-        # 1/16, a quarter of the time at 100%) and a larger resolution (--run "pretrained
+        # "pretrained budget=sqrt epochs=30" (the former budget at 100%: 2,610 steps, a quarter
+        # of the time; at 1/16 it was epochs=120, 600 steps, as given epochs are taken as they
+        # are) and a larger resolution (--run "pretrained
         # image_size=160 resize=192", or 224 px) decides epochs, lr and resolution. Before (30
         # epochs, cosine, wd 5e-5, no MixUp, translate then 128 px), ResNet-50 from Keras'
-        # ImageNet weights reached 81.58, 90.17, 91.78% test at 1/16, 50%, 100% on an H200.
+        # ImageNet weights reached 81.58, 90.17, 91.78% test at 1/16, 50%, 100% on an H200
+        # (one seed each; those runs are not committed).
         stem="imagenet",  # the stem the ImageNet weights were trained with
         image_size=128,  # BiT's crop, and its test resolution
         resize=160,  # BiT's pre-crop resize for images under 96 px

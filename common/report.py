@@ -226,7 +226,8 @@ def interval(run: dict[str, Any]) -> tuple[float, float]:
 
 def shared_device(runs: list[dict[str, Any]]) -> list[bool]:
     """Per run: True when another run trained on the same device of the same machine at the
-    same time, so that both were slowed and neither wall time is the device's own."""
+    same time, so that both were slowed and neither wall time is the device's own. Older
+    records, which name neither the machine nor the device's index, never count as sharing."""
     spans = [interval(r) for r in runs]
     where = [(r.get("machine"), r["device"]) for r in runs]
 
@@ -235,7 +236,8 @@ def shared_device(runs: list[dict[str, Any]]) -> list[bool]:
 
     # older records stamp to the second: runs one after another may seem to touch
     return [
-        any(
+        where[i][0] is not None
+        and any(
             j != i and where[j] == where[i] and overlap(i, j) > OVERLAP_SLACK
             for j in range(len(runs))
         )

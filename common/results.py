@@ -11,7 +11,7 @@ import statistics
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,13 +60,14 @@ MODEL_TITLES = {
 SETTING_TITLES = {"scratch": "from scratch", "pretrained": "fine-tuned from ImageNet"}
 
 
-def hardware(device: str | None = None) -> str:
-    """A short description of the device a run trained on ("cuda:1", "cpu"; None: this
-    machine's GPU if torch can use one, else its CPU)."""
+def hardware(device: str | None = None, name: str | None = None) -> str:
+    """A short description of the device a run trained on: "cpu", or "cuda:3" with the GPU's
+    `name` as the run recorded it (the index is the machine's, which the run's own process may
+    not see); None: this machine's GPU if torch can use one, else its CPU."""
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda"):
-        return f"{torch.cuda.get_device_name(torch.device(device))} (GPU)"
+        return f"{name or torch.cuda.get_device_name()} (GPU)"
     return f"{cpu_name()}, {len(os.sched_getaffinity(0))} cores (CPU)"
 
 
@@ -150,7 +151,7 @@ def make_metrics(cfg: RunConfig, result: dict[str, Any]) -> dict[str, Any]:
             )
         },
         "test_tta": cfg.tta,  # whether test_acc averaged the mirror's logits ("flip") or not
-        "hardware": hardware(result["device"]),
+        "hardware": hardware(result["device"], result["device_name"]),
         "threads": torch.get_num_threads(),  # CPU numbers change with it (float rounding)
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
@@ -164,7 +165,7 @@ def make_metrics(cfg: RunConfig, result: dict[str, Any]) -> dict[str, Any]:
 
 def stamp(seconds: float) -> str:
     """A moment as metrics.json writes it: ISO 8601 in UTC, to the millisecond."""
-    moment = datetime.fromtimestamp(seconds, timezone.utc)
+    moment = datetime.fromtimestamp(seconds, UTC)
     return moment.isoformat(timespec="milliseconds")
 
 

@@ -9,7 +9,7 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ FAILED = "failed.json"
 LOCK = ".lock"
 
 
-class State(str, Enum):
+class State(StrEnum):
     """Where a run of the grid stands."""
 
     DONE = "done"  # complete metrics for the same training settings, data and weights files

@@ -187,3 +187,11 @@ def test_a_run_folder_keeps_no_lock_file_once_released(tmp_path):
     assert not (folder / ".lock").exists()
     with run_lock(folder):  # and it locks again
         pass
+
+
+def test_a_run_on_gpu_3_is_labelled_from_its_own_record(tmp_path):
+    # its kernel saw GPU 3 alone, as cuda:0: the label must not ask torch about cuda:3
+    cfg = make_config(profile="quick", output_dir=str(tmp_path))
+    result = dict(fake_result(), device="cuda:3", device_name="NVIDIA H200")
+    metrics = make_metrics(cfg, result)
+    assert (metrics["device"], metrics["hardware"]) == ("cuda:3", "NVIDIA H200 (GPU)")
