@@ -194,8 +194,8 @@ PIECES: tuple[Piece, ...] = (
     *(Piece(f"d-resnet50-seed{s}", f"ResNet-50 from scratch, 3 sizes, seed {s}", "grid",
             runs=cells("scratch", ("resnet50",), GRID), seeds=(s,))  # ~221 s each
       for s in (0, 1, 2)),
-    # e: the fine-tuned grid, ResNet-50 from the Keras weights, 3 sizes x 3 seeds; BiT's budget
-    # (10,000 steps at 50% and 100%) makes one run there most of a piece
+    # e: the fine-tuned grid, ResNet-50 from the Keras weights, 3 sizes x 3 seeds, split as it
+    # was sized for BiT's 10,000 steps at 50% and 100% (`--list` gives today's estimates)
     Piece("e-1-16", "ResNet-50 fine-tuned (Keras weights), 1/16, 3 seeds", "grid",
           runs=cells("pretrained", ("resnet50",), ("1/16",)), seeds=(0, 1, 2)),  # ~203 s
     *(Piece(f"e-{label}-seed{s}", f"ResNet-50 fine-tuned (Keras weights), {size}, seed {s}",

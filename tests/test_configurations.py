@@ -222,4 +222,28 @@ def test_bit_budget_trains_bits_steps_in_whole_epochs(fraction):
     given = make_config("resnet50", fraction, True, profile="quick", budget="bit", epochs=3)
     assert given.epochs == 3  # given epochs are the run's
     with pytest.raises(ConfigError, match="budget 'sqrt' needs epochs"):
-        make_config("resnet50", fraction, True, profile="full", budget="sqrt")
+        make_config("resnet50", fraction, True, profile="full", budget="sqrt", epochs="none")
+
+
+def steps(cfg: Any) -> int:
+    """The optimizer steps of a full-profile run: whole batches of its training images."""
+    return cfg.epochs * (train_images(cfg.data_fraction) // cfg.batch_size)
+
+
+def test_fine_tuning_keeps_bits_500_steps_under_20000_images_and_1500_at_most_above():
+    small, half, full = (make_config("resnet50", f, True, profile="full") for f in (1 / 16, 0.5, 1))
+    per_epoch = train_images(1 / 16) // small.batch_size
+    assert BIT_STEPS["few"] <= steps(small) < BIT_STEPS["few"] + per_epoch  # BiT's 500
+    assert (small.mixup, small.warmup_share, small.lr_drops) == (0.0, 0.2, [0.4, 0.6, 0.8])
+    assert 1400 < steps(full) <= 1500  # about 17 epochs at 100%
+    assert half.epochs == round(full.epochs / 0.5**0.5)  # scaled as from scratch
+    assert steps(full) > steps(half) > steps(small)
+    for cfg in (half, full):  # BiT's shape: 5% warm-up, /10 at 30, 60, 90%, MixUp 0.1
+        assert (cfg.warmup_share, cfg.lr_drops, cfg.mixup) == (0.05, [0.3, 0.6, 0.9], 0.1)
+
+
+@pytest.mark.parametrize("fraction", [0.5, 1.0])
+def test_bits_cited_10000_steps_are_one_setting_away(fraction):
+    cfg = make_config("resnet50", fraction, True, profile="full", budget="bit")
+    per_epoch = train_images(fraction) // cfg.batch_size
+    assert BIT_STEPS["many"] <= steps(cfg) < BIT_STEPS["many"] + per_epoch
