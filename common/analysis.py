@@ -34,6 +34,7 @@ from .results import (
     parameters,
     split_configurations,
     split_weights,
+    upgrade,
 )
 
 ALPHA = 0.05  # the level of every test, after Holm's correction
@@ -233,7 +234,7 @@ def _joints(runs: list[dict[str, Any]]) -> list[JointCheck]:
 
 def build(collected: list[dict[str, Any]], profile: str) -> Analysis:
     """The record of one report, from the runs of `profile` (results.collect's)."""
-    latest, other_runs = split_configurations(collected)
+    latest, other_runs = split_configurations([upgrade(r) for r in collected])
     plotted, apart = split_weights(latest)
     cells, drawn = group_conditions(latest), group_conditions(plotted)
     rows = group_conditions(latest + other_runs)

@@ -630,6 +630,7 @@ def make_config(
         **values,
     )
 
+
 # Where the recipes above depart from their sources, written once here and shown in the
 # README's results section by common/report.py.
 DEVIATIONS = (

@@ -287,7 +287,8 @@ def variant(metrics: dict[str, Any]) -> Variant:
         return (("recipe", "unknown"),)
     skip = ("seed", "weights")  # the weights are part of the condition, not of the recipe
     differs = {k: v for k, v in config.items() if k in recipe and k not in skip and recipe[k] != v}
-    return tuple(sorted(differs.items()))
+    # lists (lr_drops) as tuples: a variant is a key of the grouping
+    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in differs.items()))
 
 
 def variant_labels(variants: Iterable[Variant]) -> dict[Variant, str]:
