@@ -358,10 +358,12 @@ def notes(a: Analysis, call: Call) -> list[str]:
     ]
     if a.apart:
         which = sorted({f"{MODEL_TITLES[r['model']]} from {weights_title(r)}" for r in a.apart})
+        n = len(a.apart)
         out.append(
-            f"{len(a.apart)} fine-tuned run(s) started from other ImageNet weights than the "
-            f"latest runs of their model ({'; '.join(which)}): rows of their own in the table "
-            "and the headline, left out of the curves, figures, fits and observations."
+            f"{n} fine-tuned run{'s' * (n != 1)} started from other ImageNet weights than the "
+            f"latest runs of {'their' if n != 1 else 'its'} model ({'; '.join(which)}): rows of "
+            "their own in the table and the headline, left out of the curves, figures, fits and "
+            "observations, which never pool two sets of weights."
         )
     return out
 

@@ -199,3 +199,33 @@ def test_report_writes_summary_curves_and_readme(tmp_path):
     # the source notebooks' full-training figures sit beside full-profile rows only
     assert "| ResNet-18 | 100% | 50.00 | not produced |" in headline and "85.13" not in headline
     assert len(list((tmp_path / "images" / "from-scratch").glob("*.png"))) == 6
+
+
+def test_a_report_builds_its_analysis_once_and_fits_each_line_once(tmp_path, monkeypatch):
+    import common.analysis as analysis
+
+    calls = {"build": 0, "analyse": 0}
+    build, analyse = analysis.build, analysis.analyse
+
+    def counted(name, f):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return f(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(analysis, "build", counted("build", build))
+    monkeypatch.setattr(analysis, "analyse", counted("analyse", analyse))
+    out = tmp_path / "runs"
+    for fraction in (1 / 16, 0.5, 1.0):
+        for seed in (0, 1):
+            m = metrics_for(tmp_path, fraction=fraction, seed=seed, acc=0.5 + fraction / 4)
+            m.update(profile="full", config=dict(m["config"], profile="full"))
+            m.update(train_images=int(45_000 * fraction), test_acc=m["test_acc"] + seed / 100)
+            (out / "scratch" / f"r{fraction}{seed}").mkdir(parents=True)
+            (out / "scratch" / f"r{fraction}{seed}" / "metrics.json").write_text(json.dumps(m))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# t\n{HEADLINE_START}\n{HEADLINE_END}\n{README_START}\n{README_END}\n")
+    write_report(out, tmp_path / "i", tmp_path / "r", readme, "full", Call("c"))
+    assert calls == {"build": 1, "analyse": 1}  # one line (ResNet-18 from scratch), fitted once
+    assert "AICc (" in readme.read_text()
