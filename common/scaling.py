@@ -154,23 +154,25 @@ def plot_quick(a: Analysis) -> Figure:
     several seeds). Every quick run trains on the same number of images, so there is no
     data-size axis: the cells are named, not placed by size."""
     fig, ax = plt.subplots(figsize=(7.5, 5), dpi=110)
+    named: set[tuple[str, str]] = set()
     for i, cell in enumerate(a.drawn):
         mean, sd, n = cell.stat("test_acc")
+        key = (cell.setting, cell.model)
         ax.errorbar(
             [i],
             [100 * mean],
             yerr=[100 * sd] if n > 1 else None,
             marker=MARKERS[cell.model],
+            ms=8,
             ls="none",
-            color=LINE_COLORS[(cell.setting, cell.model)],
+            color=LINE_COLORS[key],
             capsize=3,
+            label=None if key in named else line_label(*key),
         )
-    names = [
-        f"{MODEL_TITLES[c.model]}\n{SETTING_TITLES[c.setting].split(' from')[0]}\n"
-        f"{fraction_title(c.fraction)} subset"
-        for c in a.drawn
-    ]
-    ax.set_xticks(range(len(names)), names, fontsize=9)
+        named.add(key)
+    ax.set_xticks(range(len(a.drawn)), [fraction_title(c.fraction) for c in a.drawn], fontsize=10)
+    if a.drawn:
+        ax.legend(fontsize=10)
     seeds = sorted({c.stat("test_acc")[2] for c in a.drawn})
     told = "one seed, no error bars" if seeds == [1] else "mean ± sd over seeds"
     images = f"{a.quick_images[0]:,}" if len(a.quick_images) == 1 else "a few thousand"
@@ -179,7 +181,7 @@ def plot_quick(a: Analysis) -> Figure:
     return _finish(
         fig,
         ax,
-        "cell (model, setting, the subset its images are drawn from)",
+        "the subset of the training images each run draws from (not how many it trains on)",
         "test accuracy (%)",
         f"Quick runs, test accuracy per cell ({told}): every run trains on {images} images,\n"
         "so the subsets' sizes are not a data-size effect",

@@ -292,3 +292,14 @@ def test_notebook_runs_with_papermill(tmp_path):
     outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
     assert sum("image/png" in o.get("data", {}) for o in outputs) == 4
     assert any("fine-tuned minus from scratch" in o.get("text", "") for o in outputs)
+
+
+def test_the_quick_figure_has_no_data_size_axis_uses_percent_and_no_bars_for_one_seed():
+    from common.scaling import plot_error_vs_data
+
+    fig = plot_error_vs_data(record(grid(profile="quick")[::2]))  # seed 0 only
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "linear" and "not how many it trains on" in ax.get_xlabel()
+    assert ax.get_ylabel() == "test accuracy (%)" and "one seed, no error bars" in ax.get_title()
+    assert not [c for c in ax.containers if c.has_yerr]
+    assert all(20 < y < 100 for line in ax.lines for y in line.get_ydata())
