@@ -407,8 +407,10 @@ def write_report(
     table += f"\n{grid_time_line(a.cells, elapsed, call.trained)}" if a.cells else ""
     header = _header(a, call.command)
     summary = Path(results_dir) / "summary.md"
-    sized = model_size_section(a, images, summary.resolve().parent, call.figures)
-    write_text(summary, f"# Summary\n\n{header}\n{table}\n{deviations()}{sized}")
+    here = summary.resolve().parent
+    sized = model_size_section(a, images, here, call.figures)
+    scaled = _scaling_section(a, images, here, call.figures)
+    write_text(summary, f"# Summary\n\n{header}\n{table}\n{deviations()}\n{scaled}{sized}")
     if not readme or keeps_full(Path(readme), profile):
         return summary
     readme, runs = Path(readme), len(a.runs) + sum(len(c.runs) for c in a.others)
