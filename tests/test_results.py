@@ -229,3 +229,21 @@ def test_a_report_builds_its_analysis_once_and_fits_each_line_once(tmp_path, mon
     write_report(out, tmp_path / "i", tmp_path / "r", readme, "full", Call("c"))
     assert calls == {"build": 1, "analyse": 1}  # one line (ResNet-18 from scratch), fitted once
     assert "AICc (" in readme.read_text()
+
+
+def test_a_committed_old_record_is_read_through_the_one_converter():
+    from common.results import SCHEMA, moment, variant
+
+    folder = REPO / "results/runs-full-nvidia-h200/scratch/resnet18_data-100_seed0"
+    raw = read_json(folder / "metrics.json")
+    assert "schema" not in raw and "started_at" not in raw  # written before both existed
+    m = load_metrics(folder)
+    assert m["schema"] == SCHEMA and m["test_tta"] == "none" and m["machine"] is None
+    assert (m["device_name"], m["device"]) == (raw["device"], "cuda")
+    assert moment(m["finished_at"]) - moment(m["started_at"]) == pytest.approx(
+        raw["wall_time_s"], abs=1e-3
+    )
+    # the former recipe, as its own configuration records it (settings that did not exist: off)
+    former = dict(variant(m))
+    assert (former["cutout"], former["pad_mode"], former["tta"]) == (0, "zeros", "none")
+    assert load_metrics(folder) == m and read_json(folder / "metrics.json") == raw  # untouched
