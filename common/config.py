@@ -629,3 +629,20 @@ def make_config(
         profile=profile,
         **values,
     )
+
+
+# Where the recipes above depart from their sources, written once here and shown in the
+# README's results section by common/report.py.
+DEVIATIONS = (
+    "`zero_init_residual=True` from scratch: each residual block's last BatchNorm starts at "
+    "zero (Goyal et al. 2017); Kuang Liu's CIFAR ResNet-18, which airbench's baseline trains, "
+    "keeps PyTorch's default init.",
+    "BatchNorm in the fine-tuned networks, as torchvision's ImageNet weights have it; BiT, "
+    "whose fine-tuning rule the full recipe follows, uses GroupNorm with weight "
+    "standardisation.",
+    "Test-time augmentation at airbench's level 1 (the image and its mirror); the source's "
+    "final figure is at level 2 (mirrors and translations).",
+    "No weight decay on BatchNorm weights and biases; the source decays every parameter.",
+    "5,000 of CIFAR-10's 50,000 training images are held out for validation: 100% of the "
+    "data is 45,000 training images.",
+)

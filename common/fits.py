@@ -1,7 +1,9 @@
 """Learning-curve statistics that say when they do not know: power-law fits compared with
-simpler curves by AIC, bootstrap intervals over seeds, Hoiem et al.'s e_N and β_N, the joint
-fit over data and model size (Rosenfeld et al. 2020) with its leave-one-out check, and Welch's
-t-test for two groups of seeds. The optimizers and the t distribution are scipy's."""
+simpler curves by AICc, intervals over seeds (a t-interval over each seed's own fit at five
+seeds or fewer, a bootstrap only beyond), Hoiem et al.'s e_N and β_N, the joint fit over data
+and model size (Rosenfeld et al. 2020) with its leave-one-out check, and the tests between two
+groups of seeds: paired t where the runs pair by seed, Welch's t where they do not, with Holm's
+correction across a family. The optimizers and the t distribution are scipy's."""
 
 from __future__ import annotations
 
@@ -13,15 +15,19 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy.optimize import least_squares
-from scipy.stats import ttest_ind
+from scipy.stats import t as student
+from scipy.stats import ttest_ind, ttest_rel
 
 EPS = 1e-6  # errors of 0 are clipped to this so that their logarithm exists
 # Where the least-squares search for a floor c starts, as shares of the smallest error: the
 # objective is not convex in c, so it starts from both ends of [0, min(err)) and the middle
 FLOOR_STARTS = (0.0, 0.5, 0.9)
 BOOT = 400  # bootstrap resamples; the 2.5% and 97.5% quantiles then rest on 10 values each
-LEVEL = 0.95  # every interval here is a 95% percentile-bootstrap interval
-DELTA_AIC = 2.0  # a more complex curve must lower AIC by more than this to be preferred
+LEVEL = 0.95  # every interval here is a 95% interval
+T_SEEDS = 5  # up to this many seeds a group, intervals are t-intervals: a bootstrap over so few
+# seeds is too narrow (it cannot draw values beyond those seen)
+DELTA_AIC = 2.0  # a more complex curve must lower AICc by more than this to be preferred
+T_INTERVAL, BOOTSTRAP = "t-interval over the seeds' own fits", "bootstrap over seeds"
 FLAT, PURE, FLOOR = "flat line", "pure power law", "power law with floor"
 PARAMS = {FLAT: 1, PURE: 2, FLOOR: 3}
 
@@ -177,25 +183,26 @@ def sse(fit: PowerLaw, n: np.ndarray, err: np.ndarray) -> float:
     return float(np.sum((fit(n) - err) ** 2))
 
 
-def aic(fit: PowerLaw, n: np.ndarray, err: np.ndarray, params: int) -> float:
-    """Akaike's information criterion for Gaussian residuals, m·ln(SSE/m) + 2k; the SSE is
-    floored so that an exact fit stays finite."""
+def aicc(fit: PowerLaw, n: np.ndarray, err: np.ndarray, params: int) -> float:
+    """Akaike's criterion with the small-sample correction for Gaussian residuals,
+    m·ln(SSE/m) + 2k + 2k(k+1)/(m-k-1); the SSE is floored so that an exact fit stays finite."""
     m = n.size
-    return m * math.log(max(sse(fit, n, err), 1e-12) / m) + 2 * params
+    small = 2 * params * (params + 1) / (m - params - 1)
+    return m * math.log(max(sse(fit, n, err), 1e-12) / m) + 2 * params + small
 
 
 def choose(n: ArrayLike, err: ArrayLike) -> tuple[str, dict[str, float]]:
-    """The simplest curve whose AIC is within DELTA_AIC of the lowest, and every candidate's AIC.
+    """The simplest curve whose AICc is within DELTA_AIC of the lowest, and every candidate's.
 
-    A curve is a candidate only with more runs than parameters (so it has a residual to judge)
-    and, beyond the flat line, with at least as many distinct sizes as parameters.
+    A curve is a candidate only with more runs than parameters plus one (AICc's correction is
+    then finite) and, beyond the flat line, with at least as many distinct sizes as parameters.
     """
     n, err = _prepare(n, err)
     sizes = np.unique(n).size
     scores = {
-        name: aic(FITTERS[name](n, err), n, err, k)
+        name: aicc(FITTERS[name](n, err), n, err, k)
         for name, k in PARAMS.items()
-        if n.size > k and (k == 1 or sizes >= k)
+        if n.size > k + 1 and (k == 1 or sizes >= k)
     }
     if not scores:
         return FLAT, {}
@@ -215,10 +222,21 @@ def _resample(groups: np.ndarray, err: np.ndarray, rng: np.random.Generator) -> 
     return np.clip(out, EPS, None)
 
 
-def interval(values: ArrayLike) -> tuple[float, float]:
-    """The central LEVEL interval of bootstrap values."""
+def interval(values: ArrayLike, how: str = BOOTSTRAP) -> tuple[float, float] | None:
+    """The central LEVEL interval of `values`: their percentiles for bootstrap draws, the
+    t-interval of their mean (scipy's t, n - 1 degrees of freedom) for one value per seed;
+    None with fewer than two values."""
+    values = np.asarray(values, dtype=float)
+    if values.size < 2:
+        return None
+    if how == T_INTERVAL:
+        sem = float(values.std(ddof=1)) / math.sqrt(values.size)
+        if sem == 0:
+            return float(values.mean()), float(values.mean())
+        lo, hi = student.interval(LEVEL, values.size - 1, loc=values.mean(), scale=sem)
+        return float(lo), float(hi)
     tail = 100 * (1 - LEVEL) / 2
-    lo, hi = np.percentile(np.asarray(values, dtype=float), [tail, 100 - tail])
+    lo, hi = np.percentile(values, [tail, 100 - tail])
     return float(lo), float(hi)
 
 
@@ -230,14 +248,15 @@ def doubling_gain(fit: PowerLaw, at: float) -> float:
 
 @dataclass(frozen=True)
 class Curve:
-    """What a learning curve's runs support; every interval is over seeds (None: one seed at
-    some size, or a flat curve for the exponent)."""
+    """What a learning curve's runs support; every interval is over seeds, made as `how` says
+    (None: too few seeds, or a flat curve for the exponent)."""
 
-    chosen: str  # FLAT, PURE or FLOOR, by AIC
-    fit: PowerLaw  # a · n^-b + c (FLOOR's form), or the flat line when AIC prefers it
-    aic: dict[str, float]
+    chosen: str  # FLAT, PURE or FLOOR, by AICc
+    fit: PowerLaw  # a · n^-b + c (FLOOR's form), or the flat line when AICc prefers it
+    aic: dict[str, float]  # AICc per candidate
     sizes: list[int]
     runs: int
+    how: str  # T_INTERVAL, BOOTSTRAP or "" (no interval)
     b: tuple[float, float] | None  # the exponent's interval
     e_n: float  # Hoiem et al. 2021: the error at N, the largest size
     e_n_interval: tuple[float, float] | None
@@ -251,75 +270,98 @@ class Curve:
         return self.chosen != FLAT and len(self.sizes) <= PARAMS[FLOOR]
 
 
-def _seeded(groups: np.ndarray) -> bool:
-    """True when every group (size, or cell) has two or more runs, which a bootstrap over
-    seeds needs."""
-    return all(np.sum(groups == g) > 1 for g in np.unique(groups))
-
-
 def _fitter(chosen: str) -> Callable[[ArrayLike, ArrayLike], PowerLaw]:
-    """The flat line when AIC prefers it; else a · n^-b + c, whose b the README reports (the
-    floor is kept even where AIC prefers c = 0: dropping it narrows b's interval around a
+    """The flat line when AICc prefers it; else a · n^-b + c, whose b the README reports (the
+    floor is kept even where AICc prefers c = 0: dropping it narrows b's interval around a
     biased value when the truth has a floor)."""
     return fit_flat if chosen == FLAT else fit_power_law
 
 
-def _draws(n: np.ndarray, err: np.ndarray, fitter: Callable, boot: int, seed: int) -> list:
-    """The fits to `boot` bootstrap resamples of the seeds, each started from the fit to all
-    runs; none unless every size has two."""
-    if not _seeded(n):
-        return []
-    rng = np.random.default_rng(seed)
-    if fitter is fit_power_law:
-        fit = fit_power_law(n, err)
-        return [fit_power_law(n, _resample(n, err, rng), start=fit) for _ in range(boot)]
-    return [fitter(n, _resample(n, err, rng)) for _ in range(boot)]
+def over_seeds(
+    groups: np.ndarray,
+    seeds: ArrayLike | None,
+    refit: Callable[[np.ndarray], Any],
+    redraw: Callable[[np.random.Generator], Any],
+    boot: int,
+    seed: int,
+) -> tuple[list, str]:
+    """The fits an interval rests on, and how: with more than T_SEEDS runs in every group
+    (size, or cell), `boot` bootstrap redraws; else one fit per seed that ran in every group
+    (`refit` of that seed's runs), for a t-interval; ([], "") with fewer than two such seeds."""
+    counts = [int(np.sum(groups == g)) for g in np.unique(groups)]
+    if min(counts) > T_SEEDS:
+        rng = np.random.default_rng(seed)
+        return ([redraw(rng) for _ in range(boot)], BOOTSTRAP) if boot else ([], "")
+    if seeds is None:
+        return [], ""
+    seeds = np.asarray(seeds)
+    everywhere = [s for s in np.unique(seeds) if np.unique(groups[seeds == s]).size == len(counts)]
+    if len(everywhere) < 2:
+        return [], ""
+    return [refit(seeds == s) for s in everywhere], T_INTERVAL
 
 
-def analyse(n: ArrayLike, err: ArrayLike, boot: int = BOOT, seed: int = 0) -> Curve:
-    """Choose the curve by AIC and bootstrap the seeds at each size for its intervals."""
+def _curve_draws(
+    n: np.ndarray, err: np.ndarray, seeds: ArrayLike | None, chosen: str, boot: int, seed: int
+) -> tuple[list[PowerLaw], str]:
+    """The fits behind a curve's intervals (see `over_seeds`), bootstrap ones started from the
+    fit to all runs."""
+    fitter = _fitter(chosen)
+    whole = fitter(n, err)
+
+    def redraw(rng: np.random.Generator) -> PowerLaw:
+        again = _resample(n, err, rng)
+        return fit_power_law(n, again, start=whole) if fitter is fit_power_law else fitter(n, again)
+
+    return over_seeds(n, seeds, lambda at: fitter(n[at], err[at]), redraw, boot, seed)
+
+
+def analyse(
+    n: ArrayLike, err: ArrayLike, seeds: ArrayLike | None = None, boot: int = BOOT, seed: int = 0
+) -> Curve:
+    """Choose the curve by AICc, with intervals over the `seeds` (each run's) at each size."""
     n, err = _prepare(n, err)
     chosen, scores = choose(n, err)
     fit = _fitter(chosen)(n, err)
     big = float(n.max())
-    draws = _draws(n, err, _fitter(chosen), boot, seed)
+    draws, how = _curve_draws(n, err, seeds, chosen, boot, seed)
     return Curve(
         chosen=chosen,
         fit=fit,
         aic=scores,
         sizes=[int(s) for s in np.unique(n)],
         runs=n.size,
-        b=interval([d.b for d in draws]) if draws and chosen != FLAT else None,
+        how=how,
+        b=interval([d.b for d in draws], how) if draws and chosen != FLAT else None,
         e_n=float(fit(big)),
-        e_n_interval=interval([d(big) for d in draws]) if draws else None,
+        e_n_interval=interval([d(big) for d in draws], how) if draws else None,
         beta_n=doubling_gain(fit, big),
-        beta_n_interval=interval([doubling_gain(d, big) for d in draws]) if draws else None,
+        beta_n_interval=interval([doubling_gain(d, big) for d in draws], how) if draws else None,
     )
 
 
 def extrapolate(
-    n: ArrayLike, err: ArrayLike, boot: int = BOOT, seed: int = 0
+    n: ArrayLike, err: ArrayLike, seeds: ArrayLike | None = None, boot: int = BOOT, seed: int = 0
 ) -> dict[str, Any] | None:
-    """Fit on every size but the largest and predict the largest, with a bootstrap interval
-    over seeds; None with fewer than 3 sizes."""
+    """Fit on every size but the largest and predict the largest, with an interval over seeds
+    (see `over_seeds`); None with fewer than 3 sizes."""
     n, err = _prepare(n, err)
     sizes = np.unique(n)
     if sizes.size < 3:
         return None
     largest, small = sizes[-1], n < sizes[-1]
     chosen, _ = choose(n[small], err[small])
-    fitter = _fitter(chosen)
-    predicted = float(fitter(n[small], err[small])(largest))
-    draws = _draws(n[small], err[small], fitter, boot, seed)
-    measured = float(err[n == largest].mean())
+    predicted = float(_fitter(chosen)(n[small], err[small])(largest))
+    kept = None if seeds is None else np.asarray(seeds)[small]
+    draws, how = _curve_draws(n[small], err[small], kept, chosen, boot, seed)
     return {
         "fit_on": [int(s) for s in sizes[:-1]],
         "n": int(largest),
         "chosen": chosen,
         "predicted": predicted,
-        "interval": interval([d(largest) for d in draws]) if draws else None,
-        "measured": measured,
-        "abs_error": abs(predicted - measured),
+        "how": how,
+        "interval": interval([d(largest) for d in draws], how) if draws else None,
+        "measured": float(err[n == largest].mean()),
     }
 
 
@@ -414,53 +456,70 @@ def fit_joint(
 
 @dataclass(frozen=True)
 class Joint:
-    """The joint fit and its 95% bootstrap intervals over seeds (None: one seed in some
-    cell)."""
+    """The joint fit and its 95% intervals over seeds, made as `how` says (None: too few
+    seeds)."""
 
     fit: JointLaw
     models: list[int]  # the distinct parameter counts
     sizes: list[int]  # the distinct training-set sizes
     runs: int
+    how: str  # T_INTERVAL, BOOTSTRAP or ""
     alpha: tuple[float, float] | None
     beta: tuple[float, float] | None
     c: tuple[float, float] | None
-    draws: list[JointLaw]  # the bootstrap fits
+    draws: list[JointLaw]  # the fits the intervals rest on
 
 
 def analyse_joint(
-    m: ArrayLike, n: ArrayLike, err: ArrayLike, boot: int = BOOT, seed: int = 0
+    m: ArrayLike,
+    n: ArrayLike,
+    err: ArrayLike,
+    seeds: ArrayLike | None = None,
+    boot: int = BOOT,
+    seed: int = 0,
 ) -> Joint | None:
-    """The joint fit with bootstrap intervals over the seeds of each (m, n) cell; None where
-    `joint_refusal` gives a reason."""
+    """The joint fit with intervals over the seeds of each (m, n) cell (see `over_seeds`);
+    None where `joint_refusal` gives a reason."""
     m, n = np.asarray(m, dtype=float).ravel(), np.asarray(n, dtype=float).ravel()
     n, err = _prepare(n, err)
     if joint_refusal(m, n):
         return None
     fit = fit_joint(m, n, err)
     cells = _cells(m, n)
-    draws = []
-    if _seeded(cells) and boot:
-        rng = np.random.default_rng(seed)
-        draws = [fit_joint(m, n, _resample(cells, err, rng), start=fit) for _ in range(boot)]
+    draws, how = over_seeds(
+        cells,
+        seeds,
+        lambda at: fit_joint(m[at], n[at], err[at], start=fit),
+        lambda rng: fit_joint(m, n, _resample(cells, err, rng), start=fit),
+        boot,
+        seed,
+    )
     return Joint(
         fit=fit,
         models=[int(v) for v in np.unique(m)],
         sizes=[int(v) for v in np.unique(n)],
         runs=n.size,
-        alpha=interval([d.alpha for d in draws]) if draws else None,
-        beta=interval([d.beta for d in draws]) if draws else None,
-        c=interval([d.c for d in draws]) if draws else None,
+        how=how,
+        alpha=interval([d.alpha for d in draws], how) if draws else None,
+        beta=interval([d.beta for d in draws], how) if draws else None,
+        c=interval([d.c for d in draws], how) if draws else None,
         draws=draws,
     )
 
 
 def joint_leave_out(
-    m: ArrayLike, n: ArrayLike, err: ArrayLike, axis: str, boot: int = BOOT, seed: int = 0
+    m: ArrayLike,
+    n: ArrayLike,
+    err: ArrayLike,
+    axis: str,
+    seeds: ArrayLike | None = None,
+    boot: int = BOOT,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Fit without the largest model (`axis` 'model') or the largest size ('size'), then
-    predict each left-out cell with a bootstrap interval over seeds and say whether its
-    measured mean error lies inside. {'tested': False, 'reason': ...} where what is left
-    cannot identify the form, or nothing would be left out."""
+    predict each left-out cell with an interval over seeds and say whether its measured mean
+    error lies inside. {'tested': False, 'reason': ...} where what is left cannot identify the
+    form, or nothing would be left out."""
     m, n = np.asarray(m, dtype=float).ravel(), np.asarray(n, dtype=float).ravel()
     n, err = _prepare(n, err)
     key = m if axis == "model" else n
@@ -469,12 +528,12 @@ def joint_leave_out(
     reason = joint_refusal(m[kept], n[kept]) if kept.any() else f"one {axis} only"
     if reason:
         return {"tested": False, "reason": reason, "left_out": int(largest)}
-    fitted = analyse_joint(m[kept], n[kept], err[kept], boot, seed)
+    kept_seeds = None if seeds is None else np.asarray(seeds)[kept]
+    fitted = analyse_joint(m[kept], n[kept], err[kept], kept_seeds, boot, seed)
     cells = []
     for mi, ni in np.unique(np.stack([m[~kept], n[~kept]], axis=1), axis=0):
-        at = (m == mi) & (n == ni)
-        measured = float(err[at].mean())
-        bounds = interval([d(mi, ni) for d in fitted.draws]) if fitted.draws else None
+        measured = float(err[(m == mi) & (n == ni)].mean())
+        bounds = interval([d(mi, ni) for d in fitted.draws], fitted.how)
         cells.append(
             {
                 "m": int(mi),
@@ -488,15 +547,43 @@ def joint_leave_out(
     return {"tested": True, "left_out": int(largest), "fit": fitted, "cells": cells}
 
 
+def _no_spread(diff: float) -> tuple[float, float]:
+    """t and p where the groups have no spread and t is undefined: p = 1 when they are
+    identical, 0 when they differ."""
+    return (0.0, 1.0) if diff == 0 else (math.copysign(math.inf, diff), 0.0)
+
+
 def welch(x: ArrayLike, y: ArrayLike) -> tuple[float, float] | None:
     """Welch's unequal-variance t-test (scipy's `ttest_ind`, equal_var=False): (t, two-sided p),
-    or None with fewer than two values in a group. Groups with no spread, where t is undefined,
-    give p = 1 when identical and p = 0 when distinct."""
+    or None with fewer than two values in a group."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if x.size < 2 or y.size < 2:
         return None
     if x.var() + y.var() == 0:
-        diff = float(x.mean() - y.mean())
-        return (0.0, 1.0) if diff == 0 else (math.copysign(math.inf, diff), 0.0)
+        return _no_spread(float(x.mean() - y.mean()))
     test = ttest_ind(x, y, equal_var=False)
     return float(test.statistic), float(test.pvalue)
+
+
+def paired(x: ArrayLike, y: ArrayLike) -> tuple[float, float] | None:
+    """The paired t-test (scipy's `ttest_rel`) of x[i] against y[i], one pair per seed:
+    (t, two-sided p), or None with fewer than two pairs."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.size < 2 or x.size != y.size:
+        return None
+    diff = x - y
+    if diff.var() == 0:
+        return _no_spread(float(diff.mean()))
+    test = ttest_rel(x, y)
+    return float(test.statistic), float(test.pvalue)
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the order given: the k-th smallest p times the
+    number of hypotheses not yet rejected, never below an earlier one, at most 1."""
+    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
+    adjusted, running = [1.0] * len(pvalues), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted

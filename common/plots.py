@@ -63,6 +63,8 @@ def plot_curves(runs: list[dict[str, Any]], metric: str) -> Figure:
             values = values * 100
         mean = values.mean(axis=0)
         label = "train (augmented batches)" if split == "train" else "validation"
+        if split == "val" and epochs.size and epochs[0] > 1:  # eval_every's cap on its cost
+            label += f", every {epochs[0]} epochs (a capped evaluation cost: eval_share)"
         ax.plot(epochs, mean, marker="o", ms=3, color=color, label=label)
         if len(runs) > 1:
             sd = values.std(axis=0, ddof=1)

@@ -1,81 +1,31 @@
 """What a sweep leaves for readers, in Markdown and PNG: curves per condition, the summary table
-(results/summary.md), the grid-time estimate, and the README's headline and results section."""
+(results/summary.md), the grid time, and the README's headline and results section. Each is a
+renderer of one `analysis.Analysis`, built once per report."""
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from .config import RECIPE_FROM, REPO, SETTINGS, recipe_model
+from . import analysis
+from .analysis import Analysis, busy_time, grid_time, shared_device
+from .config import DEVIATIONS, RECIPE_FROM, SETTINGS, make_config, recipe_model
 from .data import fraction_title
 from .files import write_text
 from .fits import AXIS_SIZES
 from .grid import BASE_MODELS, SEED_FRACTIONS
 from .observations import extrapolation_table, joint_table, observations
 from .plots import SETTING_DIRS, curve_path, save_curves
-from .results import (
-    MODEL_TITLES,
-    SETTING_TITLES,
-    STARTING_POINT,
-    Condition,
-    collect,
-    group_conditions,
-    moment,
-    split_configurations,
-    split_weights,
-    weights_title,
-)
+from .results import MODEL_TITLES, SETTING_TITLES, STARTING_POINT, Condition, collect, weights_title
 
-README_START = "<!-- results:start -->"
-README_END = "<!-- results:end -->"
+README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 HEADLINE_START = "<!-- headline:start -->"  # the README's first screen: one compact table
 HEADLINE_END = "<!-- headline:end -->"
-OVERLAP_SLACK = 2.0  # seconds two runs' records may overlap and still be one after the other
-
-
-def weights_apart_line(apart: list[dict[str, Any]], plotted: list[dict[str, Any]]) -> str:
-    """One line on the fine-tuned runs whose ImageNet weights differ from those of their model's
-    latest runs: rows of their own in the table, never pooled into a curve or a fit."""
-    used = {m["model"]: weights_title(m) for m in plotted if m["pretrained"]}
-    other: dict[str, set[str]] = {}
-    for m in apart:
-        other.setdefault(m["model"], set()).add(weights_title(m))
-    which = "; ".join(
-        f"{MODEL_TITLES[model]} from {', '.join(sorted(other[model]))} (the curves and figures "
-        f"use {used[model]})"
-        for model in sorted(other, key=list(MODEL_TITLES).index)
-    )
-    n = len(apart)
-    return (
-        f"{n} fine-tuned run{'s' * (n != 1)} started from other ImageNet weights than the latest "
-        f"runs of {'their' if n != 1 else 'its'} model: {which}. They are rows of their own in "
-        "the table and the headline, and left out of the curves, figures, fits and observations, "
-        "which never pool two sets of weights."
-    )
-
-
-def others_line(others: list[Condition]) -> str:
-    """One line on the cells of configurations other than the latest: how many runs, what
-    differs, and what became of them."""
-    runs = sum(len(c.runs) for c in others)
-    labels = sorted({c.label for c in others})
-    return (
-        f"{runs} run{'s' * (runs != 1)} of {len(labels)} other "
-        f"configuration{'s' * (len(labels) != 1)} ({'; '.join(labels)}) in this folder "
-        "trained differently from the latest runs: they are separate rows of the table, and "
-        "left out of the curves, figures, fits and observations."
-    )
-
-
-def mean_sd(mean: float, sd: float, n: int) -> str:
-    """A percentage, with its sd and count when there are several seeds: '52.00 ± 2.00 (n=3)'."""
-    return f"{100 * mean:.2f}" + (f" ± {100 * sd:.2f} (n={n})" if n > 1 else "")
+ConditionKey = tuple[str, str, float]  # (setting, model, fraction)
 
 
 @dataclass(frozen=True)
@@ -85,9 +35,6 @@ class NotProduced:
 
     failed: str = ""
     weights: str = ""
-
-
-ConditionKey = tuple[str, str, float]  # (setting, model, fraction)
 
 
 @dataclass
@@ -103,107 +50,97 @@ class Call:
     figures: list[Path] | None = None  # scaling figures this call drew (None: those on disk)
 
 
+def mean_sd(mean: float, sd: float, n: int) -> str:
+    """A percentage, with its sd and count when there are several seeds: '52.00 ± 2.00 (n=3)'."""
+    return f"{100 * mean:.2f}" + (f" ± {100 * sd:.2f} (n={n})" if n > 1 else "")
+
+
 def _where_list(keys: Iterable[ConditionKey]) -> str:
     """'ResNet-18 at 1/16, 50%; ResNeXt50_32x4d at 100%'."""
     by_model: dict[str, list[float]] = {}
     for _, model, fraction in sorted(keys, key=lambda k: (list(MODEL_TITLES).index(k[1]), k[2])):
         by_model.setdefault(model, []).append(fraction)
     return "; ".join(
-        f"{MODEL_TITLES[m]} at {', '.join(fraction_title(f) for f in fs)}"
-        for m, fs in by_model.items()
+        f"{MODEL_TITLES[m]} at {', '.join(map(fraction_title, fs))}" for m, fs in by_model.items()
     )
 
 
 def weights_line(missing: dict[ConditionKey, NotProduced]) -> str:
-    """One line for every cell that needs ImageNet weights not found on this machine; ''
-    if none."""
+    """One line for every cell that needs ImageNet weights not found here; '' if none."""
     cells = {k: v for k, v in missing.items() if v.weights}
     if not cells:
         return ""
-    files = ", ".join(sorted({v.weights for v in cells.values()}))
-    n = len(cells)
+    files, n = ", ".join(sorted({v.weights for v in cells.values()})), len(cells)
     return (
-        f"not produced: needs ImageNet weights: {n} pretrained "
-        f"{'cell' if n == 1 else 'cells'} ({_where_list(cells)}) "
-        f"{'needs' if n == 1 else 'need'} {files}, not found on this machine."
+        f"not produced: needs ImageNet weights: {n} pretrained {'cell' if n == 1 else 'cells'} "
+        f"({_where_list(cells)}) {'needs' if n == 1 else 'need'} {files}, not found on this "
+        "machine."
     )
 
 
-def tta_title(runs: list[dict[str, Any]]) -> str:
-    """Whether the runs' test accuracy used test-time augmentation: 'flip', 'none' (runs
-    recorded before the setting existed used none)."""
-    return "/".join(sorted({r.get("test_tta", "none") for r in runs}))
+def _start(key: ConditionKey, profile: str) -> str:
+    """The source notebooks' figure for a cell: beside full-profile rows only."""
+    value = STARTING_POINT.get(key) if profile == "full" else None
+    return f"{value}" if value else "–"
 
 
 def summary_table(
-    cells: list[Condition],
+    rows: list[Condition],
     missing: dict[ConditionKey, NotProduced],
     failed: dict[ConditionKey, dict[int, str]] | None = None,
+    profile: str = "full",
 ) -> str:
-    """The Markdown summary: one row per cell and configuration (with several configurations,
-    the setting column names what differs; a row names the seeds of it that `failed`), a row
-    for each cell whose runs all failed, and one line under it for all the cells that need
-    ImageNet weights not found on this machine."""
-    failed = failed or {}
+    """The Markdown summary: one row per cell and configuration, a row for each cell whose runs
+    all failed, and one line for the cells that need ImageNet weights not found here; the
+    starting-point column only for the full profile."""
+    failed, full = failed or {}, profile == "full"
     lines = [
         "| model | data | setting | weights | train images | epochs | best val acc % "
-        "| test acc % | TTA | starting point % | wall time / run |",
-        "|---|---|---|---|---:|---:|---:|---:|---|---:|---:|",
+        "| test acc % | TTA |" + (" starting point % |" if full else "") + " wall time / run |",
+        "|---|---|---|---|---:|---:|---:|---:|---|" + ("---:|" if full else "") + "---:|",
     ]
-    rows: list[tuple[tuple[Any, ...], str]] = []
     order = {name: i for i, name in enumerate(MODEL_TITLES)}
-    for c in cells:
-        first = c.runs[0]
-        epochs = sorted({r["epochs"] for r in c.runs})
-        start = STARTING_POINT.get((c.setting, c.model, c.fraction))
+    out: list[tuple[tuple, str]] = []
+    for c in rows:
+        key, first = (c.setting, c.model, c.fraction), c.runs[0]
+        epochs = "/".join(sorted({str(r["epochs"]) for r in c.runs}))
         test_note = "" if first["test_images"] >= 10_000 else f" ({first['test_images']:,} imgs)"
-        setting = c.setting + (f" ({c.label})" if c.label else "")
-        rows.append(
+        out.append(
             (
                 (c.setting != "scratch", order[c.model], c.fraction, str(c.variant)),
                 f"| {MODEL_TITLES[c.model]} | {fraction_title(c.fraction)} "
-                f"| {setting} | {weights_title(first)} | {first['train_images']:,} "
-                f"| {'/'.join(map(str, epochs))} "
-                f"| {mean_sd(*c.stat('best_val_acc'))} "
-                f"| {seeds_cell(c, failed.get((c.setting, c.model, c.fraction), {}))}{test_note} "
-                f"| {tta_title(c.runs)} | {start if start else '–'} "
-                f"| {c.stat('wall_time_s')[0]:.0f} s |",
+                f"| {c.setting}{f' ({c.label})' if c.label else ''} | {weights_title(first)} "
+                f"| {first['train_images']:,} | {epochs} "
+                f"| {mean_sd(*c.stat('best_val_acc'))} | {seeds_cell(c, failed.get(key, {}))}"
+                f"{test_note} | {'/'.join(sorted({r['test_tta'] for r in c.runs}))} |"
+                + (f" {_start(key, profile)} |" if full else "")
+                + f" {c.stat('wall_time_s')[0]:.0f} s |",
             )
         )
-    for (setting, model, fraction), why in missing.items():
+    for key, why in missing.items():
         if why.failed:
-            start = STARTING_POINT.get((setting, model, fraction))
-            rows.append(
+            out.append(
                 (
-                    (setting != "scratch", order[model], fraction, ""),
-                    f"| {MODEL_TITLES[model]} | {fraction_title(fraction)} | {setting} | – | – "
-                    f"| – | not produced | not produced: failed: {why.failed} | – "
-                    f"| {start if start else '–'} | – |",
+                    (key[0] != "scratch", order[key[1]], key[2], ""),
+                    f"| {MODEL_TITLES[key[1]]} | {fraction_title(key[2])} | {key[0]} | – | – "
+                    f"| – | not produced | not produced: failed: {why.failed} | – |"
+                    + (f" {_start(key, profile)} |" if full else "")
+                    + " – |",
                 )
             )
-    table = "\n".join(lines + [r for _, r in sorted(rows, key=lambda r: r[0])]) + "\n"
+    table = "\n".join(lines + [r for _, r in sorted(out, key=lambda r: r[0])]) + "\n"
     line = weights_line(missing)
     return table + (f"\n- {line}\n" if line else "")
 
 
 def seeds_cell(cell: Condition, failed: dict[int, str]) -> str:
-    """The cell's test accuracy over its seeds, naming the seeds of it that failed:
-    '84.10 ± 0.20 (n = 2 of 3: seed 1 failed: <reason>)'."""
+    """The cell's test accuracy over its seeds, naming the seeds of it that failed."""
     mean, sd, n = cell.stat("test_acc")
     if not failed:
         return mean_sd(mean, sd, n)
     why = "; ".join(f"seed {seed} failed: {reason}" for seed, reason in sorted(failed.items()))
     spread = f" ± {100 * sd:.2f}" if n > 1 else ""
     return f"{100 * mean:.2f}{spread} (n = {n} of {n + len(failed)}: {why})"
-
-
-def grid_time(seconds: Iterable[float], devices: int) -> float:
-    """The wall time of runs taking `seconds` each on `devices` alike devices, each run going
-    to the first free device, longest first."""
-    loads = [0.0] * devices
-    for t in sorted(seconds, reverse=True):
-        loads[loads.index(min(loads))] += t
-    return max(loads)
 
 
 def duration(seconds: float) -> str:
@@ -216,85 +153,51 @@ def duration(seconds: float) -> str:
     return f"{minutes:.0f} min" if minutes < 180 else f"{minutes / 60:.1f} h"
 
 
-def interval(run: dict[str, Any]) -> tuple[float, float]:
-    """When a run trained, in seconds since the epoch: its last session's start and its end
-    (older records kept no start: their end less their wall time)."""
-    end = moment(run["finished_at"])
-    start = moment(run["started_at"]) if "started_at" in run else end - run["wall_time_s"]
-    return start, end
-
-
-def shared_device(runs: list[dict[str, Any]]) -> list[bool]:
-    """Per run: True when another run trained on the same device of the same machine at the
-    same time, so that both were slowed and neither wall time is the device's own. Older
-    records, which name neither the machine nor the device's index, never count as sharing."""
-    spans = [interval(r) for r in runs]
-    where = [(r.get("machine"), r["device"]) for r in runs]
-
-    def overlap(i: int, j: int) -> float:
-        return min(spans[i][1], spans[j][1]) - max(spans[i][0], spans[j][0])
-
-    # older records stamp to the second: runs one after another may seem to touch
-    return [
-        where[i][0] is not None
-        and any(
-            j != i and where[j] == where[i] and overlap(i, j) > OVERLAP_SLACK
-            for j in range(len(runs))
-        )
-        for i in range(len(runs))
-    ]
-
-
-def busy_time(runs: list[dict[str, Any]]) -> float:
-    """Seconds during which at least one of the runs was training (the union of their
-    intervals): the grid's elapsed time as the records show it, start-up between runs aside."""
-    total, reach = 0.0, -math.inf
-    for start, end in sorted(interval(r) for r in runs):
-        total += max(0.0, end - max(start, reach))
-        reach = max(reach, end)
-    return total
-
-
 def grid_time_line(cells: list[Condition], elapsed: float | None = None, trained: int = 0) -> str:
-    """The grid's measured elapsed time (`elapsed`, of the call that trained `trained` of the
-    runs; else from the runs' records), the time on one device from the runs that had their
-    device to themselves, and from those an estimate on several devices."""
+    """The grid's elapsed time (`elapsed`, measured by the call that trained `trained` runs;
+    else from the records), the one-device time of the runs that had their device to
+    themselves, and the estimates on several devices that differ from it."""
     runs = [r for c in cells for r in c.runs]
     if not runs:
         return ""
     n = len(runs)
     if elapsed is not None:
-        head = (
+        out = [
             f"Grid time: the call that trained {trained} of the {n} runs above took "
             f"{duration(elapsed)} from its start to this report, measured (its imports and "
             "checks, the notebooks' start-up and the scaling figures included)."
-        )
+        ]
     else:
         which = "the run above" if n == 1 else f"the {n} runs above"
-        head = (
+        out = [
             f"Grid time: {which} trained for {duration(busy_time(runs))}, the time during "
             "which at least one of them was training, from their recorded start and end."
-        )
+        ]
     shared = shared_device(runs)
     alone = [r["wall_time_s"] for r, s in zip(runs, shared, strict=True) if not s]
-    out = [head]
     if sum(shared):
         out.append(
             f"{sum(shared)} of them shared their device with another run at the same time, so "
             "their wall times are stretched: they are left out of the sums below."
         )
     if alone:
-        more = ", ".join(f"{k} devices {duration(grid_time(alone, k))}" for k in (2, 4, 8))
+        one = duration(sum(alone))
         which = (
-            "the run that had its device"
+            "the run that had its device to itself"
             if len(alone) == 1
-            else (f"the {len(alone)} runs that had their device")
+            else (f"the {len(alone)} runs that had their device to themselves")
         )
-        out.append(
-            f"On one device, {which} to {'itself' if len(alone) == 1 else 'themselves'} trained "
-            f"for {duration(sum(alone))} in all (each run's own wall time, start-up excluded); "
-            "on several devices like it, estimated from those times (each run to the first free "
-            f"device, longest first): {more}."
+        out.append(f"On one device, {which} trained for {one} in all (start-up excluded)")
+        more, seen = [], one
+        for k in (2, 4, 8):
+            if (text := duration(grid_time(alone, k))) != seen:
+                more.append(f"{k} devices {text}")
+                seen = text
+        out[-1] += (
+            "; on several devices like it, estimated from those times (each run to the first "
+            f"free device, longest first): {', '.join(more)}."
+            if more
+            else "."
         )
     return " ".join(out) + "\n"
 
@@ -307,13 +210,10 @@ def replace_between(text: str, block: str, start: str, end: str) -> str:
     return f"{text.rstrip()}\n\n{start}\n{block.strip()}\n{end}\n"
 
 
-def _curve_tables(
-    cells: list[Condition], images_dir: Path, base: Path, missing: dict[ConditionKey, NotProduced]
-) -> str:
-    """The seed's layout: per setting and metric, models by rows (ResNet-18 and ResNet-50, and
-    every other model with runs or missing cells) and sizes by columns (the three seed sizes
-    and any other with runs); a setting none of whose cells ran is one line."""
-    have = {(c.setting, c.model, c.fraction) for c in cells}
+def _curve_tables(a: Analysis, images: Path, base: Path, missing: dict) -> str:
+    """Per setting and metric, models by rows and sizes by columns; a setting none of whose
+    cells ran is one line."""
+    have = {(c.setting, c.model, c.fraction) for c in a.drawn}
     out = []
     for setting in SETTING_DIRS:
         keys = {k for k in have | set(missing) if k[0] == setting}
@@ -322,57 +222,45 @@ def _curve_tables(
         title = SETTING_TITLES[setting]
         out.append(f"#### {title[0].upper()}{title[1:]}\n")
         if not any(k[0] == setting for k in have):
-            why = (
-                "no runs yet"
-                if not any(k[0] == setting for k in missing)
-                else ("not produced (see the summary table)")
-            )
-            out.append(f"{why[0].upper()}{why[1:]}.\n")
+            out.append("Not produced (see the summary table).\n" if keys else "No runs yet.\n")
             continue
         for metric, word in (("acc", "Accuracy"), ("loss", "Loss")):
-            out.append(
-                f"| {word} | "
-                + " | ".join(fraction_title(f) for f in fractions)
-                + " |\n|---|"
-                + "---|" * len(fractions)
-            )
+            out.append(f"| {word} | " + " | ".join(map(fraction_title, fractions)) + " |")
+            out.append("|---|" + "---|" * len(fractions))
             for model in models:
                 row = []
                 for f in fractions:
                     key = (setting, model, f)
-                    if key in have:
-                        rel = os.path.relpath(
-                            curve_path(images_dir, setting, model, f, metric), base
-                        )
-                        row.append(f"![{model} {metric} {fraction_title(f)}]({rel})")
-                    elif key in missing:
-                        row.append(
-                            "not produced: " + ("failed" if missing[key].failed else "no weights")
-                        )
-                    else:
-                        row.append("–")
+                    path = os.path.relpath(curve_path(images, *key, metric), base)
+                    row.append(
+                        f"![{model} {metric} {fraction_title(f)}]({path})"
+                        if key in have
+                        else "not produced: " + ("failed" if missing[key].failed else "no weights")
+                        if key in missing
+                        else "–"
+                    )
                 out.append(f"| {MODEL_TITLES[model]} | " + " | ".join(row) + " |")
             out.append("")
     return "\n".join(out)
 
 
-def _header(cells: list[Condition], profile: str, command: str) -> str:
+def _header(a: Analysis, command: str) -> str:
     """Who made these numbers: the command, date, profile, hardware, versions and data."""
-    runs = [r for c in cells for r in c.runs]
-    hardware = sorted({r["hardware"] for r in runs}) or ["none"]
-    versions = sorted({f"torch {r['torch']}, torchvision {r['torchvision']}" for r in runs}) or [
-        "–"
-    ]
+    runs = a.runs
+    hardware = "; ".join(sorted({r["hardware"] for r in runs})) or "none"
+    versions = "; ".join(
+        sorted({f"torch {r['torch']}, torchvision {r['torchvision']}" for r in runs})
+    )
     quick = (
         " **Quick profile: short smoke runs on a CPU (few capped epochs, validation and test "
         "on fixed subsets), not converged results.**"
-        if profile == "quick"
+        if a.quick
         else ""
     )
     return (
-        f"_Generated by `{command}` on {time.strftime('%Y-%m-%d')}: profile `{profile}`, "
-        f"hardware {'; '.join(hardware)}, {'; '.join(versions)}._{quick}\n\n"
-        f"Data: CIFAR-10 from {data_title(runs)}.\n"
+        f"_Generated by `{command}` on {time.strftime('%Y-%m-%d')}: profile `{a.profile}`, "
+        f"hardware {hardware}, {versions or '–'}._{quick}\n\nData: CIFAR-10 from "
+        f"{data_title(runs)}.\n\n{recipe_line(a)}\n"
     )
 
 
@@ -387,63 +275,114 @@ DATA_ORIGINS = {
 
 
 def data_title(runs: list[dict]) -> str:
-    """The runs' data folders, relative to the repository (never a machine's absolute path),
-    and whether they are the original files or a re-encoded copy."""
-    folders = sorted({_folder_title(r["config"]["data_dir"]) for r in runs})
+    """The runs' data folders, relative to the repository, and where they came from."""
+    folders = sorted({r["config"]["data_dir"] for r in runs})
     if not folders:
         return "–"
-    origins = sorted({r.get("data", "unknown") for r in runs})
-    return f"{', '.join(folders)}: " + "; ".join(DATA_ORIGINS[o] for o in origins)
+    names = [
+        f"`{f}/`" if not f.startswith("..") else "a folder outside the repository" for f in folders
+    ]
+    origins = sorted({r["data"] for r in runs})
+    return f"{', '.join(names)}: " + "; ".join(DATA_ORIGINS[o] for o in origins)
 
 
-def _folder_title(path: str) -> str:
-    """`data/` for a folder of the repository, recorded relative to it (or, in older records,
-    absolute); 'a folder outside the repository' otherwise."""
-    folder = Path(path)
-    if folder.is_absolute():
-        inside = folder.resolve().is_relative_to(REPO)
-        folder = folder.resolve().relative_to(REPO) if inside else folder
-    else:
-        inside = not folder.as_posix().startswith("..") and folder.as_posix() != "."
-    return f"`{folder.as_posix()}/`" if inside else "a folder outside the repository"
+def recipe_line(a: Analysis) -> str:
+    """The recipe that made these numbers, read from the runs' own configurations."""
+    if not a.runs:
+        return ""
+    if not a.recipe:
+        return "Recipe: today's (`common/config.py`, RECIPES), as the runs' configurations record."
+    r = a.runs[0]
+    today = make_config(r["model"], r["data_fraction"], r["pretrained"], 0, r["profile"])
+    now = today.training_key()
+    differs = ", ".join(f"{k} {v} (today {now.get(k)})" for k, v in a.recipe)
+    return (
+        "Recipe: **a former recipe**, as the runs' configurations record; it differs from "
+        f"today's in {differs}. Today's recipe has not made these numbers."
+    )
 
 
-def headline(cells: list[Condition], missing: dict[ConditionKey, NotProduced], profile: str) -> str:
-    """The README's first answer: test accuracy per model and size, scratch beside fine-tuned,
-    with the starting point, the hardware and the profile. Fine-tuned cells from different
-    ImageNet weights (V1, V2, one's own) are rows of their own, never one number."""
-    keys = {(c.setting, c.model, c.fraction) for c in cells} | set(missing)
-    runs = [r for c in cells for r in c.runs]
-    hardware = "; ".join(sorted({r["hardware"] for r in runs})) or "none yet"
+def headline(a: Analysis, missing: dict[ConditionKey, NotProduced]) -> str:
+    """The README's first answer: test accuracy per model and size, scratch beside fine-tuned
+    (one row per set of ImageNet weights), the recipe, and the starting point (full only)."""
+    keys = {(c.setting, c.model, c.fraction) for c in a.cells} | set(missing)
+    hardware = "; ".join(sorted({r["hardware"] for r in a.runs})) or "none yet"
+    full = a.profile == "full"
     lines = [
-        f"Test accuracy %, mean ± sd over seeds; profile `{profile}`, {hardware}."
-        + (
-            " A pipeline check, not a result: see [Results](#results)."
-            if profile == "quick"
-            else ""
-        ),
+        f"Test accuracy %, mean ± sd over seeds; profile `{a.profile}`, {hardware}."
+        + ("" if full else " A pipeline check, not a result: see [Results](#results)."),
         "",
-        "| model | data | from scratch | fine-tuned | starting point (scratch / fine-tuned) |",
-        "|---|---|---:|---:|---:|",
+        recipe_line(a),
+        "",
+        "| model | data | from scratch | fine-tuned |"
+        + (" starting point (scratch / fine-tuned) |" if full else ""),
+        "|---|---|---:|---:|" + ("---:|" if full else ""),
     ]
     for model in MODEL_TITLES:
         for fraction in sorted({k[2] for k in keys if k[1] == model}):
-            mine = [c for c in cells if (c.model, c.fraction) == (model, fraction)]
-            scratch = [_headline_cell(c) for c in mine if c.setting == "scratch"]
-            tuned = [_headline_cell(c) for c in mine if c.setting == "pretrained"]
+            mine = [c for c in a.cells if (c.model, c.fraction) == (model, fraction)]
+            cell = {s: [_headline_cell(c) for c in mine if c.setting == s] for s in SETTINGS}
             absent = ["not produced" if (s, model, fraction) in missing else "–" for s in SETTINGS]
             start = [STARTING_POINT.get((s, model, fraction)) for s in SETTINGS]
             first = " / ".join(f"{v}" if v else "–" for v in start) if any(start) else "–"
-            name, size = MODEL_TITLES[model], fraction_title(fraction)
-            left = scratch[0] if scratch else absent[0]  # the latest configuration: one cell
-            for right in tuned or absent[1:]:
-                lines.append(f"| {name} | {size} | {left} | {right} | {first} |")
+            left = cell["scratch"][0] if cell["scratch"] else absent[0]
+            for right in cell["pretrained"] or absent[1:]:
+                row = f"| {MODEL_TITLES[model]} | {fraction_title(fraction)} | {left} | {right} |"
+                lines.append(row + (f" {first} |" if full else ""))
     return "\n".join(lines) + "\n"
 
 
 def _headline_cell(cell: Condition) -> str:
     weights = f" ({weights_title(cell.runs[0])})" if cell.runs[0]["pretrained"] else ""
     return mean_sd(*cell.stat("test_acc")) + weights
+
+
+def notes(a: Analysis, call: Call) -> list[str]:
+    """The lines under the table: remedies, other configurations, inherited recipes, runs of
+    other ImageNet weights, and where the recipes depart from their sources."""
+    out = list(call.notes)
+    if a.others:
+        n, labels = sum(len(c.runs) for c in a.others), sorted({c.label for c in a.others})
+        out.append(
+            f"{n} run{'s' * (n != 1)} of {len(labels)} other configuration"
+            f"{'s' * (len(labels) != 1)} ({'; '.join(labels)}) in this folder trained "
+            "differently from the latest runs: separate rows of the table, left out of the "
+            "curves, figures, fits and observations."
+        )
+    models = {c.model for c in a.cells}
+    out += [
+        f"{MODEL_TITLES[m]} trains with {MODEL_TITLES[recipe_model(m)]}'s recipe, not tuned "
+        f"for it: {RECIPE_FROM[m][1]}."
+        for m in MODEL_TITLES
+        if m in models and m in RECIPE_FROM
+    ]
+    if a.apart:
+        which = sorted({f"{MODEL_TITLES[r['model']]} from {weights_title(r)}" for r in a.apart})
+        n = len(a.apart)
+        out.append(
+            f"{n} fine-tuned run{'s' * (n != 1)} started from other ImageNet weights than the "
+            f"latest runs of {'their' if n != 1 else 'its'} model ({'; '.join(which)}): rows of "
+            "their own in the table and the headline, left out of the curves, figures, fits and "
+            "observations, which never pool two sets of weights."
+        )
+    return out
+
+
+def deviations() -> str:
+    """Where the recipes depart from their sources (config.DEVIATIONS), as a list."""
+    return "Where the recipes depart from their sources:\n\n" + "".join(
+        f"- {d}\n" for d in DEVIATIONS
+    )
+
+
+def _missing(a: Analysis, call: Call) -> dict[ConditionKey, NotProduced]:
+    """The cells without runs: those the call could not run, and those whose seeds all failed."""
+    have = {(c.setting, c.model, c.fraction) for c in a.cells}
+    failed = {
+        k: NotProduced(failed="; ".join(f"seed {s}: {why}" for s, why in sorted(seeds.items())))
+        for k, seeds in call.failed.items()
+    }
+    return {k: v for k, v in (call.missing | failed).items() if k not in have}
 
 
 def write_report(
@@ -454,142 +393,105 @@ def write_report(
     profile: str,
     call: Call,
 ) -> Path:
-    """Draw every cell's curves, write results/summary.md, and the README's headline and
-    results section (never a quick profile's over a full one's: see `keeps_full`)."""
-    images_dir = Path(images_dir)
-    latest, others = split_configurations(collect(output_dir, profile))
-    plotted, apart = split_weights(latest)
-    cells = group_conditions(latest)  # every set of weights: the table and the headline
-    drawn = group_conditions(plotted)  # one set per model: curves, figures, fits, observations
-    for cell in drawn:
-        save_curves(cell.runs, images_dir)
-    have = {(c.setting, c.model, c.fraction) for c in cells}
-    all_failed = {
-        k: NotProduced(failed="; ".join(f"seed {s}: {why}" for s, why in sorted(seeds.items())))
-        for k, seeds in call.failed.items()
-        if k not in have
-    }
-    missing = {k: v for k, v in (call.missing | all_failed).items() if k not in have}
-    header = _header(cells, profile, call.command)
-    rows = group_conditions(latest + others)  # labelled by what differs between configurations
-    notes = call.notes
-    if others:
-        notes = [*notes, others_line([c for c in rows if c.variant != cells[0].variant])]
-    table = summary_table(rows, missing, call.failed)
-    notes = [*notes, *inherited_recipes({c.model for c in cells})]
-    notes += [weights_apart_line(apart, plotted)] if apart else []
-    table += "".join(f"\n- {note}" for note in notes) + ("\n" if notes else "")
+    """Build the analysis record once, draw every cell's curves, and render
+    results/summary.md and the README's headline and results section from it (never a quick
+    profile's over a full one's: see `keeps_full`)."""
+    images = Path(images_dir)
+    a = analysis.build(collect(output_dir, profile), profile)
+    for cell in a.drawn:
+        save_curves(cell.runs, images)
+    missing = _missing(a, call)
+    table = summary_table(a.rows, missing, call.failed, profile)
+    table += "".join(f"\n- {note}" for note in notes(a, call)) + "\n"
     elapsed = time.perf_counter() - call.started if call.trained else None
-    table += f"\n{grid_time_line(cells, elapsed, call.trained)}" if cells else ""
+    table += f"\n{grid_time_line(a.cells, elapsed, call.trained)}" if a.cells else ""
+    header = _header(a, call.command)
     summary = Path(results_dir) / "summary.md"
-    sized = model_size_section(drawn, images_dir, summary.resolve().parent, call.figures)
-    write_text(summary, f"# Summary\n\n{header}\n{table}{sized}")
-    if readme and not keeps_full(Path(readme), profile):
-        readme = Path(readme)
-        base = readme.resolve().parent
-        text = readme.read_text() if readme.exists() else ""
-        runs = len(latest) + len(others)
-        held = section_runs(text)
-        if held is not None and runs < held:
-            print(
-                f"{readme}: its results section held {held} runs and now shows {runs}: the "
-                "earlier section is replaced (it is in version control)"
-            )
-        block = (
-            f"<!-- runs: {runs} -->\n{header}\n"
-            f"### Curves\n\n{_curve_tables(drawn, images_dir, base, missing)}\n"
-            f"### Summary table\n\n{table}\n"
-            f"{_scaling_section(drawn, images_dir, base, call.figures)}"
-            f"{model_size_section(drawn, images_dir, base, call.figures)}"
+    here = summary.resolve().parent
+    sized = model_size_section(a, images, here, call.figures)
+    scaled = _scaling_section(a, images, here, call.figures)
+    write_text(summary, f"# Summary\n\n{header}\n{table}\n{deviations()}\n{scaled}{sized}")
+    if not readme or keeps_full(Path(readme), profile):
+        return summary
+    readme, runs = Path(readme), len(a.runs) + sum(len(c.runs) for c in a.others)
+    base, text = readme.resolve().parent, readme.read_text() if readme.exists() else ""
+    held = section_runs(text)
+    if held is not None and runs < held:
+        print(
+            f"{readme}: its results section held {held} runs and now shows {runs}: the "
+            "earlier section is replaced (it is in version control)"
         )
-        text = replace_between(text, block, README_START, README_END)
-        if HEADLINE_START in text and HEADLINE_END in text:
-            text = replace_between(
-                text, headline(cells, missing, profile), HEADLINE_START, HEADLINE_END
-            )
-        write_text(readme, text)
+    block = (
+        f"<!-- runs: {runs} -->\n{header}\n{deviations()}\n"
+        f"### Curves\n\n{_curve_tables(a, images, base, missing)}\n"
+        f"### Summary table\n\n{table}\n{_scaling_section(a, images, base, call.figures)}"
+        f"{model_size_section(a, images, base, call.figures)}"
+    )
+    text = replace_between(text, block, README_START, README_END)
+    if HEADLINE_START in text and HEADLINE_END in text:
+        text = replace_between(text, headline(a, missing), HEADLINE_START, HEADLINE_END)
+    write_text(readme, text)
     return summary
+
+
+def _section(text: str) -> str | None:
+    if README_START not in text or README_END not in text:
+        return None
+    return text.split(README_START, 1)[1].split(README_END, 1)[0]
 
 
 def keeps_full(readme: Path, profile: str) -> bool:
     """True when `readme` shows full-profile results and this report is a quick one, which
     must not replace them (the quick summary still goes to its own summary.md)."""
-    if profile != "quick" or not readme.exists():
-        return False
-    return section_profile(readme.read_text()) == "full"
+    return profile == "quick" and readme.exists() and section_profile(readme.read_text()) == "full"
 
 
 def section_profile(text: str) -> str | None:
     """The profile whose results the README's section shows, or None without one."""
-    if README_START not in text or README_END not in text:
-        return None
-    section = text.split(README_START, 1)[1].split(README_END, 1)[0]
-    found = re.search(r"profile `(\w+)`", section)
+    found = re.search(r"profile `(\w+)`", _section(text) or "")
     return found.group(1) if found else None
 
 
 def section_runs(text: str) -> int | None:
     """How many runs the README's results section reports, or None without one."""
-    if README_START not in text or README_END not in text:
+    section = _section(text)
+    if section is None:
         return None
-    section = text.split(README_START, 1)[1].split(README_END, 1)[0]
-    found = re.search(r"<!-- runs: (\d+) -->", section) or re.search(
-        r"Grid time: the (\d+) runs", section
-    )
+    found = re.search(r"<!-- runs: (\d+) -->", section)
     return int(found.group(1)) if found else 0
 
 
-def figure_links(
-    names: Iterable[str], images_dir: Path, base: Path, drawn: list[Path] | None
-) -> str:
+def figure_links(names: Iterable[str], images: Path, base: Path, drawn: list[Path] | None) -> str:
     """Markdown images of the scaling figures `names` that exist, relative to `base`; with
     `drawn`, only those this call drew (a figure left by an earlier call is not linked)."""
-    figures = [images_dir / "scaling" / f"{name}.png" for name in names]
+    figures = [images / "scaling" / f"{name}.png" for name in names]
     if drawn is not None:
         figures = [f for f in figures if f.resolve() in {d.resolve() for d in drawn}]
     return " ".join(f"![{p.stem}]({os.path.relpath(p, base)})" for p in figures if p.exists())
 
 
-def _scaling_section(
-    cells: list[Condition], images_dir: Path, base: Path, drawn: list[Path] | None
-) -> str:
-    """The scaling figures (drawn by notebooks/scaling.ipynb; only those of `drawn`, when
-    given), the extrapolation check and the observations, all from the same runs as the table."""
-    metrics = [r for c in cells for r in c.runs]
-    names = ("error_vs_data", "accuracy_vs_time", "pretrained_gap")
-    images = figure_links(names, images_dir, base, drawn)
-    bullets = "\n".join(f"- {line}" for line in observations(metrics))
-    check = f"Fit on the smaller sizes, predict the largest:\n\n{extrapolation_table(metrics)}\n"
+def _scaling_section(a: Analysis, images: Path, base: Path, drawn: list[Path] | None) -> str:
+    """The scaling figures (notebooks/scaling.ipynb's), the extrapolation check and the
+    observations."""
+    links = figure_links(
+        ("error_vs_data", "accuracy_vs_time", "pretrained_gap"), images, base, drawn
+    )
+    bullets = "\n".join(f"- {line}" for line in observations(a))
     return (
-        f"### Scaling with data\n\n{images or '(figures not drawn yet)'}\n\n{check}"
+        f"### Scaling with data\n\n{links or '(figures not drawn yet)'}\n\nFit on the smaller "
+        f"sizes, predict the largest:\n\n{extrapolation_table(a)}\n"
         f"### Observations (generated from the numbers above)\n\n{bullets}\n"
     )
 
 
-def inherited_recipes(models: Iterable[str]) -> list[str]:
-    """One note per model that trains with another model's recipe (config.RECIPE_FROM), with
-    the reason."""
-    return [
-        f"{MODEL_TITLES[m]} trains with {MODEL_TITLES[recipe_model(m)]}'s recipe, not tuned "
-        f"for it: {RECIPE_FROM[m][1]}."
-        for m in MODEL_TITLES
-        if m in models and m in RECIPE_FROM
-    ]
-
-
-def model_size_section(
-    cells: list[Condition], images_dir: Path, base: Path, drawn: list[Path] | None = None
-) -> str:
-    """With runs of AXIS_SIZES or more models (what the joint fit needs): the model-size figure
-    (drawn by notebooks/scaling.ipynb; with `drawn`, only if this call drew it) and the joint
-    fit over data and model size with its leave-one-out checks; '' with fewer."""
-    metrics = [r for c in cells for r in c.runs]
-    if len({m["model"] for m in metrics}) < AXIS_SIZES:
+def model_size_section(a: Analysis, images: Path, base: Path, drawn: list[Path] | None) -> str:
+    """With runs of AXIS_SIZES or more models: the model-size figure and the joint fit with its
+    leave-one-out checks; '' with fewer."""
+    if len({r["model"] for r in a.plotted}) < AXIS_SIZES:
         return ""
-    image = figure_links(["error_vs_parameters"], Path(images_dir), base, drawn)
-    image = image or "(figure not drawn yet)"
+    image = figure_links(["error_vs_parameters"], images, base, drawn) or "(figure not drawn yet)"
     return (
         f"\n### Scaling with model size\n\n{image}\n\nThe joint fit over data and model size, "
         "and fitted without the largest model or size, its prediction of what was left out:"
-        f"\n\n{joint_table(metrics)}"
+        f"\n\n{joint_table(a)}"
     )

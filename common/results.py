@@ -1,5 +1,6 @@
-"""metrics.json: what a run records, how it is read back, and how runs are grouped into
-conditions (one configuration of one setting, model and fraction, over seeds)."""
+"""metrics.json: what a run records (schema SCHEMA), how it is read back (older records through
+`upgrade`, the one converter of older records), and how runs are grouped into conditions (one
+configuration of one setting, model and fraction, over seeds)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from typing import Any
 import torch
 import torchvision
 
-from .config import REPO, RunConfig, make_config
+from .config import OFF, REPO, RunConfig, make_config
 from .data import FOLDER, TEST_FILE, TRAIN_FILES, data_origin, fraction_title
 from .errors import UserError
 from .files import read_json, write_json
@@ -26,6 +27,7 @@ from .models import CUSTOM, parameter_count
 from .precision import cpu_name
 
 METRICS = "metrics.json"
+SCHEMA = 2  # 1: the records written before metrics.json carried a schema version
 REQUIRED_KEYS = (
     "model",
     "data_fraction",
@@ -121,6 +123,7 @@ def same_inputs(saved: dict[str, Any] | None, now: dict[str, str | None]) -> boo
 def make_metrics(cfg: RunConfig, result: dict[str, Any]) -> dict[str, Any]:
     """The metrics.json record of a finished run."""
     return {
+        "schema": SCHEMA,
         "model": cfg.model,
         "data_fraction": cfg.data_fraction,
         "pretrained": cfg.pretrained,
@@ -191,22 +194,51 @@ def is_complete(metrics: Any) -> bool:
 
 
 def load_metrics(run_dir: str | Path) -> dict[str, Any] | None:
-    """The run's metrics, or None when the file is absent, unreadable or incomplete."""
+    """The run's metrics in today's schema, or None when the file is absent, unreadable or
+    incomplete."""
     metrics = read_json(Path(run_dir) / METRICS)
-    return metrics if is_complete(metrics) else None
+    return upgrade(metrics) if is_complete(metrics) else None
+
+
+def upgrade(record: dict[str, Any]) -> dict[str, Any]:
+    """A complete metrics record in today's schema: a copy of an older one with what it did
+    not record filled in (settings that did not exist yet were off, OFF; the start is its end
+    less its wall time; paths relative to the repository); today's records unchanged."""
+    if record.get("schema") == SCHEMA:
+        return record
+    old = {**record, "schema": SCHEMA, "config": dict(record.get("config") or {})}
+    config = old["config"]
+    for key, value in OFF.items():
+        config.setdefault(key, value)
+    config.setdefault("weights", "(version unrecorded)" if old["pretrained"] else None)
+    config.setdefault("stem", _recipe(old).stem)
+    if config.get("data_dir") and Path(config["data_dir"]).is_absolute():
+        config["data_dir"] = os.path.relpath(Path(config["data_dir"]).resolve(), REPO)
+    end = moment(old["finished_at"])
+    old["finished_at"] = stamp(end)
+    old.setdefault("started_at", stamp(end - old["wall_time_s"]))
+    old.setdefault("test_tta", config["tta"])
+    old.setdefault("parameters", parameter_count(old["model"], config["stem"]))
+    if "device_name" not in old:  # it named the GPU in `device`, its index unrecorded
+        gpu = not old["device"].startswith(("cpu", "cuda"))
+        old["device_name"] = old["device"] if gpu else None
+        old["device"] = "cuda" if gpu else old["device"]
+    old.setdefault("machine", None)  # unknown: never counted as sharing a device
+    old.setdefault("inputs", {"data": None, "weights": None})
+    old.setdefault("data", "unknown")
+    return old
+
+
+def _recipe(metrics: dict[str, Any]) -> RunConfig:
+    """Today's recipe for the run's cell."""
+    return make_config(
+        metrics["model"], metrics["data_fraction"], metrics["pretrained"], 0, metrics["profile"]
+    )
 
 
 def parameters(metrics: dict[str, Any]) -> int:
-    """The run's parameter count as trained: recorded, or, for records from before it was,
-    counted from its model and stem (the stem its configuration names, else its recipe's)."""
-    if "parameters" in metrics:
-        return int(metrics["parameters"])
-    stem = (metrics.get("config") or {}).get("stem")
-    if stem is None:
-        stem = make_config(
-            metrics["model"], metrics["data_fraction"], metrics["pretrained"], 0, metrics["profile"]
-        ).stem
-    return parameter_count(metrics["model"], stem)
+    """The run's parameter count as trained."""
+    return int(metrics["parameters"])
 
 
 def weights_title(metrics: dict[str, Any]) -> str:
@@ -214,10 +246,7 @@ def weights_title(metrics: dict[str, Any]) -> str:
     (one's own), '–' from scratch; runs recorded before the setting existed say so."""
     if not metrics["pretrained"]:
         return "–"
-    config = metrics.get("config") or {}
-    weights = config.get("weights")
-    if weights is None:  # recorded before the setting existed
-        return "ImageNet (version unrecorded)"
+    weights = metrics["config"]["weights"]
     return weights if weights.startswith(CUSTOM) else f"ImageNet {weights}"
 
 
@@ -235,7 +264,7 @@ def summary_line(metrics: dict[str, Any]) -> str:
 
 
 def device_title(metrics: dict[str, Any]) -> str:
-    """'NVIDIA H200 (cuda:3)', 'cpu'; older records named only the device."""
+    """'NVIDIA H200 (cuda:3)', 'cpu' (a CPU record without the CPU's name)."""
     name = metrics.get("device_name")
     return f"{name} ({metrics['device']})" if name else metrics["device"]
 
@@ -251,16 +280,15 @@ def variant(metrics: dict[str, Any]) -> Variant:
     """What a run's training differs in from today's recipe for its cell, as sorted (field,
     value) pairs: () for the recipe. The seed does not count, nor do the weights, which group
     runs of their own (`group_conditions`): a `--weights V2` grid is one configuration."""
-    config = metrics.get("config") or {}
+    config = metrics["config"]
     try:
-        recipe = make_config(
-            metrics["model"], metrics["data_fraction"], metrics["pretrained"], 0, metrics["profile"]
-        ).training_key()
+        recipe = _recipe(metrics).training_key()
     except UserError:  # a profile or model this version no longer knows
         return (("recipe", "unknown"),)
     skip = ("seed", "weights")  # the weights are part of the condition, not of the recipe
     differs = {k: v for k, v in config.items() if k in recipe and k not in skip and recipe[k] != v}
-    return tuple(sorted(differs.items()))
+    # lists (lr_drops) as tuples: a variant is a key of the grouping
+    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in differs.items()))
 
 
 def variant_labels(variants: Iterable[Variant]) -> dict[Variant, str]:
@@ -284,7 +312,7 @@ def split_configurations(
     use only the first: runs that trained differently must not be averaged with them."""
     if not metrics:
         return [], []
-    latest = variant(max(metrics, key=lambda m: m.get("finished_at", "")))
+    latest = variant(max(metrics, key=lambda m: moment(m["finished_at"])))
     same = [m for m in metrics if variant(m) == latest]
     return same, [m for m in metrics if variant(m) != latest]
 
@@ -298,7 +326,7 @@ def split_weights(
     latest: dict[str, tuple[float, str]] = {}
     for m in metrics:
         if m["pretrained"]:
-            when = moment(m["finished_at"]) if m.get("finished_at") else 0.0
+            when = moment(m["finished_at"])
             latest[m["model"]] = max(latest.get(m["model"], (-1.0, "")), (when, weights_title(m)))
     same = [m for m in metrics if not m["pretrained"] or weights_title(m) == latest[m["model"]][1]]
     return same, [
@@ -343,10 +371,11 @@ def group_conditions(metrics: Iterable[dict[str, Any]]) -> list[Condition]:
 
 
 def collect(output_dir: str | Path, profile: str) -> list[dict[str, Any]]:
-    """Every complete metrics.json under `output_dir` trained with `profile`."""
+    """Every complete metrics.json under `output_dir` trained with `profile`, in today's
+    schema."""
     found = []
     for path in sorted(Path(output_dir).glob(f"*/*/{METRICS}")):
         metrics = read_json(path)
         if is_complete(metrics) and metrics.get("profile") == profile:
-            found.append(metrics)
+            found.append(upgrade(metrics))
     return found

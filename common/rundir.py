@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import prune_checkpoints
-from .config import OFF, RunConfig
+from .config import RunConfig
 from .files import read_json, write_json
 from .results import input_identity, load_metrics, same_inputs
 
@@ -50,8 +50,7 @@ def state(cfg: RunConfig) -> State:
 
 def _same_training(saved: dict[str, Any], cfg: RunConfig) -> bool:
     key = cfg.training_key()
-    # a record from before a setting existed trained with it off
-    return {k: saved.get(k, OFF.get(k)) for k in key} == key
+    return {k: saved.get(k) for k in key} == key  # older records: see results.upgrade
 
 
 @contextmanager

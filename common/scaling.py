@@ -1,6 +1,6 @@
 """The scaling figures (test error against training-set size and against parameter count,
-accuracy against time, the pretraining gap) and the points they are drawn from, with the joint
-fit over both sizes; the words are in `observations.py`."""
+accuracy against time, the pretraining gap; for quick runs, test accuracy per cell), drawn from
+one analysis record (`analysis.build`): the fits are the record's, never refitted here."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
+from . import analysis
+from .analysis import Analysis
 from .config import PROFILES, REPO
-from .fits import Joint, analyse, analyse_joint
+from .data import fraction_title
 from .plots import save_figure
 from .results import (
     MODEL_TITLES,
@@ -71,15 +73,6 @@ def joint_points(metrics: list[dict[str, Any]]) -> dict[str, tuple[np.ndarray, .
                 )
             )
     return out
-
-
-def joint_fits(metrics: list[dict[str, Any]], boot: int = 0) -> dict[str, Joint]:
-    """setting -> the joint fit of its runs, where they identify it (none for quick runs, which
-    measure no data or model-size effect); `boot` bootstrap resamples for its intervals."""
-    if any(m["profile"] == "quick" for m in metrics):
-        return {}
-    fits = {s: analyse_joint(*p, boot=boot) for s, p in joint_points(metrics).items()}
-    return {s: f for s, f in fits.items() if f is not None}
 
 
 def load_all(output_dir: str | Path | None, profile: str | None) -> list[dict[str, Any]]:
@@ -156,38 +149,79 @@ def _log_axis(ax: Axes, which: str, values: list[float], exact: bool = False) ->
     axis.set_minor_locator(NullLocator())
 
 
-def plot_error_vs_data(metrics: list[dict[str, Any]]) -> Figure:
-    """Test error against training images (log-log): mean ± sd over seeds as markers, and the
-    curve of each line dashed (a · n^-b + c, or flat where AIC prefers a flat line), its
-    formula in the legend."""
+def plot_quick(a: Analysis) -> Figure:
+    """Quick runs: test accuracy % per cell, markers only (bars of ± sd where a cell has
+    several seeds). Every quick run trains on the same number of images, so there is no
+    data-size axis: the cells are named, not placed by size."""
     fig, ax = plt.subplots(figsize=(7.5, 5), dpi=110)
-    lines = scaling_points(metrics)
-    quick = any(m["profile"] == "quick" for m in metrics)
+    named: set[tuple[str, str]] = set()
+    for i, cell in enumerate(a.drawn):
+        mean, sd, n = cell.stat("test_acc")
+        key = (cell.setting, cell.model)
+        ax.errorbar(
+            [i],
+            [100 * mean],
+            yerr=[100 * sd] if n > 1 else None,
+            marker=MARKERS[cell.model],
+            ms=8,
+            ls="none",
+            color=LINE_COLORS[key],
+            capsize=3,
+            label=None if key in named else line_label(*key),
+        )
+        named.add(key)
+    ax.set_xticks(range(len(a.drawn)), [fraction_title(c.fraction) for c in a.drawn], fontsize=10)
+    if a.drawn:
+        ax.legend(fontsize=10)
+    seeds = sorted({c.stat("test_acc")[2] for c in a.drawn})
+    told = "one seed, no error bars" if seeds == [1] else "mean ± sd over seeds"
+    images = f"{a.quick_images[0]:,}" if len(a.quick_images) == 1 else "a few thousand"
+    if not a.drawn:
+        _note(ax, "no runs yet")
+    return _finish(
+        fig,
+        ax,
+        "the subset of the training images each run draws from (not how many it trains on)",
+        "test accuracy (%)",
+        f"Quick runs, test accuracy per cell ({told}): every run trains on {images} images,\n"
+        "so the subsets' sizes are not a data-size effect",
+        a.runs,
+    )
+
+
+def plot_error_vs_data(a: Analysis) -> Figure:
+    """Test error against training images (log-log): mean ± sd over seeds as markers, and the
+    record's curve of each line with 3+ sizes dashed (flat where AICc prefers), its formula in
+    the legend. Quick runs: `plot_quick`."""
+    if a.quick:
+        return plot_quick(a)
+    fig, ax = plt.subplots(figsize=(7.5, 5), dpi=110)
     drawn: list[float] = []  # the extent of the error bars, for the y ticks
-    for (setting, model), points in lines.items():
-        color = LINE_COLORS[(setting, model)]
-        sizes, means, sds = _by_size(points)
+    for line in a.lines:
+        color = LINE_COLORS[(line.setting, line.model)]
+        sizes, means, sds = _by_size(line.points)
         drawn += [*(means - sds), *(means + sds)]
-        label = line_label(setting, model)
-        if sizes.size >= 2 and not quick:  # quick runs do not measure a data effect
-            curve = analyse(*zip(*points, strict=True), boot=0)
+        label = line_label(line.setting, line.model)
+        if line.curve:
             grid = np.geomspace(sizes[0], sizes[-1], 100)
-            ax.plot(grid, curve.fit(grid), "--", color=color, alpha=0.8)
-            label += f"; fit {curve.fit.describe()}" + (", not tested" if curve.exact else "")
+            ax.plot(grid, line.curve.fit(grid), "--", color=color, alpha=0.8)
+            label += f"; fit {line.curve.fit.describe()}" + (
+                ", not tested" if line.curve.exact else ""
+            )
         ax.errorbar(
             sizes,
             means,
             yerr=sds,
-            marker=MARKERS[model],
+            marker=MARKERS[line.model],
             ls="none",
             color=color,
             capsize=3,
             label=label,
         )
-    if lines:
-        _log_axis(ax, "x", sorted({n for p in lines.values() for n, _ in p}), exact=True)
+    if a.lines:
+        _log_axis(ax, "x", sorted({n for line in a.lines for n, _ in line.points}), exact=True)
         _log_axis(ax, "y", drawn)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=8)
     else:
         _note(ax, "no runs yet")
     return _finish(
@@ -195,10 +229,8 @@ def plot_error_vs_data(metrics: list[dict[str, Any]]) -> Figure:
         ax,
         "training images (log scale)",
         "test error, 1 − accuracy (log scale)",
-        "Test error vs training-set size: mean ± sd over seeds"
-        + ("; no fit: quick runs all train on the same images" if quick else "")
-        + ("" if quick else "; dashed: fit (flat if AIC prefers)"),
-        metrics,
+        "Test error vs training-set size: mean ± sd over seeds; dashed: fit (flat if AICc prefers)",
+        a.runs,
     )
 
 
@@ -225,12 +257,13 @@ def _sd(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def plot_error_vs_parameters(metrics: list[dict[str, Any]]) -> Figure:
+def plot_error_vs_parameters(a: Analysis) -> Figure:
     """Test error against parameter count (log-log) at each training-set size: mean ± sd over
     seeds, marker per model, colour per size, solid from scratch and dotted fine-tuned; dashed,
     the joint fit e(m, n) at that size where the runs identify it."""
     fig, ax = plt.subplots(figsize=(7.5, 5), dpi=110)
-    fits = joint_fits(metrics)
+    metrics = a.runs if a.quick else a.plotted
+    fits = {j.setting: j.fit for j in a.joints if j.fit}
     lines = model_size_points(metrics)
     sizes = sorted({n for _, n in lines})
     drawn: list[float] = []
@@ -352,12 +385,20 @@ def plot_pretrained_gap(metrics: list[dict[str, Any]]) -> Figure:
     )
 
 
-def write_scaling(metrics: list[dict[str, Any]], images_dir: str | Path | None) -> list[Path]:
-    """Save the four figures under images_dir/scaling/ (None: images/ in the repository)."""
+def record(metrics: list[dict[str, Any]]) -> Analysis:
+    """The analysis record of `metrics` (load_all's), quick when any run is."""
+    quick = any(m["profile"] == "quick" for m in metrics)
+    return analysis.build(metrics, "quick" if quick else "full")
+
+
+def write_scaling(a: Analysis, images_dir: str | Path | None) -> list[Path]:
+    """Save the four figures of the record under images_dir/scaling/ (None: images/ in the
+    repository)."""
     folder = (REPO / "images" if images_dir is None else Path(images_dir)) / "scaling"
+    metrics = a.plotted
     return [
-        save_figure(plot_error_vs_data(metrics), folder / "error_vs_data.png"),
-        save_figure(plot_error_vs_parameters(metrics), folder / "error_vs_parameters.png"),
+        save_figure(plot_error_vs_data(a), folder / "error_vs_data.png"),
+        save_figure(plot_error_vs_parameters(a), folder / "error_vs_parameters.png"),
         save_figure(plot_accuracy_vs_time(metrics), folder / "accuracy_vs_time.png"),
         save_figure(plot_pretrained_gap(metrics), folder / "pretrained_gap.png"),
     ]

@@ -15,8 +15,8 @@ from common.grid import BASE_MODELS, MODEL_NOTEBOOK, Run, build_grid
 from common.models import MODELS, flops_per_image, parameter_count
 from common.observations import joint_table, observations
 from common.report import Call, write_report
-from common.results import make_metrics, parameters
-from common.scaling import write_scaling
+from common.results import make_metrics, parameters, upgrade
+from common.scaling import record, write_scaling
 from tests.conftest import TINY, fake_result
 from tests.test_run_all import cli_args
 from tests.test_scaling import SIZES, run
@@ -41,10 +41,15 @@ def noisy_grid(seed: int, seeds: int = 3, sd: float = 0.004) -> tuple[np.ndarray
     return m, n, err
 
 
+def seeds_of(seeds: int) -> np.ndarray:
+    """The seed of each run of `noisy_grid`."""
+    return np.tile(np.arange(seeds), M.size * N.size)
+
+
 def test_the_joint_fit_recovers_known_exponents_from_noisy_runs():
     covered = 0
     for seed in range(3):
-        joint = analyse_joint(*noisy_grid(seed), boot=100, seed=seed)
+        joint = analyse_joint(*noisy_grid(seed), seeds_of(3))
         assert joint.models == [int(v) for v in M] and joint.runs == 75
         assert joint.fit.alpha == pytest.approx(TRUTH["alpha"], abs=0.1)
         assert joint.fit.beta == pytest.approx(TRUTH["beta"], abs=0.1)
@@ -56,7 +61,7 @@ def test_the_joint_fit_recovers_known_exponents_from_noisy_runs():
 
 
 def test_fitted_without_the_largest_model_it_predicts_that_model():
-    check = joint_leave_out(*noisy_grid(1), "model", boot=100)
+    check = joint_leave_out(*noisy_grid(1), "model", seeds_of(3))
     assert check["tested"] and check["left_out"] == int(M[-1])
     assert [c["n"] for c in check["cells"]] == [int(v) for v in N]
     inside = [c["inside"] for c in check["cells"]]
@@ -81,8 +86,8 @@ def test_the_joint_fit_refuses_what_its_points_cannot_identify(cells, reason):
 
 def test_quick_runs_get_no_joint_fit():
     quick = [run(m, fraction=f, profile="quick") for m in DEPTHS[:3] for f in SIZES]
-    assert joint_table(quick).startswith("Quick runs measure no model-size effect")
-    assert not any("Joint fit" in line for line in observations(quick))
+    assert joint_table(record(quick)).startswith("Quick runs measure no model-size effect")
+    assert not any("Joint fit" in line for line in observations(record(quick)))
 
 
 def test_leaving_out_the_largest_size_of_three_is_not_tested():
@@ -118,8 +123,8 @@ def test_parameters_are_recorded_and_derived_for_older_records():
     cfg = make_config("resnet34", 1.0, False, 0, "full")
     metrics = make_metrics(cfg, fake_result())
     assert metrics["parameters"] == parameter_count("resnet34", "cifar")
-    older = {k: v for k, v in metrics.items() if k not in ("parameters", "config")}
-    assert parameters(older) == metrics["parameters"]  # the full scratch recipe's stem
+    older = {k: v for k, v in metrics.items() if k not in ("schema", "parameters", "config")}
+    assert parameters(upgrade(older)) == metrics["parameters"]  # the full scratch recipe's stem
 
 
 def test_dry_run_lists_all_five_depths(tmp_path, fake_data, torch_home, no_network, capsys):
@@ -157,7 +162,7 @@ def test_a_tiny_grid_of_three_models_ends_with_the_model_size_figure_and_joint_f
             net = common.build_model(model, stem=cfg.stem, seed=0)
             common.save_run(cfg, common.train(net, data, cfg, progress=False))
     metrics = [common.load_metrics(p.parent) for p in tmp_path.glob("runs/*/*/metrics.json")]
-    figures = write_scaling(metrics, tmp_path / "images")
+    figures = write_scaling(record(metrics), tmp_path / "images")
     assert (tmp_path / "images/scaling/error_vs_parameters.png") in figures
     readme = tmp_path / "README.md"
     summary = write_report(

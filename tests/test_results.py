@@ -196,5 +196,54 @@ def test_report_writes_summary_curves_and_readme(tmp_path):
     assert "Data: CIFAR-10 from `data/`: " in text and str(REPO) not in text
     headline = text.split(HEADLINE_START)[1].split(HEADLINE_END)[0]
     assert "profile `quick`" in headline and "A pipeline check, not a result" in headline
-    assert "| ResNet-18 | 100% | 50.00 | not produced | 85.13 / 87.03 |" in headline
+    # the source notebooks' full-training figures sit beside full-profile rows only
+    assert "| ResNet-18 | 100% | 50.00 | not produced |" in headline and "85.13" not in headline
     assert len(list((tmp_path / "images" / "from-scratch").glob("*.png"))) == 6
+
+
+def test_a_report_builds_its_analysis_once_and_fits_each_line_once(tmp_path, monkeypatch):
+    import common.analysis as analysis
+
+    calls = {"build": 0, "analyse": 0}
+    build, analyse = analysis.build, analysis.analyse
+
+    def counted(name, f):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return f(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(analysis, "build", counted("build", build))
+    monkeypatch.setattr(analysis, "analyse", counted("analyse", analyse))
+    out = tmp_path / "runs"
+    for fraction in (1 / 16, 0.5, 1.0):
+        for seed in (0, 1):
+            m = metrics_for(tmp_path, fraction=fraction, seed=seed, acc=0.5 + fraction / 4)
+            m.update(profile="full", config=dict(m["config"], profile="full"))
+            m.update(train_images=int(45_000 * fraction), test_acc=m["test_acc"] + seed / 100)
+            (out / "scratch" / f"r{fraction}{seed}").mkdir(parents=True)
+            (out / "scratch" / f"r{fraction}{seed}" / "metrics.json").write_text(json.dumps(m))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# t\n{HEADLINE_START}\n{HEADLINE_END}\n{README_START}\n{README_END}\n")
+    write_report(out, tmp_path / "i", tmp_path / "r", readme, "full", Call("c"))
+    assert calls == {"build": 1, "analyse": 1}  # one line (ResNet-18 from scratch), fitted once
+    assert "AICc (" in readme.read_text()
+
+
+def test_a_committed_old_record_is_read_through_the_one_converter():
+    from common.results import SCHEMA, moment, variant
+
+    folder = REPO / "results/runs-full-nvidia-h200/scratch/resnet18_data-100_seed0"
+    raw = read_json(folder / "metrics.json")
+    assert "schema" not in raw and "started_at" not in raw  # written before both existed
+    m = load_metrics(folder)
+    assert m["schema"] == SCHEMA and m["test_tta"] == "none" and m["machine"] is None
+    assert (m["device_name"], m["device"]) == (raw["device"], "cuda")
+    assert moment(m["finished_at"]) - moment(m["started_at"]) == pytest.approx(
+        raw["wall_time_s"], abs=1e-3
+    )
+    # the former recipe, as its own configuration records it (settings that did not exist: off)
+    former = dict(variant(m))
+    assert (former["cutout"], former["pad_mode"], former["tta"]) == (0, "zeros", "none")
+    assert load_metrics(folder) == m and read_json(folder / "metrics.json") == raw  # untouched
