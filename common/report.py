@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import RECIPE_FROM, REPO, SETTINGS, recipe_model
+from .config import REPO, SAME_RECIPE, SETTINGS, recipe_model
 from .data import fraction_title
 from .files import write_text
 from .fits import AXIS_SIZES
@@ -567,13 +567,13 @@ def _scaling_section(
 
 
 def inherited_recipes(models: Iterable[str]) -> list[str]:
-    """One note per model that trains with another model's recipe (config.RECIPE_FROM), with
+    """One note per model that trains with another model's recipe (config.SAME_RECIPE), with
     the reason."""
     return [
         f"{MODEL_TITLES[m]} trains with {MODEL_TITLES[recipe_model(m)]}'s recipe, not tuned "
-        f"for it: {RECIPE_FROM[m][1]}."
+        f"for it: {SAME_RECIPE[m][1]}."
         for m in MODEL_TITLES
-        if m in models and m in RECIPE_FROM
+        if m in models and m in SAME_RECIPE
     ]
 
 

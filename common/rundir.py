@@ -14,11 +14,24 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import prune_checkpoints
-from .config import OFF, RunConfig
+from .config import RunConfig
 from .files import read_json, write_json
 from .results import input_identity, load_metrics, same_inputs
 
 FAILED = "failed.json"
+# The settings added for the cited recipes, as a record written before they existed trained
+FORMER_DEFAULTS: dict[str, Any] = dict(
+    budget="sqrt",
+    cutout=0,
+    pad_mode="zeros",
+    tta="none",
+    mixup=0.0,
+    head_init="default",
+    resize=None,
+    warmup_share=None,
+    lr_start_factor=0.0,
+    lr_drops=[],
+)
 LOCK = ".lock"
 
 
@@ -51,7 +64,7 @@ def state(cfg: RunConfig) -> State:
 def _same_training(saved: dict[str, Any], cfg: RunConfig) -> bool:
     key = cfg.training_key()
     # a record from before a setting existed trained with it off
-    return {k: saved.get(k, OFF.get(k)) for k in key} == key
+    return {k: saved.get(k, FORMER_DEFAULTS.get(k)) for k in key} == key
 
 
 @contextmanager
