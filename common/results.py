@@ -3,9 +3,6 @@ conditions (one configuration of one setting, model and fraction, over seeds).""
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
 import os
 import statistics
 import time
@@ -18,8 +15,9 @@ from typing import Any
 import torch
 import torchvision
 
+from . import rundir
 from .config import REPO, RunConfig, make_config
-from .data import FOLDER, TEST_FILE, TRAIN_FILES, data_origin, fraction_title
+from .data import data_origin, fraction_title
 from .errors import UserError
 from .files import read_json, write_json
 from .models import CUSTOM, parameter_count
@@ -90,34 +88,6 @@ def portable_config(cfg: RunConfig) -> dict[str, Any]:
     return config
 
 
-@functools.cache
-def file_identity(*paths: str) -> str | None:
-    """A short digest of the files' sizes and modification times (cached: once per process),
-    or None when one is missing."""
-    try:
-        stats = [(Path(p).name, os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths]
-    except OSError:
-        return None
-    return hashlib.sha256(json.dumps(stats).encode()).hexdigest()[:16]
-
-
-def input_identity(data_dir: str, weights_path: str | None) -> dict[str, str | None]:
-    """Which CIFAR-10 files and which weights file a run reads, by size and mtime: a run whose
-    inputs changed since it finished is not done."""
-    folder = Path(data_dir) / FOLDER
-    return {
-        "data": file_identity(*(str(folder / n) for n in [*TRAIN_FILES, TEST_FILE])),
-        "weights": file_identity(weights_path) if weights_path else None,
-    }
-
-
-def same_inputs(saved: dict[str, Any] | None, now: dict[str, str | None]) -> bool:
-    """True unless a file known on both sides changed (records from before identities were kept,
-    or a run whose file was not known, count as the same)."""
-    saved = saved or {}
-    return all(saved.get(k) is None or now[k] is None or saved[k] == now[k] for k in now)
-
-
 def make_metrics(cfg: RunConfig, result: dict[str, Any]) -> dict[str, Any]:
     """The metrics.json record of a finished run."""
     return {
@@ -156,7 +126,7 @@ def make_metrics(cfg: RunConfig, result: dict[str, Any]) -> dict[str, Any]:
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "config": portable_config(cfg),
-        "inputs": input_identity(cfg.data_dir, cfg.weights_path),
+        "inputs": rundir.input_identity(cfg.data_dir, cfg.weights_path),
         "data": data_origin(cfg.data_dir),
         "started_at": stamp(result["started_at"]),
         "finished_at": stamp(time.time()),

@@ -1,10 +1,14 @@
-"""A run's folder and its state: the one owner of failed.json, the lock, and what marks a run
-finished (its metrics.json, written by `results.save_metrics`, for today's settings and inputs)."""
+"""A run's folder and its state: the one owner of failed.json, the lock, and of what "the same
+run" is (`same_run`: the same training settings, data files and weights file), which decides
+whether a run is done (its metrics.json, written by `results.save_metrics`)."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
+import hashlib
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -13,10 +17,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from . import results
 from .checkpoint import prune_checkpoints
 from .config import RunConfig
+from .data import FOLDER, TEST_FILE, TRAIN_FILES
 from .files import read_json, write_json
-from .results import input_identity, load_metrics, same_inputs
 
 FAILED = "failed.json"
 # The settings added for the cited recipes, as a record written before they existed trained
@@ -48,23 +53,52 @@ class Busy(Exception):
     """Another process holds the run folder's lock."""
 
 
+@functools.cache
+def file_identity(*paths: str) -> str | None:
+    """A short digest of the files' sizes and modification times (cached: once per process),
+    or None when one is missing."""
+    try:
+        stats = [(Path(p).name, os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths]
+    except OSError:
+        return None
+    return hashlib.sha256(json.dumps(stats).encode()).hexdigest()[:16]
+
+
+def input_identity(data_dir: str, weights_path: str | None) -> dict[str, str | None]:
+    """Which CIFAR-10 files and which weights file a run reads, by size and mtime: a run whose
+    inputs changed since it finished is not done."""
+    folder = Path(data_dir) / FOLDER
+    return {
+        "data": file_identity(*(str(folder / n) for n in [*TRAIN_FILES, TEST_FILE])),
+        "weights": file_identity(weights_path) if weights_path else None,
+    }
+
+
+def same_inputs(saved: dict[str, Any] | None, now: dict[str, str | None]) -> bool:
+    """True unless a file known on both sides changed (records from before identities were kept,
+    or a run whose file was not known, count as the same)."""
+    saved = saved or {}
+    return all(saved.get(k) is None or now[k] is None or saved[k] == now[k] for k in now)
+
+
+def same_run(metrics: dict[str, Any], cfg: RunConfig) -> bool:
+    """Whether the finished run `metrics` records is the run `cfg` describes: the same training
+    (a record from before a setting existed trained with it off) and the same input files."""
+    key = cfg.training_key()
+    saved = metrics.get("config") or {}
+    return (
+        bool(saved)
+        and {k: saved.get(k, FORMER_DEFAULTS.get(k)) for k in key} == key
+        and (same_inputs(metrics.get("inputs"), input_identity(cfg.data_dir, cfg.weights_path)))
+    )
+
+
 def state(cfg: RunConfig) -> State:
     """DONE, FAILED or TODO for the run `cfg` describes."""
-    metrics = load_metrics(cfg.output_dir)
-    if (
-        metrics
-        and metrics.get("config", {})
-        and _same_training(metrics["config"], cfg)
-        and same_inputs(metrics.get("inputs"), input_identity(cfg.data_dir, cfg.weights_path))
-    ):
+    metrics = results.load_metrics(cfg.output_dir)
+    if metrics and same_run(metrics, cfg):
         return State.DONE
     return State.FAILED if (Path(cfg.output_dir) / FAILED).exists() else State.TODO
-
-
-def _same_training(saved: dict[str, Any], cfg: RunConfig) -> bool:
-    key = cfg.training_key()
-    # a record from before a setting existed trained with it off
-    return {k: saved.get(k, FORMER_DEFAULTS.get(k)) for k in key} == key
 
 
 @contextmanager
