@@ -146,6 +146,13 @@ def add_execution_options(add: Callable[..., object]) -> None:
         help="Jupyter kernel that executes the notebooks (default: this project's, which the "
         "README's set-up command registers)",
     )
+    add(
+        "--direct",
+        action="store_true",
+        help="train each run in this process instead of through its notebook (no Jupyter or "
+        "papermill needed): the same runs, folders and records, without the executed notebooks "
+        "and the scaling notebook's figures",
+    )
     add("--force", action="store_true", help="re-run runs that are already done")
     add("--keep-checkpoints", action="store_true", help="keep per-epoch checkpoints of done runs")
     add("--dry-run", action="store_true", help="list the runs and their state, run nothing")
@@ -153,7 +160,7 @@ def add_execution_options(add: Callable[..., object]) -> None:
         "--report-only",
         action="store_true",
         help="run nothing: write the curves, summary and README section from the runs already "
-        "in --output-dir (e.g. made on another machine by benchmarks/direct_runs.py)",
+        "in --output-dir (e.g. made on another machine)",
     )
 
 
@@ -481,6 +488,7 @@ def dispatch(
 ) -> list[tuple[Run, str]]:
     """Run `todo` here or on Ray, showing progress; return the failures."""
     options = dict(
+        direct=args.direct,
         kernel=args.kernel,
         keep_checkpoints=args.keep_checkpoints,
         extra_keys=list(plan.sets),
@@ -523,11 +531,14 @@ def report(
         Path(args.images_dir),
         Path(args.results_dir),
     )
-    call.figures, scaling_error = execute_scaling(
-        output_dir, images_dir, results_dir, plan.profile, args.kernel
-    )
-    if scaling_error:
-        print(f"the scaling notebook failed: {scaling_error}")
+    if args.direct:
+        print("--direct: no scaling notebook (a call without --direct, or --report-only, runs it)")
+    else:
+        call.figures, scaling_error = execute_scaling(
+            output_dir, images_dir, results_dir, plan.profile, args.kernel
+        )
+        if scaling_error:
+            print(f"the scaling notebook failed: {scaling_error}")
     readme = None if args.readme == "none" else args.readme
     summary = write_report(output_dir, images_dir, results_dir, readme, plan.profile, call)
     print(f"summary: {summary}")
@@ -551,7 +562,8 @@ def main(argv: list[str] | None = None) -> int:
         started=STARTED if argv is None else time.perf_counter(),  # this process's command
     )
     resolve_paths(args)
-    check_kernel(args.kernel)
+    if not args.direct:
+        check_kernel(args.kernel)
     plan = make_plan(args)
     report_places(args, plan.profile)
     checked = preflight(args, plan)

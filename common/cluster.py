@@ -32,7 +32,15 @@ from .errors import UserError
 from .files import write_with
 from .grid import Run, run_config
 from .results import METRICS, input_identity, portable
-from .rundir import FAILED, Busy, State, mark_finished, record_failure, run_lock, state
+from .rundir import (
+    FAILED,
+    Busy,
+    State,
+    mark_finished,
+    record_failure,
+    run_lock,
+    state,
+)
 from .sweep import Outcome, execute
 
 RETRIES = 3  # times Ray starts a run again after its worker died

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .data import SIDE, fraction_label, parse_fraction
-from .errors import ConfigError
+from .errors import ConfigError, UserError
 from .models import (
     CUSTOM,
     MIN_IMAGE_SIZE,
@@ -36,31 +36,142 @@ LR_DROP = 0.1  # the "steps" schedule's factor at each drop (BiT's bit_hyperrule
 # sqrt(f) at a fraction f. "bit": BiT-HyperRule's steps (bit_hyperrule.py get_schedule: 500
 # steps under 20,000 training images, 10,000 from 20,000 to 500,000), as whole epochs.
 BUDGETS = ("sqrt", "bit")
-BIT_STEPS = dict(below=20_000, few=500, many=10_000)
 SETTINGS = ("scratch", "pretrained")
 VAL_SIZE = 5000  # validation images held out of CIFAR-10's 50,000 training images
 TRAIN_SPLIT = 50_000
 LIFT = "none"  # an override of "none" sets a field to None, e.g. eval_images: no cap
 
-# Recipe defaults: RECIPES per (profile, setting), over OFF; MODEL_VALUES adds a model's own
-# values, SMALL_DATA those of runs on few images (`recipe_values`). Any value can be overridden
-# per run. `epochs` is the budget at 100% of the data; a fraction f trains round(epochs /
-# sqrt(f)) epochs, so 1/16 of the data gets 4x the epochs (1/4 of the steps) and still converges.
-# full: for a GPU, the published recipes it cites, done as their sources do (below). Measured
-#   on the JPEG copy of CIFAR-10 that the committed results use (results/runs-full-nvidia-h200):
-#   that copy costs about 3.5 points against the original files (airbench94: 90.55 ± 0.17%
-#   over 5 runs on an H200, 94.01% in its README).
+# The recipe table: one column per (profile, setting, data regime), one row per value, read top
+# to bottom; `--set` and notebook parameters override it per run, and nothing else does.
+# `python -m common.config --show MODEL SETTING FRACTION` prints a run's values and their sources.
+# `epochs` is the budget at 100% of the data; under budget "sqrt" a fraction f trains
+# round(epochs / sqrt(f)) epochs, so 1/16 of the data gets 4x the epochs (1/4 of the steps).
+#
+# full scratch: airbench's ResNet-18 baseline, done faithfully: github.com/KellerJordan/
+#   cifar10-zoo, airbench/baselines/train_resnet18_94.py (K. Jordan; read at commit d5a9ca5).
+#   Its hyp: epochs 26, batch_size 500, lr 0.2, momentum 0.9 (Nesterov), wd 5e-4; aug flip,
+#   translate 4 (reflect padding), cutout 12; lr np.interp over [0, int(0.2 * steps), steps] of
+#   [0.2, 1, 0]. Its header: 26 epochs, 51 s on an A100, test accuracy 93.43, 93.36, 93.53%
+#   without test-time augmentation, 93.84, 93.85, 93.93% with flips (tta_level 1; "Random flip
+#   => 94.004 in n=200"). train_resnet18_96.py, the same recipe for 80 epochs: 95.875% at
+#   tta_level 1 over 100 runs. Where ours differs: 45,000 training images (5,000 held out for
+#   validation) against 50,000; no weight decay on BN and biases (the source decays every
+#   parameter); torchvision's ResNet-18 with the CIFAR stem against Kuang Liu's CIFAR ResNet-18
+#   (the same layers). On the JPEG copy of CIFAR-10 the committed results use (it costs about
+#   3.5 points against the original files: airbench94 90.55 ± 0.17% over 5 runs on an H200,
+#   94.01% in its README), the former recipe (no cutout, zero padding, triangle from ~0 peaking
+#   at 23%, no test-time augmentation) scored 87.48 ± 0.07% test at 100% on an NVIDIA H200
+#   (results/runs-full-nvidia-h200).
+# full pretrained: BiT-HyperRule (Kolesnikov et al. 2020, "Big Transfer"), read in
+#   github.com/google-research/big_transfer: bit_hyperrule.py get_resolution (images under
+#   96x96 px: resize 160, crop 128), get_mixup (alpha 0.1 from 20,000 images up), get_schedule
+#   (20k-500k images: [500, 3000, 6000, 9000, 10000], i.e. 500 warm-up steps, lr /10 after
+#   steps 3k, 6k and 9k, 10k in all; under 20k: [100, 200, 300, 400, 500]) and get_lr (warm-up
+#   base_lr * step / 500); bit_pytorch/train.py (SGD lr 0.003, momentum 0.9, "no
+#   weight-decay!"; zero_head=True; random crop + flip; tested resized to 128, no test-time
+#   augmentation); bit_common.py (batch 512). Where ours differs: Nesterov momentum (ours for
+#   every SGD run); ImageNet normalisation (the weights'; BiT uses 0.5, 0.5); BatchNorm where
+#   BiT's ResNets use GroupNorm with weight standardisation (torchvision's ResNet-50 and its
+#   ImageNet weights have BatchNorm).
+#   The budget from 20,000 images up is not BiT's: BiT's schedule shape (5% warm-up, lr /10
+#   after 30, 60 and 90% of the steps, MixUp 0.1) over 17 epochs at 100% (87 steps of 512 an
+#   epoch: 1,479 steps, BiT's 10,000 would be 115 epochs), epochs / sqrt(f) below (24 at 50%:
+#   1,032 steps), as from scratch. Why: BiT's 10,000 steps take about 470 s a run on an H200
+#   and hours on a T4 (15-20x slower), and fine-tuning converged early there: on one H200
+#   (2026-12-01, one seed, the former recipe: cosine, 30 epochs, 128 px; runs not committed)
+#   ResNet-50 from Keras' ImageNet weights reached 81.58, 90.17, 91.78% test at 1/16, 50%,
+#   100%, its validation accuracy at 100% no longer rising after about 12 of the 30 epochs.
+#   Not yet checked on validation: twice this budget (`benchmarks/recipe_sweep.py --profile
+#   full --model resnet50 --fraction 1 --eval-images none --run "pretrained" --run "pretrained
+#   epochs=34"`, with the weights; in `benchmarks/plan.py`) tells whether it binds. BiT's
+#   cited 10,000 steps, slower, are one setting away: budget=bit. Under 20,000 images, BiT's
+#   own 500 steps (its own column). Unmeasured too: the resolution (--run "pretrained
+#   image_size=160 resize=192", or 224 px).
 # quick: for a 2-core CPU, the whole 13-run grid in about ten minutes. ResNet-18 at batch 64
 #   trains at 29 images/s there with the CIFAR stem against 165 with the ImageNet stem
 #   (benchmarks/results/pipeline-cpu*.md), so quick uses the ImageNet stem at 32 px, caps the
-#   steps per epoch and evaluates fixed subsets of validation and test.
-#   Every quick run sees the same 4,096 images whatever its fraction: a budget that grew with
-#   the subset cannot fit in ten minutes here (one pass over 100% takes ResNet-50 about 20 min),
-#   so quick is a check that the pipeline works, and its report claims no data, model-size or
-#   pretraining effect (common/observations.py, quick_note).
-#   Measured on the JPEG copy of CIFAR-10, 2-core AMD EPYC CPU, torch 2.14.1, on validation
-#   images: benchmarks/results/{quick-scratch,finetune-keras}-*.md.
-# How every run computes and keeps its state, whatever the recipe (each can be overridden per run).
+#   steps per epoch and evaluates fixed subsets of validation and test. Every quick run sees the
+#   same 4,096 images whatever its fraction: a budget that grew with the subset cannot fit in
+#   ten minutes here (one pass over 100% takes ResNet-50 about 20 min), so quick is a check that
+#   the pipeline works, and its report claims no data, model-size or pretraining effect
+#   (common/observations.py, quick_note). Its values were measured on the JPEG copy of
+#   CIFAR-10, 2-core AMD EPYC CPU, torch 2.14.1, on validation images:
+#   benchmarks/results/{quick-scratch,finetune-keras}-*.md. In 64 steps AdamW learns faster
+#   than SGD. From scratch, 1/16, seed 0, validation accuracy on 2,000 images
+#   (quick-scratch-resnet{18,50}-1-16-cpu-amd-epyc.md): ResNet-18 AdamW 4e-3 27.6%, 8e-3
+#   27.1%, 2e-3 24.9%, 4e-3 with label smoothing 0.1 28.3% (within one seed's spread, sd 1.5:
+#   not adopted); SGD+Nesterov 0.2 21.5%, 0.05 18.2%. ResNet-50 AdamW 4e-3 25.7%, 8e-3 22.9%,
+#   2e-3 24.1%. Fine-tuned, with real ImageNet features (Keras ResNet-50 weights, not
+#   torchvision's), ResNet-50 on 1/16 (finetune-keras-1-16-cpu-amd-epyc.md): AdamW 1e-3 45.4 ±
+#   4.3% (3 seeds), 3e-4 41.3%, 3e-3 35.4%; SGD + Nesterov 0.01 42.8%, 0.003 41.4%, 0.03
+#   27.2%; from scratch in the same budget 24.6 ± 1.5% (3 seeds). At 64 px fine-tuning reaches
+#   62.0% (scratch 33.7%), but each image costs about 4x: the grid would take about 40 min.
+COLUMNS = (
+    ("full", "scratch", "all"),
+    ("full", "pretrained", "from 20,000 images"),
+    ("full", "pretrained", "under 20,000 images"),
+    ("quick", "scratch", "all"),
+    ("quick", "pretrained", "all"),
+)
+BIT_STEPS = dict(below=20_000, few=500, many=10_000)  # BiT's regimes (bit_hyperrule.py)
+# fmt: off
+RECIPES: dict[str, tuple[Any, ...]] = dict(
+    #                full scratch   full pretr.   <20k images   quick scr.   quick pretr.
+    # the CIFAR stem: 3x3 stride-1 first conv, no max-pool; pretrained: the weights' own stem;
+    # quick: the ImageNet stem is 5.6x faster on a CPU
+    stem=           ("cifar",     "imagenet",   "imagenet",   "imagenet",  "imagenet"),
+    image_size=     (32,          128,          128,          32,          32),  # BiT's crop
+    resize=         (None,        160,          160,          None,        None),  # BiT's resize
+    # how the epochs follow the data size (BUDGETS); "bit": 500 steps under 20,000 images
+    budget=         ("sqrt",      "sqrt",       "bit",        "sqrt",      "sqrt"),
+    # at 100%: airbench's 26 (104 at 1/16); 17 = 1,479 steps of 512, within 1,500 (see above)
+    epochs=         (26,          17,           17,           4,           4),
+    batch_size=     (500,         512,          512,          64,          64),
+    # airbench's, BiT's; quick: AdamW 4e-3 (scratch) and 1e-3 (fine-tuned), measured above
+    lr=             (0.2,         0.003,        0.003,        4e-3,        1e-3),
+    optimizer=      ("sgd",       "sgd",        "sgd",        "adamw",     "adamw"),  # Nesterov
+    momentum=       (0.9,         0.9,          0.9,          0.9,         0.9),  # AdamW: beta1
+    # BiT: "no weight-decay!"; AdamW's is decoupled
+    weight_decay=   (5e-4,        0.0,          0.0,          0.05,        0.05),
+    label_smoothing=(0.0,         0.0,          0.0,          0.0,         0.0),  # none cited
+    head_init=      ("default",   "zero",       "zero",       "default",   "default"),  # BiT's
+    # triangle: airbench's np.interp; steps: BiT's lr /10 at each drop; quick: cosine
+    schedule=       ("triangle",  "steps",      "steps",      "cosine",    "cosine"),
+    warmup_epochs=  (None,        None,         None,         1,           1),
+    # airbench's peak at int(0.2 * steps); BiT's 500 of 10,000 and 100 of 500 steps
+    warmup_share=   (0.2,         0.05,         0.2,          None,        None),
+    lr_start_factor=(0.2,         0.0,          0.0,          0.0,         0.0),  # airbench's
+    # BiT's 3k, 6k, 9k of 10k steps; 200, 300, 400 of 500
+    lr_drops=       ([],          [0.3, 0.6, 0.9], [0.4, 0.6, 0.8], [],    []),
+    mixup=          (0.0,         0.1,          0.0,          0.0,         0.0),  # BiT's get_mixup
+    cutout=         (12,          0,            0,            0,           0),  # airbench's
+    pad_mode=       ("reflect",   "zeros",      "zeros",      "zeros",     "zeros"),  # airbench's
+    # airbench's tta_level 1: every evaluation averages the image's and its mirror's logits
+    tta=            ("flip",      "none",       "none",       "none",      "none"),
+    # quick: 16 steps an epoch (1,024 images); validation on 1,000, test on 2,000 fixed images
+    steps_per_epoch=(None,        None,         None,         16,          16),
+    eval_images=    (None,        None,         None,         2000,        2000),
+)
+# fmt: on
+# Values of the table not measured for a model that trains with them, one line each.
+UNMEASURED: dict[tuple[str, str, str], tuple[tuple[str, ...], str]] = {
+    ("full", "scratch", "resnet50"): (
+        ("lr", "weight_decay", "epochs"),
+        "airbench's ResNet-18 values; airbench has no ResNet-50 recipe (benchmarks/plan.py "
+        "checks lr 0.1 and 0.4)",
+    ),
+}
+# Models that train with another model's recipe, one line each (the model, why); every value
+# is unmeasured for them. One recipe for every depth is common practice: kuangliu/pytorch-cifar
+# trains each of its models with the same SGD (lr 0.1, momentum 0.9, weight decay 5e-4, cosine
+# over 200 epochs), and its README reports ResNet18 93.02%, ResNet50 93.62%, ResNet101 93.75%.
+SAME_RECIPE: dict[str, tuple[str, str]] = {
+    "resnet34": ("resnet18", "the same basic (two 3x3 convolution) blocks, more of them"),
+    "resnet101": ("resnet50", "the same bottleneck blocks, more of them in the third stage"),
+    "resnet152": ("resnet50", "the same bottleneck blocks, more of them in stages two and three"),
+    "resnext50_32x4d": ("resnet50", "the same depth and stages, grouped 3x3 convolutions"),
+}
+# How every run computes and keeps its state, whatever the recipe (each can be set per run).
 # Evidence: benchmarks/results/{precision,grid-time}-cpu-amd-epyc.md, 2-core AMD EPYC, one run.
 SHARED: dict[str, Any] = dict(
     # bf16 | fp16 | fp32 | auto. auto: bf16 on GPUs that compute it natively (compute capability
@@ -85,190 +196,28 @@ SHARED: dict[str, Any] = dict(
     max_evals=50,
     eval_share=0.5,
 )
-# The settings added for the cited recipes, off: every recipe starts from these and lists only
-# what it turns on. Off is the pipeline the quick profile's values were measured with.
-OFF: dict[str, Any] = dict(
-    budget="sqrt",  # epochs / sqrt(f)
-    cutout=0,
-    pad_mode="zeros",
-    tta="none",
-    mixup=0.0,
-    head_init="default",
-    resize=None,
-    warmup_share=None,  # the warm-up is `warmup_epochs`
-    lr_start_factor=0.0,  # used by the triangle only
-    lr_drops=[],  # used by the "steps" schedule only
-)
-RECIPES: dict[tuple[str, str], dict[str, Any]] = {
-    ("full", "scratch"): dict(
-        # airbench's ResNet-18 baseline, done faithfully: github.com/KellerJordan/cifar10-zoo,
-        # airbench/baselines/train_resnet18_94.py (K. Jordan; read at commit d5a9ca5). Its hyp:
-        # epochs 26, batch_size 500, lr 0.2, momentum 0.9 (Nesterov), wd 5e-4; aug flip,
-        # translate 4 (reflect padding), cutout 12; lr np.interp over [0, int(0.2 * steps),
-        # steps] of [0.2, 1, 0]. Its header: 26 epochs, 51 s on an A100, test accuracy 93.43,
-        # 93.36, 93.53% without test-time augmentation, 93.84, 93.85, 93.93% with flips
-        # (tta_level 1; "Random flip => 94.004 in n=200"). train_resnet18_96.py, the same recipe
-        # for 80 epochs: 95.875% at tta_level 1 over 100 runs. Where ours differs from the
-        # source: 45,000 training images (5,000 held out for validation) against 50,000; no
-        # weight decay on BN and biases (the source decays every parameter); torchvision's
-        # ResNet-18 with the CIFAR stem against Kuang Liu's CIFAR ResNet-18 (the same layers).
-        # On the JPEG copy of CIFAR-10 the committed results use, the former recipe (no cutout,
-        # zero padding, triangle from ~0 peaking at 23%, no test-time augmentation) scored
-        # 87.48 ± 0.07% test at 100% on an NVIDIA H200 (results/runs-full-nvidia-h200).
-        stem="cifar",  # 3x3 stride-1 first conv, no max-pool: a CIFAR ResNet-18
-        image_size=32,  # native resolution
-        epochs=26,  # at 100%; 1/16 gets 104 (epochs / sqrt(f))
-        batch_size=500,
-        lr=0.2,
-        optimizer="sgd",  # with Nesterov momentum
-        momentum=0.9,
-        weight_decay=5e-4,
-        label_smoothing=0.0,  # none in the source
-        schedule="triangle",
-        warmup_epochs=None,
-        warmup_share=0.2,  # the peak at int(0.2 * steps), at any data fraction
-        lr_start_factor=0.2,  # the first step at 0.2x the peak
-        cutout=12,
-        pad_mode="reflect",
-        tta="flip",  # tta_level 1: every evaluation averages the image's and its mirror's logits
-        steps_per_epoch=None,  # a full pass
-        eval_images=None,  # the whole validation and test sets
-    ),
-    ("full", "pretrained"): dict(
-        # BiT-HyperRule (Kolesnikov et al. 2020, "Big Transfer"), read in
-        # github.com/google-research/big_transfer: bit_hyperrule.py get_resolution (images under
-        # 96x96 px: resize 160, crop 128), get_mixup (alpha 0.1 from 20,000 images up),
-        # get_schedule (20k-500k images: [500, 3000, 6000, 9000, 10000], i.e. 500 warm-up
-        # steps, lr /10 after steps 3k, 6k and 9k, 10k in all; under 20k: [100, ..., 500])
-        # and get_lr (warm-up base_lr * step / 500); bit_pytorch/train.py (SGD lr 0.003,
-        # momentum 0.9, "no weight-decay!"; zero_head=True; random crop + flip; tested resized
-        # to 128, no test-time augmentation); bit_common.py (batch 512). Where ours differs:
-        # Nesterov momentum (ours for every SGD run); ImageNet normalisation (the weights'; BiT
-        # uses 0.5, 0.5); BatchNorm where BiT's ResNets use GroupNorm with weight
-        # standardisation (torchvision's ResNet-50 and its ImageNet weights have BatchNorm).
-        # The budget, not BiT's from 20,000 images up: BiT's schedule shape (5% warm-up, lr /10
-        # after 30, 60 and 90% of the steps, MixUp 0.1) over 17 epochs at 100% (87 steps of 512
-        # an epoch: 1,479 steps, BiT's 10,000 would be 115 epochs), epochs / sqrt(f) below
-        # (24 at 50%: 1,032 steps), as from scratch. Why: BiT's 10,000 steps take about 470 s
-        # a run on an H200 and hours on a T4 (15-20x slower), and fine-tuning converged early
-        # there: on one H200 (2026-12-01, one seed, the former recipe: cosine, 30 epochs, 128
-        # px; runs not committed) ResNet-50 from Keras' ImageNet weights reached 81.58, 90.17,
-        # 91.78% test at 1/16, 50%, 100%, its validation accuracy at 100% no longer rising
-        # after about 12 of the 30 epochs. Not yet checked on validation: twice this budget
-        # (`benchmarks/recipe_sweep.py --profile full --model resnet50 --fraction 1
-        # --eval-images none --run "pretrained" --run "pretrained epochs=34"`, with the
-        # weights) tells whether it binds. BiT's cited 10,000 steps, slower, are one setting
-        # away: budget=bit. Under 20,000 images BiT's own 500 steps (SMALL_DATA). Unmeasured
-        # too: the resolution (--run "pretrained image_size=160 resize=192", or 224 px).
-        stem="imagenet",  # the stem the ImageNet weights were trained with
-        image_size=128,  # BiT's crop, and its test resolution
-        resize=160,  # BiT's pre-crop resize for images under 96 px
-        budget="sqrt",
-        epochs=17,  # at 100%: 1,479 steps of 512, within 1,500 (see above)
-        batch_size=512,
-        lr=0.003,
-        optimizer="sgd",
-        momentum=0.9,
-        weight_decay=0.0,
-        label_smoothing=0.0,
-        head_init="zero",
-        schedule="steps",
-        warmup_epochs=None,
-        warmup_share=0.05,  # 500 of 10,000 steps
-        lr_drops=[0.3, 0.6, 0.9],  # after 3k, 6k, 9k of 10k steps
-        mixup=0.1,  # 20,000 images and up; SMALL_DATA below
-        steps_per_epoch=None,
-        eval_images=None,
-    ),
-    ("quick", "scratch"): dict(
-        stem="imagenet",  # 5.6x faster than the CIFAR stem on a CPU (measured, see above)
-        image_size=32,
-        epochs=4,
-        batch_size=64,
-        # In 64 steps AdamW learns faster than SGD. On 1/16, seed 0, validation accuracy on 2,000
-        # images (benchmarks/results/quick-scratch-resnet{18,50}-1-16-cpu-amd-epyc.md):
-        # ResNet-18 AdamW 4e-3 27.6%, 8e-3 27.1%, 2e-3 24.9%, 4e-3 with label smoothing 0.1
-        # 28.3% (within one seed's spread, sd 1.5: not adopted); SGD+Nesterov 0.2 21.5%,
-        # 0.05 18.2%. ResNet-50 AdamW 4e-3 25.7%, 8e-3 22.9%, 2e-3 24.1% (and 24.6 ± 1.5%
-        # over 3 seeds in benchmarks/results/finetune-keras-1-16-cpu-amd-epyc.md).
-        lr=4e-3,
-        optimizer="adamw",
-        momentum=0.9,  # AdamW's beta1
-        weight_decay=0.05,  # decoupled
-        label_smoothing=0.0,
-        warmup_epochs=1,
-        schedule="cosine",
-        steps_per_epoch=16,  # 1,024 images per epoch
-        eval_images=2000,  # validation on 1,000, test on 2,000 fixed stratified images
-    ),
-    ("quick", "pretrained"): dict(
-        # Measured with real ImageNet features (Keras ResNet-50 weights, not torchvision's),
-        # ResNet-50 on 1/16, this budget, validation accuracy on 2,000 images
-        # (benchmarks/results/finetune-keras-1-16-cpu-amd-epyc.md; 2-core AMD EPYC):
-        # AdamW 1e-3 45.4 ± 4.3% (3 seeds), 3e-4 41.3%, 3e-3 35.4%; SGD + Nesterov 0.01 42.8%,
-        # 0.003 41.4%, 0.03 27.2%; from scratch in the same budget 24.6 ± 1.5% (3 seeds).
-        # At 64 px fine-tuning reaches 62.0% (scratch 33.7%), but each image costs about 4x:
-        # the 13-run grid would take about 40 min here instead of 10.
-        stem="imagenet",
-        image_size=32,
-        epochs=4,
-        batch_size=64,
-        lr=1e-3,
-        optimizer="adamw",
-        momentum=0.9,
-        weight_decay=0.05,
-        label_smoothing=0.0,
-        warmup_epochs=1,
-        schedule="cosine",
-        steps_per_epoch=16,
-        eval_images=2000,
-    ),
-}
 
-# The models without a recipe of their own train with the recipe of the nearest tuned model
-# (resnet18, resnet50), the reason beside each; none of them has been tuned on validation yet
-# (the sweep of benchmarks/ that chose the tuned ones would, per model). One recipe for every
-# depth is common practice: kuangliu/pytorch-cifar's main.py trains each of its models with
-# the same SGD (lr 0.1, momentum 0.9, weight decay 5e-4, cosine over 200 epochs), the model
-# picked by one line, and its README reports ResNet18 93.02%, ResNet50 93.62% and ResNet101
-# 93.75% with it.
-RECIPE_FROM: dict[str, tuple[str, str]] = {
-    "resnet34": ("resnet18", "the same basic (two 3x3 convolution) blocks, more of them"),
-    "resnet101": ("resnet50", "the same bottleneck blocks, more of them in the third stage"),
-    "resnet152": ("resnet50", "the same bottleneck blocks, more of them in stages two and three"),
-    "resnext50_32x4d": ("resnet50", "the same depth and stages, grouped 3x3 convolutions"),
-}
+
+# Where the recipes above depart from their sources, written once here and shown in the
+# README's results section by common/report.py.
+DEVIATIONS = (
+    "`zero_init_residual=True` from scratch: each residual block's last BatchNorm starts at "
+    "zero (Goyal et al. 2017); Kuang Liu's CIFAR ResNet-18, which airbench's baseline trains, "
+    "keeps PyTorch's default init.",
+    "BatchNorm in the fine-tuned networks, as torchvision's ImageNet weights have it; BiT, "
+    "whose fine-tuning rule the full recipe follows, uses GroupNorm with weight "
+    "standardisation.",
+    "Test-time augmentation at airbench's level 1 (the image and its mirror); the source's "
+    "final figure is at level 2 (mirrors and translations).",
+    "No weight decay on BatchNorm weights and biases; the source decays every parameter.",
+    "5,000 of CIFAR-10's 50,000 training images are held out for validation: 100% of the "
+    "data is 45,000 training images.",
+)
 
 
 def recipe_model(model: str) -> str:
-    """The model whose recipe `model` trains with: its own, or the one RECIPE_FROM names."""
-    return RECIPE_FROM[model][0] if model in RECIPE_FROM else model
-
-
-# Per-model values over the (profile, setting) recipe, each with its evidence.
-MODEL_VALUES: dict[tuple[str, str, str], dict[str, Any]] = {
-    ("full", "scratch", "resnet50"): dict(
-        # airbench has no ResNet-50 recipe: ResNet-18's cited values, unmeasured for ResNet-50
-        # on validation. `benchmarks/recipe_sweep.py --profile full --model resnet50
-        # --eval-images none --seeds 0,1,2` with --run "scratch lr=..." / "scratch
-        # weight_decay=..." / "scratch epochs=..." at 1/16 and 100% decides them.
-        lr=0.2,
-        weight_decay=5e-4,
-        epochs=26,
-    ),
-}
-# Values for runs on fewer training images than "below", over the (profile, setting) recipe.
-SMALL_DATA: dict[tuple[str, str], dict[str, Any]] = {
-    ("full", "pretrained"): dict(
-        # BiT-HyperRule under 20,000 images (bit_hyperrule.py get_mixup, get_schedule): no
-        # MixUp; 500 steps, 100 of them warm-up, lr /10 after steps 200, 300 and 400
-        below=BIT_STEPS["below"],
-        budget="bit",  # 500 steps: 100 epochs at 1/16
-        mixup=0.0,
-        warmup_share=0.2,
-        lr_drops=[0.4, 0.6, 0.8],
-    ),
-}
+    """The model whose recipe `model` trains with: its own, or the one SAME_RECIPE names."""
+    return SAME_RECIPE[model][0] if model in SAME_RECIPE else model
 
 
 @dataclass(frozen=True)
@@ -293,7 +242,6 @@ class RunConfig:
     stem: str
     steps_per_epoch: int | None
     eval_images: int | None
-    # Newer settings (defaults in OFF; see docs/running.md)
     budget: str  # BUDGETS: how `epochs` follows the data size
     cutout: int  # side (px) of a square zeroed at a random place of each training image; 0 off
     pad_mode: str  # PAD_MODES: the border of the 4-px translate
@@ -526,19 +474,25 @@ def resolve_weights(
     return version, path
 
 
+def recipe_column(profile: str, setting: str, fraction: float, val_size: Any = None) -> int:
+    """The index in COLUMNS of the recipe a run trains with."""
+    few = train_images(fraction, val_size) < BIT_STEPS["below"]
+    regime = "under 20,000 images" if few else "from 20,000 images"
+    return next(
+        i
+        for i, (p, s, r) in enumerate(COLUMNS)
+        if (p, s) == (profile, setting) and r in ("all", regime)
+    )
+
+
 def recipe_values(
-    model: str, fraction: float, setting: str, profile: str, val_size: Any = None
+    fraction: float, setting: str, profile: str, val_size: Any = None
 ) -> dict[str, Any]:
-    """The recipe's values for one run before the data-size rule and overrides: OFF, then
-    RECIPES[(profile, setting)], its SMALL_DATA values when the run trains on fewer images than
-    their threshold, and the MODEL_VALUES of the model whose recipe it trains with
-    (`recipe_model`: its own, or RECIPE_FROM's)."""
-    values = {**OFF, **RECIPES[(profile, setting)]}
-    small = SMALL_DATA.get((profile, setting))
-    if small and train_images(fraction, val_size) < small["below"]:
-        values.update({k: v for k, v in small.items() if k != "below"})
-    values.update(MODEL_VALUES.get((profile, setting, recipe_model(model)), {}))
-    return {k: list(v) if isinstance(v, list) else v for k, v in values.items()}
+    """The recipe table's column for one run, before the data-size rule and overrides."""
+    column = recipe_column(profile, setting, fraction, val_size)
+    return {
+        k: list(v[column]) if isinstance(v[column], list) else v[column] for k, v in RECIPES.items()
+    }
 
 
 def budget_epochs(values: dict[str, Any], fraction: float, capped: bool) -> int:
@@ -595,7 +549,7 @@ def make_config(
     unknown = set(overrides) - known
     if unknown:
         raise ConfigError(f"unknown parameter(s) {', '.join(sorted(unknown))}: see RunConfig")
-    values = recipe_values(model, fraction, setting, profile, overrides.get("val_size"))
+    values = recipe_values(fraction, setting, profile, overrides.get("val_size"))
     capped = values["steps_per_epoch"] is not None  # the recipe's epochs are capped
     # None keeps the recipe's value (a notebook's unset parameter); LIFT sets None (no cap)
     given = {k: None if v == LIFT else v for k, v in overrides.items() if v is not None}
@@ -631,18 +585,62 @@ def make_config(
     )
 
 
-# Where the recipes above depart from their sources, written once here and shown in the
-# README's results section by common/report.py.
-DEVIATIONS = (
-    "`zero_init_residual=True` from scratch: each residual block's last BatchNorm starts at "
-    "zero (Goyal et al. 2017); Kuang Liu's CIFAR ResNet-18, which airbench's baseline trains, "
-    "keeps PyTorch's default init.",
-    "BatchNorm in the fine-tuned networks, as torchvision's ImageNet weights have it; BiT, "
-    "whose fine-tuning rule the full recipe follows, uses GroupNorm with weight "
-    "standardisation.",
-    "Test-time augmentation at airbench's level 1 (the image and its mirror); the source's "
-    "final figure is at level 2 (mirrors and translations).",
-    "No weight decay on BatchNorm weights and biases; the source decays every parameter.",
-    "5,000 of CIFAR-10's 50,000 training images are held out for validation: 100% of the "
-    "data is 45,000 training images.",
-)
+def unmeasured(model: str, setting: str, profile: str) -> tuple[tuple[str, ...], str]:
+    """The recipe values not measured for `model` in (profile, setting), and why it has them."""
+    if model in SAME_RECIPE:
+        return tuple(RECIPES), f"{recipe_model(model)}'s recipe: {SAME_RECIPE[model][1]}"
+    return UNMEASURED.get((profile, setting, model), ((), ""))
+
+
+def sources(
+    model: str, setting: str, fraction: str, profile: str, sets: dict[str, Any]
+) -> list[tuple[str, Any, str]]:
+    """(name, value, where it came from) for every value of one run's configuration."""
+    cfg = make_config(model, fraction, setting == "pretrained", profile=profile, **sets)
+    column = recipe_column(profile, setting, cfg.data_fraction, cfg.val_size)
+    recipe = "recipe " + " ".join(c for c in COLUMNS[column] if c != "all")
+    names, _ = unmeasured(model, setting, profile)
+    rows = []
+    for name, value in cfg.to_dict().items():
+        if name in sets:
+            where = "--set"
+        elif name in ("model", "data_fraction", "pretrained", "seed", "profile"):
+            where = "asked"
+        elif name == "epochs" and cfg.budget == "bit":
+            where = f"{recipe}, budget bit: BiT's steps as whole epochs"
+        elif name == "epochs":
+            where = f"{recipe}: {RECIPES['epochs'][column]} at 100%, / sqrt(fraction)"
+        elif name in RECIPES:
+            where = recipe
+        else:
+            where = "SHARED (every run)" if name in SHARED else "RunConfig"
+        rows.append((name, value, where + (", unmeasured for it" if name in names else "")))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m common.config --show MODEL SETTING FRACTION`: a run's values and sources."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m common.config", description=main.__doc__)
+    parser.add_argument("--show", nargs=3, metavar=("MODEL", "SETTING", "FRACTION"), required=True)
+    parser.add_argument("--profile", default="full", choices=PROFILES)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+    model, setting, fraction = args.show
+    if setting not in SETTINGS:
+        raise ConfigError(f"unknown setting {setting!r}: choose one of {', '.join(SETTINGS)}")
+    rows = sources(model, setting, fraction, args.profile, parse_sets(args.set))
+    print(f"{model} {setting} {fraction}, profile {args.profile}:")
+    for name, value, where in rows:
+        print(f"  {name:<16} {value!s:<36} {where}")
+    names, why = unmeasured(model, setting, args.profile)
+    if names:
+        print(f"unmeasured for {model}: {', '.join(names)}: {why}")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except UserError as error:
+        raise SystemExit(f"error: {error}") from None

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,13 +53,42 @@ class Splits:
     val: torch.Tensor
 
 
+# What a CIFAR-10 batch's pickle may load beyond dicts, lists, str, bytes and numbers: numpy
+# arrays (the function numpy pickles them with, in whichever module this numpy keeps it).
+_RECONSTRUCT = np.zeros(1).__reduce__()[0]
+BATCH_GLOBALS = {
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+}
+
+
+class _NotABatch(Exception):
+    """The pickle asks for something a CIFAR-10 batch does not hold."""
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """An unpickler that loads only what BATCH_GLOBALS admits, so a crafted file runs nothing."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in BATCH_GLOBALS:
+            raise _NotABatch(f"{module}.{name}")
+        return BATCH_GLOBALS[(module, name)]
+
+
 def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read one pickled batch and check it has CIFAR's shapes, dtype and labels."""
+    """Read one pickled batch (only the types the format holds) and check it has CIFAR's
+    shapes, dtype and labels."""
     try:
         with open(path, "rb") as f:
-            batch = pickle.load(f, encoding="latin1")
+            batch = _BatchUnpickler(f, encoding="latin1").load()
         data = np.asarray(batch["data"])
         labels = np.asarray(batch["labels"], dtype=np.int64)
+    except _NotABatch as e:
+        raise DataError(
+            f"{path} is not a CIFAR-10 batch: it asks to load {e}; re-create the {FOLDER} folder"
+        ) from None
     except Exception as e:  # truncated file, wrong format, missing keys
         raise DataError(
             f"{path} is not a CIFAR-10 batch ({type(e).__name__}: {e}); "

@@ -1,7 +1,7 @@
-"""Executing the grid on this machine: as many notebooks at once as there are jobs, each job on
-its own device. On a machine with GPUs a job owns one GPU, and its kernels see that GPU alone
-(CUDA_VISIBLE_DEVICES), so nothing lands on GPU 0 by accident; more jobs than GPUs share them,
-only when asked for. On a CPU the jobs share the cores."""
+"""Executing the grid on this machine: as many runs at once as there are jobs, each job on its
+own device. On a machine with GPUs a job owns one GPU, and its notebooks' kernels see that GPU
+alone (CUDA_VISIBLE_DEVICES), so nothing lands on GPU 0 by accident (direct runs get it by
+index); more jobs than GPUs share them, only when asked for. On a CPU the jobs share the cores."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def job_slots(device: str, jobs: int | None) -> tuple[list[Slot], str | None]:
 def run_locally(
     todo: list[Run], configs: dict[Run, RunConfig], slots: list[Slot], options: dict
 ) -> Iterator[Outcome]:
-    """Execute `todo` here, one notebook per slot at a time; yield outcomes as runs end.
+    """Execute `todo` here, one run per slot at a time; yield outcomes as runs end.
 
     Parallel CPU runs share the cores: each kernel gets its share as torch threads, unless
     OMP_NUM_THREADS is set (more threads than cores makes every run several times slower).
@@ -84,10 +84,11 @@ def run_locally(
 
     def job(run: Run) -> Outcome:
         slot = free.get()
+        device = slot.device
+        if options.get("direct") and device == "cuda":  # in this process: its GPU by index
+            device = f"cuda:{gpu_ids().index(slot.env['CUDA_VISIBLE_DEVICES'])}"
         try:
-            return execute(
-                run, configs[run], device=slot.device, env=slot.env | cpu_share, **options
-            )
+            return execute(run, configs[run], device=device, env=slot.env | cpu_share, **options)
         finally:
             free.put(slot)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import analysis
 from .analysis import Analysis, busy_time, grid_time, shared_device
-from .config import DEVIATIONS, RECIPE_FROM, SETTINGS, make_config, recipe_model
+from .config import DEVIATIONS, SAME_RECIPE, SETTINGS, make_config, recipe_model
 from .data import fraction_title
 from .files import write_text
 from .fits import AXIS_SIZES
@@ -352,9 +352,9 @@ def notes(a: Analysis, call: Call) -> list[str]:
     models = {c.model for c in a.cells}
     out += [
         f"{MODEL_TITLES[m]} trains with {MODEL_TITLES[recipe_model(m)]}'s recipe, not tuned "
-        f"for it: {RECIPE_FROM[m][1]}."
+        f"for it: {SAME_RECIPE[m][1]}."
         for m in MODEL_TITLES
-        if m in models and m in RECIPE_FROM
+        if m in models and m in SAME_RECIPE
     ]
     if a.apart:
         which = sorted({f"{MODEL_TITLES[r['model']]} from {weights_title(r)}" for r in a.apart})

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 import torchvision
 
-from .config import OFF, REPO, RunConfig, make_config
+from .config import REPO, RunConfig, make_config
 from .data import FOLDER, TEST_FILE, TRAIN_FILES, data_origin, fraction_title
 from .errors import UserError
 from .files import read_json, write_json
@@ -28,6 +28,19 @@ from .precision import cpu_name
 
 METRICS = "metrics.json"
 SCHEMA = 2  # 1: the records written before metrics.json carried a schema version
+# The settings added for the cited recipes, as a record written before they existed trained
+FORMER_DEFAULTS: dict[str, Any] = dict(
+    budget="sqrt",
+    cutout=0,
+    pad_mode="zeros",
+    tta="none",
+    mixup=0.0,
+    head_init="default",
+    resize=None,
+    warmup_share=None,
+    lr_start_factor=0.0,
+    lr_drops=[],
+)
 REQUIRED_KEYS = (
     "model",
     "data_fraction",
@@ -105,19 +118,12 @@ def file_identity(*paths: str) -> str | None:
 
 def input_identity(data_dir: str, weights_path: str | None) -> dict[str, str | None]:
     """Which CIFAR-10 files and which weights file a run reads, by size and mtime: a run whose
-    inputs changed since it finished is not done."""
+    inputs changed since it finished is not done (rundir.same_run)."""
     folder = Path(data_dir) / FOLDER
     return {
         "data": file_identity(*(str(folder / n) for n in [*TRAIN_FILES, TEST_FILE])),
         "weights": file_identity(weights_path) if weights_path else None,
     }
-
-
-def same_inputs(saved: dict[str, Any] | None, now: dict[str, str | None]) -> bool:
-    """True unless a file known on both sides changed (records from before identities were kept,
-    or a run whose file was not known, count as the same)."""
-    saved = saved or {}
-    return all(saved.get(k) is None or now[k] is None or saved[k] == now[k] for k in now)
 
 
 def make_metrics(cfg: RunConfig, result: dict[str, Any]) -> dict[str, Any]:
@@ -202,13 +208,13 @@ def load_metrics(run_dir: str | Path) -> dict[str, Any] | None:
 
 def upgrade(record: dict[str, Any]) -> dict[str, Any]:
     """A complete metrics record in today's schema: a copy of an older one with what it did
-    not record filled in (settings that did not exist yet were off, OFF; the start is its end
-    less its wall time; paths relative to the repository); today's records unchanged."""
+    not record filled in (settings that did not exist yet at FORMER_DEFAULTS; the start is its
+    end less its wall time; paths relative to the repository); today's records unchanged."""
     if record.get("schema") == SCHEMA:
         return record
     old = {**record, "schema": SCHEMA, "config": dict(record.get("config") or {})}
     config = old["config"]
-    for key, value in OFF.items():
+    for key, value in FORMER_DEFAULTS.items():
         config.setdefault(key, value)
     config.setdefault("weights", "(version unrecorded)" if old["pretrained"] else None)
     config.setdefault("stem", _recipe(old).stem)

@@ -15,15 +15,19 @@ from .plots import plot_curves, save_figure
 from .results import make_metrics, save_metrics
 
 
-def save_run(cfg: RunConfig, result: dict[str, Any]) -> dict[str, Any]:
+def save_run(
+    cfg: RunConfig, result: dict[str, Any], keep_checkpoints: bool | None = None
+) -> dict[str, Any]:
     """Write the run's curves (acc.png, loss.png) and then its metrics.json (last: its presence
     marks the run complete), then drop its resumable checkpoints, keeping best.pt, unless
-    run_all.py --keep-checkpoints started the kernel."""
+    asked to keep them (None: as run_all.py --keep-checkpoints tells the kernel it started)."""
     metrics = make_metrics(cfg, result)
     for metric in ("acc", "loss"):
         save_figure(plot_curves([metrics], metric), Path(cfg.output_dir) / f"{metric}.png")
     save_metrics(cfg.output_dir, metrics)
-    if not os.environ.get(KEEP_CHECKPOINTS):
+    if keep_checkpoints is None:
+        keep_checkpoints = bool(os.environ.get(KEEP_CHECKPOINTS))
+    if not keep_checkpoints:
         prune_checkpoints(cfg.output_dir)
     return metrics
 

@@ -1,5 +1,6 @@
-"""A run's folder and its state: the one owner of failed.json, the lock, and what marks a run
-finished (its metrics.json, written by `results.save_metrics`, for today's settings and inputs)."""
+"""A run's folder and its state: the one owner of failed.json, the lock, and of what "the same
+run" is (`same_run`: the same training settings, data files and weights file), which decides
+whether a run is done (its metrics.json, written by `results.save_metrics`)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any
 from .checkpoint import prune_checkpoints
 from .config import RunConfig
 from .files import read_json, write_json
-from .results import input_identity, load_metrics, same_inputs
+from .results import input_identity, load_metrics
 
 FAILED = "failed.json"
 LOCK = ".lock"
@@ -35,22 +36,29 @@ class Busy(Exception):
     """Another process holds the run folder's lock."""
 
 
+def same_inputs(saved: dict[str, Any] | None, now: dict[str, str | None]) -> bool:
+    """True unless a file known on both sides changed (records from before identities were kept,
+    or a run whose file was not known, count as the same)."""
+    saved = saved or {}
+    return all(saved.get(k) is None or now[k] is None or saved[k] == now[k] for k in now)
+
+
+def same_run(metrics: dict[str, Any], cfg: RunConfig) -> bool:
+    """Whether the finished run `metrics` records is the run `cfg` describes: the same training
+    and the same input files."""
+    key = cfg.training_key()
+    saved = metrics["config"]  # today's schema: load_metrics upgrades older records
+    return {k: saved.get(k) for k in key} == key and same_inputs(
+        metrics["inputs"], input_identity(cfg.data_dir, cfg.weights_path)
+    )
+
+
 def state(cfg: RunConfig) -> State:
     """DONE, FAILED or TODO for the run `cfg` describes."""
     metrics = load_metrics(cfg.output_dir)
-    if (
-        metrics
-        and metrics.get("config", {})
-        and _same_training(metrics["config"], cfg)
-        and same_inputs(metrics.get("inputs"), input_identity(cfg.data_dir, cfg.weights_path))
-    ):
+    if metrics and same_run(metrics, cfg):
         return State.DONE
     return State.FAILED if (Path(cfg.output_dir) / FAILED).exists() else State.TODO
-
-
-def _same_training(saved: dict[str, Any], cfg: RunConfig) -> bool:
-    key = cfg.training_key()
-    return {k: saved.get(k) for k in key} == key  # older records: see results.upgrade
 
 
 @contextmanager

@@ -1,9 +1,11 @@
-"""Executing runs with papermill: one notebook per run in its locked folder, its HTML, and the
-scaling notebook; the Jupyter kernel that runs them."""
+"""Executing runs: `execute`, the one function that runs one run in its locked folder, through
+its notebook with papermill (with its HTML) or directly in this process; the scaling notebook;
+the Jupyter kernel that runs them."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import sys
@@ -150,6 +152,7 @@ def execute(
     run: Run,
     cfg: RunConfig,
     *,
+    direct: bool = False,
     kernel: str = KERNEL,
     keep_checkpoints: bool = False,
     extra_keys: Iterable[str] = (),
@@ -157,55 +160,33 @@ def execute(
     env: dict[str, str] | None = None,
     force: bool = False,
 ) -> Outcome:
-    """Execute the run's notebook with papermill into its folder and export it to HTML; its
-    kernel starts with `env` on top of this process's environment.
+    """Execute one run: lock its folder, skip it if it is done (unless `force`: then it
+    retrains from the start), train it (its notebook through papermill, or `direct`ly in this
+    process), check its record and unlock. The only function that executes a run.
 
-    The executed notebook is written as it runs (so a failure can be read), metrics.json is
-    written by the notebook itself. A failure is recorded in failed.json with its one-line
-    reason; a success removes it and prunes the resumable checkpoints unless asked to keep them.
-    A kernel that dies or fails to start is started again; the run resumes from its last
-    checkpoint.
+    A failure is recorded in failed.json with its one-line reason; a success removes it and
+    prunes the resumable checkpoints unless asked to keep them. A run resumes from its last
+    checkpoint. Notebook runs keep their executed notebook and its HTML beside the results, and
+    their kernel starts with `env` on top of this process's environment.
     """
-    import papermill as pm
-
     run_dir = Path(cfg.output_dir)
     output = run_dir / f"{run.name}.ipynb"
-    running = run_dir / f".{run.name}.running.ipynb"  # papermill rewrites it after every cell
-    params = notebook_parameters(cfg, extra_keys) | ({"device": device} if device else {})
-    env = dict(env or {}) | ({KEEP_CHECKPOINTS: "1"} if keep_checkpoints else {})
     try:
         with run_lock(run_dir):
             if state(cfg) == State.DONE:
                 if not force:  # finished by another process
                     return Outcome(run, True, "done by another process")
                 prune_checkpoints(run_dir)  # --force retrains, never resumes the finished run
-            for attempt in range(1, KERNEL_START_RETRIES + 1):
-                try:
-                    try:
-                        pm.execute_notebook(
-                            str(run.notebook),
-                            str(running),
-                            parameters=params,
-                            kernel_name=kernel,
-                            progress_bar=False,
-                            cwd=str(run.notebook.parent),
-                            language="python",
-                            kernel_manager_class=_ipc_kernel_manager(env),
-                        )
-                    finally:  # keep the executed notebook, error cells included
-                        if running.exists():
-                            os.replace(running, output)
-                    break
-                except pm.PapermillExecutionError:
-                    raise
-                except Exception as e:  # the kernel died or never started
-                    if attempt == KERNEL_START_RETRIES or not _kernel_trouble(e):
-                        raise
-                    time.sleep(attempt)
-            if output.exists():
-                export_html(output)
+            if direct:
+                train_direct(cfg, device, keep_checkpoints)
+            else:
+                params = notebook_parameters(cfg, extra_keys) | (
+                    {"device": device} if device else {}
+                )
+                env = dict(env or {}) | ({KEEP_CHECKPOINTS: "1"} if keep_checkpoints else {})
+                run_notebook(run, output, params, kernel, env)
             if not load_metrics(run_dir):
-                raise RuntimeError("the notebook finished without writing metrics.json")
+                raise RuntimeError("the run finished without writing metrics.json")
             mark_finished(run_dir, keep_checkpoints)
             return Outcome(run, True, "done")
     except Busy as e:
@@ -217,6 +198,58 @@ def execute(
                 export_html(output)
         record_failure(run_dir, reason, output)
         return Outcome(run, False, reason)
+
+
+def train_direct(cfg: RunConfig, device: str | None, keep_checkpoints: bool) -> None:
+    """What the run's notebook does, in this process: build the model, train, save the run."""
+    from .data import load_cifar10
+    from .models import build_model
+    from .run import save_run
+    from .training import train
+
+    cfg = dataclasses.replace(cfg, device=device) if device else cfg
+    model = build_model(
+        cfg.model, cfg.pretrained, cfg.stem, cfg.weights_path, seed=cfg.seed, weights=cfg.weights
+    )
+    data = load_cifar10(cfg.data_dir, download=False)
+    result = train(model, data, cfg, run_dir=cfg.output_dir, progress=False)
+    save_run(cfg, result, keep_checkpoints)
+
+
+def run_notebook(
+    run: Run, output: Path, params: dict[str, Any], kernel: str, env: dict[str, str]
+) -> None:
+    """Execute the run's notebook with papermill into `output`, then export it to HTML. The
+    executed notebook is written as it runs (so a failure can be read); metrics.json is written
+    by the notebook itself. A kernel that dies or fails to start is started again."""
+    import papermill as pm
+
+    running = output.with_name(f".{run.name}.running.ipynb")  # rewritten after every cell
+    for attempt in range(1, KERNEL_START_RETRIES + 1):
+        try:
+            try:
+                pm.execute_notebook(
+                    str(run.notebook),
+                    str(running),
+                    parameters=params,
+                    kernel_name=kernel,
+                    progress_bar=False,
+                    cwd=str(run.notebook.parent),
+                    language="python",
+                    kernel_manager_class=_ipc_kernel_manager(env),
+                )
+            finally:  # keep the executed notebook, error cells included
+                if running.exists():
+                    os.replace(running, output)
+            break
+        except pm.PapermillExecutionError:
+            raise
+        except Exception as e:  # the kernel died or never started
+            if attempt == KERNEL_START_RETRIES or not _kernel_trouble(e):
+                raise
+            time.sleep(attempt)
+    if output.exists():
+        export_html(output)
 
 
 def _kernel_trouble(exc: BaseException) -> bool:

@@ -10,17 +10,23 @@ import pytest
 
 from common.config import (
     BIT_STEPS,
-    MODEL_VALUES,
-    OFF,
     RECIPES,
-    SMALL_DATA,
+    main,
     make_config,
+    sources,
     train_images,
+    unmeasured,
 )
 from common.errors import ConfigError
 from common.observations import observations
 from common.report import README_END, README_START, Call, summary_table, write_report
-from common.results import group_conditions, make_metrics, split_configurations, variant
+from common.results import (
+    FORMER_DEFAULTS,
+    group_conditions,
+    make_metrics,
+    split_configurations,
+    variant,
+)
 from common.rundir import State, state
 from common.scaling import load_all, record
 from tests.conftest import fake_result
@@ -150,27 +156,21 @@ def test_one_warm_up_given_replaces_the_other():
     assert (share.warmup_epochs, share.warmup_share) == (None, 0.1)
 
 
-def test_model_values_apply_to_their_model_only():
-    (key, values), *_ = MODEL_VALUES.items()
-    profile, setting, model = key
-    other = next(m for m in ("resnet18", "resnet50") if m != model)
-    mine = make_config(model, 1.0, setting == "pretrained", profile=profile)
-    theirs = make_config(other, 1.0, setting == "pretrained", profile=profile)
-    assert all(getattr(mine, k) == v for k, v in values.items() if k != "epochs")
-    assert mine.epochs == values.get("epochs", mine.epochs)
-    assert theirs.lr == RECIPES[key[:2]]["lr"]
+def test_a_model_unmeasured_with_its_recipe_says_which_values():
+    names, why = unmeasured("resnet50", "scratch", "full")
+    assert names == ("lr", "weight_decay", "epochs") and "airbench" in why
+    rows = {name: where for name, _, where in sources("resnet50", "scratch", "1/16", "full", {})}
+    assert rows["lr"].endswith("unmeasured for it") and "unmeasured" not in rows["batch_size"]
+    assert unmeasured("resnet18", "scratch", "full") == ((), "")
+    assert len(unmeasured("resnet101", "scratch", "quick")[0]) == len(RECIPES)  # resnet50's
 
 
-def test_small_data_values_apply_below_their_threshold():
-    (key, small), *_ = SMALL_DATA.items()
-    profile, setting = key
-    below = next(f for f in (1 / 16, 1 / 8, 1 / 4) if train_images(f) < small["below"])
-    above = next(f for f in (1.0, 0.5) if train_images(f) >= small["below"])
-    few = make_config("resnet50", below, setting == "pretrained", profile=profile)
-    many = make_config("resnet50", above, setting == "pretrained", profile=profile)
-    assert all(getattr(few, k) == v for k, v in small.items() if k != "below")
-    assert all(getattr(many, k) == RECIPES[key].get(k, v) for k, v in small.items() if k != "below")
-    assert many.mixup != few.mixup  # BiT: MixUp from 20,000 images up only
+def test_show_prints_every_value_with_its_source(capsys):
+    main(["--show", "resnet50", "pretrained", "1/16", "--set", "lr=0.01"])
+    out = capsys.readouterr().out
+    assert "lr               0.01" in out and "--set" in out.split("lr  ")[1].split("\n")[0]
+    assert "budget bit: BiT's steps" in out and "recipe full pretrained under 20,000 images" in out
+    assert all(f"  {name} " in out for name in RECIPES)
 
 
 def test_a_full_run_records_and_reports_its_test_time_augmentation():
@@ -198,7 +198,7 @@ def test_a_run_recorded_before_the_new_settings_existed_is_done_if_it_had_them_o
     cfg = make_config("resnet18", 1.0, profile="quick", output_dir=str(tmp_path), data_dir="/x")
     m = make_metrics(cfg, fake_result(0.5, epochs=1))
     del m["schema"]  # as written before these settings (and the schema version) existed
-    for key in OFF:
+    for key in FORMER_DEFAULTS:
         del m["config"][key]
     (tmp_path / "metrics.json").write_text(json.dumps(m))
     assert state(cfg) == State.DONE

@@ -271,3 +271,28 @@ def test_the_official_archive_in_the_data_folder_is_unpacked_without_network(tmp
     with pytest.raises(DataError, match="is not CIFAR-10's python archive"):
         ensure_cifar10(broken, download=False)
     assert not (broken / "cifar-10-batches-py").exists()
+
+
+class _RunsCode:
+    """A pickle payload that would create `marker` when loaded by pickle.load."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_crafted_batch_is_refused_in_one_line_and_runs_nothing(tmp_path):
+    root = write_fake_cifar(tmp_path)
+    marker = tmp_path / "ran"
+    with open(root / "cifar-10-batches-py" / "data_batch_1", "wb") as f:
+        pickle.dump({"data": _RunsCode(marker), "labels": [0]}, f)
+    with pytest.raises(DataError) as e:
+        load_cifar10(root, download=False)
+    assert "data_batch_1 is not a CIFAR-10 batch: it asks to load posix.system" in str(e.value)
+    assert "\n" not in str(e.value) and not marker.exists()
+    pickle.loads(pickle.dumps(_RunsCode(marker)))  # the same payload, unrestricted: it runs
+    assert marker.exists()

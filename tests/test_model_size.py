@@ -9,7 +9,7 @@ import pytest
 
 import common
 import run_all
-from common.config import RECIPE_FROM, make_config, recipe_model
+from common.config import SAME_RECIPE, make_config, recipe_model
 from common.fits import analyse_joint, fit_joint, joint_leave_out, joint_refusal
 from common.grid import BASE_MODELS, MODEL_NOTEBOOK, Run, build_grid
 from common.models import MODELS, flops_per_image, parameter_count
@@ -115,7 +115,7 @@ def test_every_model_has_a_notebook_a_cost_and_a_recipe():
     costs = [Run("scratch", d, 0.5, 0).cost for d in DEPTHS]
     assert costs == sorted(costs) and costs[0] == 0.5
     assert all(recipe_model(m) in BASE_MODELS for m in MODELS)  # tuned, or inherited with why
-    assert all(why for _, why in RECIPE_FROM.values())
+    assert all(why for _, why in SAME_RECIPE.values())
     assert len(build_grid(["scratch", "pretrained"], None, [1 / 16, 0.5, 1.0], [0])) == 13
 
 

@@ -368,21 +368,19 @@ def test_parallel_jobs_give_the_same_metrics_as_one_job(grid, tmp_path_factory):
     assert a["history"] == b["history"] and a["test_acc"] == b["test_acc"]
 
 
-def test_report_only_reports_runs_made_elsewhere_and_trains_nothing(
+def test_direct_runs_need_no_notebook_and_report_only_reports_them(
     workdir, torch_home, no_network, monkeypatch
 ):
-    from common.grid import Run, run_config
-    from common.results import make_metrics, save_metrics
-    from tests.conftest import fake_result
-
-    run = Run("scratch", "resnet18", 1.0, 0)  # as benchmarks/direct_runs.py leaves it
-    cfg = run_config(run, workdir / "runs", profile="quick", data_dir=str(workdir / "data"), **TINY)
-    save_metrics(cfg.output_dir, make_metrics(cfg, fake_result(acc=0.61)))
+    args = ("--models", "resnet18", "--settings", "scratch", "--fractions", "1")
+    monkeypatch.setattr(run_all, "check_kernel", lambda k: pytest.fail("looked for a kernel"))
+    assert run_all.main(cli_args(workdir, *args, "--direct")) == 0  # trains in this process
+    run_dir = workdir / "runs" / "scratch" / "resnet18_data-100_seed0"
+    assert (run_dir / "metrics.json").exists() and not list(run_dir.glob("*.ipynb"))
+    monkeypatch.undo()
     monkeypatch.setattr(run_all, "dispatch", lambda *a: pytest.fail("trained in --report-only"))
-    args = ("--models", "resnet18", "--settings", "scratch", "--fractions", "1", "--report-only")
-    assert run_all.main(cli_args(workdir, *args)) == 0
+    assert run_all.main(cli_args(workdir, *args, "--report-only")) == 0
     summary = (workdir / "results" / "summary.md").read_text()
-    assert "| ResNet-18 | 100% | scratch | – |" in summary and "61.00" in summary
+    assert "| ResNet-18 | 100% | scratch | – |" in summary
     assert (workdir / "images" / "from-scratch" / "resnet18_acc_100.png").exists()
 
 
