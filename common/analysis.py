@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .config import make_config
 from .fits import (
     Curve,
     Joint,
@@ -76,6 +77,7 @@ class Line:
     seeds: list[int]
     curve: Curve | None  # None below 3 sizes (AICc has nothing to choose between)
     check: dict[str, Any] | None  # fits.extrapolate's record
+    suggested: list[float]  # fractions that would test the curve's form (see `suggest_fractions`)
 
 
 @dataclass(frozen=True)
@@ -106,10 +108,10 @@ class Analysis:
     rows: list[Condition]  # every configuration's cells, labelled by what differs
     others: list[Condition]  # the cells of configurations other than the latest
     recipe: Variant  # how the latest runs differ from today's recipe (() for today's)
+    today: dict[str, Any]  # today's recipe for the first latest run, where `recipe` differs
     comparisons: list[Comparison]
     lines: list[Line]
     joints: list[JointCheck]
-    budget_checked: bool  # a twice-the-budget run exists for some cell
     quick_images: list[int] = field(default_factory=list)  # images each quick run trained on
 
     @property
@@ -117,6 +119,11 @@ class Analysis:
         """The family Holm's correction runs over, named."""
         n = sum(c.p is not None for c in self.comparisons)
         return f"the {n} test{'s' * (n != 1)} of test accuracy this report makes"
+
+    @property
+    def budget(self) -> list[Comparison]:
+        """The twice-the-budget comparisons: empty when no cell has such runs (not checked)."""
+        return [c for c in self.comparisons if c.kind == "budget"]
 
 
 def _compare(kind: str, first: Condition, second: Condition) -> Comparison:
@@ -200,9 +207,19 @@ def _lines(runs: list[dict[str, Any]]) -> list[Line]:
                     seeds,
                     analyse(n, err, seeds) if sizes >= 3 else None,
                     extrapolate(n, err, seeds),
+                    suggest_fractions([r["data_fraction"] for r in mine]),
                 )
             )
     return out
+
+
+def suggest_fractions(fractions: list[float], sizes: int = 5) -> list[float]:
+    """At least `sizes` data fractions, halving down from 100% through the ones already run,
+    so that a 3-parameter curve has sizes left over to be tested on."""
+    wanted = set(fractions) | {2.0**-k for k in range(int(np.ceil(-np.log2(min(fractions)))) + 1)}
+    while len(wanted) < sizes:
+        wanted.add(min(wanted) / 2)
+    return sorted(wanted)
 
 
 def _joints(runs: list[dict[str, Any]]) -> list[JointCheck]:
@@ -255,12 +272,18 @@ def build(collected: list[dict[str, Any]], profile: str) -> Analysis:
         rows=rows,
         others=others,
         recipe=cells[0].variant if cells else (),
+        today=_today(latest[0]) if cells and cells[0].variant else {},
         comparisons=comparisons,
         lines=[] if quick else _lines(plotted),
         joints=[] if quick else _joints(plotted),
-        budget_checked=any(c.kind == "budget" for c in comparisons),
         quick_images=images if quick else [],
     )
+
+
+def _today(run: dict[str, Any]) -> dict[str, Any]:
+    """Today's recipe for `run`'s cell, to set beside the recipe its configuration records."""
+    today = make_config(run["model"], run["data_fraction"], run["pretrained"], 0, run["profile"])
+    return today.training_key()
 
 
 OVERLAP_SLACK = 2.0  # seconds two runs' records may overlap and still be one after the other

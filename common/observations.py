@@ -1,15 +1,29 @@
 """What the analysis record says in words and tables: the extrapolation checks (over data
 size, and of the joint fit over data and model size) and the observations, each claim with its
-test and p-value. Everything here renders an `analysis.Analysis`; nothing is computed again."""
+test and p-value, and the Markdown table helper the report shares. Everything here renders an
+`analysis.Analysis`; nothing is computed again."""
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Iterable, Sequence
 
 from .analysis import AXES, Analysis, Comparison, JointCheck, Line
 from .data import fraction_title
-from .fits import FLAT, PURE, Curve, exponent
+from .fits import FLAT, PURE, exponent
 from .results import MODEL_TITLES, SETTING_TITLES, Condition
+
+INSIDE = {None: "–", True: "yes", False: "no"}  # measured inside the interval? (None: none)
+
+
+def table(head: str, rows: Iterable[Sequence[object]]) -> str:
+    """A Markdown table: `head` names the columns, '|' between them, a trailing ':' marking
+    one right-aligned; one row per sequence of cells."""
+    names = head.split("|")
+    lines = [
+        "| " + " | ".join(name.rstrip(":") for name in names) + " |",
+        "|" + "".join("---:|" if name.endswith(":") else "---|" for name in names),
+    ]
+    return "\n".join(lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows]) + "\n"
 
 
 def pct(value: float) -> str:
@@ -18,6 +32,11 @@ def pct(value: float) -> str:
 
 def _span(bounds: tuple[float, float] | None, fmt=pct) -> str:
     return f"{fmt(bounds[0])}–{fmt(bounds[1])}" if bounds else "too few seeds: none"
+
+
+def _estimate(value: float, bounds: tuple[float, float] | None, fmt=exponent) -> str:
+    """'0.57 (0.45–0.69)': a fitted value with its 95% interval over seeds."""
+    return f"{fmt(value)} ({_span(bounds, fmt)})"
 
 
 def millions(count: float) -> str:
@@ -29,28 +48,23 @@ def extrapolation_table(a: Analysis) -> str:
     with the prediction's 95% interval over seeds; for quick runs, why there is none."""
     if a.quick:
         return "Quick runs measure no data effect, so nothing is fitted (see the observations).\n"
-    rows = [
-        "| model | setting | fit on (training images) | curve (AICc) | largest n "
-        "| predicted error % | 95% interval % (how) | measured error % | measured inside? |",
-        "|---|---|---|---|---:|---:|---:|---:|---|",
-    ]
+    rows = []
     for line in a.lines:
-        check = line.check
-        head = f"| {MODEL_TITLES[line.model]} | {SETTING_TITLES[line.setting]} "
+        check, head = line.check, [MODEL_TITLES[line.model], SETTING_TITLES[line.setting]]
         if check is None:
-            rows.append(head + "| needs 3+ data sizes | – | – | – | – | – | – |")
+            rows.append([*head, "needs 3+ data sizes", *["–"] * 6])
             continue
-        bounds = check["interval"]
-        inside = (
-            "–" if not bounds else "yes" if bounds[0] <= check["measured"] <= bounds[1] else "no"
-        )
+        bounds, measured = check["interval"], check["measured"]
+        inside = None if not bounds else bounds[0] <= measured <= bounds[1]
         how = f" ({check['how']})" if bounds else ""
-        rows.append(
-            head + f"| {', '.join(f'{s:,}' for s in check['fit_on'])} | {check['chosen']} "
-            f"| {check['n']:,} | {pct(check['predicted'])} | {_span(bounds)}{how} "
-            f"| {pct(check['measured'])} | {inside} |"
-        )
-    return "\n".join(rows) + "\n"
+        fit_on = ", ".join(f"{s:,}" for s in check["fit_on"])
+        rows.append([*head, fit_on, check["chosen"], f"{check['n']:,}", pct(check["predicted"])])
+        rows[-1] += [_span(bounds) + how, pct(measured), INSIDE[inside]]
+    return table(
+        "model|setting|fit on (training images)|curve (AICc)|largest n:|predicted error %:"
+        "|95% interval % (how):|measured error %:|measured inside?",
+        rows,
+    )
 
 
 def _left_out_name(check: JointCheck, axis: str, value: int) -> str:
@@ -67,143 +81,106 @@ def joint_table(a: Analysis) -> str:
         return "Quick runs measure no model-size effect, so nothing is fitted.\n"
     if not a.joints:
         return "No setting has runs of two or more models at two or more sizes: no joint fit.\n"
-    fits = ["| setting | runs | joint fit | alpha | beta | c % |", "|---|---:|---|---|---|---|"]
-    cells = [
-        "| setting | fitted without | left-out cell | predicted error % | 95% interval % "
-        "| measured error % | measured inside? |",
-        "|---|---|---|---:|---:|---:|---|",
-    ]
+    fits, cells = [], []
     for check in a.joints:
-        head = f"| {SETTING_TITLES[check.setting]} "
+        head = [SETTING_TITLES[check.setting]]
         if check.refused:
-            fits.append(head + f"| {check.runs} | not tested: {check.refused} | – | – | – |")
+            fits.append([*head, check.runs, f"not tested: {check.refused}", "–", "–", "–"])
             continue
         j = check.fit
-        fits.append(
-            head + f"| {check.runs} | {j.fit.describe()} "
-            f"| {exponent(j.fit.alpha)} ({_span(j.alpha, exponent)}) "
-            f"| {exponent(j.fit.beta)} ({_span(j.beta, exponent)}) "
-            f"| {pct(j.fit.c)} ({_span(j.c)}) |"
-        )
+        exponents = [_estimate(j.fit.alpha, j.alpha), _estimate(j.fit.beta, j.beta)]
+        fits.append([*head, check.runs, j.fit.describe(), *exponents, _estimate(j.fit.c, j.c, pct)])
         for axis, result in check.left_out.items():
             name = _left_out_name(check, axis, result["left_out"])
             if not result["tested"]:
-                cells.append(head + f"| {name} | not tested: {result['reason']} | – | – | – | – |")
-                continue
-            for cell in result["cells"]:
-                inside = {None: "–", True: "yes", False: "no"}[cell["inside"]]
-                cells.append(
-                    head + f"| {name} | {check.models[cell['m']]} at {cell['n']:,} images "
-                    f"| {pct(cell['predicted'])} | {_span(cell['interval'])} "
-                    f"| {pct(cell['measured'])} | {inside} |"
-                )
-    return "\n".join(fits) + "\n\n" + "\n".join(cells) + "\n"
+                cells.append([*head, name, f"not tested: {result['reason']}", *["–"] * 4])
+            for c in result.get("cells", []):
+                where = f"{check.models[c['m']]} at {c['n']:,} images"
+                cells.append([*head, name, where, pct(c["predicted"]), _span(c["interval"])])
+                cells[-1] += [pct(c["measured"]), INSIDE[c["inside"]]]
+    return (
+        table("setting|runs:|joint fit|alpha|beta|c %", fits)
+        + "\n"
+        + table(
+            "setting|fitted without|left-out cell|predicted error %:|95% interval %:"
+            "|measured error %:|measured inside?",
+            cells,
+        )
+    )
 
 
 def _joint_bullet(check: JointCheck) -> str:
     """The joint fit in words: the curve, its exponents with intervals, and the two checks."""
     counts = sorted(check.models)
-    head = (
+    text = (
         f"Joint fit over data and model size, {SETTING_TITLES[check.setting]} (Rosenfeld et "
         "al. 2020's e(m, n) = a · n^-alpha + b · m^-beta + c; "
         f"{check.runs} runs, {len(counts)} models of {millions(counts[0])}–"
-        f"{millions(counts[-1])} parameters at {len(check.sizes)} training-set sizes)"
+        f"{millions(counts[-1])} parameters at {len(check.sizes)} training-set sizes): "
     )
     if check.refused:
-        return f"{head}: not tested: {check.refused}."
+        return f"{text}not tested: {check.refused}."
     j = check.fit
-    text = f"{head}: {j.fit.describe()}"
+    text += j.fit.describe()
     if j.how:
-        text += (
-            f", alpha {exponent(j.fit.alpha)} ({_span(j.alpha, exponent)}), beta "
-            f"{exponent(j.fit.beta)} ({_span(j.beta, exponent)}) (95%, {j.how})"
-        )
+        text += f", alpha {_estimate(j.fit.alpha, j.alpha)}, beta {_estimate(j.fit.beta, j.beta)}"
+        text += f" (95%, {j.how})"
     for axis, result in check.left_out.items():
-        name = _left_out_name(check, axis, result["left_out"])
-        if not result["tested"]:
-            text += f"; fitted without {AXES[axis]} ({name}): not tested, {result['reason']}"
-            continue
-        inside = [c["inside"] for c in result["cells"]]
-        verdict = (
-            "no interval (too few seeds)"
+        text += f"; fitted without {AXES[axis]} ({_left_out_name(check, axis, result['left_out'])})"
+        inside = [c["inside"] for c in result.get("cells", [])]
+        text += (
+            f": not tested, {result['reason']}"
+            if not result["tested"]
+            else ": no interval (too few seeds)"
             if None in inside
-            else f"{sum(inside)} of {len(inside)} left-out cells measured inside the 95% interval"
+            else f": {sum(inside)} of {len(inside)} left-out cells measured inside the 95% interval"
         )
-        text += f"; fitted without {AXES[axis]} ({name}): {verdict}"
     return text + "."
 
 
 def _acc(cell: Condition) -> str:
     mean, sd, n = cell.stat("test_acc")
-    return f"{100 * mean:.2f} ± {100 * sd:.2f}% (n={n})" if n > 1 else f"{100 * mean:.2f}% (n=1)"
-
-
-def _where(cell: Condition) -> str:
-    return f"{fraction_title(cell.fraction)} of the data ({cell.runs[0]['train_images']:,} images)"
+    return f"{pct(mean)} ± {pct(sd)}% (n={n})" if n > 1 else f"{pct(mean)}% (n=1)"
 
 
 def stated_test(c: Comparison, family: str) -> str:
     """The test behind a comparison: its name, p, and Holm's p across `family`."""
     if not c.test:
         return f"not tested ({c.why_untested})"
-    n = len(c.first.runs)
-    verdict = "a difference beyond seed noise" if c.holds else "not a clear difference"
-    sign = "<" if c.holds else "≥"
+    verdict = (
+        "< 0.05, a difference beyond seed noise" if c.holds else "≥ 0.05, not a clear difference"
+    )
     return (
-        f"{c.test} over {n} seeds: p = {c.p:.2g}, Holm-adjusted over {family} p = "
-        f"{c.p_holm:.2g} {sign} 0.05, {verdict}"
+        f"{c.test} over {len(c.first.runs)} seeds: p = {c.p:.2g}, Holm-adjusted over {family} "
+        f"p = {c.p_holm:.2g} {verdict}"
     )
 
 
 def _comparison_bullet(c: Comparison, family: str) -> str:
     """One comparison in words, with its test."""
-    first, second = c.first, c.second
-    title = SETTING_TITLES[first.setting]
-    if c.kind == "model":
-        head = f"{title[0].upper()}{title[1:]}, {_where(first)}: "
-        names = MODEL_TITLES[first.model], MODEL_TITLES[second.model]
-    elif c.kind == "pretraining":
-        head = f"{MODEL_TITLES[first.model]}, {_where(first)}: "
-        names = "fine-tuned", "from scratch"
-    else:
-        head = f"{MODEL_TITLES[first.model]} {title}, {_where(first)}: "
-        names = "twice the epochs", "the recipe's epochs"
-    both = f"({names[0]} {_acc(first)}, {names[1]} {_acc(second)})"
+    title, model = SETTING_TITLES[c.first.setting], MODEL_TITLES[c.first.model]
+    head, names = {
+        "model": (title[0].upper() + title[1:], (model, MODEL_TITLES[c.second.model])),
+        "pretraining": (model, ("fine-tuned", "from scratch")),
+        "budget": (f"{model} {title}", ("twice the epochs", "the recipe's epochs")),
+    }[c.kind]
+    head += f", {fraction_title(c.first.fraction)} of the data "
+    head += f"({c.first.runs[0]['train_images']:,} images): {names[0]}"
+    both = f"({names[0]} {_acc(c.first)}, {names[1]} {_acc(c.second)})"
     if c.why_untested == "different ImageNet weights":
         return (
-            f"{head}{names[0]} and {names[1]} started from different ImageNet weights {both}: "
-            "the difference mixes model size with the pretraining recipe, so it is not compared."
+            f"{head} and {names[1]} started from different ImageNet weights {both}: the "
+            "difference mixes model size with the pretraining recipe, so it is not compared."
         )
-    return f"{head}{names[0]} minus {names[1]} is {100 * c.diff:+.2f} points {both}; " + (
-        f"{stated_test(c, family)}."
+    return (
+        f"{head} minus {names[1]} is {100 * c.diff:+.2f} points {both}; {stated_test(c, family)}."
     )
 
 
-def _curve_text(curve: Curve, big: int) -> str:
-    """The fitted curve, b, e_N and β_N with their 95% intervals over seeds."""
-    e_n = f"Hoiem et al.'s e_N = {pct(curve.e_n)}% at N = {big:,}"
-    beta = f"β_N = {pct(curve.beta_n)} points of error per doubling of the data at N"
-    if not curve.how:
-        return f"{curve.fit.describe()}; {e_n}; {beta}; too few seeds at some size for intervals"
-    e_n += f" (95% {curve.how}: {_span(curve.e_n_interval)}%)"
-    if curve.chosen == FLAT:
-        return f"{curve.fit.describe()}; {e_n}"
-    b = f"b = {exponent(curve.fit.b)} ({_span(curve.b, exponent)})"
-    return f"{curve.fit.describe()}, {b}; {e_n}; {beta} ({_span(curve.beta_n_interval)})"
-
-
-def suggest_fractions(fractions: list[float], sizes: int = 5) -> str:
-    """A --fractions value with at least `sizes` sizes, halving down from 100% through the
-    ones already run, so that a 3-parameter curve has sizes left over to be tested on."""
-    wanted = set(fractions) | {2.0**-k for k in range(int(np.ceil(-np.log2(min(fractions)))) + 1)}
-    while len(wanted) < sizes:
-        wanted.add(min(wanted) / 2)
-    return ",".join(fraction_title(f) for f in sorted(wanted))
-
-
 def _curve_bullet(line: Line) -> str:
-    curve = line.curve
-    sizes = curve.sizes
+    """A learning curve in words: AICc's choice, the fit, b, e_N and β_N with their 95%
+    intervals over seeds, and what three sizes cannot test."""
+    curve, sizes = line.curve, line.curve.sizes
     scores = ", ".join(f"{name} {value:.1f}" for name, value in curve.aic.items())
     text = (
         f"{MODEL_TITLES[line.model]} {SETTING_TITLES[line.setting]} ({curve.runs} runs at "
@@ -212,14 +189,26 @@ def _curve_bullet(line: Line) -> str:
     )
     if curve.chosen == FLAT:
         text += ", so these runs show no fall of test error with more training images"
-    kept = "reported with its floor, which keeps b unbiased where the truth has one: "
-    text += f"; {kept if curve.chosen == PURE else ''}{_curve_text(curve, sizes[-1])}"
+    if curve.chosen == PURE:
+        text += "; reported with its floor, which keeps b unbiased where the truth has one: "
+    else:
+        text += "; "
+    e_n = f"Hoiem et al.'s e_N = {pct(curve.e_n)}% at N = {sizes[-1]:,}"
+    beta = f"β_N = {pct(curve.beta_n)} points of error per doubling of the data at N"
+    if not curve.how:
+        text += f"{curve.fit.describe()}; {e_n}; {beta}; too few seeds at some size for intervals"
+    elif curve.chosen == FLAT:
+        text += f"{curve.fit.describe()}; {e_n} (95% {curve.how}: {_span(curve.e_n_interval)}%)"
+    else:
+        text += f"{curve.fit.describe()}, b = {_estimate(curve.fit.b, curve.b)}; {e_n} (95% "
+        text += f"{curve.how}: {_span(curve.e_n_interval)}%); {beta} "
+        text += f"({_span(curve.beta_n_interval)})"
     if curve.exact:
         text += (
             f". With {len(sizes)} sizes the 3-parameter curve passes through the mean at every "
             "size: AICc then weighs the seeds' spread only, the floor c has no support of its "
-            "own, and the power-law form is not tested; "
-            f"`--fractions {suggest_fractions(line.fractions)}` would test it"
+            "own, and the power-law form is not tested; `--fractions "
+            f"{','.join(map(fraction_title, line.suggested))}` would test it"
         )
     return text + "."
 
@@ -245,18 +234,17 @@ def quick_note(a: Analysis) -> str:
 
 def budget_bullet(a: Analysis) -> str:
     """Whether the runs are budget-bound: only a twice-the-budget run can say so."""
-    if a.budget_checked:
-        bound = [c for c in a.comparisons if c.kind == "budget" and c.holds and c.diff > 0]
-        n = sum(c.kind == "budget" for c in a.comparisons)
+    if not a.budget:
         return (
-            f"Budget: {len(bound)} of the {n} cells with twice-the-budget runs in this folder "
-            "score higher with twice the epochs by the tests above (budget-bound); the others "
-            "show no clear gain."
+            "Budget-bound: not checked. Only runs with twice the epochs can show that more "
+            "training would raise these numbers (a best validation epoch at the last one is "
+            "what a schedule ending at lr 0 gives anyway); this folder has none."
         )
+    bound = sum(c.holds and c.diff > 0 for c in a.budget)
     return (
-        "Budget-bound: not checked. Only runs with twice the epochs can show that more "
-        "training would raise these numbers (a best validation epoch at the last one is what "
-        "a schedule ending at lr 0 gives anyway); this folder has none."
+        f"Budget: {bound} of the {len(a.budget)} cells with twice-the-budget runs in this folder "
+        "score higher with twice the epochs by the tests above (budget-bound); the others show "
+        "no clear gain."
     )
 
 

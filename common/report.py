@@ -13,12 +13,12 @@ from pathlib import Path
 
 from . import analysis
 from .analysis import Analysis, busy_time, grid_time, shared_device
-from .config import DEVIATIONS, SAME_RECIPE, SETTINGS, make_config, recipe_model
+from .config import DEVIATIONS, SAME_RECIPE, SETTINGS, recipe_model
 from .data import fraction_title
 from .files import write_text
 from .fits import AXIS_SIZES
 from .grid import BASE_MODELS, SEED_FRACTIONS
-from .observations import extrapolation_table, joint_table, observations
+from .observations import extrapolation_table, joint_table, observations, table
 from .plots import SETTING_DIRS, curve_path, save_curves
 from .results import MODEL_TITLES, SETTING_TITLES, STARTING_POINT, Condition, collect, weights_title
 
@@ -26,6 +26,17 @@ README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 HEADLINE_START = "<!-- headline:start -->"  # the README's first screen: one compact table
 HEADLINE_END = "<!-- headline:end -->"
 ConditionKey = tuple[str, str, float]  # (setting, model, fraction)
+SUMMARY = "model|data|setting|weights|train images:|epochs:|best val acc %:|test acc %:|TTA"
+QUICK = (
+    " **Quick profile: short smoke runs on a CPU (few capped epochs, validation and test on "
+    "fixed subsets), not converged results.**"
+)
+DATA_ORIGINS = {  # results.data_origin's verdicts on the runs' data files
+    "original": "the original files (their MD5s match torchvision's)",
+    "re-encoded": "a re-encoded copy (its checksums differ from torchvision's MD5s of the original "
+    "files): accuracies are close to, not equal to, what the original files give",
+    "unknown": "files whose origin was not recorded",
+}
 
 
 @dataclass(frozen=True)
@@ -50,87 +61,14 @@ class Call:
     figures: list[Path] | None = None  # scaling figures this call drew (None: those on disk)
 
 
+def _count(n: int, noun: str) -> str:
+    """'1 run', '3 runs'."""
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
 def mean_sd(mean: float, sd: float, n: int) -> str:
     """A percentage, with its sd and count when there are several seeds: '52.00 ± 2.00 (n=3)'."""
     return f"{100 * mean:.2f}" + (f" ± {100 * sd:.2f} (n={n})" if n > 1 else "")
-
-
-def _where_list(keys: Iterable[ConditionKey]) -> str:
-    """'ResNet-18 at 1/16, 50%; ResNeXt50_32x4d at 100%'."""
-    by_model: dict[str, list[float]] = {}
-    for _, model, fraction in sorted(keys, key=lambda k: (list(MODEL_TITLES).index(k[1]), k[2])):
-        by_model.setdefault(model, []).append(fraction)
-    return "; ".join(
-        f"{MODEL_TITLES[m]} at {', '.join(map(fraction_title, fs))}" for m, fs in by_model.items()
-    )
-
-
-def weights_line(missing: dict[ConditionKey, NotProduced]) -> str:
-    """One line for every cell that needs ImageNet weights not found here; '' if none."""
-    cells = {k: v for k, v in missing.items() if v.weights}
-    if not cells:
-        return ""
-    files, n = ", ".join(sorted({v.weights for v in cells.values()})), len(cells)
-    return (
-        f"not produced: needs ImageNet weights: {n} pretrained {'cell' if n == 1 else 'cells'} "
-        f"({_where_list(cells)}) {'needs' if n == 1 else 'need'} {files}, not found on this "
-        "machine."
-    )
-
-
-def _start(key: ConditionKey, profile: str) -> str:
-    """The source notebooks' figure for a cell: beside full-profile rows only."""
-    value = STARTING_POINT.get(key) if profile == "full" else None
-    return f"{value}" if value else "–"
-
-
-def summary_table(
-    rows: list[Condition],
-    missing: dict[ConditionKey, NotProduced],
-    failed: dict[ConditionKey, dict[int, str]] | None = None,
-    profile: str = "full",
-) -> str:
-    """The Markdown summary: one row per cell and configuration, a row for each cell whose runs
-    all failed, and one line for the cells that need ImageNet weights not found here; the
-    starting-point column only for the full profile."""
-    failed, full = failed or {}, profile == "full"
-    lines = [
-        "| model | data | setting | weights | train images | epochs | best val acc % "
-        "| test acc % | TTA |" + (" starting point % |" if full else "") + " wall time / run |",
-        "|---|---|---|---|---:|---:|---:|---:|---|" + ("---:|" if full else "") + "---:|",
-    ]
-    order = {name: i for i, name in enumerate(MODEL_TITLES)}
-    out: list[tuple[tuple, str]] = []
-    for c in rows:
-        key, first = (c.setting, c.model, c.fraction), c.runs[0]
-        epochs = "/".join(sorted({str(r["epochs"]) for r in c.runs}))
-        test_note = "" if first["test_images"] >= 10_000 else f" ({first['test_images']:,} imgs)"
-        out.append(
-            (
-                (c.setting != "scratch", order[c.model], c.fraction, str(c.variant)),
-                f"| {MODEL_TITLES[c.model]} | {fraction_title(c.fraction)} "
-                f"| {c.setting}{f' ({c.label})' if c.label else ''} | {weights_title(first)} "
-                f"| {first['train_images']:,} | {epochs} "
-                f"| {mean_sd(*c.stat('best_val_acc'))} | {seeds_cell(c, failed.get(key, {}))}"
-                f"{test_note} | {'/'.join(sorted({r['test_tta'] for r in c.runs}))} |"
-                + (f" {_start(key, profile)} |" if full else "")
-                + f" {c.stat('wall_time_s')[0]:.0f} s |",
-            )
-        )
-    for key, why in missing.items():
-        if why.failed:
-            out.append(
-                (
-                    (key[0] != "scratch", order[key[1]], key[2], ""),
-                    f"| {MODEL_TITLES[key[1]]} | {fraction_title(key[2])} | {key[0]} | – | – "
-                    f"| – | not produced | not produced: failed: {why.failed} | – |"
-                    + (f" {_start(key, profile)} |" if full else "")
-                    + " – |",
-                )
-            )
-    table = "\n".join(lines + [r for _, r in sorted(out, key=lambda r: r[0])]) + "\n"
-    line = weights_line(missing)
-    return table + (f"\n- {line}\n" if line else "")
 
 
 def seeds_cell(cell: Condition, failed: dict[int, str]) -> str:
@@ -141,6 +79,65 @@ def seeds_cell(cell: Condition, failed: dict[int, str]) -> str:
     why = "; ".join(f"seed {seed} failed: {reason}" for seed, reason in sorted(failed.items()))
     spread = f" ± {100 * sd:.2f}" if n > 1 else ""
     return f"{100 * mean:.2f}{spread} (n = {n} of {n + len(failed)}: {why})"
+
+
+def weights_line(missing: dict[ConditionKey, NotProduced]) -> str:
+    """One line for every cell that needs ImageNet weights not found here; '' if none."""
+    cells = sorted((k for k, v in missing.items() if v.weights), key=_order)
+    if not cells:
+        return ""
+    by_model: dict[str, list[str]] = {}
+    for _, model, fraction in cells:
+        by_model.setdefault(MODEL_TITLES[model], []).append(fraction_title(fraction))
+    where = "; ".join(f"{model} at {', '.join(sizes)}" for model, sizes in by_model.items())
+    files, n = ", ".join(sorted({missing[k].weights for k in cells})), len(cells)
+    return (
+        f"not produced: needs ImageNet weights: {_count(n, 'pretrained cell')} ({where}) "
+        f"{'needs' if n == 1 else 'need'} {files}, not found on this machine."
+    )
+
+
+def _order(key: ConditionKey) -> tuple:
+    """Scratch before fine-tuned, then the models as MODEL_TITLES lists them, then the size."""
+    return key[0] != "scratch", list(MODEL_TITLES).index(key[1]), key[2]
+
+
+def summary_table(
+    rows: list[Condition],
+    missing: dict[ConditionKey, NotProduced],
+    failed: dict[ConditionKey, dict[int, str]] | None = None,
+    profile: str = "full",
+) -> str:
+    """The Markdown summary: one row per cell and configuration, a row for each cell whose runs
+    all failed, and one line for the cells that need ImageNet weights not found here; the
+    source notebooks' starting-point column only for the full profile."""
+    failed, full, out = failed or {}, profile == "full", []
+    for c in rows:
+        key, first = (c.setting, c.model, c.fraction), c.runs[0]
+        test = "" if first["test_images"] >= 10_000 else f" ({first['test_images']:,} imgs)"
+        label = f"{c.setting} ({c.label})" if c.label else c.setting
+        epochs = "/".join(sorted({str(r["epochs"]) for r in c.runs}))
+        cells = [MODEL_TITLES[c.model], fraction_title(c.fraction), label, weights_title(first)]
+        cells += [f"{first['train_images']:,}", epochs, mean_sd(*c.stat("best_val_acc"))]
+        cells += [
+            seeds_cell(c, failed.get(key, {})) + test,
+            "/".join(sorted({r["test_tta"] for r in c.runs})),
+        ]
+        out.append(
+            (_order(key) + (str(c.variant),), key, cells, f"{c.stat('wall_time_s')[0]:.0f} s")
+        )
+    for key, why in missing.items():
+        if why.failed:
+            cells = [MODEL_TITLES[key[1]], fraction_title(key[2]), key[0], "–", "–", "–"]
+            cells += ["not produced", f"not produced: failed: {why.failed}", "–"]
+            out.append((_order(key) + ("",), key, cells, "–"))
+    start = (lambda key: [str(STARTING_POINT.get(key) or "–")]) if full else (lambda key: [])
+    rows_md = [
+        cells + start(key) + [wall] for _, key, cells, wall in sorted(out, key=lambda r: r[0])
+    ]
+    head = SUMMARY + ("|starting point %:" if full else "") + "|wall time / run:"
+    line = weights_line(missing)
+    return table(head, rows_md) + (f"\n- {line}\n" if line else "")
 
 
 def duration(seconds: float) -> str:
@@ -160,39 +157,35 @@ def grid_time_line(cells: list[Condition], elapsed: float | None = None, trained
     runs = [r for c in cells for r in c.runs]
     if not runs:
         return ""
-    n = len(runs)
-    if elapsed is not None:
-        out = [
-            f"Grid time: the call that trained {trained} of the {n} runs above took "
-            f"{duration(elapsed)} from its start to this report, measured (its imports and "
-            "checks, the notebooks' start-up and the scaling figures included)."
-        ]
-    else:
-        which = "the run above" if n == 1 else f"the {n} runs above"
-        out = [
-            f"Grid time: {which} trained for {duration(busy_time(runs))}, the time during "
-            "which at least one of them was training, from their recorded start and end."
-        ]
-    shared = shared_device(runs)
+    n, shared = len(runs), shared_device(runs)
     alone = [r["wall_time_s"] for r, s in zip(runs, shared, strict=True) if not s]
+    out = [
+        f"Grid time: the call that trained {trained} of the {n} runs above took "
+        f"{duration(elapsed)} from its start to this report, measured (its imports and "
+        "checks, the notebooks' start-up and the scaling figures included)."
+        if elapsed is not None
+        else f"Grid time: {'the run' if n == 1 else f'the {n} runs'} above trained for "
+        f"{duration(busy_time(runs))}, the time during which at least one of them was "
+        "training, from their recorded start and end."
+    ]
     if sum(shared):
         out.append(
             f"{sum(shared)} of them shared their device with another run at the same time, so "
             "their wall times are stretched: they are left out of the sums below."
         )
     if alone:
-        one = duration(sum(alone))
         which = (
-            "the run that had its device to itself"
+            "run that had its device to itself"
             if len(alone) == 1
-            else (f"the {len(alone)} runs that had their device to themselves")
+            else f"{len(alone)} runs that had their device to themselves"
         )
-        out.append(f"On one device, {which} trained for {one} in all (start-up excluded)")
-        more, seen = [], one
-        for k in (2, 4, 8):
-            if (text := duration(grid_time(alone, k))) != seen:
-                more.append(f"{k} devices {text}")
-                seen = text
+        times = [duration(sum(alone))] + [duration(grid_time(alone, k)) for k in (2, 4, 8)]
+        more = [
+            f"{k} devices {t}"
+            for k, t, s in zip((2, 4, 8), times[1:], times[:-1], strict=True)
+            if t != s
+        ]
+        out.append(f"On one device, the {which} trained for {times[0]} in all (start-up excluded)")
         out[-1] += (
             "; on several devices like it, estimated from those times (each run to the first "
             f"free device, longest first): {', '.join(more)}."
@@ -213,65 +206,29 @@ def replace_between(text: str, block: str, start: str, end: str) -> str:
 def _curve_tables(a: Analysis, images: Path, base: Path, missing: dict) -> str:
     """Per setting and metric, models by rows and sizes by columns; a setting none of whose
     cells ran is one line."""
-    have = {(c.setting, c.model, c.fraction) for c in a.drawn}
-    out = []
+    have, out = {(c.setting, c.model, c.fraction) for c in a.drawn}, []
     for setting in SETTING_DIRS:
         keys = {k for k in have | set(missing) if k[0] == setting}
-        models = [m for m in MODEL_TITLES if m in BASE_MODELS or any(k[1] == m for k in keys)]
-        fractions = sorted(set(SEED_FRACTIONS) | {k[2] for k in keys if k in have})
-        title = SETTING_TITLES[setting]
-        out.append(f"#### {title[0].upper()}{title[1:]}\n")
-        if not any(k[0] == setting for k in have):
+        out.append(f"#### {SETTING_TITLES[setting][0].upper()}{SETTING_TITLES[setting][1:]}\n")
+        if not keys & have:
             out.append("Not produced (see the summary table).\n" if keys else "No runs yet.\n")
             continue
+        models = [m for m in MODEL_TITLES if m in BASE_MODELS or any(k[1] == m for k in keys)]
+        fractions = sorted(set(SEED_FRACTIONS) | {k[2] for k in keys & have})
         for metric, word in (("acc", "Accuracy"), ("loss", "Loss")):
-            out.append(f"| {word} | " + " | ".join(map(fraction_title, fractions)) + " |")
-            out.append("|---|" + "---|" * len(fractions))
-            for model in models:
-                row = []
-                for f in fractions:
-                    key = (setting, model, f)
-                    path = os.path.relpath(curve_path(images, *key, metric), base)
-                    row.append(
-                        f"![{model} {metric} {fraction_title(f)}]({path})"
-                        if key in have
-                        else "not produced: " + ("failed" if missing[key].failed else "no weights")
-                        if key in missing
-                        else "–"
-                    )
-                out.append(f"| {MODEL_TITLES[model]} | " + " | ".join(row) + " |")
-            out.append("")
+            cell = {
+                k: "not produced: " + ("failed" if v.failed else "no weights")
+                for k, v in missing.items()
+            }
+            for k in keys & have:
+                path = os.path.relpath(curve_path(images, *k, metric), base)
+                cell[k] = f"![{k[1]} {metric} {fraction_title(k[2])}]({path})"
+            rows = [
+                [MODEL_TITLES[m], *(cell.get((setting, m, f), "–") for f in fractions)]
+                for m in models
+            ]
+            out.append(table("|".join([word, *map(fraction_title, fractions)]), rows))
     return "\n".join(out)
-
-
-def _header(a: Analysis, command: str) -> str:
-    """Who made these numbers: the command, date, profile, hardware, versions and data."""
-    runs = a.runs
-    hardware = "; ".join(sorted({r["hardware"] for r in runs})) or "none"
-    versions = "; ".join(
-        sorted({f"torch {r['torch']}, torchvision {r['torchvision']}" for r in runs})
-    )
-    quick = (
-        " **Quick profile: short smoke runs on a CPU (few capped epochs, validation and test "
-        "on fixed subsets), not converged results.**"
-        if a.quick
-        else ""
-    )
-    return (
-        f"_Generated by `{command}` on {time.strftime('%Y-%m-%d')}: profile `{a.profile}`, "
-        f"hardware {hardware}, {versions or '–'}._{quick}\n\nData: CIFAR-10 from "
-        f"{data_title(runs)}.\n\n{recipe_line(a)}\n"
-    )
-
-
-DATA_ORIGINS = {
-    "original": "the original files (their MD5s match torchvision's)",
-    "re-encoded": (
-        "a re-encoded copy (its checksums differ from torchvision's MD5s of the original "
-        "files): accuracies are close to, not equal to, what the original files give"
-    ),
-    "unknown": "files whose origin was not recorded",
-}
 
 
 def data_title(runs: list[dict]) -> str:
@@ -279,11 +236,9 @@ def data_title(runs: list[dict]) -> str:
     folders = sorted({r["config"]["data_dir"] for r in runs})
     if not folders:
         return "–"
-    names = [
-        f"`{f}/`" if not f.startswith("..") else "a folder outside the repository" for f in folders
-    ]
-    origins = sorted({r["data"] for r in runs})
-    return f"{', '.join(names)}: " + "; ".join(DATA_ORIGINS[o] for o in origins)
+    outside = "a folder outside the repository"
+    names = ", ".join(outside if f.startswith("..") else f"`{f}/`" for f in folders)
+    return f"{names}: " + "; ".join(DATA_ORIGINS[o] for o in sorted({r["data"] for r in runs}))
 
 
 def recipe_line(a: Analysis) -> str:
@@ -292,13 +247,21 @@ def recipe_line(a: Analysis) -> str:
         return ""
     if not a.recipe:
         return "Recipe: today's (`common/config.py`, RECIPES), as the runs' configurations record."
-    r = a.runs[0]
-    today = make_config(r["model"], r["data_fraction"], r["pretrained"], 0, r["profile"])
-    now = today.training_key()
-    differs = ", ".join(f"{k} {v} (today {now.get(k)})" for k, v in a.recipe)
+    differs = ", ".join(f"{k} {v} (today {a.today.get(k)})" for k, v in a.recipe)
     return (
         "Recipe: **a former recipe**, as the runs' configurations record; it differs from "
         f"today's in {differs}. Today's recipe has not made these numbers."
+    )
+
+
+def _header(a: Analysis, command: str) -> str:
+    """Who made these numbers: the command, date, profile, hardware, versions, data, recipe."""
+    hardware = "; ".join(sorted({r["hardware"] for r in a.runs})) or "none"
+    versions = {f"torch {r['torch']}, torchvision {r['torchvision']}" for r in a.runs}
+    return (
+        f"_Generated by `{command}` on {time.strftime('%Y-%m-%d')}: profile `{a.profile}`, "
+        f"hardware {hardware}, {'; '.join(sorted(versions)) or '–'}._{QUICK if a.quick else ''}"
+        f"\n\nData: CIFAR-10 from {data_title(a.runs)}.\n\n{recipe_line(a)}\n"
     )
 
 
@@ -307,47 +270,38 @@ def headline(a: Analysis, missing: dict[ConditionKey, NotProduced]) -> str:
     (one row per set of ImageNet weights), the recipe, and the starting point (full only)."""
     keys = {(c.setting, c.model, c.fraction) for c in a.cells} | set(missing)
     hardware = "; ".join(sorted({r["hardware"] for r in a.runs})) or "none yet"
-    full = a.profile == "full"
-    lines = [
+    full, rows = a.profile == "full", []
+    for model, fraction in sorted({k[1:] for k in keys}, key=lambda k: _order(("", *k))):
+        cell = {s: [] for s in SETTINGS}
+        for c in a.cells:
+            if (c.model, c.fraction) == (model, fraction):
+                weights = f" ({weights_title(c.runs[0])})" if c.runs[0]["pretrained"] else ""
+                cell[c.setting].append(mean_sd(*c.stat("test_acc")) + weights)
+        for s in SETTINGS:
+            cell[s] = cell[s] or ["not produced" if (s, model, fraction) in missing else "–"]
+        start = [STARTING_POINT.get((s, model, fraction)) for s in SETTINGS]
+        first = [" / ".join(f"{v}" if v else "–" for v in start) if any(start) else "–"]
+        head = [MODEL_TITLES[model], fraction_title(fraction), cell["scratch"][0]]
+        rows += [head + [right] + (first if full else []) for right in cell["pretrained"]]
+    columns = "model|data|from scratch:|fine-tuned:"
+    return (
         f"Test accuracy %, mean ± sd over seeds; profile `{a.profile}`, {hardware}."
-        + ("" if full else " A pipeline check, not a result: see [Results](#results)."),
-        "",
-        recipe_line(a),
-        "",
-        "| model | data | from scratch | fine-tuned |"
-        + (" starting point (scratch / fine-tuned) |" if full else ""),
-        "|---|---|---:|---:|" + ("---:|" if full else ""),
-    ]
-    for model in MODEL_TITLES:
-        for fraction in sorted({k[2] for k in keys if k[1] == model}):
-            mine = [c for c in a.cells if (c.model, c.fraction) == (model, fraction)]
-            cell = {s: [_headline_cell(c) for c in mine if c.setting == s] for s in SETTINGS}
-            absent = ["not produced" if (s, model, fraction) in missing else "–" for s in SETTINGS]
-            start = [STARTING_POINT.get((s, model, fraction)) for s in SETTINGS]
-            first = " / ".join(f"{v}" if v else "–" for v in start) if any(start) else "–"
-            left = cell["scratch"][0] if cell["scratch"] else absent[0]
-            for right in cell["pretrained"] or absent[1:]:
-                row = f"| {MODEL_TITLES[model]} | {fraction_title(fraction)} | {left} | {right} |"
-                lines.append(row + (f" {first} |" if full else ""))
-    return "\n".join(lines) + "\n"
-
-
-def _headline_cell(cell: Condition) -> str:
-    weights = f" ({weights_title(cell.runs[0])})" if cell.runs[0]["pretrained"] else ""
-    return mean_sd(*cell.stat("test_acc")) + weights
+        + ("" if full else " A pipeline check, not a result: see [Results](#results).")
+        + f"\n\n{recipe_line(a)}\n\n"
+        + table(columns + ("|starting point (scratch / fine-tuned):" if full else ""), rows)
+    )
 
 
 def notes(a: Analysis, call: Call) -> list[str]:
-    """The lines under the table: remedies, other configurations, inherited recipes, runs of
-    other ImageNet weights, and where the recipes depart from their sources."""
+    """The lines under the table: remedies, other configurations, inherited recipes, and runs
+    of other ImageNet weights."""
     out = list(call.notes)
     if a.others:
         n, labels = sum(len(c.runs) for c in a.others), sorted({c.label for c in a.others})
         out.append(
-            f"{n} run{'s' * (n != 1)} of {len(labels)} other configuration"
-            f"{'s' * (len(labels) != 1)} ({'; '.join(labels)}) in this folder trained "
-            "differently from the latest runs: separate rows of the table, left out of the "
-            "curves, figures, fits and observations."
+            f"{_count(n, 'run')} of {_count(len(labels), 'other configuration')} "
+            f"({'; '.join(labels)}) in this folder trained differently from the latest runs: "
+            "separate rows of the table, left out of the curves, figures, fits and observations."
         )
     models = {c.model for c in a.cells}
     out += [
@@ -358,12 +312,11 @@ def notes(a: Analysis, call: Call) -> list[str]:
     ]
     if a.apart:
         which = sorted({f"{MODEL_TITLES[r['model']]} from {weights_title(r)}" for r in a.apart})
-        n = len(a.apart)
         out.append(
-            f"{n} fine-tuned run{'s' * (n != 1)} started from other ImageNet weights than the "
-            f"latest runs of {'their' if n != 1 else 'its'} model ({'; '.join(which)}): rows of "
-            "their own in the table and the headline, left out of the curves, figures, fits and "
-            "observations, which never pool two sets of weights."
+            f"{_count(len(a.apart), 'fine-tuned run')} started from other ImageNet weights than "
+            f"the latest runs of {'its' if len(a.apart) == 1 else 'their'} model "
+            f"({'; '.join(which)}): rows of their own in the table and the headline, left out "
+            "of the curves, figures, fits and observations, which never pool two sets of weights."
         )
     return out
 
@@ -401,22 +354,18 @@ def write_report(
     for cell in a.drawn:
         save_curves(cell.runs, images)
     missing = _missing(a, call)
-    table = summary_table(a.rows, missing, call.failed, profile)
-    table += "".join(f"\n- {note}" for note in notes(a, call)) + "\n"
+    rows = summary_table(a.rows, missing, call.failed, profile)
+    rows += "".join(f"\n- {note}" for note in notes(a, call)) + "\n"
     elapsed = time.perf_counter() - call.started if call.trained else None
-    table += f"\n{grid_time_line(a.cells, elapsed, call.trained)}" if a.cells else ""
-    header = _header(a, call.command)
-    summary = Path(results_dir) / "summary.md"
-    here = summary.resolve().parent
-    sized = model_size_section(a, images, here, call.figures)
-    scaled = _scaling_section(a, images, here, call.figures)
-    write_text(summary, f"# Summary\n\n{header}\n{table}\n{deviations()}\n{scaled}{sized}")
+    rows += f"\n{grid_time_line(a.cells, elapsed, call.trained)}" if a.cells else ""
+    header, summary = _header(a, call.command), Path(results_dir) / "summary.md"
+    scaled = _scaling(a, images, summary.resolve().parent, call.figures)
+    write_text(summary, f"# Summary\n\n{header}\n{rows}\n{deviations()}\n{scaled}")
     if not readme or keeps_full(Path(readme), profile):
         return summary
     readme, runs = Path(readme), len(a.runs) + sum(len(c.runs) for c in a.others)
     base, text = readme.resolve().parent, readme.read_text() if readme.exists() else ""
-    held = section_runs(text)
-    if held is not None and runs < held:
+    if (held := section_runs(text)) is not None and runs < held:
         print(
             f"{readme}: its results section held {held} runs and now shows {runs}: the "
             "earlier section is replaced (it is in version control)"
@@ -424,8 +373,7 @@ def write_report(
     block = (
         f"<!-- runs: {runs} -->\n{header}\n{deviations()}\n"
         f"### Curves\n\n{_curve_tables(a, images, base, missing)}\n"
-        f"### Summary table\n\n{table}\n{_scaling_section(a, images, base, call.figures)}"
-        f"{model_size_section(a, images, base, call.figures)}"
+        f"### Summary table\n\n{rows}\n{_scaling(a, images, base, call.figures)}"
     )
     text = replace_between(text, block, README_START, README_END)
     if HEADLINE_START in text and HEADLINE_END in text:
@@ -434,9 +382,10 @@ def write_report(
     return summary
 
 
-def _section(text: str) -> str | None:
+def _section(text: str) -> str:
+    """The README's results section ('' without one)."""
     if README_START not in text or README_END not in text:
-        return None
+        return ""
     return text.split(README_START, 1)[1].split(README_END, 1)[0]
 
 
@@ -448,16 +397,15 @@ def keeps_full(readme: Path, profile: str) -> bool:
 
 def section_profile(text: str) -> str | None:
     """The profile whose results the README's section shows, or None without one."""
-    found = re.search(r"profile `(\w+)`", _section(text) or "")
+    found = re.search(r"profile `(\w+)`", _section(text))
     return found.group(1) if found else None
 
 
 def section_runs(text: str) -> int | None:
     """How many runs the README's results section reports, or None without one."""
-    section = _section(text)
-    if section is None:
+    if README_START not in text or README_END not in text:
         return None
-    found = re.search(r"<!-- runs: (\d+) -->", section)
+    found = re.search(r"<!-- runs: (\d+) -->", _section(text))
     return int(found.group(1)) if found else 0
 
 
@@ -470,28 +418,23 @@ def figure_links(names: Iterable[str], images: Path, base: Path, drawn: list[Pat
     return " ".join(f"![{p.stem}]({os.path.relpath(p, base)})" for p in figures if p.exists())
 
 
-def _scaling_section(a: Analysis, images: Path, base: Path, drawn: list[Path] | None) -> str:
+def _scaling(a: Analysis, images: Path, base: Path, drawn: list[Path] | None) -> str:
     """The scaling figures (notebooks/scaling.ipynb's), the extrapolation check and the
-    observations."""
+    observations; with runs of AXIS_SIZES or more models, the model-size figure and the joint
+    fit with its leave-one-out checks."""
     links = figure_links(
         ("error_vs_data", "accuracy_vs_time", "pretrained_gap"), images, base, drawn
     )
-    bullets = "\n".join(f"- {line}" for line in observations(a))
-    return (
+    text = (
         f"### Scaling with data\n\n{links or '(figures not drawn yet)'}\n\nFit on the smaller "
-        f"sizes, predict the largest:\n\n{extrapolation_table(a)}\n"
-        f"### Observations (generated from the numbers above)\n\n{bullets}\n"
+        f"sizes, predict the largest:\n\n{extrapolation_table(a)}\n### Observations (generated "
+        "from the numbers above)\n\n" + "\n".join(f"- {line}" for line in observations(a)) + "\n"
     )
-
-
-def model_size_section(a: Analysis, images: Path, base: Path, drawn: list[Path] | None) -> str:
-    """With runs of AXIS_SIZES or more models: the model-size figure and the joint fit with its
-    leave-one-out checks; '' with fewer."""
     if len({r["model"] for r in a.plotted}) < AXIS_SIZES:
-        return ""
+        return text
     image = figure_links(["error_vs_parameters"], images, base, drawn) or "(figure not drawn yet)"
     return (
-        f"\n### Scaling with model size\n\n{image}\n\nThe joint fit over data and model size, "
-        "and fitted without the largest model or size, its prediction of what was left out:"
-        f"\n\n{joint_table(a)}"
+        f"{text}\n### Scaling with model size\n\n{image}\n\nThe joint fit over data and model "
+        "size, and fitted without the largest model or size, its prediction of what was left "
+        f"out:\n\n{joint_table(a)}"
     )
