@@ -1,8 +1,9 @@
 """The analysis record of a report: computed once from the loaded runs, frozen, and read by
 every renderer (the summary, the README's sections, the headline, the observations and the
-figures), none of which computes or tests anything again. It holds the cells, the comparisons
-with their tests (paired t where the runs pair by seed, Welch's t where not, Holm across the
-report's family), the fits with their checks, the budget check, and what was not produced."""
+figures), none of which computes or tests anything again. It holds the cells, the recipe they
+record beside today's, the comparisons with their tests (paired t where the runs pair by seed,
+Welch's t where not, Holm across the report's family), the fits with their checks, the budget
+check, what was not produced and why, and the grid-time helpers the report reads."""
 
 from __future__ import annotations
 
@@ -41,6 +42,15 @@ from .results import (
 ALPHA = 0.05  # the level of every test, after Holm's correction
 AXES = {"model": "the largest model", "size": "the largest training-set size"}
 Key = tuple[str, str, float]  # (setting, model, fraction)
+
+
+@dataclass(frozen=True)
+class NotProduced:
+    """Why a cell of the grid has no runs: its runs `failed` (the error), or they need the
+    ImageNet weights file `weights`, which was not found on this machine."""
+
+    failed: str = ""
+    weights: str = ""
 
 
 @dataclass(frozen=True)
@@ -113,6 +123,8 @@ class Analysis:
     lines: list[Line]
     joints: list[JointCheck]
     quick_images: list[int] = field(default_factory=list)  # images each quick run trained on
+    missing: dict[Key, NotProduced] = field(default_factory=dict)  # the cells without runs
+    failed: dict[Key, dict[int, str]] = field(default_factory=dict)  # seed -> why, per cell
 
     @property
     def family(self) -> str:
@@ -249,8 +261,26 @@ def _joints(runs: list[dict[str, Any]]) -> list[JointCheck]:
     return out
 
 
-def build(collected: list[dict[str, Any]], profile: str) -> Analysis:
-    """The record of one report, from the runs of `profile` (results.collect's)."""
+def _missing(
+    cells: list[Condition], missing: dict[Key, NotProduced], failed: dict[Key, dict[int, str]]
+) -> dict[Key, NotProduced]:
+    """The cells without runs: those the call could not run, and those whose seeds all failed."""
+    have = {(c.setting, c.model, c.fraction) for c in cells}
+    lost = {
+        k: NotProduced(failed="; ".join(f"seed {s}: {why}" for s, why in sorted(seeds.items())))
+        for k, seeds in failed.items()
+    }
+    return {k: v for k, v in (missing | lost).items() if k not in have}
+
+
+def build(
+    collected: list[dict[str, Any]],
+    profile: str,
+    missing: dict[Key, NotProduced] | None = None,
+    failed: dict[Key, dict[int, str]] | None = None,
+) -> Analysis:
+    """The record of one report, from the runs of `profile` (results.collect's), the cells
+    the call could not run (`missing`) and the seeds that failed (`failed`, seed -> why)."""
     latest, other_runs = split_configurations([upgrade(r) for r in collected])
     plotted, apart = split_weights(latest)
     cells, drawn = group_conditions(latest), group_conditions(plotted)
@@ -277,6 +307,8 @@ def build(collected: list[dict[str, Any]], profile: str) -> Analysis:
         lines=[] if quick else _lines(plotted),
         joints=[] if quick else _joints(plotted),
         quick_images=images if quick else [],
+        missing=_missing(cells, missing or {}, failed or {}),
+        failed=failed or {},
     )
 
 

@@ -35,12 +35,7 @@ def _span(bounds: tuple[float, float] | None, fmt=pct) -> str:
 
 
 def _estimate(value: float, bounds: tuple[float, float] | None, fmt=exponent) -> str:
-    """'0.57 (0.45–0.69)': a fitted value with its 95% interval over seeds."""
-    return f"{fmt(value)} ({_span(bounds, fmt)})"
-
-
-def millions(count: float) -> str:
-    return f"{count / 1e6:.1f}M"
+    return f"{fmt(value)} ({_span(bounds, fmt)})"  # '0.57 (0.45–0.69)': value, 95% interval
 
 
 def extrapolation_table(a: Analysis) -> str:
@@ -50,16 +45,14 @@ def extrapolation_table(a: Analysis) -> str:
         return "Quick runs measure no data effect, so nothing is fitted (see the observations).\n"
     rows = []
     for line in a.lines:
-        check, head = line.check, [MODEL_TITLES[line.model], SETTING_TITLES[line.setting]]
-        if check is None:
-            rows.append([*head, "needs 3+ data sizes", *["–"] * 6])
+        rows.append([MODEL_TITLES[line.model], SETTING_TITLES[line.setting]])
+        if not (c := line.check):
+            rows[-1] += ["needs 3+ data sizes", *["–"] * 6]
             continue
-        bounds, measured = check["interval"], check["measured"]
-        inside = None if not bounds else bounds[0] <= measured <= bounds[1]
-        how = f" ({check['how']})" if bounds else ""
-        fit_on = ", ".join(f"{s:,}" for s in check["fit_on"])
-        rows.append([*head, fit_on, check["chosen"], f"{check['n']:,}", pct(check["predicted"])])
-        rows[-1] += [_span(bounds) + how, pct(measured), INSIDE[inside]]
+        how = f" ({c['how']})" if c["interval"] else ""
+        rows[-1] += [", ".join(f"{s:,}" for s in c["fit_on"]), c["chosen"], f"{c['n']:,}"]
+        rows[-1] += [pct(c["predicted"]), _span(c["interval"]) + how, pct(c["measured"])]
+        rows[-1] += [INSIDE[c["inside"]]]
     return table(
         "model|setting|fit on (training images)|curve (AICc)|largest n:|predicted error %:"
         "|95% interval % (how):|measured error %:|measured inside?",
@@ -67,10 +60,13 @@ def extrapolation_table(a: Analysis) -> str:
     )
 
 
-def _left_out_name(check: JointCheck, axis: str, value: int) -> str:
-    if axis == "model":
-        return f"{check.models[value]}, {millions(value)} parameters"
-    return f"{value:,} images"
+def _left_out(check: JointCheck, axis: str, value: int) -> str:
+    """What a leave-one-out check left out: the largest model or training-set size."""
+    return (
+        f"{check.models[value]}, {value / 1e6:.1f}M parameters"
+        if axis == "model"
+        else f"{value:,} images"
+    )
 
 
 def joint_table(a: Analysis) -> str:
@@ -83,58 +79,53 @@ def joint_table(a: Analysis) -> str:
         return "No setting has runs of two or more models at two or more sizes: no joint fit.\n"
     fits, cells = [], []
     for check in a.joints:
-        head = [SETTING_TITLES[check.setting]]
+        setting, j = SETTING_TITLES[check.setting], check.fit
         if check.refused:
-            fits.append([*head, check.runs, f"not tested: {check.refused}", "–", "–", "–"])
+            fits.append([setting, check.runs, f"not tested: {check.refused}", "–", "–", "–"])
             continue
-        j = check.fit
-        exponents = [_estimate(j.fit.alpha, j.alpha), _estimate(j.fit.beta, j.beta)]
-        fits.append([*head, check.runs, j.fit.describe(), *exponents, _estimate(j.fit.c, j.c, pct)])
+        fits.append([setting, check.runs, j.fit.describe(), _estimate(j.fit.alpha, j.alpha)])
+        fits[-1] += [_estimate(j.fit.beta, j.beta), _estimate(j.fit.c, j.c, pct)]
         for axis, result in check.left_out.items():
-            name = _left_out_name(check, axis, result["left_out"])
+            name = _left_out(check, axis, result["left_out"])
             if not result["tested"]:
-                cells.append([*head, name, f"not tested: {result['reason']}", *["–"] * 4])
+                cells.append([setting, name, f"not tested: {result['reason']}", *["–"] * 4])
             for c in result.get("cells", []):
-                where = f"{check.models[c['m']]} at {c['n']:,} images"
-                cells.append([*head, name, where, pct(c["predicted"]), _span(c["interval"])])
-                cells[-1] += [pct(c["measured"]), INSIDE[c["inside"]]]
-    return (
-        table("setting|runs:|joint fit|alpha|beta|c %", fits)
-        + "\n"
-        + table(
-            "setting|fitted without|left-out cell|predicted error %:|95% interval %:"
-            "|measured error %:|measured inside?",
-            cells,
-        )
+                cells.append([setting, name, f"{check.models[c['m']]} at {c['n']:,} images"])
+                cells[-1] += [pct(c["predicted"]), _span(c["interval"]), pct(c["measured"])]
+                cells[-1] += [INSIDE[c["inside"]]]
+    return f"{table('setting|runs:|joint fit|alpha|beta|c %', fits)}\n" + table(
+        "setting|fitted without|left-out cell|predicted error %:|95% interval %:"
+        "|measured error %:|measured inside?",
+        cells,
     )
 
 
 def _joint_bullet(check: JointCheck) -> str:
     """The joint fit in words: the curve, its exponents with intervals, and the two checks."""
-    counts = sorted(check.models)
+    counts, j = sorted(check.models), check.fit
     text = (
         f"Joint fit over data and model size, {SETTING_TITLES[check.setting]} (Rosenfeld et "
         "al. 2020's e(m, n) = a · n^-alpha + b · m^-beta + c; "
-        f"{check.runs} runs, {len(counts)} models of {millions(counts[0])}–"
-        f"{millions(counts[-1])} parameters at {len(check.sizes)} training-set sizes): "
+        f"{check.runs} runs, {len(counts)} models of {counts[0] / 1e6:.1f}M–"
+        f"{counts[-1] / 1e6:.1f}M parameters at {len(check.sizes)} training-set sizes): "
     )
     if check.refused:
         return f"{text}not tested: {check.refused}."
-    j = check.fit
     text += j.fit.describe()
     if j.how:
         text += f", alpha {_estimate(j.fit.alpha, j.alpha)}, beta {_estimate(j.fit.beta, j.beta)}"
         text += f" (95%, {j.how})"
     for axis, result in check.left_out.items():
-        text += f"; fitted without {AXES[axis]} ({_left_out_name(check, axis, result['left_out'])})"
         inside = [c["inside"] for c in result.get("cells", [])]
-        text += (
-            f": not tested, {result['reason']}"
-            if not result["tested"]
-            else ": no interval (too few seeds)"
-            if None in inside
-            else f": {sum(inside)} of {len(inside)} left-out cells measured inside the 95% interval"
-        )
+        text += f"; fitted without {AXES[axis]} ({_left_out(check, axis, result['left_out'])}): "
+        if not result["tested"]:
+            text += f"not tested, {result['reason']}"
+        elif None in inside:
+            text += "no interval (too few seeds)"
+        else:
+            text += (
+                f"{sum(inside)} of {len(inside)} left-out cells measured inside the 95% interval"
+            )
     return text + "."
 
 
@@ -159,22 +150,20 @@ def stated_test(c: Comparison, family: str) -> str:
 def _comparison_bullet(c: Comparison, family: str) -> str:
     """One comparison in words, with its test."""
     title, model = SETTING_TITLES[c.first.setting], MODEL_TITLES[c.first.model]
-    head, names = {
+    head, (first, second) = {
         "model": (title[0].upper() + title[1:], (model, MODEL_TITLES[c.second.model])),
         "pretraining": (model, ("fine-tuned", "from scratch")),
         "budget": (f"{model} {title}", ("twice the epochs", "the recipe's epochs")),
     }[c.kind]
     head += f", {fraction_title(c.first.fraction)} of the data "
-    head += f"({c.first.runs[0]['train_images']:,} images): {names[0]}"
-    both = f"({names[0]} {_acc(c.first)}, {names[1]} {_acc(c.second)})"
+    head += f"({c.first.runs[0]['train_images']:,} images): {first}"
+    both = f"({first} {_acc(c.first)}, {second} {_acc(c.second)})"
     if c.why_untested == "different ImageNet weights":
         return (
-            f"{head} and {names[1]} started from different ImageNet weights {both}: the "
+            f"{head} and {second} started from different ImageNet weights {both}: the "
             "difference mixes model size with the pretraining recipe, so it is not compared."
         )
-    return (
-        f"{head} minus {names[1]} is {100 * c.diff:+.2f} points {both}; {stated_test(c, family)}."
-    )
+    return f"{head} minus {second} is {100 * c.diff:+.2f} points {both}; {stated_test(c, family)}."
 
 
 def _curve_bullet(line: Line) -> str:
@@ -189,20 +178,17 @@ def _curve_bullet(line: Line) -> str:
     )
     if curve.chosen == FLAT:
         text += ", so these runs show no fall of test error with more training images"
-    if curve.chosen == PURE:
-        text += "; reported with its floor, which keeps b unbiased where the truth has one: "
-    else:
-        text += "; "
+    floor = "reported with its floor, which keeps b unbiased where the truth has one: "
+    text += f"; {floor if curve.chosen == PURE else ''}{curve.fit.describe()}"
     e_n = f"Hoiem et al.'s e_N = {pct(curve.e_n)}% at N = {sizes[-1]:,}"
     beta = f"β_N = {pct(curve.beta_n)} points of error per doubling of the data at N"
     if not curve.how:
-        text += f"{curve.fit.describe()}; {e_n}; {beta}; too few seeds at some size for intervals"
-    elif curve.chosen == FLAT:
-        text += f"{curve.fit.describe()}; {e_n} (95% {curve.how}: {_span(curve.e_n_interval)}%)"
+        text += f"; {e_n}; {beta}; too few seeds at some size for intervals"
     else:
-        text += f"{curve.fit.describe()}, b = {_estimate(curve.fit.b, curve.b)}; {e_n} (95% "
-        text += f"{curve.how}: {_span(curve.e_n_interval)}%); {beta} "
-        text += f"({_span(curve.beta_n_interval)})"
+        e_n += f" (95% {curve.how}: {_span(curve.e_n_interval)}%)"
+        flat = curve.chosen == FLAT
+        text += f"; {e_n}" if flat else f", b = {_estimate(curve.fit.b, curve.b)}; {e_n}; {beta}"
+        text += "" if flat else f" ({_span(curve.beta_n_interval)})"
     if curve.exact:
         text += (
             f". With {len(sizes)} sizes the 3-parameter curve passes through the mean at every "
@@ -215,14 +201,9 @@ def _curve_bullet(line: Line) -> str:
 
 def quick_note(a: Analysis) -> str:
     """What quick-profile runs show: that the pipeline works, and no effect."""
-    images = a.quick_images
-    budget = (
-        "a small budget"
-        if not images
-        else f"the same {images[0]:,} images"
-        if len(images) == 1
-        else f"{images[0]:,} to {images[-1]:,} images"
-    )
+    n, budget = a.quick_images, "a small budget"
+    if n:
+        budget = f"the same {n[0]:,} images" if len(n) == 1 else f"{n[0]:,} to {n[-1]:,} images"
     return (
         "Quick profile: these runs check that the pipeline works end to end, nothing more. "
         f"Every run trains on {budget} whatever its data size, far from convergence, so the "
@@ -240,11 +221,10 @@ def budget_bullet(a: Analysis) -> str:
             "training would raise these numbers (a best validation epoch at the last one is "
             "what a schedule ending at lr 0 gives anyway); this folder has none."
         )
-    bound = sum(c.holds and c.diff > 0 for c in a.budget)
     return (
-        f"Budget: {bound} of the {len(a.budget)} cells with twice-the-budget runs in this folder "
-        "score higher with twice the epochs by the tests above (budget-bound); the others show "
-        "no clear gain."
+        f"Budget: {sum(c.holds and c.diff > 0 for c in a.budget)} of the {len(a.budget)} cells "
+        "with twice-the-budget runs in this folder score higher with twice the epochs by the "
+        "tests above (budget-bound); the others show no clear gain."
     )
 
 
@@ -257,5 +237,4 @@ def observations(a: Analysis) -> list[str]:
         return ["No runs to compare yet."]
     out = [_comparison_bullet(c, a.family) for c in a.comparisons]
     out += [_curve_bullet(line) for line in a.lines if line.curve]
-    out += [_joint_bullet(check) for check in a.joints]
-    return [*out, budget_bullet(a)]
+    return out + [_joint_bullet(check) for check in a.joints] + [budget_bullet(a)]

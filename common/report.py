@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import analysis
-from .analysis import Analysis, busy_time, grid_time, shared_device
+from .analysis import Analysis, NotProduced, busy_time, grid_time, shared_device
 from .config import DEVIATIONS, SAME_RECIPE, SETTINGS, recipe_model
 from .data import fraction_title
 from .files import write_text
@@ -39,15 +39,6 @@ DATA_ORIGINS = {  # results.data_origin's verdicts on the runs' data files
 }
 
 
-@dataclass(frozen=True)
-class NotProduced:
-    """Why a cell of the grid has no runs: its runs `failed` (the error), or they need the
-    ImageNet weights file `weights`, which was not found on this machine."""
-
-    failed: str = ""
-    weights: str = ""
-
-
 @dataclass
 class Call:
     """What the command that writes a report knows beyond the runs' files."""
@@ -62,23 +53,22 @@ class Call:
 
 
 def _count(n: int, noun: str) -> str:
-    """'1 run', '3 runs'."""
-    return f"{n} {noun}{'s' * (n != 1)}"
+    return f"{n} {noun}{'s' * (n != 1)}"  # '1 run', '3 runs'
 
 
-def mean_sd(mean: float, sd: float, n: int) -> str:
-    """A percentage, with its sd and count when there are several seeds: '52.00 ± 2.00 (n=3)'."""
-    return f"{100 * mean:.2f}" + (f" ± {100 * sd:.2f} (n={n})" if n > 1 else "")
+def _order(key: ConditionKey) -> tuple:
+    """Scratch before fine-tuned, then the models as MODEL_TITLES lists them, then the size."""
+    return key[0] != "scratch", list(MODEL_TITLES).index(key[1]), key[2]
 
 
-def seeds_cell(cell: Condition, failed: dict[int, str]) -> str:
-    """The cell's test accuracy over its seeds, naming the seeds of it that failed."""
-    mean, sd, n = cell.stat("test_acc")
-    if not failed:
-        return mean_sd(mean, sd, n)
-    why = "; ".join(f"seed {seed} failed: {reason}" for seed, reason in sorted(failed.items()))
+def mean_sd(mean: float, sd: float, n: int, failed: dict[int, str] | None = None) -> str:
+    """A percentage, with its sd and count when there are several seeds: '52.00 ± 2.00 (n=3)';
+    with `failed` seeds, '(n = 2 of 3: seed 1 failed: why)'."""
     spread = f" ± {100 * sd:.2f}" if n > 1 else ""
-    return f"{100 * mean:.2f}{spread} (n = {n} of {n + len(failed)}: {why})"
+    if failed:
+        why = "; ".join(f"seed {seed} failed: {reason}" for seed, reason in sorted(failed.items()))
+        return f"{100 * mean:.2f}{spread} (n = {n} of {n + len(failed)}: {why})"
+    return f"{100 * mean:.2f}" + (f"{spread} (n={n})" if n > 1 else "")
 
 
 def weights_line(missing: dict[ConditionKey, NotProduced]) -> str:
@@ -97,32 +87,27 @@ def weights_line(missing: dict[ConditionKey, NotProduced]) -> str:
     )
 
 
-def _order(key: ConditionKey) -> tuple:
-    """Scratch before fine-tuned, then the models as MODEL_TITLES lists them, then the size."""
-    return key[0] != "scratch", list(MODEL_TITLES).index(key[1]), key[2]
-
-
 def summary_table(
     rows: list[Condition],
     missing: dict[ConditionKey, NotProduced],
     failed: dict[ConditionKey, dict[int, str]] | None = None,
     profile: str = "full",
 ) -> str:
-    """The Markdown summary: one row per cell and configuration, a row for each cell whose runs
-    all failed, and one line for the cells that need ImageNet weights not found here; the
-    source notebooks' starting-point column only for the full profile."""
-    failed, full, out = failed or {}, profile == "full", []
+    """The Markdown summary: a row per cell and configuration, and per cell whose runs all
+    failed; a line for the cells without ImageNet weights; starting points for `full` only."""
+    out, full = [], profile == "full"
     for c in rows:
         key, first = (c.setting, c.model, c.fraction), c.runs[0]
         test = "" if first["test_images"] >= 10_000 else f" ({first['test_images']:,} imgs)"
-        label = f"{c.setting} ({c.label})" if c.label else c.setting
-        epochs = "/".join(sorted({str(r["epochs"]) for r in c.runs}))
-        cells = [MODEL_TITLES[c.model], fraction_title(c.fraction), label, weights_title(first)]
-        cells += [f"{first['train_images']:,}", epochs, mean_sd(*c.stat("best_val_acc"))]
+        cells = [MODEL_TITLES[c.model], fraction_title(c.fraction)]
+        cells += [f"{c.setting} ({c.label})" if c.label else c.setting, weights_title(first)]
         cells += [
-            seeds_cell(c, failed.get(key, {})) + test,
-            "/".join(sorted({r["test_tta"] for r in c.runs})),
+            f"{first['train_images']:,}",
+            "/".join(sorted({str(r["epochs"]) for r in c.runs})),
         ]
+        cells += [mean_sd(*c.stat("best_val_acc"))]
+        cells += [mean_sd(*c.stat("test_acc"), (failed or {}).get(key)) + test]
+        cells += ["/".join(sorted({r["test_tta"] for r in c.runs}))]
         out.append(
             (_order(key) + (str(c.variant),), key, cells, f"{c.stat('wall_time_s')[0]:.0f} s")
         )
@@ -155,8 +140,6 @@ def grid_time_line(cells: list[Condition], elapsed: float | None = None, trained
     else from the records), the one-device time of the runs that had their device to
     themselves, and the estimates on several devices that differ from it."""
     runs = [r for c in cells for r in c.runs]
-    if not runs:
-        return ""
     n, shared = len(runs), shared_device(runs)
     alone = [r["wall_time_s"] for r, s in zip(runs, shared, strict=True) if not s]
     out = [
@@ -174,17 +157,17 @@ def grid_time_line(cells: list[Condition], elapsed: float | None = None, trained
             "their wall times are stretched: they are left out of the sums below."
         )
     if alone:
-        which = (
-            "run that had its device to itself"
-            if len(alone) == 1
-            else f"{len(alone)} runs that had their device to themselves"
-        )
         times = [duration(sum(alone))] + [duration(grid_time(alone, k)) for k in (2, 4, 8)]
         more = [
             f"{k} devices {t}"
             for k, t, s in zip((2, 4, 8), times[1:], times[:-1], strict=True)
             if t != s
         ]
+        which = (
+            "run that had its device to itself"
+            if len(alone) == 1
+            else f"{len(alone)} runs that had their device to themselves"
+        )
         out.append(f"On one device, the {which} trained for {times[0]} in all (start-up excluded)")
         out[-1] += (
             "; on several devices like it, estimated from those times (each run to the first "
@@ -192,7 +175,7 @@ def grid_time_line(cells: list[Condition], elapsed: float | None = None, trained
             if more
             else "."
         )
-    return " ".join(out) + "\n"
+    return " ".join(out) + "\n" if runs else ""
 
 
 def replace_between(text: str, block: str, start: str, end: str) -> str:
@@ -203,12 +186,12 @@ def replace_between(text: str, block: str, start: str, end: str) -> str:
     return f"{text.rstrip()}\n\n{start}\n{block.strip()}\n{end}\n"
 
 
-def _curve_tables(a: Analysis, images: Path, base: Path, missing: dict) -> str:
+def _curve_tables(a: Analysis, images: Path, base: Path) -> str:
     """Per setting and metric, models by rows and sizes by columns; a setting none of whose
     cells ran is one line."""
     have, out = {(c.setting, c.model, c.fraction) for c in a.drawn}, []
     for setting in SETTING_DIRS:
-        keys = {k for k in have | set(missing) if k[0] == setting}
+        keys = {k for k in have | set(a.missing) if k[0] == setting}
         out.append(f"#### {SETTING_TITLES[setting][0].upper()}{SETTING_TITLES[setting][1:]}\n")
         if not keys & have:
             out.append("Not produced (see the summary table).\n" if keys else "No runs yet.\n")
@@ -217,8 +200,8 @@ def _curve_tables(a: Analysis, images: Path, base: Path, missing: dict) -> str:
         fractions = sorted(set(SEED_FRACTIONS) | {k[2] for k in keys & have})
         for metric, word in (("acc", "Accuracy"), ("loss", "Loss")):
             cell = {
-                k: "not produced: " + ("failed" if v.failed else "no weights")
-                for k, v in missing.items()
+                k: f"not produced: {'failed' if v.failed else 'no weights'}"
+                for k, v in a.missing.items()
             }
             for k in keys & have:
                 path = os.path.relpath(curve_path(images, *k, metric), base)
@@ -231,14 +214,22 @@ def _curve_tables(a: Analysis, images: Path, base: Path, missing: dict) -> str:
     return "\n".join(out)
 
 
-def data_title(runs: list[dict]) -> str:
-    """The runs' data folders, relative to the repository, and where they came from."""
-    folders = sorted({r["config"]["data_dir"] for r in runs})
-    if not folders:
-        return "–"
-    outside = "a folder outside the repository"
-    names = ", ".join(outside if f.startswith("..") else f"`{f}/`" for f in folders)
-    return f"{names}: " + "; ".join(DATA_ORIGINS[o] for o in sorted({r["data"] for r in runs}))
+def _header(a: Analysis, command: str) -> str:
+    """Who made these numbers: the command, date, profile, hardware, versions, data, recipe."""
+    hardware = "; ".join(sorted({r["hardware"] for r in a.runs})) or "none"
+    versions = "; ".join(
+        sorted({f"torch {r['torch']}, torchvision {r['torchvision']}" for r in a.runs})
+    )
+    folders = sorted({r["config"]["data_dir"] for r in a.runs})
+    data = ", ".join(
+        "a folder outside the repository" if f.startswith("..") else f"`{f}/`" for f in folders
+    )
+    data += ": " + "; ".join(DATA_ORIGINS[o] for o in sorted({r["data"] for r in a.runs}))
+    return (
+        f"_Generated by `{command}` on {time.strftime('%Y-%m-%d')}: profile `{a.profile}`, "
+        f"hardware {hardware}, {versions or '–'}._{QUICK if a.quick else ''}\n\nData: "
+        f"CIFAR-10 from {data if folders else '–'}.\n\n{recipe_line(a)}\n"
+    )
 
 
 def recipe_line(a: Analysis) -> str:
@@ -254,41 +245,29 @@ def recipe_line(a: Analysis) -> str:
     )
 
 
-def _header(a: Analysis, command: str) -> str:
-    """Who made these numbers: the command, date, profile, hardware, versions, data, recipe."""
-    hardware = "; ".join(sorted({r["hardware"] for r in a.runs})) or "none"
-    versions = {f"torch {r['torch']}, torchvision {r['torchvision']}" for r in a.runs}
-    return (
-        f"_Generated by `{command}` on {time.strftime('%Y-%m-%d')}: profile `{a.profile}`, "
-        f"hardware {hardware}, {'; '.join(sorted(versions)) or '–'}._{QUICK if a.quick else ''}"
-        f"\n\nData: CIFAR-10 from {data_title(a.runs)}.\n\n{recipe_line(a)}\n"
-    )
-
-
-def headline(a: Analysis, missing: dict[ConditionKey, NotProduced]) -> str:
+def headline(a: Analysis) -> str:
     """The README's first answer: test accuracy per model and size, scratch beside fine-tuned
     (one row per set of ImageNet weights), the recipe, and the starting point (full only)."""
-    keys = {(c.setting, c.model, c.fraction) for c in a.cells} | set(missing)
-    hardware = "; ".join(sorted({r["hardware"] for r in a.runs})) or "none yet"
+    keys = {(c.model, c.fraction) for c in a.cells} | {k[1:] for k in a.missing}
     full, rows = a.profile == "full", []
-    for model, fraction in sorted({k[1:] for k in keys}, key=lambda k: _order(("", *k))):
+    for model, fraction in sorted(keys, key=lambda k: _order(("", *k))):
         cell = {s: [] for s in SETTINGS}
-        for c in a.cells:
-            if (c.model, c.fraction) == (model, fraction):
-                weights = f" ({weights_title(c.runs[0])})" if c.runs[0]["pretrained"] else ""
-                cell[c.setting].append(mean_sd(*c.stat("test_acc")) + weights)
+        for c in (c for c in a.cells if (c.model, c.fraction) == (model, fraction)):
+            weights = f" ({weights_title(c.runs[0])})" if c.runs[0]["pretrained"] else ""
+            cell[c.setting].append(mean_sd(*c.stat("test_acc")) + weights)
         for s in SETTINGS:
-            cell[s] = cell[s] or ["not produced" if (s, model, fraction) in missing else "–"]
+            cell[s] = cell[s] or ["not produced" if (s, model, fraction) in a.missing else "–"]
         start = [STARTING_POINT.get((s, model, fraction)) for s in SETTINGS]
-        first = [" / ".join(f"{v}" if v else "–" for v in start) if any(start) else "–"]
+        first = " / ".join(f"{v}" if v else "–" for v in start) if any(start) else "–"
         head = [MODEL_TITLES[model], fraction_title(fraction), cell["scratch"][0]]
-        rows += [head + [right] + (first if full else []) for right in cell["pretrained"]]
+        rows += [[*head, right] + ([first] if full else []) for right in cell["pretrained"]]
+    hardware = "; ".join(sorted({r["hardware"] for r in a.runs})) or "none yet"
     columns = "model|data|from scratch:|fine-tuned:"
+    columns += "|starting point (scratch / fine-tuned):" if full else ""
     return (
         f"Test accuracy %, mean ± sd over seeds; profile `{a.profile}`, {hardware}."
         + ("" if full else " A pipeline check, not a result: see [Results](#results).")
-        + f"\n\n{recipe_line(a)}\n\n"
-        + table(columns + ("|starting point (scratch / fine-tuned):" if full else ""), rows)
+        + f"\n\n{recipe_line(a)}\n\n{table(columns, rows)}"
     )
 
 
@@ -305,8 +284,8 @@ def notes(a: Analysis, call: Call) -> list[str]:
         )
     models = {c.model for c in a.cells}
     out += [
-        f"{MODEL_TITLES[m]} trains with {MODEL_TITLES[recipe_model(m)]}'s recipe, not tuned "
-        f"for it: {SAME_RECIPE[m][1]}."
+        f"{MODEL_TITLES[m]} trains with {MODEL_TITLES[recipe_model(m)]}'s recipe, not tuned for "
+        f"it: {SAME_RECIPE[m][1]}."
         for m in MODEL_TITLES
         if m in models and m in SAME_RECIPE
     ]
@@ -328,16 +307,6 @@ def deviations() -> str:
     )
 
 
-def _missing(a: Analysis, call: Call) -> dict[ConditionKey, NotProduced]:
-    """The cells without runs: those the call could not run, and those whose seeds all failed."""
-    have = {(c.setting, c.model, c.fraction) for c in a.cells}
-    failed = {
-        k: NotProduced(failed="; ".join(f"seed {s}: {why}" for s, why in sorted(seeds.items())))
-        for k, seeds in call.failed.items()
-    }
-    return {k: v for k, v in (call.missing | failed).items() if k not in have}
-
-
 def write_report(
     output_dir: str | Path,
     images_dir: str | Path,
@@ -350,11 +319,10 @@ def write_report(
     results/summary.md and the README's headline and results section from it (never a quick
     profile's over a full one's: see `keeps_full`)."""
     images = Path(images_dir)
-    a = analysis.build(collect(output_dir, profile), profile)
+    a = analysis.build(collect(output_dir, profile), profile, call.missing, call.failed)
     for cell in a.drawn:
         save_curves(cell.runs, images)
-    missing = _missing(a, call)
-    rows = summary_table(a.rows, missing, call.failed, profile)
+    rows = summary_table(a.rows, a.missing, a.failed, profile)
     rows += "".join(f"\n- {note}" for note in notes(a, call)) + "\n"
     elapsed = time.perf_counter() - call.started if call.trained else None
     rows += f"\n{grid_time_line(a.cells, elapsed, call.trained)}" if a.cells else ""
@@ -365,19 +333,19 @@ def write_report(
         return summary
     readme, runs = Path(readme), len(a.runs) + sum(len(c.runs) for c in a.others)
     base, text = readme.resolve().parent, readme.read_text() if readme.exists() else ""
-    if (held := section_runs(text)) is not None and runs < held:
+    if (held := re.search(r"<!-- runs: (\d+) -->", _section(text))) and runs < int(held[1]):
         print(
-            f"{readme}: its results section held {held} runs and now shows {runs}: the "
+            f"{readme}: its results section held {held[1]} runs and now shows {runs}: the "
             "earlier section is replaced (it is in version control)"
         )
     block = (
-        f"<!-- runs: {runs} -->\n{header}\n{deviations()}\n"
-        f"### Curves\n\n{_curve_tables(a, images, base, missing)}\n"
-        f"### Summary table\n\n{rows}\n{_scaling(a, images, base, call.figures)}"
+        f"<!-- runs: {runs} -->\n{header}\n{deviations()}\n### Curves\n\n"
+        f"{_curve_tables(a, images, base)}\n### Summary table\n\n{rows}\n"
+        f"{_scaling(a, images, base, call.figures)}"
     )
     text = replace_between(text, block, README_START, README_END)
     if HEADLINE_START in text and HEADLINE_END in text:
-        text = replace_between(text, headline(a, missing), HEADLINE_START, HEADLINE_END)
+        text = replace_between(text, headline(a), HEADLINE_START, HEADLINE_END)
     write_text(readme, text)
     return summary
 
@@ -392,21 +360,10 @@ def _section(text: str) -> str:
 def keeps_full(readme: Path, profile: str) -> bool:
     """True when `readme` shows full-profile results and this report is a quick one, which
     must not replace them (the quick summary still goes to its own summary.md)."""
-    return profile == "quick" and readme.exists() and section_profile(readme.read_text()) == "full"
-
-
-def section_profile(text: str) -> str | None:
-    """The profile whose results the README's section shows, or None without one."""
-    found = re.search(r"profile `(\w+)`", _section(text))
-    return found.group(1) if found else None
-
-
-def section_runs(text: str) -> int | None:
-    """How many runs the README's results section reports, or None without one."""
-    if README_START not in text or README_END not in text:
-        return None
-    found = re.search(r"<!-- runs: (\d+) -->", _section(text))
-    return int(found.group(1)) if found else 0
+    if profile != "quick" or not readme.exists():
+        return False
+    found = re.search(r"profile `(\w+)`", _section(readme.read_text()))
+    return bool(found) and found[1] == "full"
 
 
 def figure_links(names: Iterable[str], images: Path, base: Path, drawn: list[Path] | None) -> str:
