@@ -3,7 +3,7 @@ every renderer (the summary, the README's sections, the headline, the observatio
 figures), none of which computes or tests anything again. It holds the cells, the recipe they
 record beside today's, the comparisons with their tests (paired t where the runs pair by seed,
 Welch's t where not, Holm across the report's family), the fits with their checks, the budget
-check, what was not produced and why, and the grid-time helpers the report reads."""
+check, what was not produced and why, and the runs' time from their records."""
 
 from __future__ import annotations
 
@@ -125,6 +125,7 @@ class Analysis:
     quick_images: list[int] = field(default_factory=list)  # images each quick run trained on
     missing: dict[Key, NotProduced] = field(default_factory=dict)  # the cells without runs
     failed: dict[Key, dict[int, str]] = field(default_factory=dict)  # seed -> why, per cell
+    timing: Timing | None = None  # the latest runs' time (see `timing`)
 
     @property
     def family(self) -> str:
@@ -309,6 +310,7 @@ def build(
         quick_images=images if quick else [],
         missing=_missing(cells, missing or {}, failed or {}),
         failed=failed or {},
+        timing=timing([r for c in cells for r in c.runs]),
     )
 
 
@@ -319,6 +321,29 @@ def _today(run: dict[str, Any]) -> dict[str, Any]:
 
 
 OVERLAP_SLACK = 2.0  # seconds two runs' records may overlap and still be one after the other
+DEVICES = (2, 4, 8)  # the numbers of alike devices the grid time is estimated on
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The time of a report's runs, from their records: `busy`, during which at least one
+    trained; how many `shared` their device with another run at once (stretched wall times);
+    the wall times of the others, summed (`one`, on one device) and spread over DEVICES (`on`)."""
+
+    runs: int
+    busy: float
+    shared: int
+    alone: int  # the runs that had their device to themselves
+    one: float
+    on: dict[int, float]
+
+
+def timing(runs: list[dict[str, Any]]) -> Timing:
+    """The `Timing` of `runs`."""
+    shared = shared_device(runs)
+    alone = [r["wall_time_s"] for r, s in zip(runs, shared, strict=True) if not s]
+    on = {k: grid_time(alone, k) for k in DEVICES} if alone else {}
+    return Timing(len(runs), busy_time(runs), sum(shared), len(alone), sum(alone), on)
 
 
 def grid_time(seconds: list[float], devices: int) -> float:

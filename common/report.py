@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import analysis
-from .analysis import Analysis, NotProduced, busy_time, grid_time, shared_device
+from .analysis import DEVICES, Analysis, NotProduced, Timing
 from .config import DEVIATIONS, SAME_RECIPE, SETTINGS, recipe_model
 from .data import fraction_title
 from .files import write_text
@@ -37,6 +37,10 @@ DATA_ORIGINS = {  # results.data_origin's verdicts on the runs' data files
     "files): accuracies are close to, not equal to, what the original files give",
     "unknown": "files whose origin was not recorded",
 }
+DEVIATION_LIST = "Where the recipes depart from their sources:\n\n" + "".join(
+    f"- {d}\n" for d in DEVIATIONS
+)
+LEFT_OUT = "left out of the curves, figures, fits and observations"
 
 
 @dataclass
@@ -62,8 +66,7 @@ def _order(key: ConditionKey) -> tuple:
 
 
 def mean_sd(mean: float, sd: float, n: int, failed: dict[int, str] | None = None) -> str:
-    """A percentage, with its sd and count when there are several seeds: '52.00 ± 2.00 (n=3)';
-    with `failed` seeds, '(n = 2 of 3: seed 1 failed: why)'."""
+    """'52.00 ± 2.00 (n=3)' ('52.00' for one seed); with `failed` seeds, '(n = 2 of 3: why)'."""
     spread = f" ± {100 * sd:.2f}" if n > 1 else ""
     if failed:
         why = "; ".join(f"seed {seed} failed: {reason}" for seed, reason in sorted(failed.items()))
@@ -74,16 +77,18 @@ def mean_sd(mean: float, sd: float, n: int, failed: dict[int, str] | None = None
 def weights_line(missing: dict[ConditionKey, NotProduced]) -> str:
     """One line for every cell that needs ImageNet weights not found here; '' if none."""
     cells = sorted((k for k, v in missing.items() if v.weights), key=_order)
-    if not cells:
-        return ""
     by_model: dict[str, list[str]] = {}
     for _, model, fraction in cells:
         by_model.setdefault(MODEL_TITLES[model], []).append(fraction_title(fraction))
     where = "; ".join(f"{model} at {', '.join(sizes)}" for model, sizes in by_model.items())
     files, n = ", ".join(sorted({missing[k].weights for k in cells})), len(cells)
     return (
-        f"not produced: needs ImageNet weights: {_count(n, 'pretrained cell')} ({where}) "
-        f"{'needs' if n == 1 else 'need'} {files}, not found on this machine."
+        ""
+        if not n
+        else (
+            f"not produced: needs ImageNet weights: {_count(n, 'pretrained cell')} ({where}) "
+            f"{'needs' if n == 1 else 'need'} {files}, not found on this machine."
+        )
     )
 
 
@@ -93,35 +98,35 @@ def summary_table(
     failed: dict[ConditionKey, dict[int, str]] | None = None,
     profile: str = "full",
 ) -> str:
-    """The Markdown summary: a row per cell and configuration, and per cell whose runs all
-    failed; a line for the cells without ImageNet weights; starting points for `full` only."""
-    out, full = [], profile == "full"
+    """A row per cell and configuration, and per cell whose runs all failed; one line for the
+    cells without ImageNet weights; the starting points beside the full profile's rows only."""
+    full, out = profile == "full", []
     for c in rows:
         key, first = (c.setting, c.model, c.fraction), c.runs[0]
         test = "" if first["test_images"] >= 10_000 else f" ({first['test_images']:,} imgs)"
-        cells = [MODEL_TITLES[c.model], fraction_title(c.fraction)]
-        cells += [f"{c.setting} ({c.label})" if c.label else c.setting, weights_title(first)]
+        cells = [c.setting + (f" ({c.label})" if c.label else ""), weights_title(first)]
         cells += [
             f"{first['train_images']:,}",
             "/".join(sorted({str(r["epochs"]) for r in c.runs})),
         ]
-        cells += [mean_sd(*c.stat("best_val_acc"))]
-        cells += [mean_sd(*c.stat("test_acc"), (failed or {}).get(key)) + test]
+        cells += [
+            mean_sd(*c.stat("best_val_acc")),
+            mean_sd(*c.stat("test_acc"), (failed or {}).get(key)) + test,
+        ]
         cells += ["/".join(sorted({r["test_tta"] for r in c.runs}))]
-        out.append(
-            (_order(key) + (str(c.variant),), key, cells, f"{c.stat('wall_time_s')[0]:.0f} s")
-        )
+        out.append((key, str(c.variant), cells, f"{c.stat('wall_time_s')[0]:.0f} s"))
     for key, why in missing.items():
-        if why.failed:
-            cells = [MODEL_TITLES[key[1]], fraction_title(key[2]), key[0], "–", "–", "–"]
-            cells += ["not produced", f"not produced: failed: {why.failed}", "–"]
-            out.append((_order(key) + ("",), key, cells, "–"))
-    start = (lambda key: [str(STARTING_POINT.get(key) or "–")]) if full else (lambda key: [])
+        failure = ["not produced", f"not produced: failed: {why.failed}", "–"]
+        out += [(key, "", [key[0], "–", "–", "–", *failure], "–")] if why.failed else []
+    out.sort(key=lambda row: (*_order(row[0]), row[1]))
     rows_md = [
-        cells + start(key) + [wall] for _, key, cells, wall in sorted(out, key=lambda r: r[0])
+        [MODEL_TITLES[k[1]], fraction_title(k[2]), *cells]
+        + [str(STARTING_POINT.get(k) or "–")] * full
+        + [wall]
+        for k, _, cells, wall in out
     ]
-    head = SUMMARY + ("|starting point %:" if full else "") + "|wall time / run:"
     line = weights_line(missing)
+    head = SUMMARY + "|starting point %:" * full + "|wall time / run:"
     return table(head, rows_md) + (f"\n- {line}\n" if line else "")
 
 
@@ -135,47 +140,40 @@ def duration(seconds: float) -> str:
     return f"{minutes:.0f} min" if minutes < 180 else f"{minutes / 60:.1f} h"
 
 
-def grid_time_line(cells: list[Condition], elapsed: float | None = None, trained: int = 0) -> str:
+def grid_time_line(t: Timing, elapsed: float | None = None, trained: int = 0) -> str:
     """The grid's elapsed time (`elapsed`, measured by the call that trained `trained` runs;
     else from the records), the one-device time of the runs that had their device to
     themselves, and the estimates on several devices that differ from it."""
-    runs = [r for c in cells for r in c.runs]
-    n, shared = len(runs), shared_device(runs)
-    alone = [r["wall_time_s"] for r, s in zip(runs, shared, strict=True) if not s]
-    out = [
-        f"Grid time: the call that trained {trained} of the {n} runs above took "
-        f"{duration(elapsed)} from its start to this report, measured (its imports and "
-        "checks, the notebooks' start-up and the scaling figures included)."
-        if elapsed is not None
-        else f"Grid time: {'the run' if n == 1 else f'the {n} runs'} above trained for "
-        f"{duration(busy_time(runs))}, the time during which at least one of them was "
-        "training, from their recorded start and end."
-    ]
-    if sum(shared):
-        out.append(
-            f"{sum(shared)} of them shared their device with another run at the same time, so "
-            "their wall times are stretched: they are left out of the sums below."
-        )
-    if alone:
-        times = [duration(sum(alone))] + [duration(grid_time(alone, k)) for k in (2, 4, 8)]
-        more = [
-            f"{k} devices {t}"
-            for k, t, s in zip((2, 4, 8), times[1:], times[:-1], strict=True)
-            if t != s
+    if not t.runs:
+        return ""
+    if elapsed is not None:
+        out = [
+            f"Grid time: the call that trained {trained} of the {t.runs} runs above took "
+            f"{duration(elapsed)} from its start to this report, measured (its imports and "
+            "checks, the notebooks' start-up and the scaling figures included)."
         ]
-        which = (
-            "run that had its device to itself"
-            if len(alone) == 1
-            else f"{len(alone)} runs that had their device to themselves"
+    else:
+        out = [
+            f"Grid time: {'the run' if t.runs == 1 else f'the {t.runs} runs'} above trained for "
+            f"{duration(t.busy)}, the time during which at least one of them was training, from "
+            "their recorded start and end."
+        ]
+    if t.shared:
+        out.append(
+            f"{t.shared} of them shared their device with another run at the same time, so their "
+            "wall times are stretched: they are left out of the sums below."
         )
+    if t.alone:
+        times = [duration(t.one)] + [duration(t.on[k]) for k in DEVICES]
+        more = ", ".join(
+            f"{k} devices {s}" for k, s, b in zip(DEVICES, times[1:], times, strict=False) if s != b
+        )
+        which = f"{t.alone} runs that had their device to themselves"
+        which = "run that had its device to itself" if t.alone == 1 else which
         out.append(f"On one device, the {which} trained for {times[0]} in all (start-up excluded)")
-        out[-1] += (
-            "; on several devices like it, estimated from those times (each run to the first "
-            f"free device, longest first): {', '.join(more)}."
-            if more
-            else "."
-        )
-    return " ".join(out) + "\n" if runs else ""
+        estimate = "; on several devices like it, estimated from those times (each run to the"
+        out[-1] += f"{estimate} first free device, longest first): {more}." if more else "."
+    return " ".join(out) + "\n"
 
 
 def replace_between(text: str, block: str, start: str, end: str) -> str:
@@ -200,14 +198,14 @@ def _curve_tables(a: Analysis, images: Path, base: Path) -> str:
         fractions = sorted(set(SEED_FRACTIONS) | {k[2] for k in keys & have})
         for metric, word in (("acc", "Accuracy"), ("loss", "Loss")):
             cell = {
-                k: f"not produced: {'failed' if v.failed else 'no weights'}"
+                k: "not produced: " + ("failed" if v.failed else "no weights")
                 for k, v in a.missing.items()
             }
             for k in keys & have:
                 path = os.path.relpath(curve_path(images, *k, metric), base)
                 cell[k] = f"![{k[1]} {metric} {fraction_title(k[2])}]({path})"
             rows = [
-                [MODEL_TITLES[m], *(cell.get((setting, m, f), "–") for f in fractions)]
+                [MODEL_TITLES[m]] + [cell.get((setting, m, f), "–") for f in fractions]
                 for m in models
             ]
             out.append(table("|".join([word, *map(fraction_title, fractions)]), rows))
@@ -260,10 +258,11 @@ def headline(a: Analysis) -> str:
         start = [STARTING_POINT.get((s, model, fraction)) for s in SETTINGS]
         first = " / ".join(f"{v}" if v else "–" for v in start) if any(start) else "–"
         head = [MODEL_TITLES[model], fraction_title(fraction), cell["scratch"][0]]
-        rows += [[*head, right] + ([first] if full else []) for right in cell["pretrained"]]
+        rows += [[*head, right] + [first] * full for right in cell["pretrained"]]
     hardware = "; ".join(sorted({r["hardware"] for r in a.runs})) or "none yet"
-    columns = "model|data|from scratch:|fine-tuned:"
-    columns += "|starting point (scratch / fine-tuned):" if full else ""
+    columns = (
+        "model|data|from scratch:|fine-tuned:" + "|starting point (scratch / fine-tuned):" * full
+    )
     return (
         f"Test accuracy %, mean ± sd over seeds; profile `{a.profile}`, {hardware}."
         + ("" if full else " A pipeline check, not a result: see [Results](#results).")
@@ -274,15 +273,14 @@ def headline(a: Analysis) -> str:
 def notes(a: Analysis, call: Call) -> list[str]:
     """The lines under the table: remedies, other configurations, inherited recipes, and runs
     of other ImageNet weights."""
-    out = list(call.notes)
+    out, models = list(call.notes), {c.model for c in a.cells}
     if a.others:
         n, labels = sum(len(c.runs) for c in a.others), sorted({c.label for c in a.others})
         out.append(
             f"{_count(n, 'run')} of {_count(len(labels), 'other configuration')} "
             f"({'; '.join(labels)}) in this folder trained differently from the latest runs: "
-            "separate rows of the table, left out of the curves, figures, fits and observations."
+            f"separate rows of the table, {LEFT_OUT}."
         )
-    models = {c.model for c in a.cells}
     out += [
         f"{MODEL_TITLES[m]} trains with {MODEL_TITLES[recipe_model(m)]}'s recipe, not tuned for "
         f"it: {SAME_RECIPE[m][1]}."
@@ -294,17 +292,10 @@ def notes(a: Analysis, call: Call) -> list[str]:
         out.append(
             f"{_count(len(a.apart), 'fine-tuned run')} started from other ImageNet weights than "
             f"the latest runs of {'its' if len(a.apart) == 1 else 'their'} model "
-            f"({'; '.join(which)}): rows of their own in the table and the headline, left out "
-            "of the curves, figures, fits and observations, which never pool two sets of weights."
+            f"({'; '.join(which)}): rows of their own in the table and the headline, {LEFT_OUT}, "
+            "which never pool two sets of weights."
         )
     return out
-
-
-def deviations() -> str:
-    """Where the recipes depart from their sources (config.DEVIATIONS), as a list."""
-    return "Where the recipes depart from their sources:\n\n" + "".join(
-        f"- {d}\n" for d in DEVIATIONS
-    )
 
 
 def write_report(
@@ -325,10 +316,10 @@ def write_report(
     rows = summary_table(a.rows, a.missing, a.failed, profile)
     rows += "".join(f"\n- {note}" for note in notes(a, call)) + "\n"
     elapsed = time.perf_counter() - call.started if call.trained else None
-    rows += f"\n{grid_time_line(a.cells, elapsed, call.trained)}" if a.cells else ""
+    rows += f"\n{grid_time_line(a.timing, elapsed, call.trained)}" if a.cells else ""
     header, summary = _header(a, call.command), Path(results_dir) / "summary.md"
     scaled = _scaling(a, images, summary.resolve().parent, call.figures)
-    write_text(summary, f"# Summary\n\n{header}\n{rows}\n{deviations()}\n{scaled}")
+    write_text(summary, f"# Summary\n\n{header}\n{rows}\n{DEVIATION_LIST}\n{scaled}")
     if not readme or keeps_full(Path(readme), profile):
         return summary
     readme, runs = Path(readme), len(a.runs) + sum(len(c.runs) for c in a.others)
@@ -339,7 +330,7 @@ def write_report(
             "earlier section is replaced (it is in version control)"
         )
     block = (
-        f"<!-- runs: {runs} -->\n{header}\n{deviations()}\n### Curves\n\n"
+        f"<!-- runs: {runs} -->\n{header}\n{DEVIATION_LIST}\n### Curves\n\n"
         f"{_curve_tables(a, images, base)}\n### Summary table\n\n{rows}\n"
         f"{_scaling(a, images, base, call.figures)}"
     )
@@ -376,9 +367,8 @@ def figure_links(names: Iterable[str], images: Path, base: Path, drawn: list[Pat
 
 
 def _scaling(a: Analysis, images: Path, base: Path, drawn: list[Path] | None) -> str:
-    """The scaling figures (notebooks/scaling.ipynb's), the extrapolation check and the
-    observations; with runs of AXIS_SIZES or more models, the model-size figure and the joint
-    fit with its leave-one-out checks."""
+    """The scaling figures, the extrapolation check and the observations; with runs of
+    AXIS_SIZES or more models, the model-size figure and the joint fit with its checks."""
     links = figure_links(
         ("error_vs_data", "accuracy_vs_time", "pretrained_gap"), images, base, drawn
     )
