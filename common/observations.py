@@ -16,8 +16,7 @@ INSIDE = {None: "–", True: "yes", False: "no"}  # measured inside the interval
 
 
 def table(head: str, rows: Iterable[Sequence[object]]) -> str:
-    """A Markdown table: `head` names the columns, '|' between them, a trailing ':' marking
-    one right-aligned; one row per sequence of cells."""
+    """A Markdown table: `head` names the columns ('|' between, ':' ending a right-aligned one)."""
     names = head.split("|")
     lines = [
         "| " + " | ".join(name.rstrip(":") for name in names) + " |",
@@ -39,8 +38,7 @@ def _estimate(value: float, bounds: tuple[float, float] | None, fmt=exponent) ->
 
 
 def extrapolation_table(a: Analysis) -> str:
-    """Markdown: per line, a fit on all sizes but the largest against the largest's error,
-    with the prediction's 95% interval over seeds; for quick runs, why there is none."""
+    """Per line, a fit on all sizes but the largest against the largest's measured error."""
     if a.quick:
         return "Quick runs measure no data effect, so nothing is fitted (see the observations).\n"
     rows = []
@@ -70,9 +68,7 @@ def _left_out(check: JointCheck, axis: str, value: int) -> str:
 
 
 def joint_table(a: Analysis) -> str:
-    """Markdown: per setting, the joint fit with its 95% intervals over seeds, then each
-    leave-one-out check against the measured error of every left-out cell; 'not tested' with
-    the reason where the points cannot identify the form."""
+    """Per setting, the joint fit, then each leave-one-out check cell by cell (or why not)."""
     if a.quick:
         return "Quick runs measure no model-size effect, so nothing is fitted.\n"
     if not a.joints:
@@ -134,21 +130,8 @@ def _acc(cell: Condition) -> str:
     return f"{pct(mean)} ± {pct(sd)}% (n={n})" if n > 1 else f"{pct(mean)}% (n=1)"
 
 
-def stated_test(c: Comparison, family: str) -> str:
-    """The test behind a comparison: its name, p, and Holm's p across `family`."""
-    if not c.test:
-        return f"not tested ({c.why_untested})"
-    verdict = (
-        "< 0.05, a difference beyond seed noise" if c.holds else "≥ 0.05, not a clear difference"
-    )
-    return (
-        f"{c.test} over {len(c.first.runs)} seeds: p = {c.p:.2g}, Holm-adjusted over {family} "
-        f"p = {c.p_holm:.2g} {verdict}"
-    )
-
-
 def _comparison_bullet(c: Comparison, family: str) -> str:
-    """One comparison in words, with its test."""
+    """One comparison in words, with its test, p, and Holm's p across `family`."""
     title, model = SETTING_TITLES[c.first.setting], MODEL_TITLES[c.first.model]
     head, (first, second) = {
         "model": (title[0].upper() + title[1:], (model, MODEL_TITLES[c.second.model])),
@@ -163,12 +146,20 @@ def _comparison_bullet(c: Comparison, family: str) -> str:
             f"{head} and {second} started from different ImageNet weights {both}: the "
             "difference mixes model size with the pretraining recipe, so it is not compared."
         )
-    return f"{head} minus {second} is {100 * c.diff:+.2f} points {both}; {stated_test(c, family)}."
+    text = f"{head} minus {second} is {100 * c.diff:+.2f} points {both}; "
+    if not c.test:
+        return f"{text}not tested ({c.why_untested})."
+    verdict = (
+        "< 0.05, a difference beyond seed noise" if c.holds else "≥ 0.05, not a clear difference"
+    )
+    return (
+        f"{text}{c.test} over {len(c.first.runs)} seeds: p = {c.p:.2g}, Holm-adjusted over "
+        f"{family} p = {c.p_holm:.2g} {verdict}."
+    )
 
 
 def _curve_bullet(line: Line) -> str:
-    """A learning curve in words: AICc's choice, the fit, b, e_N and β_N with their 95%
-    intervals over seeds, and what three sizes cannot test."""
+    """A learning curve in words: AICc's choice, the fit, b, e_N and β_N, what it cannot test."""
     curve, sizes = line.curve, line.curve.sizes
     scores = ", ".join(f"{name} {value:.1f}" for name, value in curve.aic.items())
     text = (
@@ -229,8 +220,7 @@ def budget_bullet(a: Analysis) -> str:
 
 
 def observations(a: Analysis) -> list[str]:
-    """Plain-English statements rendered from the record: every comparison with its test, the
-    fitted curves, the joint fits and the budget check."""
+    """Every comparison with its test, the fitted curves, the joint fits and the budget check."""
     if a.quick:
         return [quick_note(a)]
     if not a.runs:

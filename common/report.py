@@ -1,11 +1,11 @@
 """What a sweep leaves for readers, in Markdown and PNG: curves per condition, the summary table
-(results/summary.md), the grid time, and the README's headline and results section. Each is a
-renderer of one `analysis.Analysis`, built once per report."""
+(results/summary.md), the grid time, and the README's headline and results section (written
+through common/readme.py). Each is a renderer of one `analysis.Analysis`, built once per
+report."""
 
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -20,11 +20,9 @@ from .fits import AXIS_SIZES
 from .grid import BASE_MODELS, SEED_FRACTIONS
 from .observations import extrapolation_table, joint_table, observations, table
 from .plots import SETTING_DIRS, curve_path, save_curves
+from .readme import keeps_full, update
 from .results import MODEL_TITLES, SETTING_TITLES, STARTING_POINT, Condition, collect, weights_title
 
-README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
-HEADLINE_START = "<!-- headline:start -->"  # the README's first screen: one compact table
-HEADLINE_END = "<!-- headline:end -->"
 ConditionKey = tuple[str, str, float]  # (setting, model, fraction)
 SUMMARY = "model|data|setting|weights|train images:|epochs:|best val acc %:|test acc %:|TTA"
 QUICK = (
@@ -82,13 +80,11 @@ def weights_line(missing: dict[ConditionKey, NotProduced]) -> str:
         by_model.setdefault(MODEL_TITLES[model], []).append(fraction_title(fraction))
     where = "; ".join(f"{model} at {', '.join(sizes)}" for model, sizes in by_model.items())
     files, n = ", ".join(sorted({missing[k].weights for k in cells})), len(cells)
+    if not n:
+        return ""
     return (
-        ""
-        if not n
-        else (
-            f"not produced: needs ImageNet weights: {_count(n, 'pretrained cell')} ({where}) "
-            f"{'needs' if n == 1 else 'need'} {files}, not found on this machine."
-        )
+        f"not produced: needs ImageNet weights: {_count(n, 'pretrained cell')} ({where}) "
+        f"{'needs' if n == 1 else 'need'} {files}, not found on this machine."
     )
 
 
@@ -98,31 +94,25 @@ def summary_table(
     failed: dict[ConditionKey, dict[int, str]] | None = None,
     profile: str = "full",
 ) -> str:
-    """A row per cell and configuration, and per cell whose runs all failed; one line for the
-    cells without ImageNet weights; the starting points beside the full profile's rows only."""
-    full, out = profile == "full", []
+    """A row per cell and configuration and per failed cell, a line for those without weights."""
+    full, failed, out = profile == "full", failed or {}, []
     for c in rows:
         key, first = (c.setting, c.model, c.fraction), c.runs[0]
         test = "" if first["test_images"] >= 10_000 else f" ({first['test_images']:,} imgs)"
+        epochs, tta = (
+            "/".join(sorted({str(r[k]) for r in c.runs})) for k in ("epochs", "test_tta")
+        )
         cells = [c.setting + (f" ({c.label})" if c.label else ""), weights_title(first)]
-        cells += [
-            f"{first['train_images']:,}",
-            "/".join(sorted({str(r["epochs"]) for r in c.runs})),
-        ]
-        cells += [
-            mean_sd(*c.stat("best_val_acc")),
-            mean_sd(*c.stat("test_acc"), (failed or {}).get(key)) + test,
-        ]
-        cells += ["/".join(sorted({r["test_tta"] for r in c.runs}))]
+        cells += [f"{first['train_images']:,}", epochs, mean_sd(*c.stat("best_val_acc"))]
+        cells += [mean_sd(*c.stat("test_acc"), failed.get(key)) + test, tta]
         out.append((key, str(c.variant), cells, f"{c.stat('wall_time_s')[0]:.0f} s"))
-    for key, why in missing.items():
-        failure = ["not produced", f"not produced: failed: {why.failed}", "–"]
-        out += [(key, "", [key[0], "–", "–", "–", *failure], "–")] if why.failed else []
+    for key, why in ((k, v) for k, v in missing.items() if v.failed):
+        lost = [key[0], "–", "–", "–", "not produced", f"not produced: failed: {why.failed}", "–"]
+        out.append((key, "", lost, "–"))
     out.sort(key=lambda row: (*_order(row[0]), row[1]))
+    start = {k: [str(STARTING_POINT.get(k) or "–")] * full for k, *_ in out}
     rows_md = [
-        [MODEL_TITLES[k[1]], fraction_title(k[2]), *cells]
-        + [str(STARTING_POINT.get(k) or "–")] * full
-        + [wall]
+        [MODEL_TITLES[k[1]], fraction_title(k[2]), *cells, *start[k], wall]
         for k, _, cells, wall in out
     ]
     line = weights_line(missing)
@@ -142,8 +132,7 @@ def duration(seconds: float) -> str:
 
 def grid_time_line(t: Timing, elapsed: float | None = None, trained: int = 0) -> str:
     """The grid's elapsed time (`elapsed`, measured by the call that trained `trained` runs;
-    else from the records), the one-device time of the runs that had their device to
-    themselves, and the estimates on several devices that differ from it."""
+    else from the records), its time on one device and the differing estimates on several."""
     if not t.runs:
         return ""
     if elapsed is not None:
@@ -176,17 +165,8 @@ def grid_time_line(t: Timing, elapsed: float | None = None, trained: int = 0) ->
     return " ".join(out) + "\n"
 
 
-def replace_between(text: str, block: str, start: str, end: str) -> str:
-    """Put `block` between the marker lines `start` and `end` (appended if absent)."""
-    if start in text and end in text and text.index(start) < text.index(end):
-        head, rest = text.split(start, 1)
-        return f"{head}{start}\n{block.strip()}\n{end}{rest.split(end, 1)[1]}"
-    return f"{text.rstrip()}\n\n{start}\n{block.strip()}\n{end}\n"
-
-
 def _curve_tables(a: Analysis, images: Path, base: Path) -> str:
-    """Per setting and metric, models by rows and sizes by columns; a setting none of whose
-    cells ran is one line."""
+    """Per setting and metric, models by rows and sizes by columns (one line if none ran)."""
     have, out = {(c.setting, c.model, c.fraction) for c in a.drawn}, []
     for setting in SETTING_DIRS:
         keys = {k for k in have | set(a.missing) if k[0] == setting}
@@ -244,8 +224,8 @@ def recipe_line(a: Analysis) -> str:
 
 
 def headline(a: Analysis) -> str:
-    """The README's first answer: test accuracy per model and size, scratch beside fine-tuned
-    (one row per set of ImageNet weights), the recipe, and the starting point (full only)."""
+    """The README's first answer: test accuracy per model and size, scratch beside each set of
+    ImageNet weights fine-tuned, the recipe, and the starting point (full only)."""
     keys = {(c.model, c.fraction) for c in a.cells} | {k[1:] for k in a.missing}
     full, rows = a.profile == "full", []
     for model, fraction in sorted(keys, key=lambda k: _order(("", *k))):
@@ -271,8 +251,7 @@ def headline(a: Analysis) -> str:
 
 
 def notes(a: Analysis, call: Call) -> list[str]:
-    """The lines under the table: remedies, other configurations, inherited recipes, and runs
-    of other ImageNet weights."""
+    """Under the table: remedies, other configurations, inherited recipes, other weights."""
     out, models = list(call.notes), {c.model for c in a.cells}
     if a.others:
         n, labels = sum(len(c.runs) for c in a.others), sorted({c.label for c in a.others})
@@ -306,9 +285,8 @@ def write_report(
     profile: str,
     call: Call,
 ) -> Path:
-    """Build the analysis record once, draw every cell's curves, and render
-    results/summary.md and the README's headline and results section from it (never a quick
-    profile's over a full one's: see `keeps_full`)."""
+    """Build the analysis record once, draw every cell's curves, and render results/summary.md
+    and the README's headline and results section (see `keeps_full`) from it."""
     images = Path(images_dir)
     a = analysis.build(collect(output_dir, profile), profile, call.missing, call.failed)
     for cell in a.drawn:
@@ -322,44 +300,17 @@ def write_report(
     write_text(summary, f"# Summary\n\n{header}\n{rows}\n{DEVIATION_LIST}\n{scaled}")
     if not readme or keeps_full(Path(readme), profile):
         return summary
-    readme, runs = Path(readme), len(a.runs) + sum(len(c.runs) for c in a.others)
-    base, text = readme.resolve().parent, readme.read_text() if readme.exists() else ""
-    if (held := re.search(r"<!-- runs: (\d+) -->", _section(text))) and runs < int(held[1]):
-        print(
-            f"{readme}: its results section held {held[1]} runs and now shows {runs}: the "
-            "earlier section is replaced (it is in version control)"
-        )
+    base = Path(readme).resolve().parent
     block = (
-        f"<!-- runs: {runs} -->\n{header}\n{DEVIATION_LIST}\n### Curves\n\n"
-        f"{_curve_tables(a, images, base)}\n### Summary table\n\n{rows}\n"
-        f"{_scaling(a, images, base, call.figures)}"
+        f"{header}\n{DEVIATION_LIST}\n### Curves\n\n{_curve_tables(a, images, base)}\n"
+        f"### Summary table\n\n{rows}\n{_scaling(a, images, base, call.figures)}"
     )
-    text = replace_between(text, block, README_START, README_END)
-    if HEADLINE_START in text and HEADLINE_END in text:
-        text = replace_between(text, headline(a), HEADLINE_START, HEADLINE_END)
-    write_text(readme, text)
+    update(Path(readme), block, len(a.runs) + sum(len(c.runs) for c in a.others), headline(a))
     return summary
 
 
-def _section(text: str) -> str:
-    """The README's results section ('' without one)."""
-    if README_START not in text or README_END not in text:
-        return ""
-    return text.split(README_START, 1)[1].split(README_END, 1)[0]
-
-
-def keeps_full(readme: Path, profile: str) -> bool:
-    """True when `readme` shows full-profile results and this report is a quick one, which
-    must not replace them (the quick summary still goes to its own summary.md)."""
-    if profile != "quick" or not readme.exists():
-        return False
-    found = re.search(r"profile `(\w+)`", _section(readme.read_text()))
-    return bool(found) and found[1] == "full"
-
-
 def figure_links(names: Iterable[str], images: Path, base: Path, drawn: list[Path] | None) -> str:
-    """Markdown images of the scaling figures `names` that exist, relative to `base`; with
-    `drawn`, only those this call drew (a figure left by an earlier call is not linked)."""
+    """Links to the scaling figures `names` that exist (with `drawn`, that this call drew)."""
     figures = [images / "scaling" / f"{name}.png" for name in names]
     if drawn is not None:
         figures = [f for f in figures if f.resolve() in {d.resolve() for d in drawn}]
@@ -367,8 +318,7 @@ def figure_links(names: Iterable[str], images: Path, base: Path, drawn: list[Pat
 
 
 def _scaling(a: Analysis, images: Path, base: Path, drawn: list[Path] | None) -> str:
-    """The scaling figures, the extrapolation check and the observations; with runs of
-    AXIS_SIZES or more models, the model-size figure and the joint fit with its checks."""
+    """The scaling figures, checks and observations; the model-size ones from AXIS_SIZES models."""
     links = figure_links(
         ("error_vs_data", "accuracy_vs_time", "pretrained_gap"), images, base, drawn
     )

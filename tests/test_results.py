@@ -8,15 +8,11 @@ from common.analysis import grid_time, timing
 from common.config import make_config
 from common.files import read_json
 from common.plots import curve_path, plot_curves, save_curves
+from common.readme import HEADLINE_END, HEADLINE_START, README_END, README_START, replace_between
 from common.report import (
-    HEADLINE_END,
-    HEADLINE_START,
-    README_END,
-    README_START,
     Call,
     NotProduced,
     grid_time_line,
-    replace_between,
     summary_table,
     weights_line,
     write_report,
