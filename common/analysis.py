@@ -126,6 +126,10 @@ class Analysis:
     missing: dict[Key, NotProduced] = field(default_factory=dict)  # the cells without runs
     failed: dict[Key, dict[int, str]] = field(default_factory=dict)  # seed -> why, per cell
     timing: Timing | None = None  # the latest runs' time (see `timing`)
+    hardware: list[str] = field(default_factory=list)  # the latest runs' hardware, sorted
+    versions: list[str] = field(default_factory=list)  # 'torch X, torchvision Y' of each
+    data_dirs: list[str] = field(default_factory=list)  # their data folders (repository-relative)
+    origins: list[str] = field(default_factory=list)  # where those files came from (data_origin)
 
     @property
     def family(self) -> str:
@@ -311,6 +315,10 @@ def build(
         missing=_missing(cells, missing or {}, failed or {}),
         failed=failed or {},
         timing=timing([r for c in cells for r in c.runs]),
+        hardware=sorted({r["hardware"] for r in latest}),
+        versions=sorted({f"torch {r['torch']}, torchvision {r['torchvision']}" for r in latest}),
+        data_dirs=sorted({r["config"]["data_dir"] for r in latest}),
+        origins=sorted({r["data"] for r in latest}),
     )
 
 

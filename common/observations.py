@@ -60,11 +60,9 @@ def extrapolation_table(a: Analysis) -> str:
 
 def _left_out(check: JointCheck, axis: str, value: int) -> str:
     """What a leave-one-out check left out: the largest model or training-set size."""
-    return (
-        f"{check.models[value]}, {value / 1e6:.1f}M parameters"
-        if axis == "model"
-        else f"{value:,} images"
-    )
+    if axis == "model":
+        return f"{check.models[value]}, {value / 1e6:.1f}M parameters"
+    return f"{value:,} images"
 
 
 def joint_table(a: Analysis) -> str:
@@ -149,12 +147,10 @@ def _comparison_bullet(c: Comparison, family: str) -> str:
     text = f"{head} minus {second} is {100 * c.diff:+.2f} points {both}; "
     if not c.test:
         return f"{text}not tested ({c.why_untested})."
-    verdict = (
-        "< 0.05, a difference beyond seed noise" if c.holds else "≥ 0.05, not a clear difference"
-    )
+    verdict = "a difference beyond seed noise" if c.holds else "not a clear difference"
     return (
         f"{text}{c.test} over {len(c.first.runs)} seeds: p = {c.p:.2g}, Holm-adjusted over "
-        f"{family} p = {c.p_holm:.2g} {verdict}."
+        f"{family} p = {c.p_holm:.2g} {'<' if c.holds else '≥'} 0.05, {verdict}."
     )
 
 
