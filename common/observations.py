@@ -13,16 +13,17 @@ from .fits import FLAT, PURE, exponent
 from .results import MODEL_TITLES, SETTING_TITLES, Condition
 
 INSIDE = {None: "–", True: "yes", False: "no"}  # measured inside the interval? (None: none)
+CHECK = "predicted error %:|95% interval %{how}:|measured error %:|measured inside?"
+EXTRAPOLATION = "model|setting|fit on (training images)|curve (AICc)|largest n:|" + CHECK
+JOINT, LEFT_OUT = "setting|runs:|joint fit|alpha|beta|c %", "setting|fitted without|left-out cell|"
 
 
 def table(head: str, rows: Iterable[Sequence[object]]) -> str:
     """A Markdown table: `head` names the columns ('|' between, ':' ending a right-aligned one)."""
     names = head.split("|")
-    lines = [
-        "| " + " | ".join(name.rstrip(":") for name in names) + " |",
-        "|" + "".join("---:|" if name.endswith(":") else "---|" for name in names),
-    ]
-    return "\n".join(lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows]) + "\n"
+    rule = "|" + "".join("---:|" if name.endswith(":") else "---|" for name in names)
+    lines = ["| " + " | ".join(map(str, r)) + " |" for r in [[n.rstrip(":") for n in names], *rows]]
+    return "\n".join([lines[0], rule, *lines[1:]]) + "\n"
 
 
 def pct(value: float) -> str:
@@ -51,11 +52,7 @@ def extrapolation_table(a: Analysis) -> str:
         rows[-1] += [", ".join(f"{s:,}" for s in c["fit_on"]), c["chosen"], f"{c['n']:,}"]
         rows[-1] += [pct(c["predicted"]), _span(c["interval"]) + how, pct(c["measured"])]
         rows[-1] += [INSIDE[c["inside"]]]
-    return table(
-        "model|setting|fit on (training images)|curve (AICc)|largest n:|predicted error %:"
-        "|95% interval % (how):|measured error %:|measured inside?",
-        rows,
-    )
+    return table(EXTRAPOLATION.format(how=" (how)"), rows)
 
 
 def _left_out(check: JointCheck, axis: str, value: int) -> str:
@@ -87,11 +84,7 @@ def joint_table(a: Analysis) -> str:
                 cells.append([setting, name, f"{check.models[c['m']]} at {c['n']:,} images"])
                 cells[-1] += [pct(c["predicted"]), _span(c["interval"]), pct(c["measured"])]
                 cells[-1] += [INSIDE[c["inside"]]]
-    return f"{table('setting|runs:|joint fit|alpha|beta|c %', fits)}\n" + table(
-        "setting|fitted without|left-out cell|predicted error %:|95% interval %:"
-        "|measured error %:|measured inside?",
-        cells,
-    )
+    return f"{table(JOINT, fits)}\n{table(LEFT_OUT + CHECK.format(how=''), cells)}"
 
 
 def _joint_bullet(check: JointCheck) -> str:

@@ -1,7 +1,6 @@
 """What a sweep leaves for readers, in Markdown and PNG: curves per condition, the summary table
 (results/summary.md), the grid time, and the README's headline and results section (written
-through common/readme.py). Each is a renderer of one `analysis.Analysis`, built once per
-report."""
+through common/readme.py), each rendered from the one `analysis.Analysis` of the report."""
 
 from __future__ import annotations
 
@@ -13,6 +12,7 @@ from pathlib import Path
 
 from . import analysis
 from .analysis import DEVICES, Analysis, NotProduced, Timing
+from .analysis import Key as ConditionKey
 from .config import DEVIATIONS, SAME_RECIPE, SETTINGS, recipe_model
 from .data import fraction_title
 from .files import write_text
@@ -23,7 +23,6 @@ from .plots import SETTING_DIRS, curve_path, save_curves
 from .readme import keeps_full, update
 from .results import MODEL_TITLES, SETTING_TITLES, STARTING_POINT, Condition, collect, weights_title
 
-ConditionKey = tuple[str, str, float]  # (setting, model, fraction)
 SUMMARY = "model|data|setting|weights|train images:|epochs:|best val acc %:|test acc %:|TTA"
 DATA_FIGURES = ("error_vs_data", "accuracy_vs_time", "pretrained_gap")  # scaling.write_scaling's
 QUICK = (
@@ -303,10 +302,10 @@ def write_report(
 
 def figure_links(names: Iterable[str], images: Path, base: Path, drawn: list[Path] | None) -> str:
     """Links to the scaling figures `names` that exist (with `drawn`, that this call drew)."""
-    figures = [images / "scaling" / f"{name}.png" for name in names]
-    if drawn is not None:
-        figures = [f for f in figures if f.resolve() in {d.resolve() for d in drawn}]
-    return " ".join(f"![{p.stem}]({os.path.relpath(p, base)})" for p in figures if p.exists())
+    paths = [images / "scaling" / f"{name}.png" for name in names]
+    keep = {p.resolve() for p in (paths if drawn is None else drawn)}
+    linked = [p for p in paths if p.exists() and p.resolve() in keep]
+    return " ".join(f"![{p.stem}]({os.path.relpath(p, base)})" for p in linked)
 
 
 def _scaling(a: Analysis, images: Path, base: Path, drawn: list[Path] | None) -> str:
