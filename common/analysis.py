@@ -1,8 +1,9 @@
 """The analysis record of a report: computed once from the loaded runs, frozen, and read by
 every renderer (the summary, the README's sections, the headline, the observations and the
-figures), none of which computes or tests anything again. It holds the cells, the comparisons
-with their tests (paired t where the runs pair by seed, Welch's t where not, Holm across the
-report's family), the fits with their checks, the budget check, and what was not produced."""
+figures), none of which computes or tests anything again. It holds the cells, the recipe they
+record beside today's, the comparisons with their tests (paired t where the runs pair by seed,
+Welch's t where not, Holm across the report's family), the fits with their checks, the budget
+check, what was not produced and why, and the runs' time from their records."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .config import make_config
 from .fits import (
     Curve,
     Joint,
@@ -40,6 +42,15 @@ from .results import (
 ALPHA = 0.05  # the level of every test, after Holm's correction
 AXES = {"model": "the largest model", "size": "the largest training-set size"}
 Key = tuple[str, str, float]  # (setting, model, fraction)
+
+
+@dataclass(frozen=True)
+class NotProduced:
+    """Why a cell of the grid has no runs: its runs `failed` (the error), or they need the
+    ImageNet weights file `weights`, which was not found on this machine."""
+
+    failed: str = ""
+    weights: str = ""
 
 
 @dataclass(frozen=True)
@@ -76,6 +87,7 @@ class Line:
     seeds: list[int]
     curve: Curve | None  # None below 3 sizes (AICc has nothing to choose between)
     check: dict[str, Any] | None  # fits.extrapolate's record
+    suggested: list[float]  # fractions that would test the curve's form (see `suggest_fractions`)
 
 
 @dataclass(frozen=True)
@@ -106,17 +118,29 @@ class Analysis:
     rows: list[Condition]  # every configuration's cells, labelled by what differs
     others: list[Condition]  # the cells of configurations other than the latest
     recipe: Variant  # how the latest runs differ from today's recipe (() for today's)
+    today: dict[str, Any]  # today's recipe for the first latest run, where `recipe` differs
     comparisons: list[Comparison]
     lines: list[Line]
     joints: list[JointCheck]
-    budget_checked: bool  # a twice-the-budget run exists for some cell
     quick_images: list[int] = field(default_factory=list)  # images each quick run trained on
+    missing: dict[Key, NotProduced] = field(default_factory=dict)  # the cells without runs
+    failed: dict[Key, dict[int, str]] = field(default_factory=dict)  # seed -> why, per cell
+    timing: Timing | None = None  # the latest runs' time (see `timing`)
+    hardware: list[str] = field(default_factory=list)  # the latest runs' hardware, sorted
+    versions: list[str] = field(default_factory=list)  # 'torch X, torchvision Y' of each
+    data_dirs: list[str] = field(default_factory=list)  # their data folders (repository-relative)
+    origins: list[str] = field(default_factory=list)  # where those files came from (data_origin)
 
     @property
     def family(self) -> str:
         """The family Holm's correction runs over, named."""
         n = sum(c.p is not None for c in self.comparisons)
         return f"the {n} test{'s' * (n != 1)} of test accuracy this report makes"
+
+    @property
+    def budget(self) -> list[Comparison]:
+        """The twice-the-budget comparisons: empty when no cell has such runs (not checked)."""
+        return [c for c in self.comparisons if c.kind == "budget"]
 
 
 def _compare(kind: str, first: Condition, second: Condition) -> Comparison:
@@ -200,9 +224,19 @@ def _lines(runs: list[dict[str, Any]]) -> list[Line]:
                     seeds,
                     analyse(n, err, seeds) if sizes >= 3 else None,
                     extrapolate(n, err, seeds),
+                    suggest_fractions([r["data_fraction"] for r in mine]),
                 )
             )
     return out
+
+
+def suggest_fractions(fractions: list[float], sizes: int = 5) -> list[float]:
+    """At least `sizes` data fractions, halving down from 100% through the ones already run,
+    so that a 3-parameter curve has sizes left over to be tested on."""
+    wanted = set(fractions) | {2.0**-k for k in range(int(np.ceil(-np.log2(min(fractions)))) + 1)}
+    while len(wanted) < sizes:
+        wanted.add(min(wanted) / 2)
+    return sorted(wanted)
 
 
 def _joints(runs: list[dict[str, Any]]) -> list[JointCheck]:
@@ -232,8 +266,26 @@ def _joints(runs: list[dict[str, Any]]) -> list[JointCheck]:
     return out
 
 
-def build(collected: list[dict[str, Any]], profile: str) -> Analysis:
-    """The record of one report, from the runs of `profile` (results.collect's)."""
+def _missing(
+    cells: list[Condition], missing: dict[Key, NotProduced], failed: dict[Key, dict[int, str]]
+) -> dict[Key, NotProduced]:
+    """The cells without runs: those the call could not run, and those whose seeds all failed."""
+    have = {(c.setting, c.model, c.fraction) for c in cells}
+    lost = {
+        k: NotProduced(failed="; ".join(f"seed {s}: {why}" for s, why in sorted(seeds.items())))
+        for k, seeds in failed.items()
+    }
+    return {k: v for k, v in (missing | lost).items() if k not in have}
+
+
+def build(
+    collected: list[dict[str, Any]],
+    profile: str,
+    missing: dict[Key, NotProduced] | None = None,
+    failed: dict[Key, dict[int, str]] | None = None,
+) -> Analysis:
+    """The record of one report, from the runs of `profile` (results.collect's), the cells
+    the call could not run (`missing`) and the seeds that failed (`failed`, seed -> why)."""
     latest, other_runs = split_configurations([upgrade(r) for r in collected])
     plotted, apart = split_weights(latest)
     cells, drawn = group_conditions(latest), group_conditions(plotted)
@@ -255,15 +307,51 @@ def build(collected: list[dict[str, Any]], profile: str) -> Analysis:
         rows=rows,
         others=others,
         recipe=cells[0].variant if cells else (),
+        today=_today(latest[0]) if cells and cells[0].variant else {},
         comparisons=comparisons,
         lines=[] if quick else _lines(plotted),
         joints=[] if quick else _joints(plotted),
-        budget_checked=any(c.kind == "budget" for c in comparisons),
         quick_images=images if quick else [],
+        missing=_missing(cells, missing or {}, failed or {}),
+        failed=failed or {},
+        timing=timing([r for c in cells for r in c.runs]),
+        hardware=sorted({r["hardware"] for r in latest}),
+        versions=sorted({f"torch {r['torch']}, torchvision {r['torchvision']}" for r in latest}),
+        data_dirs=sorted({r["config"]["data_dir"] for r in latest}),
+        origins=sorted({r["data"] for r in latest}),
     )
 
 
+def _today(run: dict[str, Any]) -> dict[str, Any]:
+    """Today's recipe for `run`'s cell, to set beside the recipe its configuration records."""
+    today = make_config(run["model"], run["data_fraction"], run["pretrained"], 0, run["profile"])
+    return today.training_key()
+
+
 OVERLAP_SLACK = 2.0  # seconds two runs' records may overlap and still be one after the other
+DEVICES = (2, 4, 8)  # the numbers of alike devices the grid time is estimated on
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The time of a report's runs, from their records: `busy`, during which at least one
+    trained; how many `shared` their device with another run at once (stretched wall times);
+    the wall times of the others, summed (`one`, on one device) and spread over DEVICES (`on`)."""
+
+    runs: int
+    busy: float
+    shared: int
+    alone: int  # the runs that had their device to themselves
+    one: float
+    on: dict[int, float]
+
+
+def timing(runs: list[dict[str, Any]]) -> Timing:
+    """The `Timing` of `runs`."""
+    shared = shared_device(runs)
+    alone = [r["wall_time_s"] for r, s in zip(runs, shared, strict=True) if not s]
+    on = {k: grid_time(alone, k) for k in DEVICES} if alone else {}
+    return Timing(len(runs), busy_time(runs), sum(shared), len(alone), sum(alone), on)
 
 
 def grid_time(seconds: list[float], devices: int) -> float:

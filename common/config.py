@@ -57,11 +57,10 @@ LIFT = "none"  # an override of "none" sets a field to None, e.g. eval_images: n
 #   tta_level 1 over 100 runs. Where ours differs: 45,000 training images (5,000 held out for
 #   validation) against 50,000; no weight decay on BN and biases (the source decays every
 #   parameter); torchvision's ResNet-18 with the CIFAR stem against Kuang Liu's CIFAR ResNet-18
-#   (the same layers). On the JPEG copy of CIFAR-10 the committed results use (it costs about
-#   3.5 points against the original files: airbench94 90.55 ± 0.17% over 5 runs on an H200,
-#   94.01% in its README), the former recipe (no cutout, zero padding, triangle from ~0 peaking
-#   at 23%, no test-time augmentation) scored 87.48 ± 0.07% test at 100% on an NVIDIA H200
-#   (results/runs-full-nvidia-h200).
+#   (the same layers). The committed results (results/runs-full-nvidia-h200, the README's
+#   headline) were made by the former recipe (no cutout, zero padding, triangle from ~0 peaking
+#   at 23%, no test-time augmentation) on the JPEG copy of CIFAR-10, which costs accuracy
+#   against the original files (airbench94 on both: docs/rebuild.md).
 # full pretrained: BiT-HyperRule (Kolesnikov et al. 2020, "Big Transfer"), read in
 #   github.com/google-research/big_transfer: bit_hyperrule.py get_resolution (images under
 #   96x96 px: resize 160, crop 128), get_mixup (alpha 0.1 from 20,000 images up), get_schedule
@@ -76,36 +75,30 @@ LIFT = "none"  # an override of "none" sets a field to None, e.g. eval_images: n
 #   The budget from 20,000 images up is not BiT's: BiT's schedule shape (5% warm-up, lr /10
 #   after 30, 60 and 90% of the steps, MixUp 0.1) over 17 epochs at 100% (87 steps of 512 an
 #   epoch: 1,479 steps, BiT's 10,000 would be 115 epochs), epochs / sqrt(f) below (24 at 50%:
-#   1,032 steps), as from scratch. Why: BiT's 10,000 steps take about 470 s a run on an H200
-#   and hours on a T4 (15-20x slower), and fine-tuning converged early there: on one H200
-#   (2026-12-01, one seed, the former recipe: cosine, 30 epochs, 128 px; runs not committed)
-#   ResNet-50 from Keras' ImageNet weights reached 81.58, 90.17, 91.78% test at 1/16, 50%,
-#   100%, its validation accuracy at 100% no longer rising after about 12 of the 30 epochs.
+#   1,032 steps), as from scratch. Why: BiT's 10,000 steps are about 7x as many, and
+#   fine-tuning converged early in the one measurement behind this budget, whose runs were not
+#   committed: docs/running.md (Profiles and recipes) gives it with its provenance.
 #   Not yet checked on validation: twice this budget (`benchmarks/recipe_sweep.py --profile
 #   full --model resnet50 --fraction 1 --eval-images none --run "pretrained" --run "pretrained
 #   epochs=34"`, with the weights; in `benchmarks/plan.py`) tells whether it binds. BiT's
 #   cited 10,000 steps, slower, are one setting away: budget=bit. Under 20,000 images, BiT's
 #   own 500 steps (its own column). Unmeasured too: the resolution (--run "pretrained
 #   image_size=160 resize=192", or 224 px).
-# quick: for a 2-core CPU, the whole 13-run grid in about ten minutes. ResNet-18 at batch 64
-#   trains at 29 images/s there with the CIFAR stem against 165 with the ImageNet stem
+# quick: for a 2-core CPU, the whole 13-run grid in about ten minutes. ResNet-18 trains several
+#   times faster there with the ImageNet stem than with the CIFAR stem
 #   (benchmarks/results/pipeline-cpu*.md), so quick uses the ImageNet stem at 32 px, caps the
 #   steps per epoch and evaluates fixed subsets of validation and test. Every quick run sees the
 #   same 4,096 images whatever its fraction: a budget that grew with the subset cannot fit in
-#   ten minutes here (one pass over 100% takes ResNet-50 about 20 min), so quick is a check that
-#   the pipeline works, and its report claims no data, model-size or pretraining effect
-#   (common/observations.py, quick_note). Its values were measured on the JPEG copy of
-#   CIFAR-10, 2-core AMD EPYC CPU, torch 2.14.1, on validation images:
-#   benchmarks/results/{quick-scratch,finetune-keras}-*.md. In 64 steps AdamW learns faster
-#   than SGD. From scratch, 1/16, seed 0, validation accuracy on 2,000 images
-#   (quick-scratch-resnet{18,50}-1-16-cpu-amd-epyc.md): ResNet-18 AdamW 4e-3 27.6%, 8e-3
-#   27.1%, 2e-3 24.9%, 4e-3 with label smoothing 0.1 28.3% (within one seed's spread, sd 1.5:
-#   not adopted); SGD+Nesterov 0.2 21.5%, 0.05 18.2%. ResNet-50 AdamW 4e-3 25.7%, 8e-3 22.9%,
-#   2e-3 24.1%. Fine-tuned, with real ImageNet features (Keras ResNet-50 weights, not
-#   torchvision's), ResNet-50 on 1/16 (finetune-keras-1-16-cpu-amd-epyc.md): AdamW 1e-3 45.4 ±
-#   4.3% (3 seeds), 3e-4 41.3%, 3e-3 35.4%; SGD + Nesterov 0.01 42.8%, 0.003 41.4%, 0.03
-#   27.2%; from scratch in the same budget 24.6 ± 1.5% (3 seeds). At 64 px fine-tuning reaches
-#   62.0% (scratch 33.7%), but each image costs about 4x: the grid would take about 40 min.
+#   ten minutes here, so quick is a check that the pipeline works, and its report claims no
+#   data, model-size or pretraining effect (common/observations.py, quick_note). Its values
+#   were chosen on validation accuracy, measured on the JPEG copy of CIFAR-10 on a 2-core AMD
+#   EPYC CPU: in 64 steps AdamW learns faster than SGD. From scratch, 1/16, seed 0: AdamW 4e-3
+#   for ResNet-18 and ResNet-50 against 2e-3, 8e-3 and SGD + Nesterov; label smoothing 0.1
+#   within one seed's spread, not adopted (quick-scratch-resnet{18,50}-1-16-cpu-amd-epyc.md).
+#   Fine-tuned, with real ImageNet features (Keras' ResNet-50 weights, not torchvision's),
+#   ResNet-50 on 1/16: AdamW 1e-3 against 3e-4, 3e-3 and SGD + Nesterov, and against from
+#   scratch in the same budget; 64 px scores higher there but costs about 4x per image
+#   (finetune-keras-1-16-cpu-amd-epyc.md). All in benchmarks/results/.
 COLUMNS = (
     ("full", "scratch", "all"),
     ("full", "pretrained", "from 20,000 images"),
@@ -118,7 +111,7 @@ BIT_STEPS = dict(below=20_000, few=500, many=10_000)  # BiT's regimes (bit_hyper
 RECIPES: dict[str, tuple[Any, ...]] = dict(
     #                full scratch   full pretr.   <20k images   quick scr.   quick pretr.
     # the CIFAR stem: 3x3 stride-1 first conv, no max-pool; pretrained: the weights' own stem;
-    # quick: the ImageNet stem is 5.6x faster on a CPU
+    # quick: the ImageNet stem, faster on a CPU (benchmarks/results/pipeline-cpu*.md)
     stem=           ("cifar",     "imagenet",   "imagenet",   "imagenet",  "imagenet"),
     image_size=     (32,          128,          128,          32,          32),  # BiT's crop
     resize=         (None,        160,          160,          None,        None),  # BiT's resize
@@ -178,21 +171,22 @@ SHARED: dict[str, Any] = dict(
     # 8+), fp16 with a gradient scaler on 7.x, fp32 below; on a CPU, whichever of fp32 and
     # bf16 + channels-last trains the run's model faster there, measured once and cached
     # (common/precision.py). CPUs disagree: on the AMD EPYC here (bf16 emulated) fp32 trains
-    # 5-15x faster; on an Intel Xeon with AMX-BF16, bf16 was reported 2.4x faster (CIFAR stem).
+    # faster (benchmarks/results/precision-cpu-amd-epyc.md); on an Intel Xeon with AMX-BF16,
+    # bf16 was reported 2.4x faster (CIFAR stem).
     precision="auto",
     channels_last=None,  # None: on with bf16/fp16, off with fp32
     # Seconds between resumable checkpoints (and one at the end): a kill loses at most this much
-    # training. A ResNet-50 checkpoint (model, momentum, best weights) is 283 MB; written every
-    # epoch, the full 1/16 cell wrote 45 GB. One write took 0.7-1.0 s here: every 5 minutes is
-    # under 0.4% of a run.
+    # training. Written every epoch, a ResNet-50 checkpoint (model, momentum, best weights) filled
+    # disks; every 5 minutes costs a small share of a run (sizes and write times:
+    # benchmarks/results/grid-time-cpu-amd-epyc.md).
     checkpoint_every=300.0,
     # Validation every k epochs and after the last, k the smallest that keeps both bounds: at most
     # `max_evals` passes per run, and at most `eval_share` validation images per training image.
     # The best-validation epoch is chosen among these passes. Evaluating all 5,000 validation
-    # images after every epoch cost the 1/16 cells 1.95 evaluation images per training image;
-    # max_evals alone left the fine-tuning ones (40 epochs) at that, a predicted 33-39% of their
-    # time here, evaluation running 3-5x faster than training per image. With both bounds: at
-    # most 0.49, and at most 13% of any full-profile run's predicted time.
+    # images after every epoch cost the 1/16 cells more evaluation images than training images,
+    # and max_evals alone left the fine-tuning ones there; with both bounds, evaluation is a
+    # small share of any full-profile run's predicted time (evaluation and training speeds:
+    # benchmarks/results/grid-time-cpu-amd-epyc.md).
     max_evals=50,
     eval_share=0.5,
 )

@@ -354,14 +354,17 @@ def extrapolate(
     predicted = float(_fitter(chosen)(n[small], err[small])(largest))
     kept = None if seeds is None else np.asarray(seeds)[small]
     draws, how = _curve_draws(n[small], err[small], kept, chosen, boot, seed)
+    bounds = interval([d(largest) for d in draws], how) if draws else None
+    measured = float(err[n == largest].mean())
     return {
         "fit_on": [int(s) for s in sizes[:-1]],
         "n": int(largest),
         "chosen": chosen,
         "predicted": predicted,
         "how": how,
-        "interval": interval([d(largest) for d in draws], how) if draws else None,
-        "measured": float(err[n == largest].mean()),
+        "interval": bounds,
+        "measured": measured,
+        "inside": None if bounds is None else bounds[0] <= measured <= bounds[1],
     }
 
 

@@ -36,8 +36,9 @@ DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 # The CPU probe: untimed steps first (allocator, oneDNN kernel choice), then timed ones.
 PROBE_WARMUP_STEPS = 1
 PROBE_STEPS = 2
-# At most this batch in the probe: bf16 without native support runs 5-15x slower than fp32 on an
-# AMD EPYC here, so a probe at the full recipe's batch 512 would cost minutes.
+# At most this batch in the probe: bf16 without native support runs many times slower than fp32
+# (benchmarks/results/precision-cpu-amd-epyc.md), so a probe at the full recipe's batch 512
+# would cost minutes.
 PROBE_MAX_BATCH = 32
 NVIDIA_DRIVER = Path("/proc/driver/nvidia/version")  # there while an NVIDIA driver is loaded
 _reported: set[str] = set()  # the reasons already printed by this process

@@ -19,7 +19,8 @@ from common.config import (
 )
 from common.errors import ConfigError
 from common.observations import observations
-from common.report import README_END, README_START, Call, summary_table, write_report
+from common.readme import README_END, README_START
+from common.report import Call, summary_table, write_report
 from common.results import (
     FORMER_DEFAULTS,
     group_conditions,

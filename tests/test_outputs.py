@@ -14,7 +14,8 @@ import pytest
 from common.checkpoint import BEST, LATEST, PREVIOUS
 from common.config import make_config
 from common.files import write_text
-from common.report import HEADLINE_END, HEADLINE_START, README_END, README_START, Call, write_report
+from common.readme import HEADLINE_END, HEADLINE_START, README_END, README_START
+from common.report import Call, write_report
 from common.results import make_metrics, weights_title
 from common.run import KEEP_CHECKPOINTS, save_run
 from common.rundir import Busy, run_lock

@@ -4,19 +4,15 @@ import json
 
 import pytest
 
+from common.analysis import grid_time, timing
 from common.config import make_config
 from common.files import read_json
 from common.plots import curve_path, plot_curves, save_curves
+from common.readme import HEADLINE_END, HEADLINE_START, README_END, README_START, replace_between
 from common.report import (
-    HEADLINE_END,
-    HEADLINE_START,
-    README_END,
-    README_START,
     Call,
     NotProduced,
-    grid_time,
     grid_time_line,
-    replace_between,
     summary_table,
     weights_line,
     write_report,
@@ -131,9 +127,9 @@ def timed(tmp_path, seed, start, wall, device="cpu"):
 
 def test_grid_time_line_counts_its_runs_in_words(tmp_path):
     [one] = group_conditions([timed(tmp_path, 0, 0, 12)])
-    assert grid_time_line([one]).startswith("Grid time: the run above trained for 12 s")
+    assert grid_time_line(timing(one.runs)).startswith("Grid time: the run above trained for 12 s")
     [two] = group_conditions([timed(tmp_path, 0, 0, 12), timed(tmp_path, 1, 12, 12)])
-    line = grid_time_line([two])
+    line = grid_time_line(timing(two.runs))
     assert line.startswith("Grid time: the 2 runs above trained for 24 s")
     assert "the 2 runs that had their device to themselves trained for 24 s in all" in line
     assert "2 devices 12 s" in line
@@ -143,14 +139,14 @@ def test_runs_that_shared_a_device_stay_out_of_the_one_device_time(tmp_path):
     # --jobs 2 on one device: two 50 s runs side by side, each stretched to 100 s
     runs = [timed(tmp_path, 0, 0, 100), timed(tmp_path, 1, 0, 100), timed(tmp_path, 2, 100, 60)]
     [cell] = group_conditions(runs)
-    line = grid_time_line([cell], elapsed=170.0, trained=3)
+    line = grid_time_line(timing(cell.runs), elapsed=170.0, trained=3)
     assert line.startswith("Grid time: the call that trained 3 of the 3 runs above took 2.8 min")
     assert "2 of them shared their device with another run at the same time" in line
     assert "the run that had its device to itself trained for 60 s in all" in line
     # the same runs on two GPUs of one machine had their devices to themselves
     apart = [timed(tmp_path, 0, 0, 50, "cuda:0"), timed(tmp_path, 1, 0, 50, "cuda:1")]
     [cell] = group_conditions(apart)
-    line = grid_time_line([cell])
+    line = grid_time_line(timing(cell.runs))
     assert "shared" not in line and "trained for 50 s, the time during which" in line
     assert "trained for 1.7 min in all" in line and "2 devices 50 s" in line
 
