@@ -6,7 +6,8 @@
 
 Each run lands in runs/<setting>/<model>_data-<size>_seed<seed>/ (executed notebook, its HTML,
 metrics.json, curves, best weights). Finished runs are skipped, interrupted ones resume from
-their last epoch, failed ones are retried; see docs/running.md.
+their last checkpoint, failed ones are retried; see docs/running.md. Ctrl-C (or SIGTERM) stops
+every run this call started, kernels and Ray tasks included.
 """
 
 from __future__ import annotations
@@ -16,12 +17,16 @@ import time
 STARTED = time.perf_counter()  # before the imports below (torch and friends: seconds)
 
 import argparse
+import contextlib
+import os
 import shlex
+import signal
 import sys
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from common.cluster import connect, run_on_ray
 from common.config import RunConfig, default_profile, parse_sets
@@ -34,7 +39,7 @@ from common.models import MODELS, VERSIONS, check_model, grid_weights, weights_f
 from common.progress import follow
 from common.report import Call, NotProduced, keeps_full, write_report
 from common.rundir import State, failure_reason, state
-from common.sweep import KERNEL, check_kernel, execute_scaling
+from common.sweep import KERNEL, check_kernel, execute_scaling, stop_kernels
 
 REPO = Path(__file__).resolve().parent
 
@@ -580,10 +585,30 @@ def main(argv: list[str] | None = None) -> int:
     return report(args, plan, checked, failures, call)
 
 
+def interrupt(signum: int, frame: object) -> None:
+    """SIGTERM: stop as Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
+def stop(interrupted: KeyboardInterrupt) -> NoReturn:
+    """After Ctrl-C or SIGTERM: end every kernel this call started (with what each started) and
+    then this process, whose threads hold the direct runs; each unfinished run keeps its last
+    checkpoint, from which the next call resumes it."""
+    for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut the stopping short
+        signal.signal(sig, signal.SIG_IGN)
+    stop_kernels()
+    why = interrupted.args[0] if interrupted.args else "finished runs are kept"
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.flush()
+    print(f"run_all.py: interrupted; {why}", file=sys.stderr, flush=True)
+    os._exit(130)  # without waiting for the threads of runs in flight
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         sys.exit(main())
     except UserError as e:
         sys.exit(f"run_all.py: error: {with_options(str(e), PARAMETER_OPTIONS)}")
-    except KeyboardInterrupt:  # before any run started
-        sys.exit("run_all.py: interrupted before any run started")
+    except KeyboardInterrupt as e:
+        stop(e)
