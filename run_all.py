@@ -18,6 +18,7 @@ STARTED = time.perf_counter()  # before the imports below (torch and friends: se
 
 import argparse
 import contextlib
+import errno
 import os
 import shlex
 import signal
@@ -35,7 +36,15 @@ from common.errors import UserError, with_options
 from common.files import read_json
 from common.grid import Run, build_grid, run_config
 from common.local import Slot, job_slots, run_locally
-from common.models import MODELS, VERSIONS, check_model, grid_weights, weights_file, weights_remedy
+from common.models import (
+    MODELS,
+    VERSIONS,
+    check_model,
+    grid_weights,
+    missing_weights,
+    weights_file,
+    weights_remedy,
+)
 from common.progress import follow
 from common.report import Call, NotProduced, keeps_full, write_report
 from common.rundir import State, failure_reason, state
@@ -209,9 +218,15 @@ def split(text: str) -> list[str]:
 
 
 def check_writable(folder: Path) -> None:
+    """Raise a one-line UserError unless `folder` can be written, creating nothing (a call that
+    stops leaves no folder behind): its nearest existing folder must take a new file."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder):
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+        with tempfile.NamedTemporaryFile(dir=existing):
             pass
     except OSError as e:
         raise UserError(f"cannot write to {folder} ({e.strerror}): pick another folder") from None
@@ -465,10 +480,8 @@ def show_plan(args: argparse.Namespace, plan: Plan, checked: Checked, todo: list
     """What cannot run and why, the counts, and with --dry-run every run's state."""
     blocked = checked.runs(State.NOT_POSSIBLE)
     if blocked:
-        print(f"{len(blocked)} of {len(plan.grid)} runs are not possible here:")
-        for model, why in checked.not_possible.items():
-            n = sum(r.model == model for r in blocked)
-            print(f"  {model} pretrained ({n} run{'s' * (n != 1)}): {why}")
+        why = missing_weights(checked.not_possible, plan.version, args.weights_dir)
+        print(f"{len(blocked)} of {len(plan.grid)} runs are not possible here: {why}")
     skipped = [r for r in checked.runs(State.DONE) if r not in todo]
     print(
         f"{len(plan.grid)} run{'s' * (len(plan.grid) != 1)}: {len(todo)} to run, "
@@ -479,6 +492,14 @@ def show_plan(args: argparse.Namespace, plan: Plan, checked: Checked, todo: list
             now = checked.states[run]
             reason = failure_reason(checked.configs[run].output_dir) if now == State.FAILED else ""
             print(f"  {now.value:>12}  {run.setting:<10} {run.name}  {reason or ''}")
+
+
+def refuse_an_impossible_grid(args: argparse.Namespace, plan: Plan, checked: Checked) -> None:
+    """A call that would train something but can run none of its runs stops in one line, before
+    it writes anything."""
+    if not idle(args) and len(checked.runs(State.NOT_POSSIBLE)) == len(plan.grid):
+        why = missing_weights(checked.not_possible, plan.version, args.weights_dir)
+        raise UserError(f"no run of this grid is possible here: {why}")
 
 
 RESUME_HERE = "the next call resumes the others from their last epoch"
@@ -577,6 +598,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.report_only:
         print(f"report only: the runs in {args.output_dir} as they are, none trained")
         return report(args, plan, checked, [], call)
+    refuse_an_impossible_grid(args, plan, checked)
     show_plan(args, plan, checked, todo)
     if args.dry_run:
         return 0
