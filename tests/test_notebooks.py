@@ -98,6 +98,13 @@ def test_a_named_notebook_refuses_another_model_and_overrides_reach_the_rest():
     assert again.training_key() == cfg.training_key() and again.lr == 0.05
 
 
+@pytest.mark.parametrize("name", [*RUNS, "scaling.ipynb"])
+def test_every_notebook_turns_on_the_one_line_errors_before_its_work(name):
+    cells = load(name).cells
+    [params] = [i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", [])]
+    assert "notebook_setup()" in cells[params + 1].source
+
+
 class FakeShell:
     """What `one_line_in_jupyter` asks of IPython's shell: the exceptions it gets handlers for."""
 
