@@ -247,6 +247,43 @@ def run_on_ray(
     task = ray.remote(max_retries=RETRIES)(run_task).options(
         num_gpus=1 if gpu else 0, num_cpus=1 if gpu else cpus
     )
+    data, shipped = ship(todo, data_dir, weights)
+    pending = {}
+    with ExitStack() as locks:
+        try:
+            for run in todo:
+                cfg = configs[run]
+                run_dir = Path(cfg.output_dir)
+                try:
+                    locks.enter_context(run_lock(run_dir))
+                except Busy as e:
+                    yield Outcome(run, False, str(e))
+                    continue
+                done = state(cfg) == State.DONE
+                if done and not options.get("force"):
+                    yield Outcome(run, True, "done by another process")
+                    continue
+                # of an earlier, unfinished attempt; --force retrains a finished run anew
+                checkpoints = {} if done else pack(run_dir, (LATEST, PREVIOUS))
+                resume = Bundle.put(checkpoints) if checkpoints else None
+                model_weights = shipped.get(run.model) if run.pretrained else None
+                # the run's own weights label: one's own file keeps it whatever its name
+                mine = dict(overrides, weights=cfg.weights)
+                ref = task.remote(run, mine, data, model_weights, resume, options)
+                pending[ref] = run
+            while pending:
+                [ref], _ = ray.wait(list(pending), num_returns=1)
+                run = pending.pop(ref)
+                yield store(run, configs[run], ref, options.get("keep_checkpoints", False))
+        finally:  # interrupted (Ctrl-C) while tasks are running: they stop too
+            cancel(list(pending))
+
+
+def ship(
+    todo: list[Run], data_dir: str, weights: dict[str, str]
+) -> tuple[Bundle, dict[str, Bundle]]:
+    """The CIFAR-10 files, and the weights file of each model with a pretrained run in `todo`,
+    put into Ray's object store once."""
     data = Bundle.put(pack(Path(data_dir) / "cifar-10-batches-py"))
     needed = {r.model for r in todo if r.pretrained}
     shipped = {
@@ -254,35 +291,7 @@ def run_on_ray(
         for m, p in weights.items()
         if m in needed
     }
-    pending = {}
-    with ExitStack() as locks:
-        for run in todo:
-            cfg = configs[run]
-            run_dir = Path(cfg.output_dir)
-            try:
-                locks.enter_context(run_lock(run_dir))
-            except Busy as e:
-                yield Outcome(run, False, str(e))
-                continue
-            done = state(cfg) == State.DONE
-            if done and not options.get("force"):
-                yield Outcome(run, True, "done by another process")
-                continue
-            # of an earlier, unfinished attempt; --force retrains a finished run from the start
-            checkpoints = {} if done else pack(run_dir, (LATEST, PREVIOUS))
-            resume = Bundle.put(checkpoints) if checkpoints else None
-            model_weights = shipped.get(run.model) if run.pretrained else None
-            # the run's own weights label: one's own file keeps it whatever its name
-            mine = dict(overrides, weights=cfg.weights)
-            ref = task.remote(run, mine, data, model_weights, resume, options)
-            pending[ref] = run
-        try:
-            while pending:
-                [ref], _ = ray.wait(list(pending), num_returns=1)
-                run = pending.pop(ref)
-                yield store(run, configs[run], ref, options.get("keep_checkpoints", False))
-        finally:  # interrupted (Ctrl-C) while tasks are running
-            cancel(list(pending))
+    return data, shipped
 
 
 def cancel(refs: list[Any], grace: float = CANCEL_GRACE_S) -> None:

@@ -8,8 +8,10 @@ import json
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -129,6 +131,9 @@ class FakeRay:
     def cancel(self, ref: str, force: bool = False) -> None:
         self.cancelled.append((ref, force))
 
+    def get_runtime_context(self) -> SimpleNamespace:  # a worker's
+        return SimpleNamespace(get_assigned_resources=lambda: {"CPU": 1.0})
+
 
 def test_an_interrupted_ray_driver_cancels_its_tasks(tmp_path, fake_data, monkeypatch):
     from common import cluster
@@ -153,3 +158,26 @@ def test_an_interrupted_ray_driver_cancels_its_tasks(tmp_path, fake_data, monkey
     # each asked to stop (its run then stops its kernel), the one still running killed
     assert ray.cancelled == [("task 0", False), ("task 1", False), ("task 1", True)]
     assert not list((tmp_path / "runs").glob("*/*/.lock"))  # the local folders are unlocked
+
+
+def test_a_cancelled_ray_task_stops_its_kernel_and_keeps_its_checkpoint(tmp_path, monkeypatch):
+    from common import cluster
+    from common.grid import Run
+
+    monkeypatch.setitem(sys.modules, "ray", FakeRay())
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the node's cache goes here
+    stopped = []
+    monkeypatch.setattr(cluster, "stop_kernels", lambda **kw: stopped.append(kw))
+
+    def cancelled(run, cfg, **options):  # ray.cancel raises KeyboardInterrupt mid-run
+        Path(cfg.output_dir).mkdir(parents=True)
+        (Path(cfg.output_dir) / "checkpoint.pt").write_bytes(b"epoch 1")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cluster, "execute", cancelled)
+    data = cluster.Bundle("data", (), None)  # no files: nothing to fetch
+    run = Run("scratch", "resnet18", 1.0, 0)
+    with pytest.raises(KeyboardInterrupt):
+        cluster.run_task(run, {"profile": "quick"}, data, None, None, {})
+    assert stopped == [{"final": False}]  # its kernel, and the worker takes further tasks
+    assert list(tmp_path.glob(f"big-vs-small-*/runs/*/scratch/{run.name}/checkpoint.pt"))
