@@ -175,6 +175,7 @@ def execute_scaling(
     import papermill as pm
 
     output = Path(results_dir) / "scaling.ipynb"
+    output.parent.mkdir(parents=True, exist_ok=True)  # papermill writes there, making nothing
     folder = Path(images_dir) / "scaling"
     before = {f: f.stat().st_mtime_ns for f in folder.glob("*.png")}
 
