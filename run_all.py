@@ -6,7 +6,8 @@
 
 Each run lands in runs/<setting>/<model>_data-<size>_seed<seed>/ (executed notebook, its HTML,
 metrics.json, curves, best weights). Finished runs are skipped, interrupted ones resume from
-their last epoch, failed ones are retried; see docs/running.md.
+their last checkpoint, failed ones are retried; see docs/running.md. Ctrl-C (or SIGTERM) stops
+every run this call started, kernels and Ray tasks included.
 """
 
 from __future__ import annotations
@@ -16,12 +17,17 @@ import time
 STARTED = time.perf_counter()  # before the imports below (torch and friends: seconds)
 
 import argparse
+import contextlib
+import errno
+import os
 import shlex
+import signal
 import sys
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from common.cluster import connect, run_on_ray
 from common.config import RunConfig, default_profile, parse_sets
@@ -30,11 +36,19 @@ from common.errors import UserError, with_options
 from common.files import read_json
 from common.grid import Run, build_grid, run_config
 from common.local import Slot, job_slots, run_locally
-from common.models import MODELS, VERSIONS, check_model, grid_weights, weights_file, weights_remedy
+from common.models import (
+    MODELS,
+    VERSIONS,
+    check_model,
+    grid_weights,
+    missing_weights,
+    weights_file,
+    weights_remedy,
+)
 from common.progress import follow
 from common.report import Call, NotProduced, keeps_full, write_report
 from common.rundir import State, failure_reason, state
-from common.sweep import KERNEL, check_kernel, execute_scaling
+from common.sweep import KERNEL, check_kernel, execute_scaling, stop_kernels
 
 REPO = Path(__file__).resolve().parent
 
@@ -204,9 +218,15 @@ def split(text: str) -> list[str]:
 
 
 def check_writable(folder: Path) -> None:
+    """Raise a one-line UserError unless `folder` can be written, creating nothing (a call that
+    stops leaves no folder behind): its nearest existing folder must take a new file."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder):
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+        with tempfile.NamedTemporaryFile(dir=existing):
             pass
     except OSError as e:
         raise UserError(f"cannot write to {folder} ({e.strerror}): pick another folder") from None
@@ -460,10 +480,8 @@ def show_plan(args: argparse.Namespace, plan: Plan, checked: Checked, todo: list
     """What cannot run and why, the counts, and with --dry-run every run's state."""
     blocked = checked.runs(State.NOT_POSSIBLE)
     if blocked:
-        print(f"{len(blocked)} of {len(plan.grid)} runs are not possible here:")
-        for model, why in checked.not_possible.items():
-            n = sum(r.model == model for r in blocked)
-            print(f"  {model} pretrained ({n} run{'s' * (n != 1)}): {why}")
+        why = missing_weights(checked.not_possible, plan.version, args.weights_dir)
+        print(f"{len(blocked)} of {len(plan.grid)} runs are not possible here: {why}")
     skipped = [r for r in checked.runs(State.DONE) if r not in todo]
     print(
         f"{len(plan.grid)} run{'s' * (len(plan.grid) != 1)}: {len(todo)} to run, "
@@ -474,6 +492,14 @@ def show_plan(args: argparse.Namespace, plan: Plan, checked: Checked, todo: list
             now = checked.states[run]
             reason = failure_reason(checked.configs[run].output_dir) if now == State.FAILED else ""
             print(f"  {now.value:>12}  {run.setting:<10} {run.name}  {reason or ''}")
+
+
+def refuse_an_impossible_grid(args: argparse.Namespace, plan: Plan, checked: Checked) -> None:
+    """A call that would train something but can run none of its runs stops in one line, before
+    it writes anything."""
+    if not idle(args) and len(checked.runs(State.NOT_POSSIBLE)) == len(plan.grid):
+        why = missing_weights(checked.not_possible, plan.version, args.weights_dir)
+        raise UserError(f"no run of this grid is possible here: {why}")
 
 
 RESUME_HERE = "the next call resumes the others from their last epoch"
@@ -572,6 +598,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.report_only:
         print(f"report only: the runs in {args.output_dir} as they are, none trained")
         return report(args, plan, checked, [], call)
+    refuse_an_impossible_grid(args, plan, checked)
     show_plan(args, plan, checked, todo)
     if args.dry_run:
         return 0
@@ -580,10 +607,30 @@ def main(argv: list[str] | None = None) -> int:
     return report(args, plan, checked, failures, call)
 
 
+def interrupt(signum: int, frame: object) -> None:
+    """SIGTERM: stop as Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
+def stop(interrupted: KeyboardInterrupt) -> NoReturn:
+    """After Ctrl-C or SIGTERM: end every kernel this call started (with what each started) and
+    then this process, whose threads hold the direct runs; each unfinished run keeps its last
+    checkpoint, from which the next call resumes it."""
+    for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut the stopping short
+        signal.signal(sig, signal.SIG_IGN)
+    stop_kernels()
+    why = interrupted.args[0] if interrupted.args else "finished runs are kept"
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.flush()
+    print(f"run_all.py: interrupted; {why}", file=sys.stderr, flush=True)
+    os._exit(130)  # without waiting for the threads of runs in flight
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         sys.exit(main())
     except UserError as e:
         sys.exit(f"run_all.py: error: {with_options(str(e), PARAMETER_OPTIONS)}")
-    except KeyboardInterrupt:  # before any run started
-        sys.exit("run_all.py: interrupted before any run started")
+    except KeyboardInterrupt as e:
+        stop(e)

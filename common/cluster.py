@@ -5,6 +5,7 @@ weights of pretrained runs, into Ray's object store once; a task writes them to 
 node (once per node), executes the run's notebook there exactly as a local run does, and returns
 the run folder's files, which the driver writes into the local output folder. Ray starts a task
 again when its worker dies; on the same node the retry resumes from the last epoch's checkpoint.
+An interrupted driver cancels its tasks, each of which stops its kernel first.
 Ray itself is optional (requirements-cluster.txt) and imported only here, when asked for.
 """
 
@@ -41,9 +42,10 @@ from .rundir import (
     run_lock,
     state,
 )
-from .sweep import Outcome, execute
+from .sweep import Outcome, execute, stop_kernels
 
 RETRIES = 3  # times Ray starts a run again after its worker died
+CANCEL_GRACE_S = 5.0  # a cancelled task's time to stop its kernel before its worker is killed
 INSTALL = "pip install -r requirements-cluster.txt"
 CACHE = "big-vs-small"  # the nodes' cache, under their temporary folder
 
@@ -202,7 +204,11 @@ def run_task(
     run_dir = Path(cfg.output_dir)
     if resume is not None and not (run_dir / LATEST).exists():
         unpack(resume.fetch(), run_dir)
-    outcome = execute(run, cfg, **options)
+    try:
+        outcome = execute(run, cfg, **options)
+    except KeyboardInterrupt:  # ray.cancel: the run keeps its checkpoint in the node's cache
+        stop_kernels(final=False)  # the worker goes on to other tasks
+        raise
     files = {
         name: content
         for name, content in pack(run_dir).items()
@@ -241,6 +247,43 @@ def run_on_ray(
     task = ray.remote(max_retries=RETRIES)(run_task).options(
         num_gpus=1 if gpu else 0, num_cpus=1 if gpu else cpus
     )
+    data, shipped = ship(todo, data_dir, weights)
+    pending = {}
+    with ExitStack() as locks:
+        try:
+            for run in todo:
+                cfg = configs[run]
+                run_dir = Path(cfg.output_dir)
+                try:
+                    locks.enter_context(run_lock(run_dir))
+                except Busy as e:
+                    yield Outcome(run, False, str(e))
+                    continue
+                done = state(cfg) == State.DONE
+                if done and not options.get("force"):
+                    yield Outcome(run, True, "done by another process")
+                    continue
+                # of an earlier, unfinished attempt; --force retrains a finished run anew
+                checkpoints = {} if done else pack(run_dir, (LATEST, PREVIOUS))
+                resume = Bundle.put(checkpoints) if checkpoints else None
+                model_weights = shipped.get(run.model) if run.pretrained else None
+                # the run's own weights label: one's own file keeps it whatever its name
+                mine = dict(overrides, weights=cfg.weights)
+                ref = task.remote(run, mine, data, model_weights, resume, options)
+                pending[ref] = run
+            while pending:
+                [ref], _ = ray.wait(list(pending), num_returns=1)
+                run = pending.pop(ref)
+                yield store(run, configs[run], ref, options.get("keep_checkpoints", False))
+        finally:  # interrupted (Ctrl-C) while tasks are running: they stop too
+            cancel(list(pending))
+
+
+def ship(
+    todo: list[Run], data_dir: str, weights: dict[str, str]
+) -> tuple[Bundle, dict[str, Bundle]]:
+    """The CIFAR-10 files, and the weights file of each model with a pretrained run in `todo`,
+    put into Ray's object store once."""
     data = Bundle.put(pack(Path(data_dir) / "cifar-10-batches-py"))
     needed = {r.model for r in todo if r.pretrained}
     shipped = {
@@ -248,32 +291,22 @@ def run_on_ray(
         for m, p in weights.items()
         if m in needed
     }
-    pending = {}
-    with ExitStack() as locks:
-        for run in todo:
-            cfg = configs[run]
-            run_dir = Path(cfg.output_dir)
-            try:
-                locks.enter_context(run_lock(run_dir))
-            except Busy as e:
-                yield Outcome(run, False, str(e))
-                continue
-            done = state(cfg) == State.DONE
-            if done and not options.get("force"):
-                yield Outcome(run, True, "done by another process")
-                continue
-            # of an earlier, unfinished attempt; --force retrains a finished run from the start
-            checkpoints = {} if done else pack(run_dir, (LATEST, PREVIOUS))
-            resume = Bundle.put(checkpoints) if checkpoints else None
-            model_weights = shipped.get(run.model) if run.pretrained else None
-            # the run's own weights label: one's own file keeps it whatever its name
-            mine = dict(overrides, weights=cfg.weights)
-            ref = task.remote(run, mine, data, model_weights, resume, options)
-            pending[ref] = run
-        while pending:
-            [ref], _ = ray.wait(list(pending), num_returns=1)
-            run = pending.pop(ref)
-            yield store(run, configs[run], ref, options.get("keep_checkpoints", False))
+    return data, shipped
+
+
+def cancel(refs: list[Any], grace: float = CANCEL_GRACE_S) -> None:
+    """Stop the tasks of `refs`: Ray raises KeyboardInterrupt in each running one, whose run
+    stops its kernel and keeps its checkpoint on its node (`run_task`); a task still running
+    after `grace` seconds has its worker killed."""
+    import ray
+
+    if not refs:
+        return
+    for ref in refs:
+        ray.cancel(ref)
+    _, running = ray.wait(refs, num_returns=len(refs), timeout=grace)
+    for ref in running:
+        ray.cancel(ref, force=True)
 
 
 def store(run: Run, cfg: RunConfig, ref: Any, keep_checkpoints: bool) -> Outcome:

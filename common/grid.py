@@ -18,24 +18,20 @@ SEED_FRACTIONS = (1 / 16, 0.5, 1.0)  # the sizes the six notebooks are named for
 BASE_MODELS = ("resnet18", "resnet50")  # at every fraction and setting; each has named notebooks
 MODEL_NOTEBOOK = "model.ipynb"  # the same cells, for every other model
 EXTRA_MODEL = "resnext50_32x4d"  # the seed's extra run: pretrained, on 100% only
-# The notebooks' `parameters` cell; the rest of a run's settings come from the recipe table.
+# The run notebooks' `parameters` cell, which run_all.py injects: what a student changes (seed,
+# epochs, data_dir, weights, profile) and what places the run in the grid. Every other RunConfig
+# field a run sets (--set, a weights file) goes into the cell's one `overrides` dict.
 NOTEBOOK_PARAMETERS = (
     "model",
     "data_fraction",
     "pretrained",
-    "epochs",
-    "batch_size",
-    "lr",
-    "image_size",
     "seed",
-    "val_size",
-    "patience",
+    "epochs",
     "data_dir",
+    "weights",
+    "profile",
     "output_dir",
     "device",
-    "profile",
-    "weights",
-    "weights_path",
 )
 
 
@@ -118,12 +114,12 @@ def run_config(run: Run, output_dir: str | Path, **overrides: Any) -> RunConfig:
 
 
 def notebook_parameters(cfg: RunConfig, extra_keys: Iterable[str] = ()) -> dict[str, Any]:
-    """The values papermill injects into the notebook's `parameters` cell; `extra_keys` are
-    other RunConfig fields, passed in its `overrides` dict."""
+    """The values papermill injects into the notebook's `parameters` cell; `extra_keys` (other
+    RunConfig fields, e.g. the --set keys) and a local weights file go in its `overrides`."""
     params = {k: getattr(cfg, k) for k in NOTEBOOK_PARAMETERS}
+    extra = [k for k in extra_keys if k not in NOTEBOOK_PARAMETERS]
+    extra += ["weights_path"] if cfg.weights_path and "weights_path" not in extra else []
     params["overrides"] = {  # a lifted cap must stay lifted: None there means the recipe's
-        k: LIFT if getattr(cfg, k) is None else getattr(cfg, k)
-        for k in extra_keys
-        if k not in NOTEBOOK_PARAMETERS
+        k: LIFT if getattr(cfg, k) is None else getattr(cfg, k) for k in extra
     }
     return params

@@ -74,6 +74,8 @@ def run_locally(
     Parallel CPU runs share the cores: each kernel gets its share as torch threads, unless
     OMP_NUM_THREADS is set (more threads than cores makes every run several times slower).
     CPU results change with the thread count (float rounding, grown over training).
+    Interrupted, it starts no further run and leaves those in flight to the caller, which stops
+    their kernels (`sweep.stop_kernels`) or ends the process (direct runs).
     """
     free: queue.Queue[Slot] = queue.Queue()
     for slot in slots:
@@ -92,5 +94,8 @@ def run_locally(
         finally:
             free.put(slot)
 
-    with ThreadPoolExecutor(max_workers=len(slots)) as pool:
+    pool = ThreadPoolExecutor(max_workers=len(slots))
+    try:
         yield from (f.result() for f in as_completed([pool.submit(job, run) for run in todo]))
+    finally:  # on Ctrl-C too, where waiting for the runs in flight would wait for their end
+        pool.shutdown(wait=False, cancel_futures=True)

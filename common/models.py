@@ -6,6 +6,7 @@ parameters and FLOPs per image."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -139,23 +140,47 @@ def find_weights(
 
 def _download(name: str, version: str) -> Path:
     """Download the weights into torchvision's cache, checked against the SHA-256 prefix in
-    their file name as torchvision's `check_hash` does; a wrong file is not kept."""
+    their file name as torchvision's `check_hash` does; a wrong file is not kept, nor are the
+    folders made for it when the download fails."""
     target = hub_dir() / weights_file(name, version)
     prefix = torch.hub.HASH_REGEX.search(target.name).group(1)
+    made = [p for p in (target.parent, *target.parent.parents) if not p.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         torch.hub.download_url_to_file(
             _url(name, version), str(target), hash_prefix=prefix, progress=False
         )
-    except RuntimeError as e:
-        if "invalid hash" not in str(e):
-            raise
-        raise WeightsError(
-            f"the download of {_url(name, version)} does not match torchvision's hash (SHA-256 "
-            f"starting {prefix}) and was not kept: try again, or copy the file from a machine "
-            "where it downloads whole"
-        ) from None
+    except BaseException as e:
+        for folder in made:  # deepest first; each only if empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        if isinstance(e, RuntimeError) and "invalid hash" in str(e):
+            raise WeightsError(
+                f"the download of {_url(name, version)} does not match torchvision's hash "
+                f"(SHA-256 starting {prefix}) and was not kept: try again, or copy the file from "
+                "a machine where it downloads whole"
+            ) from None
+        raise
     return target
+
+
+def locate_weights(
+    name: str, weights_dir: str | Path | None, download: bool, version: str
+) -> tuple[Path | None, str]:
+    """(the local file of the model's ImageNet weights of `version`, found in `weights_dir` or
+    torchvision's cache, or downloaded there; or None and why there is none, e.g. "the
+    download failed (URLError: ...)")."""
+    found = find_weights(name, weights_dir, version)
+    if found:
+        return found, ""
+    if not download:
+        return None, "it was not downloaded"
+    try:
+        return _download(name, version), ""
+    except WeightsError:
+        raise
+    except Exception as e:
+        return None, f"the download failed ({_why(e)})"
 
 
 def ensure_weights(
@@ -167,17 +192,9 @@ def ensure_weights(
     """Find the ImageNet weights of `version` locally or download them into torchvision's
     cache, as torchvision's `weights=` API does; raise a one-line WeightsError when neither
     works, naming the file, the folders searched and the remedy."""
-    found = find_weights(name, weights_dir, version)
+    found, reason = locate_weights(name, weights_dir, download, version)
     if found:
         return found
-    reason = "it was not downloaded"
-    if download:
-        try:
-            return _download(name, version)
-        except WeightsError:
-            raise
-        except Exception as e:
-            reason = f"the download failed ({_why(e)})"
     folders = _folders(weights_dir)
     raise WeightsError(
         f"ImageNet {weights_version(name, version)} weights for {name} "
@@ -294,20 +311,38 @@ def grid_weights(
     check: bool,
 ) -> tuple[dict[str, str], dict[str, str]]:
     """For each model with pretrained runs: (its weights file: one's own from `custom`, or
-    torchvision's of `version`, found or downloaded; or why there is none). With `check`, each
-    file is loaded into its model once, so a wrong file stops the grid before any run starts."""
+    torchvision's of `version`, found or downloaded; or why there is none, as `locate_weights`
+    says it). With `check`, each file is loaded into its model once, so a wrong file stops the
+    grid before any run starts."""
     files, not_possible = {}, {}
     for model in sorted(set(models)):
-        try:
-            files[model] = custom.get(model) or str(
-                ensure_weights(model, weights_dir, download, version)
-            )
-        except WeightsError as e:
-            not_possible[model] = str(e)
-            continue
+        if model in custom:
+            files[model] = custom[model]
+        else:
+            try:
+                found, why = locate_weights(model, weights_dir, download, version)
+            except WeightsError as e:  # a download that does not match its hash
+                found, why = None, str(e)
+            if found is None:
+                not_possible[model] = why
+                continue
+            files[model] = str(found)
         if check:
             build_model(model, pretrained=True, weights_path=files[model])
     return files, not_possible
+
+
+def missing_weights(
+    not_possible: dict[str, str], version: str, weights_dir: str | Path | None
+) -> str:
+    """One line for every model whose ImageNet weights are missing: where they were looked
+    for, why they are not there, and the remedy."""
+    folders = " or ".join(str(f) for f in _folders(weights_dir))
+    reasons = "; ".join(sorted(set(not_possible.values())))
+    return (
+        f"the ImageNet weights of {', '.join(sorted(not_possible))} are not in {folders}, and "
+        f"{reasons}. {weights_remedy(not_possible, version)}"
+    )
 
 
 def weights_remedy(models: Iterable[str], version: str) -> str:

@@ -4,7 +4,6 @@ the result lines together there)."""
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 
@@ -22,8 +21,9 @@ def follow(
 ) -> list[tuple[Run, str]]:
     """Show the runs' outcomes as they end; return the failures.
 
-    On Ctrl-C the process ends at once: the kernels (and Ray's tasks) notice their parent is
-    gone and stop; `resume` says what becomes of the unfinished runs.
+    On Ctrl-C it closes `outcomes` (which starts no further run, and on Ray cancels the tasks)
+    and raises KeyboardInterrupt saying what becomes of the unfinished runs (`resume`): the
+    caller stops what is still running here.
     """
     failures: list[tuple[Run, str]] = []
     if not total:
@@ -45,11 +45,9 @@ def follow(
             bar.update()
     except KeyboardInterrupt:
         bar.close()
-        print(
-            f"run_all.py: interrupted; finished runs are kept and {resume}",
-            file=sys.stderr,
-            flush=True,
-        )
-        os._exit(130)
+        close = getattr(outcomes, "close", None)  # a generator's: its cleanup runs now
+        if close:
+            close()
+        raise KeyboardInterrupt(f"finished runs are kept and {resume}") from None
     bar.close()
     return failures

@@ -1,6 +1,7 @@
 """Executing runs: `execute`, the one function that runs one run in its locked folder, through
 its notebook with papermill (with its HTML) or directly in this process; the scaling notebook;
-the Jupyter kernel that runs them."""
+the Jupyter kernel that runs them, and `stop_kernels`, which ends every kernel this process
+started (on Ctrl-C)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import contextlib
 import dataclasses
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -29,6 +32,13 @@ KERNEL_START_RETRIES = 3
 # (README) and the notebooks name: `python3` is the Python of whichever Jupyter opens them,
 # which need not have this project's packages.
 KERNEL = "big-vs-small"
+# The process groups of the kernels this process started and has not shut down yet: jupyter_client
+# starts each kernel in a session of its own (a terminal's Ctrl-C does not reach it), so each
+# leads a group holding whatever it starts in turn.
+_KERNELS: set[int] = set()
+_KERNELS_LOCK = threading.Lock()
+_STOPPED = threading.Event()  # set by a final stop_kernels: a kernel started after it is ended
+STOP_GRACE_S = 3.0  # a stopped kernel's time to end on SIGTERM before it gets SIGKILL
 
 
 def check_kernel(name: str) -> None:
@@ -72,6 +82,17 @@ def _ipc_kernel_manager(env: dict[str, str] | None = None) -> type:
             kw["env"] = {**os.environ, **kw.get("env", {}), **extra}
             return await super()._async_pre_start_kernel(**kw)
 
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+            await super()._async_launch_kernel(kernel_cmd, **kw)
+            self.group = self.provisioner.pgid or self.provisioner.pid
+            with _KERNELS_LOCK:
+                if not _STOPPED.is_set():
+                    _KERNELS.add(self.group)
+                    return
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.group, signal.SIGKILL)  # e.g. a retry, started while stopping
+            raise KernelStopped("the grid was interrupted")
+
         def __init__(self, **kwargs: object) -> None:
             super().__init__(**kwargs)
             self.ipc_dir = tempfile.mkdtemp(prefix="kernel-")
@@ -79,12 +100,54 @@ def _ipc_kernel_manager(env: dict[str, str] | None = None) -> type:
 
         async def _async_cleanup_resources(self, restart: bool = False) -> None:
             await super()._async_cleanup_resources(restart=restart)
+            with _KERNELS_LOCK:
+                _KERNELS.discard(getattr(self, "group", None))
             if not restart:
                 shutil.rmtree(self.ipc_dir, ignore_errors=True)
 
         cleanup_resources = _async_cleanup_resources
 
     return IPCKernelManager
+
+
+class KernelStopped(Exception):
+    """A kernel started after `stop_kernels`, and ended at once."""
+
+
+def stop_kernels(grace: float = STOP_GRACE_S, final: bool = True) -> None:
+    """End every kernel this process started, with whatever each started (its process group):
+    SIGTERM, then SIGKILL for what is left after `grace` seconds. A run killed so keeps its last
+    checkpoint, written atomically, and resumes from it on the next call. `final`: so is every
+    kernel started afterwards (the process is about to end)."""
+    with _KERNELS_LOCK:
+        groups = sorted(_KERNELS)
+        _KERNELS.clear()
+        if final:
+            _STOPPED.set()
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for group in groups:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(group, sig)
+        deadline = time.monotonic() + grace
+        while groups and time.monotonic() < deadline:
+            groups = [g for g in groups if _group_alive(g)]
+            time.sleep(0.05)
+        if not groups:
+            return
+
+
+def _group_alive(group: int) -> bool:
+    """Whether a process of `group` is left; its leader, our child, is reaped if it ended (else
+    its zombie would count as alive)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(group, os.WNOHANG)
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @dataclass
@@ -112,6 +175,7 @@ def execute_scaling(
     import papermill as pm
 
     output = Path(results_dir) / "scaling.ipynb"
+    output.parent.mkdir(parents=True, exist_ok=True)  # papermill writes there, making nothing
     folder = Path(images_dir) / "scaling"
     before = {f: f.stat().st_mtime_ns for f in folder.glob("*.png")}
 
@@ -245,7 +309,7 @@ def run_notebook(
         except pm.PapermillExecutionError:
             raise
         except Exception as e:  # the kernel died or never started
-            if attempt == KERNEL_START_RETRIES or not _kernel_trouble(e):
+            if attempt == KERNEL_START_RETRIES or not _kernel_trouble(e) or _STOPPED.is_set():
                 raise
             time.sleep(attempt)
     if output.exists():

@@ -16,6 +16,7 @@ from common import local
 from common.config import make_config
 from common.errors import UserError
 from common.grid import Run, notebook_parameters, run_config
+from common.notebook import notebook_config
 from common.results import file_identity, make_metrics, save_metrics
 from common.rundir import State, state
 from tests.conftest import fake_result
@@ -44,10 +45,7 @@ def test_set_none_lifts_the_quick_caps_into_the_notebook():
     assert cfg.eval_images is None and cfg.steps_per_epoch is None
     params = notebook_parameters(cfg, list(sets))
     # the notebook's own call: None parameters keep the recipe, its overrides lift the caps
-    again = make_config(
-        **{k: params[k] for k in ("model", "data_fraction", "pretrained", "seed", "profile")},
-        **params["overrides"],
-    )
+    again = notebook_config(None, **params)
     assert again.eval_images is None and again.steps_per_epoch is None
     assert make_config(profile="quick", eval_images=None).eval_images == 2000  # unset: recipe
 
@@ -139,5 +137,5 @@ def test_the_notebook_rebuilds_the_weights_label_run_all_gave_its_run(tmp_path, 
     own = f"custom: resnet50-11ad3fa6.pth (sha256 {hashlib.sha256(b'x').hexdigest()[:8]})"
     assert cfg.weights == ("V2" if asked == "V2" else own)
     params = notebook_parameters(cfg)
-    again = make_config(**{k: v for k, v in params.items() if k != "overrides"})
+    again = notebook_config(None, **params)  # the notebook's own call
     assert again.training_key() == cfg.training_key()  # the same run: done stays done

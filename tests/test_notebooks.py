@@ -1,12 +1,17 @@
-"""The notebooks: thin, clean, parameterized, documented, and executable with papermill."""
+"""The notebooks: thin, clean, parameterized, documented, and executable with papermill; a named
+notebook trains its own model; importing `common` leaves IPython as it was."""
 
+import importlib
 import json
 
 import nbformat
 import papermill as pm
 import pytest
 
-from common.grid import NOTEBOOK_PARAMETERS, NOTEBOOKS
+import common
+from common.errors import ConfigError, UserError
+from common.grid import NOTEBOOK_PARAMETERS, NOTEBOOKS, Run, notebook_parameters, run_config
+from common.notebook import notebook_config
 from common.sweep import KERNEL
 from tests.conftest import TINY
 
@@ -49,7 +54,7 @@ def test_notebook_is_committed_as_jupyter_saves_it_without_outputs(name):
 @pytest.mark.parametrize("name", RUNS)
 def test_every_parameter_is_typed_and_documented(name):
     params = pm.inspect_notebook(str(NOTEBOOKS / name))  # what papermill --help-notebook shows
-    assert set(NOTEBOOK_PARAMETERS) | {"weights", "overrides"} <= set(params)
+    assert set(params) == {*NOTEBOOK_PARAMETERS, "overrides"}  # the rest through overrides
     assert all(p["inferred_type_name"] != "None" and p["help"] for p in params.values())
     if name == "model.ipynb":
         assert params["model"]["default"] == '"resnet34"'  # a model without a named notebook
@@ -59,9 +64,66 @@ def test_every_parameter_is_typed_and_documented(name):
     assert params["data_fraction"]["default"] == {"1-16": "1 / 16", "50": "0.5", "100": "1.0"}[size]
 
 
-def test_notebooks_share_the_same_code():
-    bodies = {json.dumps([c.source for c in load(n).cells[2:]]) for n in RUNS}
-    assert len(bodies) == 1  # only the parameters and the title differ
+def own_model(name: str) -> str:
+    """The model a notebook passes to `notebook_config` as its own: its name's, or None."""
+    return "None" if name == "model.ipynb" else f'"{name.split("_data-")[0]}"'
+
+
+def test_notebooks_share_the_same_code_but_their_own_model():
+    bodies = set()
+    for name in RUNS:
+        cells = [c.source for c in load(name).cells[2:]]
+        assert cells[0].startswith("import common\n\ncommon.notebook_setup()")
+        lines = cells[0].splitlines()
+        own = lines.index("cfg = common.notebook_config(") + 1
+        assert lines[own].startswith(f"    {own_model(name)},  # ")
+        bodies.add(json.dumps(["\n".join(lines[:own] + lines[own + 1 :]), *cells[1:]]))
+    assert len(bodies) == 1  # only the parameters, the title and the own model differ
+
+
+def test_a_named_notebook_refuses_another_model_and_overrides_reach_the_rest():
+    asked = dict(data_fraction=0.25, pretrained=False, seed=0, profile="quick")
+    with pytest.raises(ConfigError, match="notebooks/model.ipynb") as e:
+        notebook_config("resnet18", "resnet18", overrides={"model": "resnet50"}, **asked)
+    assert str(e.value).startswith("this notebook trains resnet18: run resnet50 in")
+    with pytest.raises(ConfigError, match="trains resnet18: run resnet50"):
+        notebook_config("resnet18", "resnet50", **asked)  # as papermill injects it
+    with pytest.raises(ConfigError, match="overrides seed: set the notebook's parameter"):
+        notebook_config(None, "resnet34", overrides={"seed": 1}, **asked)
+    # what run_all.py injects for a --set of a value without a parameter rebuilds its config
+    cfg = run_config(Run("scratch", "resnet18", 0.25, 0), "/tmp/x", profile="quick", lr=0.05)
+    params = notebook_parameters(cfg, ["lr"])
+    assert params["overrides"] == {"lr": 0.05}
+    again = notebook_config("resnet18", **params)
+    assert again.training_key() == cfg.training_key() and again.lr == 0.05
+
+
+@pytest.mark.parametrize("name", [*RUNS, "scaling.ipynb"])
+def test_every_notebook_turns_on_the_one_line_errors_before_its_work(name):
+    cells = load(name).cells
+    [params] = [i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", [])]
+    assert "notebook_setup()" in cells[params + 1].source
+
+
+class FakeShell:
+    """What `one_line_in_jupyter` asks of IPython's shell: the exceptions it gets handlers for."""
+
+    def __init__(self) -> None:
+        self.handled: list[tuple[type, ...]] = []
+
+    def set_custom_exc(self, types: tuple[type, ...], handler: object) -> None:
+        self.handled.append(types)
+
+
+def test_importing_common_leaves_ipython_as_it_was(monkeypatch):
+    import IPython
+
+    shell = FakeShell()
+    monkeypatch.setattr(IPython, "get_ipython", lambda: shell)
+    importlib.reload(common)  # its import, in a shell
+    assert shell.handled == []
+    common.notebook_setup()  # what the notebooks call
+    assert shell.handled == [(UserError,)]
 
 
 def test_papermill_runs_a_notebook_end_to_end(fake_data, tmp_path):
@@ -99,10 +161,12 @@ def test_a_bad_parameter_shows_one_line_not_a_traceback(tmp_path):
         pm.execute_notebook(
             str(NOTEBOOKS / "resnet18_data-1-16.ipynb"),
             str(tmp_path / "executed.ipynb"),
-            parameters={"lr": -1.0, "profile": "quick"},
+            parameters={"model": "resnet50", "profile": "quick"},
             progress_bar=False,
         )
-    message = "lr must be a positive number, got -1.0"
+    message = (
+        'this notebook trains resnet18: run resnet50 in notebooks/model.ipynb (model = "resnet50")'
+    )
     assert (e.value.ename, e.value.evalue) == ("ConfigError", message)
     executed = nbformat.read(tmp_path / "executed.ipynb", as_version=4)
     [error] = [o for c in executed.cells for o in c.get("outputs", []) if o.output_type == "error"]

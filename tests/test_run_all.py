@@ -158,12 +158,26 @@ def test_a_console_that_is_a_pipe_gets_one_numbered_line_per_run(grid):
     assert "\r" not in grid.first.stdout + grid.first.stderr
 
 
-def test_without_weights_the_pretrained_runs_are_reported_not_possible(workdir):
+def test_without_weights_the_pretrained_runs_are_reported_not_possible(
+    workdir, torch_home, no_network, capsys
+):
+    # nothing possible: one line naming every missing file and where to put them; no summary,
+    # figure or folder (in-process: the real CLI prints the UserError as its one line)
+    with pytest.raises(UserError) as e:
+        run_all.main(cli_args(workdir, "--settings", "pretrained"))
+    message, out = str(e.value), capsys.readouterr().out
+    assert message.startswith("no run of this grid is possible here") and "\n" not in message
+    assert all(weights_file(m) in message for m in (*BASE_MODELS, EXTRA_MODEL))
+    assert "--weights-dir" in message and "docs/offline.md" in message and not out.strip()
+    made = {p.name for p in workdir.iterdir()} - {"data", "README.md"}
+    assert not made  # no runs/, images/, results/, nor the torch cache the download made
+
     done = cli(
         workdir, "--fractions", "1/16", "--models", "resnet18", torch_home=workdir / "empty_home"
     )
-    assert "1 of 2 runs are not possible here" in done.stdout
-    assert weights_file("resnet18") in done.stdout and "put it in" in done.stdout
+    [line] = [line for line in done.stdout.splitlines() if "not possible here" in line]
+    assert line.startswith("1 of 2 runs are not possible here: the ImageNet weights of resnet18")
+    assert weights_file("resnet18") in line and "--weights-dir" in line
     summary = (workdir / "results" / "summary.md").read_text()
     assert "not produced: needs ImageNet weights" in summary
     assert (workdir / "runs/scratch/resnet18_data-1-16_seed0/metrics.json").exists()
@@ -339,9 +353,10 @@ def test_each_weights_version_is_looked_for_under_its_own_file_name(
     args = cli_args(workdir, "--settings", "pretrained", "--weights", "V2", "--dry-run")
     assert run_all.main(args) == 0
     out = capsys.readouterr().out
-    assert "ImageNet V2 weights for resnet50 (resnet50-11ad3fa6.pth)" in out
-    assert "ImageNet V2 weights for resnext50_32x4d (resnext50_32x4d-1a0047aa.pth)" in out
-    assert "ImageNet V1 weights for resnet18 (resnet18-f37072fd.pth)" in out  # V1 only
+    [line] = [line for line in out.splitlines() if "not possible here" in line]
+    # torchvision's V2 files, and ResNet-18's V1, the only version it has
+    for file in ("resnet50-11ad3fa6.pth", "resnext50_32x4d-1a0047aa.pth", "resnet18-f37072fd.pth"):
+        assert file in line
 
 
 def test_unwritable_output_folder(workdir, torch_home, no_network):
