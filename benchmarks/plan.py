@@ -25,10 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.output import RESULTS, machine_name
 from common.config import REPO, make_config
 from common.data import parse_fraction
 from common.grid import build_grid, run_config
-from common.precision import machine_slug
 from common.rundir import State, state
 from common.training import resolve_device
 
@@ -124,7 +124,7 @@ def sweep_step(why: str, name: str, model: str, runs: list[str], weights: bool =
         return run_seconds(setting, model_name, 1.0) * factor
 
     def done(args: argparse.Namespace, machine: str) -> bool:
-        log = REPO / "benchmarks" / "results" / f"{name}-{machine}.jsonl"
+        log = RESULTS / f"{name}-{machine}.jsonl"
         found = log.read_text() if log.exists() else ""
         return all(f'"run": {shlex.quote(r)!r}'.replace("'", '"') in found for r in runs)
 
@@ -222,8 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="runs", help="where the run folders go")
     p.add_argument("--weights", default="weights/resnet50-keras-v1.pth", help="Keras' ResNet-50")
     args = p.parse_args(argv)
-    device = resolve_device("auto")
-    machine = f"{device.type}-{machine_slug(device)}"
+    machine = machine_name(resolve_device("auto"))
     if args.list or (args.budget is None and args.pack is None):
         for step in STEPS:
             mark = "done" if step.done(args, machine) else f"{step.seconds():5.0f} s"

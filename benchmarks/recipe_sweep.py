@@ -32,15 +32,12 @@ from typing import Any
 
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from common import build_model, load_cifar10, make_config, train  # noqa: E402
-from common.config import LIFT, parse_sets  # noqa: E402
-from common.files import write_text  # noqa: E402
-from common.precision import machine_slug  # noqa: E402
-from common.results import hardware  # noqa: E402
-from common.training import resolve_device  # noqa: E402
+from benchmarks.output import RESULTS, machine_name
+from common import build_model, load_cifar10, make_config, train
+from common.config import LIFT, REPO, parse_sets
+from common.files import write_text
+from common.results import hardware
+from common.training import resolve_device
 
 EVAL_IMAGES = 4000  # 2,000 validation images: a standard error near 1.1 points at 50% accuracy
 
@@ -115,13 +112,6 @@ def table(rows: list[dict[str, Any]], runs: list[str]) -> str:
     return "\n".join(lines)
 
 
-def machine_file_part(device: str) -> str:
-    """The machine in the result file's name: 'nvidia-h200' on a GPU, 'cpu-amd-epyc' on a CPU
-    (the name the CPU sweeps already carry, so that they resume)."""
-    used = resolve_device(device)
-    return machine_slug(used) if used.type == "cuda" else f"cpu-{machine_slug(used)}"
-
-
 def main(argv: list[str] | None = None) -> str:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", default=str(REPO / "data"))
@@ -133,7 +123,7 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--weights", action="append", default=[], help="MODEL=FILE")
     p.add_argument("--weights-label", default="", help="what the weights are, for the table")
     p.add_argument("--name", required=True, help="result file stem, e.g. finetune-keras")
-    p.add_argument("--out-dir", default=str(REPO / "benchmarks" / "results"))
+    p.add_argument("--out-dir", default=str(RESULTS))
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument(
         "--eval-images",
@@ -143,7 +133,7 @@ def main(argv: list[str] | None = None) -> str:
     args = p.parse_args(argv)
     args.eval_images = LIFT if args.eval_images.lower() == LIFT else int(args.eval_images)
     args.command = f"python benchmarks/recipe_sweep.py {shlex.join(argv or sys.argv[1:])}"
-    stem = Path(args.out_dir) / f"{args.name}-{machine_file_part(args.device)}"
+    stem = Path(args.out_dir) / f"{args.name}-{machine_name(resolve_device(args.device))}"
     log = stem.with_suffix(".jsonl")
     rows = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     data = load_cifar10(args.data_dir, download=False)

@@ -13,26 +13,20 @@ quick recipe, so the test set stays out of it. Writes benchmarks/results/seed-vs
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from pipeline import PilCifar  # noqa: E402  (benchmarks/pipeline.py: the usual pipeline)
-
-from common import build_model, load_cifar10, make_config, make_splits, train  # noqa: E402
-from common.data import CIFAR_MEAN, CIFAR_STD, Batches, fraction_title  # noqa: E402
-from common.files import write_text  # noqa: E402
-from common.precision import Arithmetic  # noqa: E402
-from common.results import hardware  # noqa: E402
-from common.training import evaluate  # noqa: E402
+from benchmarks.output import RESULTS, command_line, header, write_result
+from benchmarks.pipeline import PilCifar  # the usual pipeline
+from common import build_model, load_cifar10, make_config, make_splits, train
+from common.config import REPO
+from common.data import CIFAR_MEAN, CIFAR_STD, Batches, fraction_title
+from common.precision import Arithmetic
+from common.results import hardware
+from common.training import evaluate
 
 SEED_RECIPE = dict(
     optimizer="Adam",  # torch.optim.Adam, default betas
@@ -77,7 +71,7 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--model", default="resnet18")
     p.add_argument("--fraction", default="1/16")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "seed-vs-quick-cpu.md"))
+    p.add_argument("--out", default=str(RESULTS / "seed-vs-quick-cpu.md"))
     args = p.parse_args(argv)
     torch.manual_seed(args.seed)
     data = load_cifar10(args.data_dir, download=False)
@@ -115,20 +109,21 @@ def main(argv: list[str] | None = None) -> str:
     seed_acc = evaluate(seed_model, val, fp32)[1]
 
     ours_seen = len(result["history"]) * result["steps_per_epoch"] * cfg.batch_size
+    lines = header(
+        f"Quick recipe vs the seed's recipe, {cfg.model}, "
+        f"{fraction_title(cfg.data_fraction)} of CIFAR-10",
+        command_line("seed_vs_quick.py", argv),
+        f"hardware: {hardware()}; torch {torch.__version__}",
+        f"data: {args.data_dir} ({result['train_images']:,} training images, "
+        f"seed {cfg.seed}); validation accuracy on the run's {len(val.x):,} validation "
+        "images (the test set is not read), same evaluation code, same initial weights",
+        f"budget: {budget:.1f} s of wall-clock training each (ours: {cfg.epochs} epochs x "
+        f"{result['steps_per_epoch']} steps incl. its validation passes on "
+        f"{result['val_images']:,} images)",
+    )
     table = "\n".join(
         [
-            f"# Quick recipe vs the seed's recipe, {cfg.model}, "
-            f"{fraction_title(cfg.data_fraction)} of CIFAR-10",
-            "",
-            f"- command: `python benchmarks/seed_vs_quick.py {shlex.join(argv or sys.argv[1:])}`",
-            f"- hardware: {hardware()}; torch {torch.__version__}",
-            f"- data: {args.data_dir} ({result['train_images']:,} training images, "
-            f"seed {cfg.seed}); validation accuracy on the run's {len(val.x):,} validation "
-            "images (the test set is not read), same evaluation code, same initial weights",
-            f"- budget: {budget:.1f} s of wall-clock training each (ours: {cfg.epochs} epochs x "
-            f"{result['steps_per_epoch']} steps incl. its validation passes on "
-            f"{result['val_images']:,} images)",
-            "",
+            *lines,
             "| recipe | pipeline | optimizer | images trained | wall time s | val acc % |",
             "|---|---|---|---:|---:|---:|",
             f"| ours (quick) | uint8 tensors, batched crop+flip | {cfg.optimizer} {cfg.lr:g}, "
@@ -139,8 +134,7 @@ def main(argv: list[str] | None = None) -> str:
             "",
         ]
     )
-    write_text(args.out, table)
-    print(table)
+    write_result(args.out, table)
     return table
 
 

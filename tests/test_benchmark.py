@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 import torch
 
-from tests.conftest import REPO
-
 
 def load_script(name: str) -> ModuleType:
-    """A benchmark script as a module (benchmarks/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    """A benchmark script's module, as the project installs it: benchmarks.<name>."""
+    return importlib.import_module(f"benchmarks.{name}")
 
 
 def test_both_pipelines_are_measured(tmp_path: Path) -> None:
