@@ -136,11 +136,16 @@ def test_recipe_sweep_scores_on_validation_over_seeds_and_resumes(
     rows = table_rows(text, "scratch epochs=1")
     assert len(rows) == 2 and all(r[1] == "2" for r in rows)  # two seeds each
     assert all(len(r[3].split(", ")) == 2 and r[4] == "4" for r in rows)  # per seed; 4 images
-    assert "20 fixed validation images" in text and "no test accuracy is recorded" in text
-    (log,) = tmp_path.glob("t-cpu-*.jsonl")
-    assert len(log.read_text().splitlines()) == 4
-    monkeypatch.setattr(sweep, "train", lambda *a, **k: pytest.fail("retrained a finished run"))
-    assert sweep.main(args) == text  # resumed from the log: nothing trained again
+    assert "20 fixed validation images" in text and "shows no test accuracy" in text
+    (folder,) = tmp_path.glob("t-cpu-*/")  # named by the machine: a CPU here
+    records = [json.loads(f.read_text()) for f in folder.glob("*/seed*/metrics.json")]
+    assert sorted(m["seed"] for m in records) == [0, 0, 1, 1]
+    assert sorted(m["config"]["lr"] for m in records)[-2:] == [1, 1]
+    assert (folder.parent / f"{folder.name}.md").read_text() == text
+    monkeypatch.setattr(
+        "common.sweep.train_direct", lambda *a, **k: pytest.fail("retrained a finished run")
+    )
+    assert sweep.main(args) == text  # resumed from the runs' records: nothing trained again
 
 
 def test_recipe_sweep_runs_a_new_setting_without_a_gpu_on_the_whole_validation_split(
@@ -152,7 +157,10 @@ def test_recipe_sweep_runs_a_new_setting_without_a_gpu_on_the_whole_validation_s
             "--out-dir", str(tmp_path), "--eval-images", "none", "--run", spec]  # fmt: skip
     text = load_script("recipe_sweep").main(args)
     assert "40 fixed validation images" in text  # all of the (40-image) validation split
-    (log,) = tmp_path.glob("new-cpu-*.jsonl")  # named by the machine: a CPU here
-    (row,) = [json.loads(line) for line in log.read_text().splitlines()]
-    assert row["run"] == spec and row["seed"] == 0 and row["val_images"] == 40
-    assert "--eval-images none" in row["command"] and "(CPU)" in row["hardware"]
+    assert "--eval-images none" in text and "(CPU)" in text
+    ((row,),) = [table_rows(text, spec)]
+    assert row[:2] == [spec, "1"]
+    (record,) = [json.loads(f.read_text()) for f in tmp_path.glob("new-cpu-*/*/seed0/metrics.json")]
+    assert record["val_images"] == 40 and "(CPU)" in record["hardware"]
+    config = record["config"]
+    assert (config["cutout"], config["pad_mode"], config["tta"]) == (8, "reflect", "flip")
