@@ -31,16 +31,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.output import (
-    command_line,
-    default_out,
-    header,
-    measured,
-    one_line_errors,
-    software,
-    sync,
-    write_result,
-)
+from benchmarks import output
 from common.checkpoint import BEST, LATEST, save_weights
 from common.config import REPO, RunConfig
 from common.data import CIFAR_MEAN, CIFAR_STD, Batches, fraction_title, make_splits
@@ -106,16 +97,9 @@ def synthetic_batches(
     y = torch.randint(0, 10, (n,), generator=gen)
     device = resolve_device(cfg.device)
     return Batches(
-        x.to(device),
-        y.to(device),
-        batch,
-        train=train,
-        mean=CIFAR_MEAN,
-        std=CIFAR_STD,
-        image_size=cfg.image_size,
-        gen=gen,
-        memory_format=memory_format,
-    )
+        x.to(device), y.to(device), batch, train=train, mean=CIFAR_MEAN, std=CIFAR_STD,
+        image_size=cfg.image_size, gen=gen, memory_format=memory_format,
+    )  # fmt: skip
 
 
 def measure(cfg: RunConfig, args: argparse.Namespace) -> Speeds:
@@ -135,7 +119,7 @@ def measure(cfg: RunConfig, args: argparse.Namespace) -> Speeds:
 
     def timed_pass(steps: int) -> float:
         batches = synthetic_batches(cfg, steps * batch, batch, True, fmt)
-        sync(device)
+        output.sync(device)
         start = time.perf_counter()
         totals, _ = train_epoch(model, batches, opt, sched, scaler, arithmetic, 0.0)
         totals.tolist()  # wait for the device
@@ -201,12 +185,12 @@ def minutes(seconds: float) -> str:
 
 
 def report(rows: list[tuple], speeds: dict, args: argparse.Namespace, command: str) -> str:
-    lines = header(
+    lines = output.header(
         f"Full-profile grid time, {hardware()}",
         command,
         f"hardware: {hardware()}; 1-min load average at start {args.load:.2f}",
-        f"software: {software()}",
-        f"{measured()}, one run each, on synthetic images; {args.warmup} warm-up + "
+        f"software: {output.software()}",
+        f"{output.measured()}, one run each, on synthetic images; {args.warmup} warm-up + "
         f"{args.steps} timed training steps, {args.eval_images} evaluation images",
         "predicted: from the full recipe's counts; checkpoints every `checkpoint_every` "
         "seconds and at the end, plus best.pt",
@@ -261,7 +245,7 @@ def configure(args: argparse.Namespace) -> list[tuple]:
 def main(argv: list[str] | None = None) -> str:
     args = parse_args(argv)
     args.load = os.getloadavg()[0]
-    with one_line_errors("grid_time.py"):
+    with output.one_line_errors("grid_time.py"):
         runs = configure(args)
     speeds: dict[tuple[str, str], tuple[Speeds, RunConfig]] = {}
     rows = []
@@ -271,8 +255,8 @@ def main(argv: list[str] | None = None) -> str:
             speeds[(run.setting, run.model)] = (measure(cfg, args), cfg)
         name = f"{run.setting} {MODEL_TITLES[run.model]} {fraction_title(run.fraction)}"
         rows.append((name, predict(cfg, speeds[(run.setting, run.model)][0])))
-    out = Path(args.out) if args.out else default_out("grid-time", resolve_device(args.device))
-    write_result(out, report(rows, speeds, args, command_line("grid_time.py", argv)))
+    out = Path(args.out or output.default_out("grid-time", resolve_device(args.device)))
+    output.write_result(out, report(rows, speeds, args, output.command_line("grid_time.py", argv)))
     return str(out)
 
 

@@ -35,16 +35,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from benchmarks.output import (
-    RESULTS,
-    command_line,
-    header,
-    measured,
-    one_line_errors,
-    software,
-    sync,
-    write_result,
-)
+from benchmarks import output
 from common.config import REPO
 from common.data import CIFAR_MEAN, CIFAR_STD, Batches, data_origin, load_cifar10, make_splits
 from common.errors import ConfigError
@@ -101,16 +92,11 @@ def ours(
     x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace, device: torch.device
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Endless training batches from `Batches` over the split resident on the device."""
+    gen = torch.Generator().manual_seed(SETTINGS["seed"])
     batches = Batches(
-        x.to(device),
-        y.to(device),
-        args.batch_size,
-        train=True,
-        mean=CIFAR_MEAN,
-        std=CIFAR_STD,
-        image_size=args.image_size,
-        gen=torch.Generator().manual_seed(SETTINGS["seed"]),
-    )
+        x.to(device), y.to(device), args.batch_size, train=True, mean=CIFAR_MEAN, std=CIFAR_STD,
+        image_size=args.image_size, gen=gen,
+    )  # fmt: skip
     while True:
         yield from batches
 
@@ -177,7 +163,7 @@ def measure(
 
     for _ in range(args.warmup):
         step(*next(batches))
-    sync(device)
+    output.sync(device)
     wait = 0.0
     start = time.perf_counter()
     for _ in range(args.steps):
@@ -185,7 +171,7 @@ def measure(
         xb, yb = next(batches)
         wait += time.perf_counter() - fetch
         step(xb, yb)
-    sync(device)
+    output.sync(device)
     total = time.perf_counter() - start
     return args.steps * args.batch_size / total, 100 * wait / total
 
@@ -229,7 +215,7 @@ def check_args(args: argparse.Namespace) -> argparse.Namespace:
             raise ConfigError(
                 f"--{key.replace('_', '-')} must be at least {low}, got {getattr(args, key)}"
             )
-    args.out = Path(args.out or RESULTS / f"pipeline-{kind}.md")
+    args.out = Path(args.out or output.RESULTS / f"pipeline-{kind}.md")
     return args
 
 
@@ -270,11 +256,11 @@ def report(
     busy = load >= 0.5 * (os.cpu_count() or 1)
     busy_note = " (other work was running: timings are not clean)" if busy else ""
     speed = {(m, p): ips for m, p, ips, _ in rows}
-    lines = header(
+    lines = output.header(
         f"Data pipeline: ours vs the usual, {hardware()}",
         command,
         f"hardware: {hardware()}{host}; 1-min load average at start {load:.2f}{busy_note}",
-        f"software: {software()}, torchvision {torchvision.__version__}, "
+        f"software: {output.software()}, torchvision {torchvision.__version__}, "
         f"Python {sys.version.split()[0]}",
         f"data: {data_line}",
         f"settings: device {args.device}, {args.warmup} warm-up + {args.steps} timed steps per "
@@ -292,7 +278,7 @@ def report(
         "device",
         "data wait: time blocked in next(iterator), host->device copy included, over total time"
         + ("; our GPU-side augmentation counts as step time" if cuda else ""),
-        measured(),
+        output.measured(),
     ) + [
         "| model | pipeline | image size | batch | images/s | data wait % | ours / usual |",
         "|---|---|---:|---:|---:|---:|---:|",
@@ -309,7 +295,7 @@ def report(
 def main(argv: list[str] | None = None) -> str:
     """Measure every (model, pipeline), print the table and write it to `--out`."""
     load = os.getloadavg()[0]
-    with one_line_errors("pipeline.py"):
+    with output.one_line_errors("pipeline.py"):
         args = parse_args(argv)
         x, y, data_line = load_split(args)
     rows = []
@@ -325,8 +311,8 @@ def main(argv: list[str] | None = None) -> str:
             f"pipeline.py: error: out of GPU memory at batch {args.batch_size}, image size "
             f"{args.image_size}: lower --batch-size or --image-size"
         ) from None
-    text = report(args, command_line("pipeline.py", argv), data_line, load, rows)
-    write_result(args.out, text)
+    text = report(args, output.command_line("pipeline.py", argv), data_line, load, rows)
+    output.write_result(args.out, text)
     return text
 
 

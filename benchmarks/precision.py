@@ -18,16 +18,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.output import (
-    command_line,
-    default_out,
-    header,
-    load_average,
-    measured,
-    one_line_errors,
-    software,
-    write_result,
-)
+from benchmarks import output
 from common.errors import ConfigError
 from common.models import build_model, check_model
 from common.precision import Arithmetic, train_throughput
@@ -97,15 +88,15 @@ def measure(
 
 def report(rows: list[dict], args: argparse.Namespace, device: torch.device, command: str) -> str:
     native = f"; native bf16: {cpu_bf16_support()}" if device.type == "cpu" else ""
-    lines = header(
+    lines = output.header(
         f"fp32 vs bf16 + channels-last, {hardware()}",
         command,
         f"hardware: {hardware()}{native}",
-        load_average(),
-        f"software: {software()}",
+        output.load_average(),
+        f"software: {output.software()}",
         f"settings: random images, batch {args.batch_size}, SGD momentum 0.9, cross-entropy; "
         f"1 warm-up + {args.steps} timed steps per cell, one run",
-        measured(),
+        output.measured(),
     ) + [
         "| model | stem | image size | fp32 (images/s) | bf16 + channels-last (images/s) "
         "| ratio | auto picks |",
@@ -122,7 +113,7 @@ def report(rows: list[dict], args: argparse.Namespace, device: torch.device, com
 
 def main(argv: list[str] | None = None) -> str:
     args = parse_args(argv)
-    with one_line_errors("precision.py"):
+    with output.one_line_errors("precision.py"):
         device = resolve_device(args.device)
         configs = parse_configs(args.configs)
         args.batch_size = args.batch_size or BATCH[device.type]
@@ -130,8 +121,8 @@ def main(argv: list[str] | None = None) -> str:
         if args.batch_size < 1 or args.steps < 1:
             raise ConfigError("--batch-size and --steps must be at least 1")
     rows = measure(configs, device, args.batch_size, args.steps)
-    out = Path(args.out) if args.out else default_out("precision", device)
-    write_result(out, report(rows, args, device, command_line("precision.py", argv)))
+    out = Path(args.out) if args.out else output.default_out("precision", device)
+    output.write_result(out, report(rows, args, device, output.command_line("precision.py", argv)))
     return str(out)
 
 

@@ -30,16 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.output import (
-    command_line,
-    default_out,
-    header,
-    load_average,
-    measured,
-    one_line_errors,
-    software,
-    sync,
-)
+from benchmarks import output
 from common.config import RunConfig, make_config
 from common.errors import ConfigError
 from common.files import write_text
@@ -188,15 +179,15 @@ def measure(
     step = step_fn(torch.compile(model) if compiled else model, arithmetic, x, y)
     started = time.perf_counter()
     step()  # the first step: cuDNN's autotuning, and with torch.compile the compilation
-    sync(device)
+    output.sync(device)
     first = time.perf_counter() - started
     for _ in range(args.warmup - 1):
         step()
-    sync(device)
+    output.sync(device)
     started = time.perf_counter()
     for _ in range(args.steps):
         step()
-    sync(device)
+    output.sync(device)
     ips = args.steps * cfg.batch_size / (time.perf_counter() - started)
     row = Row(
         name, cfg.stem, cfg.image_size, cfg.batch_size, arithmetic.describe(), compiled, ips,
@@ -221,12 +212,12 @@ def report(rows: list[Row], peak: float | None, device: torch.device, command: s
         if peak
         else "none stated: no share is given"
     )
-    lines = header(
+    lines = output.header(
         f"Training throughput against the hardware's limit, {hardware()}",
         command,
-        f"hardware: {hardware()}; {software()}",
-        load_average(),
-        f"{measured()}; one run per row",
+        f"hardware: {hardware()}; {output.software()}",
+        output.load_average(),
+        f"{output.measured()}; one run per row",
         "the model's training step on random images already on the device (no augmentation);"
         " FLOPs: FlopCounterMode over one forward + backward, per image",
         f"peak: {peak_line}",
@@ -252,7 +243,7 @@ def report(rows: list[Row], peak: float | None, device: torch.device, command: s
 
 def main(argv: list[str] | None = None) -> str:
     args = parse_args(argv)
-    with one_line_errors("throughput.py"):
+    with output.one_line_errors("throughput.py"):
         models = [m for m in args.models.split(",") if m]
         for m in models:
             check_model(m)
@@ -263,8 +254,8 @@ def main(argv: list[str] | None = None) -> str:
         peak = peak_tflops(device, args.peak_tflops)
         args.steps = args.steps or STEPS[device.type]
         args.warmup = args.warmup or WARMUP[device.type]
-        out = Path(args.out) if args.out else default_out("throughput", device)
-        run_rows(models, args, peak, out, command_line("throughput.py", argv))
+        out = Path(args.out) if args.out else output.default_out("throughput", device)
+        run_rows(models, args, peak, out, output.command_line("throughput.py", argv))
     print(f"written to {out}")
     return str(out)
 
