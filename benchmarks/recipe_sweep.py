@@ -76,6 +76,14 @@ def parse_run(spec: str) -> tuple[str, dict[str, Any]]:
     return setting, parse_sets(pairs)
 
 
+def seeds(text: str) -> list[int]:
+    """'0,1,2' -> [0, 1, 2], each once; anything else a one-line ConfigError."""
+    try:
+        return list(dict.fromkeys(int(s) for s in text.split(",")))
+    except ValueError:
+        raise ConfigError(f"--seeds takes whole numbers and commas, got {text!r}") from None
+
+
 def sweep_folder(args: argparse.Namespace) -> Path:
     """<out-dir>/<name>-<machine>: the sweep's run folders; its table is this path + .md."""
     return Path(args.out_dir) / f"{args.name}-{machine_name(resolve_device(args.device))}"
@@ -88,7 +96,7 @@ def sweep_runs(args: argparse.Namespace) -> list[tuple[str, Run, RunConfig]]:
     for spec in args.run:
         setting, values = parse_run(spec)
         variant = re.sub(r"[^A-Za-z0-9._-]+", "_", spec.replace("=", "-"))
-        for seed in dict.fromkeys(int(s) for s in args.seeds.split(",")):
+        for seed in seeds(args.seeds):
             cfg = make_config(
                 model=args.model,
                 data_fraction=args.fraction,

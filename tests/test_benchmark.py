@@ -164,3 +164,18 @@ def test_recipe_sweep_runs_a_new_setting_without_a_gpu_on_the_whole_validation_s
     assert record["val_images"] == 40 and "(CPU)" in record["hardware"]
     config = record["config"]
     assert (config["cutout"], config["pad_mode"], config["tta"]) == (8, "reflect", "flip")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--run", "bogus lr=1"], "write 'scratch|pretrained key=value ...'"),
+        (["--run", "scratch", "--seeds", "0,x"], "--seeds takes whole numbers"),
+        (["--run", "scratch no_such_key=1"], "no_such_key"),
+    ],
+)
+def test_recipe_sweep_bad_input_is_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    with pytest.raises(SystemExit) as e:
+        load_script("recipe_sweep").main(["--name", "x", "--out-dir", str(tmp_path), *args])
+    assert message in str(e.value.code) and "\n" not in str(e.value.code)
+    assert not any(tmp_path.iterdir())  # nothing trained, nothing written
