@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import shlex
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -33,19 +31,16 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from common.checkpoint import BEST, LATEST, save_weights  # noqa: E402
-from common.config import RunConfig  # noqa: E402
-from common.data import CIFAR_MEAN, CIFAR_STD, Batches, fraction_title, make_splits  # noqa: E402
-from common.errors import ConfigError, UserError  # noqa: E402
-from common.files import write_text  # noqa: E402
-from common.grid import build_grid, run_config  # noqa: E402
-from common.models import build_model  # noqa: E402
-from common.precision import choose_arithmetic, machine_slug  # noqa: E402
-from common.results import MODEL_TITLES, hardware  # noqa: E402
-from common.training import (  # noqa: E402
+from benchmarks import output
+from common.checkpoint import BEST, LATEST, save_weights
+from common.config import REPO, RunConfig
+from common.data import CIFAR_MEAN, CIFAR_STD, Batches, fraction_title, make_splits
+from common.errors import ConfigError
+from common.grid import build_grid, run_config
+from common.models import build_model
+from common.precision import choose_arithmetic
+from common.results import MODEL_TITLES, hardware
+from common.training import (
     Progress,
     Trainer,
     eval_every,
@@ -93,11 +88,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def synthetic_batches(
     cfg: RunConfig, n: int, batch: int, train: bool, memory_format: torch.memory_format
 ) -> Batches:
@@ -107,16 +97,9 @@ def synthetic_batches(
     y = torch.randint(0, 10, (n,), generator=gen)
     device = resolve_device(cfg.device)
     return Batches(
-        x.to(device),
-        y.to(device),
-        batch,
-        train=train,
-        mean=CIFAR_MEAN,
-        std=CIFAR_STD,
-        image_size=cfg.image_size,
-        gen=gen,
-        memory_format=memory_format,
-    )
+        x.to(device), y.to(device), batch, train=train, mean=CIFAR_MEAN, std=CIFAR_STD,
+        image_size=cfg.image_size, gen=gen, memory_format=memory_format,
+    )  # fmt: skip
 
 
 def measure(cfg: RunConfig, args: argparse.Namespace) -> Speeds:
@@ -136,7 +119,7 @@ def measure(cfg: RunConfig, args: argparse.Namespace) -> Speeds:
 
     def timed_pass(steps: int) -> float:
         batches = synthetic_batches(cfg, steps * batch, batch, True, fmt)
-        sync(device)
+        output.sync(device)
         start = time.perf_counter()
         totals, _ = train_epoch(model, batches, opt, sched, scaler, arithmetic, 0.0)
         totals.tolist()  # wait for the device
@@ -202,18 +185,16 @@ def minutes(seconds: float) -> str:
 
 
 def report(rows: list[tuple], speeds: dict, args: argparse.Namespace, command: str) -> str:
-    lines = [
-        f"# Full-profile grid time, {hardware()}",
-        "",
-        f"- command: `{command}`",
-        f"- hardware: {hardware()}; 1-min load average at start {args.load:.2f}",
-        f"- software: torch {torch.__version__}, {torch.get_num_threads()} intra-op threads",
-        f"- measured: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, one run each, on "
-        f"synthetic images; {args.warmup} warm-up + {args.steps} timed training steps, "
-        f"{args.eval_images} evaluation images",
-        "- predicted: from the full recipe's counts; checkpoints every `checkpoint_every` "
+    lines = output.header(
+        f"Full-profile grid time, {hardware()}",
+        command,
+        f"hardware: {hardware()}; 1-min load average at start {args.load:.2f}",
+        f"software: {output.software()}",
+        f"{output.measured()}, one run each, on synthetic images; {args.warmup} warm-up + "
+        f"{args.steps} timed training steps, {args.eval_images} evaluation images",
+        "predicted: from the full recipe's counts; checkpoints every `checkpoint_every` "
         "seconds and at the end, plus best.pt",
-        "",
+    ) + [
         "| configuration | batch timed (recipe) | arithmetic | train images/s | eval images/s "
         "| checkpoint write | checkpoint size |",
         "|---|---:|---|---:|---:|---:|---:|",
@@ -242,10 +223,6 @@ def report(rows: list[tuple], speeds: dict, args: argparse.Namespace, command: s
     return "\n".join(lines) + "\n"
 
 
-def default_out(device: torch.device) -> Path:
-    return REPO / "benchmarks" / "results" / f"grid-time-{device.type}-{machine_slug(device)}.md"
-
-
 def configure(args: argparse.Namespace) -> list[tuple]:
     """The grid's runs with their full-profile configurations; fills the device defaults."""
     device = resolve_device(args.device)
@@ -267,15 +244,9 @@ def configure(args: argparse.Namespace) -> list[tuple]:
 
 def main(argv: list[str] | None = None) -> str:
     args = parse_args(argv)
-    command = " ".join(
-        ["python benchmarks/grid_time.py"]
-        + [shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])]
-    )
     args.load = os.getloadavg()[0]
-    try:
+    with output.one_line_errors("grid_time.py"):
         runs = configure(args)
-    except UserError as e:
-        raise SystemExit(f"grid_time.py: error: {e}") from None
     speeds: dict[tuple[str, str], tuple[Speeds, RunConfig]] = {}
     rows = []
     for run, cfg in runs:
@@ -284,11 +255,8 @@ def main(argv: list[str] | None = None) -> str:
             speeds[(run.setting, run.model)] = (measure(cfg, args), cfg)
         name = f"{run.setting} {MODEL_TITLES[run.model]} {fraction_title(run.fraction)}"
         rows.append((name, predict(cfg, speeds[(run.setting, run.model)][0])))
-    device = resolve_device(args.device)
-    out = Path(args.out) if args.out else default_out(device)
-    text = report(rows, speeds, args, command)
-    write_text(out, text)
-    print(text + f"\nwritten to {out}")
+    out = Path(args.out or output.default_out("grid-time", resolve_device(args.device)))
+    output.write_result(out, report(rows, speeds, args, output.command_line("grid_time.py", argv)))
     return str(out)
 
 

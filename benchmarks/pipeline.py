@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 import time
 from collections.abc import Iterator
@@ -36,22 +35,13 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from common.data import (  # noqa: E402
-    CIFAR_MEAN,
-    CIFAR_STD,
-    Batches,
-    data_origin,
-    load_cifar10,
-    make_splits,
-)
-from common.errors import ConfigError, UserError  # noqa: E402
-from common.files import write_text  # noqa: E402
-from common.models import MIN_IMAGE_SIZE, STEMS, build_model, check_model  # noqa: E402
-from common.results import hardware, portable  # noqa: E402
-from common.training import resolve_device  # noqa: E402
+from benchmarks import output
+from common.config import REPO
+from common.data import CIFAR_MEAN, CIFAR_STD, Batches, data_origin, load_cifar10, make_splits
+from common.errors import ConfigError
+from common.models import MIN_IMAGE_SIZE, STEMS, build_model, check_model
+from common.results import hardware, portable
+from common.training import resolve_device
 
 # Defaults; per-device values are keyed by device type. Every one can be set on the command line.
 SETTINGS = dict(
@@ -102,16 +92,11 @@ def ours(
     x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace, device: torch.device
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Endless training batches from `Batches` over the split resident on the device."""
+    gen = torch.Generator().manual_seed(SETTINGS["seed"])
     batches = Batches(
-        x.to(device),
-        y.to(device),
-        args.batch_size,
-        train=True,
-        mean=CIFAR_MEAN,
-        std=CIFAR_STD,
-        image_size=args.image_size,
-        gen=torch.Generator().manual_seed(SETTINGS["seed"]),
-    )
+        x.to(device), y.to(device), args.batch_size, train=True, mean=CIFAR_MEAN, std=CIFAR_STD,
+        image_size=args.image_size, gen=gen,
+    )  # fmt: skip
     while True:
         yield from batches
 
@@ -155,11 +140,6 @@ def make_optimizer(model: nn.Module) -> torch.optim.Optimizer:
     )
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def measure(
     name: str,
     batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
@@ -183,7 +163,7 @@ def measure(
 
     for _ in range(args.warmup):
         step(*next(batches))
-    sync(device)
+    output.sync(device)
     wait = 0.0
     start = time.perf_counter()
     for _ in range(args.steps):
@@ -191,7 +171,7 @@ def measure(
         xb, yb = next(batches)
         wait += time.perf_counter() - fetch
         step(xb, yb)
-    sync(device)
+    output.sync(device)
     total = time.perf_counter() - start
     return args.steps * args.batch_size / total, 100 * wait / total
 
@@ -199,30 +179,23 @@ def measure(
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Parse and check the command line; bad values raise a one-line ConfigError."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--models", default=SETTINGS["models"], help="comma-separated")
-    p.add_argument("--image-size", type=int, default=SETTINGS["image_size"])
-    p.add_argument("--stem", help="cifar or imagenet (default: cifar at 32 px, else imagenet)")
-    p.add_argument("--batch-size", type=int, help="default: 128 on CPU, 512 on CUDA")
-    p.add_argument("--steps", type=int, help="timed steps; default: 20 on CPU, 100 on CUDA")
-    p.add_argument("--warmup", type=int, help="untimed steps first; default: 3 on CPU, 10 on CUDA")
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=SETTINGS["workers"],
-        help="DataLoader workers of the usual pipeline",
-    )
-    p.add_argument(
-        "--data-dir", default=str(REPO / "data"), help="folder holding cifar-10-batches-py"
-    )
-    p.add_argument(
-        "--synthetic",
-        action="store_true",
-        help="random uint8 images of CIFAR's shape instead of CIFAR-10",
-    )
-    p.add_argument("--out", help="default: benchmarks/results/pipeline-<cpu|cuda>.md")
-    args = p.parse_args(argv)
+    add = p.add_argument
+    add("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add("--models", default=SETTINGS["models"], help="comma-separated")
+    add("--image-size", type=int, default=SETTINGS["image_size"])
+    add("--stem", help="cifar or imagenet (default: cifar at 32 px, else imagenet)")
+    add("--batch-size", type=int, help="default: 128 on CPU, 512 on CUDA")
+    add("--steps", type=int, help="timed steps; default: 20 on CPU, 100 on CUDA")
+    add("--warmup", type=int, help="untimed steps first; default: 3 on CPU, 10 on CUDA")
+    add("--workers", type=int, default=SETTINGS["workers"], help="the usual pipeline's workers")
+    add("--data-dir", default=str(REPO / "data"), help="folder holding cifar-10-batches-py")
+    add("--synthetic", action="store_true", help="random uint8 images of CIFAR's shape instead")
+    add("--out", help="default: benchmarks/results/pipeline-<cpu|cuda>.md")
+    return check_args(p.parse_args(argv))
 
+
+def check_args(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill the device's defaults; raise a one-line ConfigError for a bad value."""
     args.device = resolve_device(args.device)
     kind = args.device.type
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -236,18 +209,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for key in ("batch_size", "steps", "warmup"):
         if getattr(args, key) is None:
             setattr(args, key, SETTINGS[key][kind])
-    for key, low in (
-        ("batch_size", 1),
-        ("steps", 1),
-        ("warmup", 0),
-        ("workers", 0),
-        ("image_size", MIN_IMAGE_SIZE),
-    ):
+    lows = dict(batch_size=1, steps=1, warmup=0, workers=0, image_size=MIN_IMAGE_SIZE)
+    for key, low in lows.items():
         if getattr(args, key) < low:
             raise ConfigError(
                 f"--{key.replace('_', '-')} must be at least {low}, got {getattr(args, key)}"
             )
-    args.out = Path(args.out or REPO / "benchmarks" / "results" / f"pipeline-{kind}.md")
+    args.out = Path(args.out or output.RESULTS / f"pipeline-{kind}.md")
     return args
 
 
@@ -271,58 +239,47 @@ def load_split(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, st
         raise ConfigError(
             f"--batch-size {args.batch_size} exceeds the {len(split):,} training images: lower it"
         )
-    return (
-        x[split],
-        y[split],
-        (
-            f"{source}; the training split: {len(split):,} images "
-            f"({SETTINGS['val_size']:,} held out for validation)"
-        ),
-    )
+    held_out = f"{SETTINGS['val_size']:,} held out for validation"
+    return x[split], y[split], f"{source}; the training split: {len(split):,} images ({held_out})"
 
 
 def report(
     args: argparse.Namespace,
-    argv: list[str],
+    command: str,
     data_line: str,
     load: float,
     rows: list[tuple[str, str, float, float]],
 ) -> str:
     """The Markdown header and table."""
-    device = args.device
-    cuda = device.type == "cuda"
+    cuda = args.device.type == "cuda"
     host = f"; host: {os.cpu_count()} CPU cores" if cuda else ""
-    busy = (
-        " (other work was running: timings are not clean)"
-        if load >= 0.5 * (os.cpu_count() or 1)
-        else ""
-    )
+    busy = load >= 0.5 * (os.cpu_count() or 1)
+    busy_note = " (other work was running: timings are not clean)" if busy else ""
     speed = {(m, p): ips for m, p, ips, _ in rows}
-    lines = [
-        f"# Data pipeline: ours vs the usual, {hardware()}",
-        "",
-        f"- command: `python benchmarks/pipeline.py {shlex.join(argv)}`",
-        f"- hardware: {hardware()}{host}; 1-min load average at start {load:.2f}{busy}",
-        f"- software: torch {torch.__version__}, torchvision {torchvision.__version__}, "
-        f"{torch.get_num_threads()} intra-op threads, Python {sys.version.split()[0]}",
-        f"- data: {data_line}",
-        f"- settings: device {device}, {args.warmup} warm-up + {args.steps} timed steps per row, "
-        f"batch {args.batch_size}, image size {args.image_size}, {args.stem} stem, random "
+    lines = output.header(
+        f"Data pipeline: ours vs the usual, {hardware()}",
+        command,
+        f"hardware: {hardware()}{host}; 1-min load average at start {load:.2f}{busy_note}",
+        f"software: {output.software()}, torchvision {torchvision.__version__}, "
+        f"Python {sys.version.split()[0]}",
+        f"data: {data_line}",
+        f"settings: device {args.device}, {args.warmup} warm-up + {args.steps} timed steps per "
+        f"row, batch {args.batch_size}, image size {args.image_size}, {args.stem} stem, random "
         f"initial weights (seed {SETTINGS['seed']}), SGD lr {SETTINGS['lr']:g} Nesterov "
         f"momentum {SETTINGS['momentum']:g}, weight decay {SETTINGS['weight_decay']:g}, label "
         f"smoothing {SETTINGS['label_smoothing']:g}, "
         + ("bf16 autocast + channels_last" if cuda else "fp32")
         + f"; usual: DataLoader workers {args.workers}"
         + (", pin_memory, non_blocking copies" if cuda else ""),
-        "- ours: uint8 split resident on the device, batched crop + flip + normalize"
+        "ours: uint8 split resident on the device, batched crop + flip + normalize"
         + (" + resize" if args.image_size != 32 else "")
         + " there (`common.data.Batches`)",
-        "- usual: PIL images + torchvision.transforms per image + DataLoader, batch copied to "
-        "the device",
-        "- data wait: time blocked in next(iterator), host->device copy included, over total "
-        "time" + ("; our GPU-side augmentation counts as step time" if cuda else ""),
-        f"- measured: {time.strftime('%Y-%m-%d %H:%M %Z')}",
-        "",
+        "usual: PIL images + torchvision.transforms per image + DataLoader, batch copied to the "
+        "device",
+        "data wait: time blocked in next(iterator), host->device copy included, over total time"
+        + ("; our GPU-side augmentation counts as step time" if cuda else ""),
+        output.measured(),
+    ) + [
         "| model | pipeline | image size | batch | images/s | data wait % | ours / usual |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
@@ -337,28 +294,25 @@ def report(
 
 def main(argv: list[str] | None = None) -> str:
     """Measure every (model, pipeline), print the table and write it to `--out`."""
-    argv = sys.argv[1:] if argv is None else argv
     load = os.getloadavg()[0]
-    try:
+    with output.one_line_errors("pipeline.py"):
         args = parse_args(argv)
         x, y, data_line = load_split(args)
-        rows = []
+    rows = []
+    try:
         for model in args.models:
             for pipeline in PIPELINES:
                 batches = (ours if pipeline == "ours" else usual)(x, y, args, args.device)
                 print(f"{model} {pipeline} ...", file=sys.stderr, flush=True)
                 rows.append((model, pipeline, *measure(model, batches, args, args.device)))
                 del batches  # stops the DataLoader workers before the next measurement
-    except UserError as e:
-        raise SystemExit(f"error: {e}") from None
     except torch.OutOfMemoryError:
         raise SystemExit(
-            f"error: out of GPU memory at batch {args.batch_size}, image size "
+            f"pipeline.py: error: out of GPU memory at batch {args.batch_size}, image size "
             f"{args.image_size}: lower --batch-size or --image-size"
         ) from None
-    text = report(args, argv, data_line, load, rows)
-    write_text(args.out, text)
-    print(text)
+    text = report(args, output.command_line("pipeline.py", argv), data_line, load, rows)
+    output.write_result(args.out, text)
     return text
 
 

@@ -8,7 +8,8 @@ them, each with its estimated time on one NVIDIA H200; for anyone with a GPU and
 
 `--budget SECONDS` starts, in order, each command that is not done and whose estimate still
 fits in what is left; what is done is read from the runs' own records (each run's metrics.json,
-a sweep's .jsonl, a benchmark's result file), so the same call resumes where the last stopped.
+a sweep's runs' included; a benchmark's result file), so the same call resumes where the last
+stopped.
 A command that starts within the budget may end after it: every run inside it resumes from its
 last checkpoint when interrupted. Each line can also be run by hand, as printed by --list.
 """
@@ -25,10 +26,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks import recipe_sweep
+from benchmarks.output import machine_name
 from common.config import REPO, make_config
 from common.data import parse_fraction
 from common.grid import build_grid, run_config
-from common.precision import machine_slug
 from common.rundir import State, state
 from common.training import resolve_device
 
@@ -108,8 +110,8 @@ def grid_step(why: str, settings: str, models: str, fractions: str, seeds: str, 
 
 
 def sweep_step(why: str, name: str, model: str, runs: list[str], weights: bool = False):
-    """A recipe_sweep.py call at 100%, seed 0, on all 5,000 validation images; done when its
-    .jsonl holds every variant."""
+    """A recipe_sweep.py call at 100%, seed 0, on all 5,000 validation images; done when each
+    of its runs is (the runs the same command line describes)."""
     setting = runs[0].split()[0]
     flags = " ".join(f"--run {shlex.quote(r)}" for r in runs)
     command = (
@@ -124,9 +126,12 @@ def sweep_step(why: str, name: str, model: str, runs: list[str], weights: bool =
         return run_seconds(setting, model_name, 1.0) * factor
 
     def done(args: argparse.Namespace, machine: str) -> bool:
-        log = REPO / "benchmarks" / "results" / f"{name}-{machine}.jsonl"
-        found = log.read_text() if log.exists() else ""
-        return all(f'"run": {shlex.quote(r)!r}'.replace("'", '"') in found for r in runs)
+        if weights and not Path(args.weights).is_file():
+            return False  # nothing fine-tuned can be done without the weights
+        sweep = recipe_sweep.parse_args(
+            shlex.split(command.format(data=args.data, weights=args.weights))[2:]
+        )
+        return all(state(cfg) == State.DONE for _, _, cfg in recipe_sweep.sweep_runs(sweep))
 
     return Step(why, command, seconds, done)
 
@@ -222,8 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="runs", help="where the run folders go")
     p.add_argument("--weights", default="weights/resnet50-keras-v1.pth", help="Keras' ResNet-50")
     args = p.parse_args(argv)
-    device = resolve_device("auto")
-    machine = f"{device.type}-{machine_slug(device)}"
+    machine = machine_name(resolve_device("auto"))
     if args.list or (args.budget is None and args.pack is None):
         for step in STEPS:
             mark = "done" if step.done(args, machine) else f"{step.seconds():5.0f} s"

@@ -13,24 +13,17 @@ a Markdown table to benchmarks/results/precision-<device>-<cpu or gpu>.md with t
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import shlex
-import sys
-import time
 from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from common.errors import ConfigError, UserError  # noqa: E402
-from common.files import write_text  # noqa: E402
-from common.models import build_model, check_model  # noqa: E402
-from common.precision import Arithmetic, machine_slug, train_throughput  # noqa: E402
-from common.results import hardware  # noqa: E402
-from common.training import resolve_device  # noqa: E402
+from benchmarks import output
+from common.errors import ConfigError
+from common.models import build_model, check_model
+from common.precision import Arithmetic, train_throughput
+from common.results import hardware
+from common.training import resolve_device
 
 # The configurations measured: (model, stem, image size). The CIFAR stem at 32 px is the full
 # scratch recipe's; the ImageNet stem at 32 px the quick profile's; 96 px an upsampled fine-tune.
@@ -94,56 +87,42 @@ def measure(
 
 
 def report(rows: list[dict], args: argparse.Namespace, device: torch.device, command: str) -> str:
-    lines = [
-        f"# fp32 vs bf16 + channels-last, {hardware()}",
-        "",
-        f"- command: `{command}`",
-        f"- hardware: {hardware()}"
-        + (f"; native bf16: {cpu_bf16_support()}" if device.type == "cpu" else ""),
-        f"- 1-min load average at start: {os.getloadavg()[0]:.2f}",
-        f"- software: torch {torch.__version__}, {torch.get_num_threads()} intra-op threads",
-        f"- settings: random images, batch {args.batch_size}, SGD momentum 0.9, cross-entropy; "
+    native = f"; native bf16: {cpu_bf16_support()}" if device.type == "cpu" else ""
+    lines = output.header(
+        f"fp32 vs bf16 + channels-last, {hardware()}",
+        command,
+        f"hardware: {hardware()}{native}",
+        output.load_average(),
+        f"software: {output.software()}",
+        f"settings: random images, batch {args.batch_size}, SGD momentum 0.9, cross-entropy; "
         f"1 warm-up + {args.steps} timed steps per cell, one run",
-        f"- measured: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
-        "",
+        output.measured(),
+    ) + [
         "| model | stem | image size | fp32 (images/s) | bf16 + channels-last (images/s) "
         "| ratio | auto picks |",
         "|---|---|---:|---:|---:|---:|---|",
     ]
     for r in rows:
-        ratio = r["bf16"] / r["fp32"]
         pick = "bf16" if r["bf16"] > r["fp32"] else "fp32"
         lines.append(
             f"| {r['model']} | {r['stem']} | {r['size']} | {r['fp32']:.1f} | {r['bf16']:.1f} "
-            f"| {ratio:.2f}x | {pick} |"
+            f"| {r['bf16'] / r['fp32']:.2f}x | {pick} |"
         )
     return "\n".join(lines) + "\n"
 
 
-def default_out(device: torch.device) -> Path:
-    return REPO / "benchmarks" / "results" / f"precision-{device.type}-{machine_slug(device)}.md"
-
-
 def main(argv: list[str] | None = None) -> str:
     args = parse_args(argv)
-    command = " ".join(
-        ["python benchmarks/precision.py"]
-        + [shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])]
-    )
-    try:
+    with output.one_line_errors("precision.py"):
         device = resolve_device(args.device)
         configs = parse_configs(args.configs)
         args.batch_size = args.batch_size or BATCH[device.type]
         args.steps = args.steps or STEPS[device.type]
         if args.batch_size < 1 or args.steps < 1:
             raise ConfigError("--batch-size and --steps must be at least 1")
-    except UserError as e:
-        raise SystemExit(f"precision.py: error: {e}") from None
     rows = measure(configs, device, args.batch_size, args.steps)
-    out = Path(args.out) if args.out else default_out(device)
-    text = report(rows, args, device, command)
-    write_text(out, text)
-    print(text + f"\nwritten to {out}")
+    out = Path(args.out) if args.out else output.default_out("precision", device)
+    output.write_result(out, report(rows, args, device, output.command_line("precision.py", argv)))
     return str(out)
 
 

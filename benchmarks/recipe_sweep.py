@@ -6,123 +6,43 @@
 
 On a GPU, the full profile, scored on the whole 5,000-image validation split:
 
-    python benchmarks/recipe_sweep.py --profile full --model resnet50 --fraction 1 \
-        --eval-images none --seeds 0,1,2 --name full-scratch-resnet50 \
+    python benchmarks/recipe_sweep.py --profile full --model resnet50 --fraction 1 \\
+        --eval-images none --seeds 0,1,2 --name full-scratch-resnet50 \\
         --run "scratch" --run "scratch lr=0.1" --run "scratch epochs=52"
 
 Each `--run` is a setting (scratch or pretrained) and the recipe values it overrides, on top of
-`--profile` (quick by default). Every run trains with `common.train` on `--device` (auto: the
-GPU when torch can use one) and is scored on validation images only (`eval_images` / 2 of the
-validation split, fixed and stratified; `--eval-images none`: all of it): its test accuracy is
-not recorded, so these tables can choose recipe values. Finished runs are kept in
-benchmarks/results/<name>-<machine>.jsonl (the machine: the device's model, `cpu-<model>` on a
-CPU), each with its command, hardware and seed, so an interrupted sweep resumes; the table, over
-seeds (mean ± sd), goes beside it as .md.
+`--profile` (quick by default). Each variant and seed is one run, executed as every run is, by
+`common.sweep.execute` (locked, skipped when done, resumed from its last checkpoint, a failure
+kept in its failed.json), on `--device` (auto: the GPU when torch can use one), in
+<out-dir>/<name>-<machine>/<variant>/seed<N>/ with its metrics.json (the machine: the
+device's type and model, e.g. `cpu-amd-epyc`). Runs are scored on validation images only
+(`eval_images` / 2 of the validation split, fixed and stratified; `--eval-images none`: all of
+it): the table, over seeds (mean ± sd) for this call's variants, goes to <name>-<machine>.md and
+shows no test accuracy, so that it can choose recipe values.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
+import re
 import statistics
-import sys
 from pathlib import Path
 from typing import Any
 
-import torch
-
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from common import build_model, load_cifar10, make_config, train  # noqa: E402
-from common.config import LIFT, parse_sets  # noqa: E402
-from common.files import write_text  # noqa: E402
-from common.precision import machine_slug  # noqa: E402
-from common.results import hardware  # noqa: E402
-from common.training import resolve_device  # noqa: E402
+from benchmarks.output import RESULTS, command_line, header, machine_name, one_line_errors
+from common.config import LIFT, REPO, RunConfig, make_config, parse_sets
+from common.errors import ConfigError
+from common.files import write_text
+from common.grid import Run
+from common.results import load_metrics
+from common.rundir import State, state
+from common.sweep import execute
+from common.training import resolve_device
 
 EVAL_IMAGES = 4000  # 2,000 validation images: a standard error near 1.1 points at 50% accuracy
 
 
-def parse_run(spec: str) -> tuple[str, dict[str, Any]]:
-    """'pretrained image_size=64 lr=0.01' -> ('pretrained', {'image_size': 64, 'lr': 0.01}),
-    the values read as run_all.py's --set reads them (common.config.parse_sets)."""
-    setting, *pairs = spec.split()
-    if setting not in ("scratch", "pretrained") or not all("=" in p for p in pairs):
-        raise SystemExit(f"--run {spec!r}: write 'scratch|pretrained key=value ...'")
-    return setting, parse_sets(pairs)
-
-
-def run_one(data: Any, args: argparse.Namespace, spec: str, seed: int) -> dict[str, Any]:
-    """Train one variant for one seed; its validation figures and time."""
-    setting, values = parse_run(spec)
-    weights = dict(w.split("=", 1) for w in args.weights)
-    cfg = make_config(
-        model=args.model,
-        data_fraction=args.fraction,
-        pretrained=setting == "pretrained",
-        seed=seed,
-        profile=args.profile,
-        device=args.device,
-        weights_path=weights.get(args.model) if setting == "pretrained" else None,
-        **{"eval_images": args.eval_images, **values},
-    )
-    model = build_model(
-        cfg.model,
-        cfg.pretrained,
-        stem=cfg.stem,
-        weights_path=cfg.weights_path,
-        seed=seed,
-        weights=cfg.weights,
-    )
-    result = train(model, data, cfg, progress=False)
-    return {
-        "run": spec,
-        "seed": seed,
-        "model": cfg.model,
-        "fraction": cfg.data_fraction,
-        "profile": cfg.profile,
-        "val_acc": 100 * result["best_val_acc"],
-        "best_epoch": result["best_epoch"],
-        "val_images": result["val_images"],
-        "images_trained": len(result["history"]) * result["steps_per_epoch"] * cfg.batch_size,
-        "wall_time_s": result["wall_time_s"],
-        "precision": result["precision"],
-        "hardware": hardware(),
-        "torch": torch.__version__,
-        "command": args.command,
-    }
-
-
-def table(rows: list[dict[str, Any]], runs: list[str]) -> str:
-    """One line per variant: mean ± sd of validation accuracy over its seeds."""
-    lines = [
-        "| run | seeds | val acc % (mean ± sd) | per seed | images trained | wall time s |",
-        "|---|---:|---:|---|---:|---:|",
-    ]
-    for spec in runs:
-        mine = [r for r in rows if r["run"] == spec]
-        if not mine:
-            continue
-        accs = [r["val_acc"] for r in mine]
-        sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
-        lines.append(
-            f"| {spec} | {len(mine)} | {statistics.mean(accs):.1f} ± {sd:.1f} | "
-            f"{', '.join(f'{a:.1f}' for a in accs)} | {mine[0]['images_trained']:,} | "
-            f"{statistics.mean(r['wall_time_s'] for r in mine):.0f} |"
-        )
-    return "\n".join(lines)
-
-
-def machine_file_part(device: str) -> str:
-    """The machine in the result file's name: 'nvidia-h200' on a GPU, 'cpu-amd-epyc' on a CPU
-    (the name the CPU sweeps already carry, so that they resume)."""
-    used = resolve_device(device)
-    return machine_slug(used) if used.type == "cuda" else f"cpu-{machine_slug(used)}"
-
-
-def main(argv: list[str] | None = None) -> str:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", default=str(REPO / "data"))
     p.add_argument("--model", default="resnet18")
@@ -133,7 +53,7 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--weights", action="append", default=[], help="MODEL=FILE")
     p.add_argument("--weights-label", default="", help="what the weights are, for the table")
     p.add_argument("--name", required=True, help="result file stem, e.g. finetune-keras")
-    p.add_argument("--out-dir", default=str(REPO / "benchmarks" / "results"))
+    p.add_argument("--out-dir", default=str(RESULTS))
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument(
         "--eval-images",
@@ -141,37 +61,110 @@ def main(argv: list[str] | None = None) -> str:
         help="cap on test images; validation gets half (none: the whole 5,000-image split)",
     )
     args = p.parse_args(argv)
+    args.run = list(dict.fromkeys(args.run))  # a variant given twice runs once
     args.eval_images = LIFT if args.eval_images.lower() == LIFT else int(args.eval_images)
-    args.command = f"python benchmarks/recipe_sweep.py {shlex.join(argv or sys.argv[1:])}"
-    stem = Path(args.out_dir) / f"{args.name}-{machine_file_part(args.device)}"
-    log = stem.with_suffix(".jsonl")
-    rows = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    data = load_cifar10(args.data_dir, download=False)
+    args.command = command_line("recipe_sweep.py", argv)
+    return args
+
+
+def parse_run(spec: str) -> tuple[str, dict[str, Any]]:
+    """'pretrained image_size=64 lr=0.01' -> ('pretrained', {'image_size': 64, 'lr': 0.01}),
+    the values read as run_all.py's --set reads them (common.config.parse_sets)."""
+    setting, *pairs = spec.split()
+    if setting not in ("scratch", "pretrained") or not all("=" in p for p in pairs):
+        raise ConfigError(f"--run {spec!r}: write 'scratch|pretrained key=value ...'")
+    return setting, parse_sets(pairs)
+
+
+def seeds(text: str) -> list[int]:
+    """'0,1,2' -> [0, 1, 2], each once; anything else a one-line ConfigError."""
+    try:
+        return list(dict.fromkeys(int(s) for s in text.split(",")))
+    except ValueError:
+        raise ConfigError(f"--seeds takes whole numbers and commas, got {text!r}") from None
+
+
+def sweep_folder(args: argparse.Namespace) -> Path:
+    """<out-dir>/<name>-<machine>: the sweep's run folders; its table is this path + .md."""
+    return Path(args.out_dir) / f"{args.name}-{machine_name(resolve_device(args.device))}"
+
+
+def sweep_runs(args: argparse.Namespace) -> list[tuple[str, Run, RunConfig]]:
+    """Every variant x seed the command asks for: its --run, its run and its configuration."""
+    weights = dict(w.split("=", 1) for w in args.weights)
+    runs = []
     for spec in args.run:
-        for seed in (int(s) for s in args.seeds.split(",")):
-            if any(r["run"] == spec and r["seed"] == seed for r in rows):
-                continue
-            rows.append(run_one(data, args, spec, seed))
-            with log.open("a") as f:  # one line per finished run: the sweep resumes from here
-                f.write(json.dumps(rows[-1]) + "\n")
-            print(json.dumps(rows[-1]), flush=True)
-    done = list(dict.fromkeys(r["run"] for r in rows))
-    text = "\n".join(
-        [
-            f"# Recipe sweep: {args.model}, {args.fraction} of CIFAR-10, {args.profile} profile",
-            "",
-            f"- command: `{args.command}`",
-            f"- hardware: {hardware()}; torch {torch.__version__}",
-            f"- weights: {args.weights_label or 'none'}",
-            f"- scored on {rows[0]['val_images'] if rows else 0:,} fixed validation images "
-            "(best evaluated epoch); no test accuracy is recorded",
-            "",
-            table(rows, done),
-            "",
-        ]
+        setting, values = parse_run(spec)
+        variant = re.sub(r"[^A-Za-z0-9._-]+", "_", spec.replace("=", "-"))
+        for seed in seeds(args.seeds):
+            cfg = make_config(
+                model=args.model,
+                data_fraction=args.fraction,
+                pretrained=setting == "pretrained",
+                seed=seed,
+                profile=args.profile,
+                device=args.device,
+                data_dir=args.data_dir,
+                output_dir=str(sweep_folder(args) / variant / f"seed{seed}"),
+                weights_path=weights.get(args.model) if setting == "pretrained" else None,
+                **{"eval_images": args.eval_images, **values},
+            )
+            runs.append((spec, Run(setting, cfg.model, cfg.data_fraction, seed), cfg))
+    return runs
+
+
+def table(records: list[tuple[str, dict[str, Any]]], specs: list[str]) -> str:
+    """One line per variant: mean ± sd of validation accuracy over its seeds."""
+    lines = [
+        "| run | seeds | val acc % (mean ± sd) | per seed | images trained | wall time s |",
+        "|---|---:|---:|---|---:|---:|",
+    ]
+    for spec in specs:
+        mine = [m for s, m in records if s == spec]
+        if not mine:
+            continue
+        accs = [100 * m["best_val_acc"] for m in mine]
+        sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
+        trained = mine[0]["epochs"] * mine[0]["steps_per_epoch"] * mine[0]["config"]["batch_size"]
+        lines.append(
+            f"| {spec} | {len(mine)} | {statistics.mean(accs):.1f} ± {sd:.1f} | "
+            f"{', '.join(f'{a:.1f}' for a in accs)} | {trained:,} | "
+            f"{statistics.mean(m['wall_time_s'] for m in mine):.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def render(args: argparse.Namespace, records: list[tuple[str, dict[str, Any]]]) -> str:
+    """The sweep's Markdown: what ran where, then the table of its finished runs."""
+    where = sorted({f"{m['hardware']}; torch {m['torch']}" for _, m in records})
+    lines = header(
+        f"Recipe sweep: {args.model}, {args.fraction} of CIFAR-10, {args.profile} profile",
+        args.command,
+        f"hardware: {' and '.join(where) or 'no run finished'}",
+        f"weights: {args.weights_label or 'none'}",
+        f"scored on {records[0][1]['val_images'] if records else 0:,} fixed validation images "
+        "(best evaluated epoch); the table shows no test accuracy",
     )
-    write_text(stem.with_suffix(".md"), text)
+    return "\n".join([*lines, table(records, args.run), ""])
+
+
+def main(argv: list[str] | None = None) -> str:
+    """Execute every run not done, then write and print the table of the finished ones."""
+    args = parse_args(argv)
+    with one_line_errors("recipe_sweep.py"):
+        runs = sweep_runs(args)
+    failed = []
+    for spec, run, cfg in runs:
+        if state(cfg) != State.DONE:
+            outcome = execute(run, cfg, direct=True)
+            print(f"{spec}, seed {run.seed}: {outcome.message}", flush=True)
+            failed += [] if outcome.ok else [f"{spec}, seed {run.seed}"]
+    done = [(spec, cfg) for spec, _, cfg in runs if state(cfg) == State.DONE]
+    text = render(args, [(spec, load_metrics(cfg.output_dir)) for spec, cfg in done])
+    write_text(sweep_folder(args).with_suffix(".md"), text)
     print(text)
+    if failed:  # the table holds what finished; each failure's reason is in its failed.json
+        raise SystemExit(f"recipe_sweep.py: {len(failed)} runs failed: {'; '.join(failed)}")
     return text
 
 

@@ -13,26 +13,21 @@ quick recipe, so the test set stays out of it. Writes benchmarks/results/seed-vs
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 import time
-from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from pipeline import PilCifar  # noqa: E402  (benchmarks/pipeline.py: the usual pipeline)
-
-from common import build_model, load_cifar10, make_config, make_splits, train  # noqa: E402
-from common.data import CIFAR_MEAN, CIFAR_STD, Batches, fraction_title  # noqa: E402
-from common.files import write_text  # noqa: E402
-from common.precision import Arithmetic  # noqa: E402
-from common.results import hardware  # noqa: E402
-from common.training import evaluate  # noqa: E402
+from benchmarks import output
+from benchmarks.pipeline import PilCifar  # the usual pipeline
+from common import build_model, load_cifar10, make_config, make_splits, train
+from common.config import REPO, RunConfig
+from common.data import CIFAR_MEAN, CIFAR_STD, Batches, fraction_title
+from common.precision import Arithmetic
+from common.results import hardware
+from common.training import evaluate
 
 SEED_RECIPE = dict(
     optimizer="Adam",  # torch.optim.Adam, default betas
@@ -71,77 +66,81 @@ def train_seed_style(
     return seen, time.perf_counter() - start
 
 
-def main(argv: list[str] | None = None) -> str:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", default=str(REPO / "data"))
     p.add_argument("--model", default="resnet18")
     p.add_argument("--fraction", default="1/16")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "seed-vs-quick-cpu.md"))
-    args = p.parse_args(argv)
-    torch.manual_seed(args.seed)
-    data = load_cifar10(args.data_dir, download=False)
-    cfg = make_config(
-        model=args.model,
-        data_fraction=args.fraction,
-        seed=args.seed,
-        profile="quick",
-        device="cpu",
-        precision="fp32",
-    )
-    splits = make_splits(data.train_y, cfg.val_size, cfg.data_fraction, cfg.seed)
-    val = Batches(
-        data.train_x[splits.val],
-        data.train_y[splits.val],
-        500,
-        train=False,
-        mean=CIFAR_MEAN,
-        std=CIFAR_STD,
-    )
-    fp32 = Arithmetic("fp32", False, "cpu")
+    p.add_argument("--out", default=str(output.RESULTS / "seed-vs-quick-cpu.md"))
+    return p.parse_args(argv)
 
+
+def compare(args: argparse.Namespace, cfg: RunConfig) -> dict[str, Any]:
+    """Train ours, then the seed-style recipe for as long from the same initial weights; both
+    scored on the run's validation images."""
+    data = load_cifar10(args.data_dir, download=False)
+    splits = make_splits(data.train_y, cfg.val_size, cfg.data_fraction, cfg.seed)
+    val_x, val_y = data.train_x[splits.val], data.train_y[splits.val]
+    val = Batches(val_x, val_y, 500, train=False, mean=CIFAR_MEAN, std=CIFAR_STD)
+    fp32 = Arithmetic("fp32", False, "cpu")
     torch.manual_seed(args.seed)
     ours = build_model(cfg.model, stem=cfg.stem)
     init = {k: v.clone() for k, v in ours.state_dict().items()}
     result = train(ours, data, cfg, progress=False)
-    budget = result["wall_time_s"]
-    ours_acc = evaluate(ours, val, fp32)[1]
-
     seed_model = build_model(cfg.model, stem=SEED_RECIPE["stem"])
     seed_model.load_state_dict(init)
-    seen, used = train_seed_style(
-        seed_model, data.train_x[splits.train], data.train_y[splits.train], budget
+    train_x, train_y = data.train_x[splits.train], data.train_y[splits.train]
+    seen, used = train_seed_style(seed_model, train_x, train_y, result["wall_time_s"])
+    return dict(
+        result=result,
+        val_images=len(val_x),
+        ours_acc=evaluate(ours, val, fp32)[1],
+        ours_seen=len(result["history"]) * result["steps_per_epoch"] * cfg.batch_size,
+        seed_acc=evaluate(seed_model, val, fp32)[1],
+        seed_seen=seen,
+        seed_s=used,
     )
-    seed_acc = evaluate(seed_model, val, fp32)[1]
 
-    ours_seen = len(result["history"]) * result["steps_per_epoch"] * cfg.batch_size
-    table = "\n".join(
+
+def report(args: argparse.Namespace, cfg: RunConfig, m: dict[str, Any], command: str) -> str:
+    result, budget = m["result"], m["result"]["wall_time_s"]
+    lines = output.header(
+        f"Quick recipe vs the seed's recipe, {cfg.model}, "
+        f"{fraction_title(cfg.data_fraction)} of CIFAR-10",
+        command,
+        f"hardware: {hardware()}; torch {torch.__version__}",
+        f"data: {args.data_dir} ({result['train_images']:,} training images, "
+        f"seed {cfg.seed}); validation accuracy on the run's {m['val_images']:,} validation "
+        "images (no test accuracy is used), same evaluation code, same initial weights",
+        f"budget: {budget:.1f} s of wall-clock training each (ours: {cfg.epochs} epochs x "
+        f"{result['steps_per_epoch']} steps incl. its validation passes on "
+        f"{result['val_images']:,} images)",
+    )
+    return "\n".join(
         [
-            f"# Quick recipe vs the seed's recipe, {cfg.model}, "
-            f"{fraction_title(cfg.data_fraction)} of CIFAR-10",
-            "",
-            f"- command: `python benchmarks/seed_vs_quick.py {shlex.join(argv or sys.argv[1:])}`",
-            f"- hardware: {hardware()}; torch {torch.__version__}",
-            f"- data: {args.data_dir} ({result['train_images']:,} training images, "
-            f"seed {cfg.seed}); validation accuracy on the run's {len(val.x):,} validation "
-            "images (the test set is not read), same evaluation code, same initial weights",
-            f"- budget: {budget:.1f} s of wall-clock training each (ours: {cfg.epochs} epochs x "
-            f"{result['steps_per_epoch']} steps incl. its validation passes on "
-            f"{result['val_images']:,} images)",
-            "",
+            *lines,
             "| recipe | pipeline | optimizer | images trained | wall time s | val acc % |",
             "|---|---|---|---:|---:|---:|",
             f"| ours (quick) | uint8 tensors, batched crop+flip | {cfg.optimizer} {cfg.lr:g}, "
             f"wd {cfg.weight_decay:g}, label smoothing {cfg.label_smoothing:g}, warm-up+cosine "
-            f"| {ours_seen:,} | {budget:.1f} | {100 * ours_acc:.2f} |",
+            f"| {m['ours_seen']:,} | {budget:.1f} | {100 * m['ours_acc']:.2f} |",
             f"| seed-style | PIL + transforms + DataLoader({SEED_RECIPE['workers']} workers) "
-            f"| Adam {SEED_RECIPE['lr']:g} | {seen:,} | {used:.1f} | {100 * seed_acc:.2f} |",
+            f"| Adam {SEED_RECIPE['lr']:g} | {m['seed_seen']:,} | {m['seed_s']:.1f} "
+            f"| {100 * m['seed_acc']:.2f} |",
             "",
         ]
     )
-    write_text(args.out, table)
-    print(table)
-    return table
+
+
+def main(argv: list[str] | None = None) -> str:
+    args = parse_args(argv)
+    cfg = make_config(
+        args.model, args.fraction, seed=args.seed, profile="quick", device="cpu", precision="fp32"
+    )
+    text = report(args, cfg, compare(args, cfg), output.command_line("seed_vs_quick.py", argv))
+    output.write_result(args.out, text)
+    return text
 
 
 if __name__ == "__main__":

@@ -20,9 +20,6 @@ measured.
 from __future__ import annotations
 
 import argparse
-import os
-import shlex
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,16 +30,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from common.config import RunConfig, make_config  # noqa: E402
-from common.errors import ConfigError, UserError  # noqa: E402
-from common.files import write_text  # noqa: E402
-from common.models import MODELS, build_model, check_model  # noqa: E402
-from common.precision import Arithmetic, machine_slug  # noqa: E402
-from common.results import hardware  # noqa: E402
-from common.training import place, resolve_device  # noqa: E402
+from benchmarks import output
+from common.config import RunConfig, make_config
+from common.errors import ConfigError
+from common.files import write_text
+from common.models import MODELS, build_model, check_model
+from common.precision import Arithmetic
+from common.results import hardware
+from common.training import place, resolve_device
 
 # Dense bf16 tensor-core peaks (TFLOP/s) by the name torch gives the GPU; the first pattern the
 # name contains wins. NVIDIA's spec tables print these "with sparsity" (H200 SXM and H100 SXM:
@@ -144,11 +139,6 @@ def step_fn(
     return step
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def flops_per_image(name: str, stem: str, size: int) -> float:
     """Forward + backward FLOPs of one training image, counted on the CPU in fp32. torch's
     counter overcounts the backward of grouped convolutions (ResNeXt50_32x4d at 32 px: 3.74x
@@ -189,15 +179,15 @@ def measure(
     step = step_fn(torch.compile(model) if compiled else model, arithmetic, x, y)
     started = time.perf_counter()
     step()  # the first step: cuDNN's autotuning, and with torch.compile the compilation
-    sync(device)
+    output.sync(device)
     first = time.perf_counter() - started
     for _ in range(args.warmup - 1):
         step()
-    sync(device)
+    output.sync(device)
     started = time.perf_counter()
     for _ in range(args.steps):
         step()
-    sync(device)
+    output.sync(device)
     ips = args.steps * cfg.batch_size / (time.perf_counter() - started)
     row = Row(
         name, cfg.stem, cfg.image_size, cfg.batch_size, arithmetic.describe(), compiled, ips,
@@ -217,22 +207,25 @@ def pays_after(eager: Row, compiled: Row) -> str:
 def report(rows: list[Row], peak: float | None, device: torch.device, command: str) -> str:
     """The Markdown table: one row per model and mode, then the compile break-even."""
     share = f"share of {peak:g} TFLOP/s" if peak else "share of peak"
-    lines = [
-        f"# Training throughput against the hardware's limit, {hardware()}",
-        "",
-        f"- command: `{command}`",
-        f"- hardware: {hardware()}; torch {torch.__version__}, {torch.get_num_threads()} threads",
-        f"- 1-min load average at start: {os.getloadavg()[0]:.2f}",
-        f"- measured: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; one run per row",
-        "- the model's training step on random images already on the device (no augmentation);"
+    peak_line = (
+        f"{peak:g} TFLOP/s dense bf16 (PEAKS in benchmarks/throughput.py or --peak-tflops)"
+        if peak
+        else "none stated: no share is given"
+    )
+    lines = output.header(
+        f"Training throughput against the hardware's limit, {hardware()}",
+        command,
+        f"hardware: {hardware()}; {output.software()}",
+        output.load_average(),
+        f"{output.measured()}; one run per row",
+        "the model's training step on random images already on the device (no augmentation);"
         " FLOPs: FlopCounterMode over one forward + backward, per image",
-        "- peak: " + (f"{peak:g} TFLOP/s dense bf16 (PEAKS in benchmarks/throughput.py or "
-                      "--peak-tflops)" if peak else "none stated: no share is given"),
-        "",
+        f"peak: {peak_line}",
+    ) + [
         "| model | stem | image px | batch | arithmetic | compiled | train images/s "
         f"| GFLOP / training image | achieved TFLOP/s | {share} | first step s |",
         "|---|---|---:|---:|---|---|---:|---:|---:|---:|---:|",
-    ]  # fmt: skip
+    ]
     for r in rows:
         frac = f"{100 * r.tflops / peak:.1f}%" if peak else "–"
         lines.append(
@@ -250,8 +243,7 @@ def report(rows: list[Row], peak: float | None, device: torch.device, command: s
 
 def main(argv: list[str] | None = None) -> str:
     args = parse_args(argv)
-    command = shlex.join(["python", "benchmarks/throughput.py", *(argv or sys.argv[1:])])
-    try:
+    with output.one_line_errors("throughput.py"):
         models = [m for m in args.models.split(",") if m]
         for m in models:
             check_model(m)
@@ -262,10 +254,8 @@ def main(argv: list[str] | None = None) -> str:
         peak = peak_tflops(device, args.peak_tflops)
         args.steps = args.steps or STEPS[device.type]
         args.warmup = args.warmup or WARMUP[device.type]
-        out = Path(args.out) if args.out else default_out(device)
-        run_rows(models, args, peak, out, command)
-    except UserError as e:
-        raise SystemExit(f"throughput.py: error: {e}") from None
+        out = Path(args.out) if args.out else output.default_out("throughput", device)
+        run_rows(models, args, peak, out, output.command_line("throughput.py", argv))
     print(f"written to {out}")
     return str(out)
 
@@ -288,11 +278,6 @@ def run_rows(
             print(f"{name}{' compiled' if compiled else ''}: {row.images_per_s:,.1f} images/s")
             write_text(out, report(rows, peak, device, command))
     return rows
-
-
-def default_out(device: torch.device) -> Path:
-    slug = f"{device.type}-{machine_slug(device)}"
-    return REPO / "benchmarks" / "results" / f"throughput-{slug}.md"
 
 
 if __name__ == "__main__":

@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 import torch
 
-from tests.conftest import REPO
-
 
 def load_script(name: str) -> ModuleType:
-    """A benchmark script as a module (benchmarks/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    """A benchmark script's module, as the project installs it: benchmarks.<name>."""
+    return importlib.import_module(f"benchmarks.{name}")
 
 
 def test_both_pipelines_are_measured(tmp_path: Path) -> None:
@@ -143,11 +136,16 @@ def test_recipe_sweep_scores_on_validation_over_seeds_and_resumes(
     rows = table_rows(text, "scratch epochs=1")
     assert len(rows) == 2 and all(r[1] == "2" for r in rows)  # two seeds each
     assert all(len(r[3].split(", ")) == 2 and r[4] == "4" for r in rows)  # per seed; 4 images
-    assert "20 fixed validation images" in text and "no test accuracy is recorded" in text
-    (log,) = tmp_path.glob("t-cpu-*.jsonl")
-    assert len(log.read_text().splitlines()) == 4
-    monkeypatch.setattr(sweep, "train", lambda *a, **k: pytest.fail("retrained a finished run"))
-    assert sweep.main(args) == text  # resumed from the log: nothing trained again
+    assert "20 fixed validation images" in text and "shows no test accuracy" in text
+    (folder,) = tmp_path.glob("t-cpu-*/")  # named by the machine: a CPU here
+    records = [json.loads(f.read_text()) for f in folder.glob("*/seed*/metrics.json")]
+    assert sorted(m["seed"] for m in records) == [0, 0, 1, 1]
+    assert sorted(m["config"]["lr"] for m in records)[-2:] == [1, 1]
+    assert (folder.parent / f"{folder.name}.md").read_text() == text
+    monkeypatch.setattr(
+        "common.sweep.train_direct", lambda *a, **k: pytest.fail("retrained a finished run")
+    )
+    assert sweep.main(args) == text  # resumed from the runs' records: nothing trained again
 
 
 def test_recipe_sweep_runs_a_new_setting_without_a_gpu_on_the_whole_validation_split(
@@ -159,7 +157,25 @@ def test_recipe_sweep_runs_a_new_setting_without_a_gpu_on_the_whole_validation_s
             "--out-dir", str(tmp_path), "--eval-images", "none", "--run", spec]  # fmt: skip
     text = load_script("recipe_sweep").main(args)
     assert "40 fixed validation images" in text  # all of the (40-image) validation split
-    (log,) = tmp_path.glob("new-cpu-*.jsonl")  # named by the machine: a CPU here
-    (row,) = [json.loads(line) for line in log.read_text().splitlines()]
-    assert row["run"] == spec and row["seed"] == 0 and row["val_images"] == 40
-    assert "--eval-images none" in row["command"] and "(CPU)" in row["hardware"]
+    assert "--eval-images none" in text and "(CPU)" in text
+    ((row,),) = [table_rows(text, spec)]
+    assert row[:2] == [spec, "1"]
+    (record,) = [json.loads(f.read_text()) for f in tmp_path.glob("new-cpu-*/*/seed0/metrics.json")]
+    assert record["val_images"] == 40 and "(CPU)" in record["hardware"]
+    config = record["config"]
+    assert (config["cutout"], config["pad_mode"], config["tta"]) == (8, "reflect", "flip")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--run", "bogus lr=1"], "write 'scratch|pretrained key=value ...'"),
+        (["--run", "scratch", "--seeds", "0,x"], "--seeds takes whole numbers"),
+        (["--run", "scratch no_such_key=1"], "no_such_key"),
+    ],
+)
+def test_recipe_sweep_bad_input_is_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    with pytest.raises(SystemExit) as e:
+        load_script("recipe_sweep").main(["--name", "x", "--out-dir", str(tmp_path), *args])
+    assert message in str(e.value.code) and "\n" not in str(e.value.code)
+    assert not any(tmp_path.iterdir())  # nothing trained, nothing written

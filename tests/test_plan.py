@@ -22,3 +22,24 @@ def test_list_and_a_budget_dry_run_start_only_what_fits(tmp_path, capsys):
     with tarfile.open(tmp_path / "p.tar.gz") as tar:
         names = tar.getnames()
     assert any(n.endswith("metrics.json") for n in names) and not any(".pt" in n for n in names)
+
+
+def test_a_sweep_is_done_when_the_runs_its_command_describes_are(tmp_path, capsys, monkeypatch):
+    plan = load_script("plan")
+    from benchmarks.output import machine_name
+    from common.rundir import State
+    from common.training import resolve_device
+
+    folder = f"check-budget-resnet18-{machine_name(resolve_device('auto'))}"
+    seen = []
+
+    def state(cfg):  # the sweep's two runs done, in the folders recipe_sweep.py writes
+        seen.append(cfg.output_dir)
+        return State.DONE if folder in cfg.output_dir else State.TODO
+
+    monkeypatch.setattr(plan, "state", state)
+    plan.main(["--out", str(tmp_path / "runs"), "--data", str(tmp_path / "data"), "--list"])
+    listed = capsys.readouterr().out.splitlines()
+    marks = [line.split()[0] for line in listed if "twice its budget" in line]
+    assert marks[0] == "done" and "done" not in marks[1:]
+    assert sum(folder in d for d in seen) == 2  # scratch and scratch epochs=52, seed 0
