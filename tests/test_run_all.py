@@ -54,10 +54,11 @@ def cli(
     torch_home: Path | None = None,
     check_rc: int | None = 0,
     background: bool = False,
-    env: dict[str, str] | None = None,
+    env: dict[str, str | None] | None = None,
     sets: list[str] = TINY_SETS,
 ):
-    """Run run_all.py with all its outputs under tmp_path (`env`: extra environment)."""
+    """Run run_all.py with all its outputs under tmp_path (`env`: extra environment, None
+    removes a variable)."""
     cmd = [sys.executable, str(REPO / "run_all.py"), *cli_args(tmp_path, *args, sets=sets)]
     # Offline, whatever the test host has: downloads hit a closed local port.
     env = subprocess_env(
@@ -105,7 +106,10 @@ def grid(tmp_path_factory, fake_data) -> SimpleNamespace:
     (workdir / "data").symlink_to(fake_data, target_is_directory=True)
     home = cache_with_weights(workdir)
     started = time.perf_counter()
-    first = cli(workdir, "--fractions", "1", "--jobs", "2", torch_home=home)
+    # without the workers' OMP_NUM_THREADS (tests/conftest.py): run_all.py splits the cores
+    first = cli(
+        workdir, "--fractions", "1", "--jobs", "2", torch_home=home, env={"OMP_NUM_THREADS": None}
+    )
     elapsed = time.perf_counter() - started
     summary = (workdir / "results" / "summary.md").read_text()  # the second call rewrites it
     second = cli(workdir, "--fractions", "1", torch_home=home)
@@ -159,9 +163,8 @@ def test_a_console_that_is_a_pipe_gets_one_numbered_line_per_run(grid):
 
 
 def test_without_weights_the_pretrained_runs_are_reported_not_possible(workdir):
-    done = cli(
-        workdir, "--fractions", "1/16", "--models", "resnet18", torch_home=workdir / "empty_home"
-    )
+    args = ("--fractions", "1/16", "--models", "resnet18", "--direct")  # no notebook needed
+    done = cli(workdir, *args, torch_home=workdir / "empty_home")
     assert "1 of 2 runs are not possible here" in done.stdout
     assert weights_file("resnet18") in done.stdout and "put it in" in done.stdout
     summary = (workdir / "results" / "summary.md").read_text()
@@ -169,7 +172,7 @@ def test_without_weights_the_pretrained_runs_are_reported_not_possible(workdir):
     assert (workdir / "runs/scratch/resnet18_data-1-16_seed0/metrics.json").exists()
     assert not (workdir / "runs/pretrained").exists()
 
-    listing = cli(workdir, "--fractions", "1/16", "--models", "resnet18", "--dry-run")
+    listing = cli(workdir, *args, "--dry-run")
     assert "done  scratch    resnet18_data-1-16_seed0" in listing.stdout
     assert "not possible  pretrained" in listing.stdout
 
@@ -207,8 +210,7 @@ def test_sigkill_mid_grid_then_resume_matches_an_uninterrupted_run(workdir, tmp_
         "resnet18",
         "--fractions",
         "1",
-        "--set=epochs=5",
-        "--set=steps_per_epoch=3",
+        "--set=epochs=4",
         "--keep-checkpoints",
     )
     proc = cli(workdir, *args, background=True)
@@ -230,7 +232,7 @@ def test_sigkill_mid_grid_then_resume_matches_an_uninterrupted_run(workdir, tmp_
 
     clean = tmp_path_factory.mktemp("clean")
     os.symlink(workdir / "data", clean / "data")
-    cli(clean, *args)
+    cli(clean, *args, "--direct")  # the same numbers without a notebook (its own test above)
     a, b = (
         json.loads((d / "runs/scratch/resnet18_data-100_seed0/metrics.json").read_text())
         for d in (workdir, clean)
@@ -358,7 +360,7 @@ def test_parallel_jobs_give_the_same_metrics_as_one_job(grid, tmp_path_factory):
     serial = tmp_path_factory.mktemp("serial")
     (serial / "data").symlink_to(grid.workdir / "data", target_is_directory=True)
     args = ("--settings", "scratch", "--models", "resnet18", "--fractions", "1")
-    cli(serial, *args, "--jobs", "1", env={"OMP_NUM_THREADS": str(share)})
+    cli(serial, *args, "--jobs", "1", "--direct", env={"OMP_NUM_THREADS": str(share)})
     run = "resnet18_data-100_seed0"
     a, b = (
         json.loads((d / "runs/scratch" / run / "metrics.json").read_text())
