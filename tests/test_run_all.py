@@ -197,7 +197,7 @@ def test_a_failing_run_is_isolated_recorded_and_retried(workdir):
     assert "failed: seed 0: TrainingError" in (workdir / "results/summary.md").read_text()
 
     write_test_weights("resnet18", home / "hub" / "checkpoints")
-    second = cli(workdir, *args, torch_home=home)
+    second = cli(workdir, *args, "--direct", torch_home=home)  # the retry needs no notebook
     assert "2 runs: 1 to run, 1 done and skipped" in second.stdout
     assert not failed.exists()
 
