@@ -99,9 +99,9 @@ def cache_with_weights(tmp_path: Path) -> Path:
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory, fake_data) -> SimpleNamespace:
     """The default grid at 100% (every model and setting: 5 runs) with --jobs 2 and every
-    model's weights at hand, then the same call again: one grid that several tests read (its
-    runs, report and console), as the end-to-end tests share runs rather than each starting
-    its own (tests that use it run in one worker: the `grid` xdist group)."""
+    model's weights at hand, then the same call again (--direct): one grid that several tests
+    read (its runs, report and console), as the end-to-end tests share runs rather than each
+    starting its own (tests that use it run in one worker: the `grid` xdist group)."""
     workdir = tmp_path_factory.mktemp("grid")
     (workdir / "data").symlink_to(fake_data, target_is_directory=True)
     home = cache_with_weights(workdir)
@@ -112,7 +112,7 @@ def grid(tmp_path_factory, fake_data) -> SimpleNamespace:
     )
     elapsed = time.perf_counter() - started
     summary = (workdir / "results" / "summary.md").read_text()  # the second call rewrites it
-    second = cli(workdir, "--fractions", "1", torch_home=home)
+    second = cli(workdir, "--fractions", "1", "--direct", torch_home=home)  # it only skips
     return SimpleNamespace(
         workdir=workdir, first=first, second=second, elapsed=elapsed, summary=summary
     )
