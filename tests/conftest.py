@@ -1,4 +1,5 @@
-"""Fixtures: a tiny synthetic CIFAR-10 in the standard layout, and test-made weight files."""
+"""Fixtures: a tiny synthetic CIFAR-10 in the standard layout, and test-made weight files; each
+xdist worker's share of the cores as torch threads."""
 
 from __future__ import annotations
 
@@ -26,6 +27,17 @@ TINY = dict(
     checkpoint_every=0,
     eval_share=2.0,
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under xdist, give each worker (and the runs and kernels it starts) its share of the cores
+    as torch threads, unless OMP_NUM_THREADS is set: more threads than cores make every training
+    step several times slower (why common/local.py shares the cores out among parallel runs)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        share = max(1, len(os.sched_getaffinity(0)) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(share)
+        torch.set_num_threads(share)
 
 
 def fake_result(acc: float = 0.5, epochs: int = 2) -> dict[str, Any]:
@@ -130,9 +142,10 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("torchvision.datasets.utils.download_url", refuse)
 
 
-def subprocess_env(**extra: str) -> dict[str, str]:
-    """Environment for a child process that imports the repository's code."""
+def subprocess_env(**extra: str | None) -> dict[str, str]:
+    """Environment for a child process that imports the repository's code (`extra`: variables
+    to set, or with None to remove)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env.update(extra)
-    return env
+    return {k: v for k, v in env.items() if v is not None}

@@ -35,6 +35,7 @@ def test_full_scratch_run_uses_the_cifar_stem_and_the_epoch_rule(tmp_path, fake_
         "--settings=scratch",
         "--models=resnet18",
         "--fractions=1",
+        "--direct",  # in run_all.py's process: the pretrained test below takes the notebook
         sets=CAPS,
         env={"XDG_CACHE_HOME": str(cache)},
     )

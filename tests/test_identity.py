@@ -54,7 +54,7 @@ def test_force_retrains_a_finished_run_whose_checkpoints_were_kept(tmp_path, fak
     (tmp_path / "data").symlink_to(fake_data, target_is_directory=True)
     args = ("--settings", "scratch", "--models", "resnet18", "--fractions", "1")
     args += ("--data-dir", "data", "--output-dir", "out", "--keep-checkpoints")
-    cli(tmp_path, *args, "--set=eval_images=None")
+    cli(tmp_path, *args, "--set=eval_images=None", "--direct")  # the notebook: the forced run
     run = tmp_path / "out/scratch/resnet18_data-100_seed0"
     first = json.loads((run / "metrics.json").read_text())
     assert first["test_images"] == 60  # all of the fake test set: the cap of 40 lifted

@@ -165,12 +165,13 @@ def test_the_head_maps_features_as_keras_dense_layer(export, model):
 
 
 def test_the_compact_file_trains_through_run_all(export, tmp_path, fake_data):
-    # what a user takes along: float16, no ImageNet head, through the real command line
+    # what a user takes along: float16, no ImageNet head, through the real command line (in
+    # its process: the notebook path has tests of its own)
     weights = tmp_path / "resnet50-keras-v1.pth"
     main([str(export[0]), str(weights), "--compact"])
     (tmp_path / "data").symlink_to(fake_data, target_is_directory=True)
     grid = ["--settings=pretrained", "--models=resnet50", "--fractions=1"]
-    cli(tmp_path, *grid, f"--weights=resnet50={weights}")
+    cli(tmp_path, *grid, f"--weights=resnet50={weights}", "--direct")
     run = tmp_path / "runs" / "pretrained" / "resnet50_data-100_seed0"
     m = json.loads((run / "metrics.json").read_text())
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:8]

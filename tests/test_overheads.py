@@ -83,6 +83,9 @@ def test_full_profile_1_16_run_has_bounded_overheads(data, tmp_path, monkeypatch
         counts["best.pt syncs"], counts["syncs"] = counts["syncs"] - before, before
 
     monkeypatch.setattr(train_module, "save_weights", best_pt_apart)
+    # a second an epoch on the run's clock, whatever this machine's load: 104 s, less than
+    # checkpoint_every (on the real clock, a run slowed past it also saves mid-run)
+    FakeClock(monkeypatch, per_epoch=1)
     result = fit(data, cfg, tmp_path)
 
     assert len(result["history"]) == 104 and len(in_step_loop) == 104

@@ -54,10 +54,11 @@ def cli(
     torch_home: Path | None = None,
     check_rc: int | None = 0,
     background: bool = False,
-    env: dict[str, str] | None = None,
+    env: dict[str, str | None] | None = None,
     sets: list[str] = TINY_SETS,
 ):
-    """Run run_all.py with all its outputs under tmp_path (`env`: extra environment)."""
+    """Run run_all.py with all its outputs under tmp_path (`env`: extra environment, None
+    removes a variable)."""
     cmd = [sys.executable, str(REPO / "run_all.py"), *cli_args(tmp_path, *args, sets=sets)]
     # Offline, whatever the test host has: downloads hit a closed local port.
     env = subprocess_env(
@@ -98,17 +99,20 @@ def cache_with_weights(tmp_path: Path) -> Path:
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory, fake_data) -> SimpleNamespace:
     """The default grid at 100% (every model and setting: 5 runs) with --jobs 2 and every
-    model's weights at hand, then the same call again: one grid that several tests read (its
-    runs, report and console), as the end-to-end tests share runs rather than each starting
-    its own (tests that use it run in one worker: the `grid` xdist group)."""
+    model's weights at hand, then the same call again (--direct): one grid that several tests
+    read (its runs, report and console), as the end-to-end tests share runs rather than each
+    starting its own (tests that use it run in one worker: the `grid` xdist group)."""
     workdir = tmp_path_factory.mktemp("grid")
     (workdir / "data").symlink_to(fake_data, target_is_directory=True)
     home = cache_with_weights(workdir)
     started = time.perf_counter()
-    first = cli(workdir, "--fractions", "1", "--jobs", "2", torch_home=home)
+    # without the workers' OMP_NUM_THREADS (tests/conftest.py): run_all.py splits the cores
+    first = cli(
+        workdir, "--fractions", "1", "--jobs", "2", torch_home=home, env={"OMP_NUM_THREADS": None}
+    )
     elapsed = time.perf_counter() - started
     summary = (workdir / "results" / "summary.md").read_text()  # the second call rewrites it
-    second = cli(workdir, "--fractions", "1", torch_home=home)
+    second = cli(workdir, "--fractions", "1", "--direct", torch_home=home)  # it only skips
     return SimpleNamespace(
         workdir=workdir, first=first, second=second, elapsed=elapsed, summary=summary
     )
@@ -172,9 +176,8 @@ def test_without_weights_the_pretrained_runs_are_reported_not_possible(
     made = {p.name for p in workdir.iterdir()} - {"data", "README.md"}
     assert not made  # no runs/, images/, results/, nor the torch cache the download made
 
-    done = cli(
-        workdir, "--fractions", "1/16", "--models", "resnet18", torch_home=workdir / "empty_home"
-    )
+    args = ("--fractions", "1/16", "--models", "resnet18", "--direct")  # no notebook needed
+    done = cli(workdir, *args, torch_home=workdir / "empty_home")
     [line] = [line for line in done.stdout.splitlines() if "not possible here" in line]
     assert line.startswith("1 of 2 runs are not possible here: the ImageNet weights of resnet18")
     assert weights_file("resnet18") in line and "--weights-dir" in line
@@ -183,7 +186,7 @@ def test_without_weights_the_pretrained_runs_are_reported_not_possible(
     assert (workdir / "runs/scratch/resnet18_data-1-16_seed0/metrics.json").exists()
     assert not (workdir / "runs/pretrained").exists()
 
-    listing = cli(workdir, "--fractions", "1/16", "--models", "resnet18", "--dry-run")
+    listing = cli(workdir, *args, "--dry-run")
     assert "done  scratch    resnet18_data-1-16_seed0" in listing.stdout
     assert "not possible  pretrained" in listing.stdout
 
@@ -208,7 +211,7 @@ def test_a_failing_run_is_isolated_recorded_and_retried(workdir):
     assert "failed: seed 0: TrainingError" in (workdir / "results/summary.md").read_text()
 
     write_test_weights("resnet18", home / "hub" / "checkpoints")
-    second = cli(workdir, *args, torch_home=home)
+    second = cli(workdir, *args, "--direct", torch_home=home)  # the retry needs no notebook
     assert "2 runs: 1 to run, 1 done and skipped" in second.stdout
     assert not failed.exists()
 
@@ -221,8 +224,7 @@ def test_sigkill_mid_grid_then_resume_matches_an_uninterrupted_run(workdir, tmp_
         "resnet18",
         "--fractions",
         "1",
-        "--set=epochs=5",
-        "--set=steps_per_epoch=3",
+        "--set=epochs=4",
         "--keep-checkpoints",
     )
     proc = cli(workdir, *args, background=True)
@@ -244,7 +246,7 @@ def test_sigkill_mid_grid_then_resume_matches_an_uninterrupted_run(workdir, tmp_
 
     clean = tmp_path_factory.mktemp("clean")
     os.symlink(workdir / "data", clean / "data")
-    cli(clean, *args)
+    cli(clean, *args, "--direct")  # the same numbers without a notebook (its own test above)
     a, b = (
         json.loads((d / "runs/scratch/resnet18_data-100_seed0/metrics.json").read_text())
         for d in (workdir, clean)
@@ -373,7 +375,7 @@ def test_parallel_jobs_give_the_same_metrics_as_one_job(grid, tmp_path_factory):
     serial = tmp_path_factory.mktemp("serial")
     (serial / "data").symlink_to(grid.workdir / "data", target_is_directory=True)
     args = ("--settings", "scratch", "--models", "resnet18", "--fractions", "1")
-    cli(serial, *args, "--jobs", "1", env={"OMP_NUM_THREADS": str(share)})
+    cli(serial, *args, "--jobs", "1", "--direct", env={"OMP_NUM_THREADS": str(share)})
     run = "resnet18_data-100_seed0"
     a, b = (
         json.loads((d / "runs/scratch" / run / "metrics.json").read_text())
