@@ -117,8 +117,10 @@ class Analysis:
     drawn: list[Condition]  # the plotted runs' cells
     rows: list[Condition]  # every configuration's cells, labelled by what differs
     others: list[Condition]  # the cells of configurations other than the latest
-    recipe: Variant  # how the latest runs differ from today's recipe (() for today's)
-    today: dict[str, Any]  # today's recipe for the first latest run, where `recipe` differs
+    # per setting: how its latest runs differ from today's recipe (() for today's), and today's
+    # recipe for its first latest run where they differ
+    recipe: dict[str, Variant]
+    today: dict[str, dict[str, Any]]
     comparisons: list[Comparison]
     lines: list[Line]
     joints: list[JointCheck]
@@ -290,7 +292,8 @@ def build(
     plotted, apart = split_weights(latest)
     cells, drawn = group_conditions(latest), group_conditions(plotted)
     rows = group_conditions(latest + other_runs)
-    others = [c for c in rows if cells and c.variant != cells[0].variant]
+    shown = {id(r) for r in latest}
+    others = [c for c in rows if id(c.runs[0]) not in shown]
     quick = profile == "quick"
     images = sorted(
         {len(r["history"]) * r["steps_per_epoch"] * r["config"]["batch_size"] for r in latest}
@@ -306,8 +309,8 @@ def build(
         drawn=drawn,
         rows=rows,
         others=others,
-        recipe=cells[0].variant if cells else (),
-        today=_today(latest[0]) if cells and cells[0].variant else {},
+        recipe={c.setting: c.variant for c in cells},
+        today={c.setting: _today(c.runs[0]) for c in cells if c.variant},
         comparisons=comparisons,
         lines=[] if quick else _lines(plotted),
         joints=[] if quick else _joints(plotted),

@@ -203,15 +203,24 @@ def _header(a: Analysis, command: str) -> str:
 
 
 def recipe_line(a: Analysis) -> str:
-    """The recipe that made these numbers, read from the runs' own configurations."""
+    """The recipe that made these numbers, per setting, read from the runs' own configurations."""
     if not a.runs:
         return ""
-    if not a.recipe:
+    if not any(a.recipe.values()):
         return "Recipe: today's (`common/config.py`, RECIPES), as the runs' configurations record."
-    differs = ", ".join(f"{k} {v} (today {a.today.get(k)})" for k, v in a.recipe)
+    parts = []
+    for setting in (s for s in SETTINGS if s in a.recipe):
+        runs = "fine-tuned" if setting == "pretrained" else "from scratch"
+        today = a.today.get(setting, {})
+        differs = ", ".join(f"{k} {v} (today {today.get(k)})" for k, v in a.recipe[setting])
+        parts.append(
+            f"{runs}: **a former recipe**; it differs from today's in {differs}"
+            if differs
+            else f"{runs}: today's"
+        )
     return (
-        "Recipe: **a former recipe**, as the runs' configurations record; it differs from "
-        f"today's in {differs}. Today's recipe has not made these numbers."
+        f"Recipe, as the runs' configurations record: {'; '.join(parts)}. Today's recipe has "
+        "not made the former recipe's numbers."
     )
 
 

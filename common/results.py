@@ -314,13 +314,15 @@ def variant_labels(variants: Iterable[Variant]) -> dict[Variant, str]:
 def split_configurations(
     metrics: list[dict[str, Any]],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(runs of the latest run's configuration, runs of any other). Curves, figures and fits
-    use only the first: runs that trained differently must not be averaged with them."""
-    if not metrics:
-        return [], []
-    latest = variant(max(metrics, key=lambda m: moment(m["finished_at"])))
-    same = [m for m in metrics if variant(m) == latest]
-    return same, [m for m in metrics if variant(m) != latest]
+    """(runs of each setting's latest configuration, runs of any other). Curves, figures and fits
+    use only the first: runs that trained differently must not be averaged with them. Scratch and
+    fine-tuned runs have recipes of their own, so a new fine-tuned grid leaves the scratch runs
+    in place, and the other way round."""
+    latest = {}
+    for m in sorted(metrics, key=lambda m: moment(m["finished_at"])):
+        latest[m["pretrained"]] = variant(m)
+    same = [m for m in metrics if variant(m) == latest[m["pretrained"]]]
+    return same, [m for m in metrics if variant(m) != latest[m["pretrained"]]]
 
 
 def split_weights(

@@ -244,3 +244,20 @@ def test_bits_cited_10000_steps_are_one_setting_away(fraction):
     cfg = make_config("resnet50", fraction, True, profile="full", budget="bit")
     per_epoch = train_images(fraction) // cfg.batch_size
     assert BIT_STEPS["many"] <= steps(cfg) < BIT_STEPS["many"] + per_epoch
+
+
+def test_a_new_fine_tuned_grid_leaves_the_former_scratch_runs_in_place():
+    def run(pretrained: bool, when: str, **sets) -> dict:
+        cfg = make_config("resnet50", 1.0, pretrained, 0, "quick", output_dir="/nowhere", **sets)
+        m = make_metrics(cfg, fake_result(0.5, epochs=1))
+        m["finished_at"] = when
+        return m
+
+    # scratch runs of another recipe, then fine-tuned runs of today's, then scratch of today's
+    former = run(False, "2026-01-01T00:00:01", lr=0.01)
+    tuned = run(True, "2026-01-01T00:00:02")
+    latest, others = split_configurations([former, tuned])
+    assert latest == [former, tuned] and not others  # each setting keeps its own latest
+    today = run(False, "2026-01-01T00:00:03")
+    latest, others = split_configurations([former, tuned, today])
+    assert latest == [tuned, today] and others == [former]

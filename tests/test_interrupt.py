@@ -19,14 +19,16 @@ from tests.test_run_all import cli
 
 RUNS = ("resnet18_data-100_seed0", "resnet18_data-100_seed1")
 # Two runs at once, long enough (in epochs of two tiny steps, a checkpoint after each) to be
-# mid-run when they are signalled and short enough to finish on the call that resumes them.
+# mid-run when they are signalled, even when the slower has only its first checkpoint (5 epochs
+# were not, under load), and short enough to finish on the call that resumes them.
+EPOCHS = 12
 ARGS = (
     "--settings=scratch",
     "--models=resnet18",
     "--fractions=1",
     "--seeds=0,1",
     "--jobs=2",
-    "--set=epochs=5",
+    f"--set=epochs={EPOCHS}",
 )
 MARK = "BIG_VS_SMALL_INTERRUPT_TEST"  # in the environment of every process of the call
 
@@ -97,7 +99,7 @@ def test_a_signal_stops_every_run_and_the_next_call_resumes_them(workdir):
     assert done.stdout.count("resuming resnet18 from epoch") == 2, done.stdout
     for run in RUNS:
         metrics = json.loads((workdir / "runs" / "scratch" / run / "metrics.json").read_text())
-        assert len(metrics["history"]) == 5
+        assert len(metrics["history"]) == EPOCHS
 
 
 class FakeRay:
