@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ast
+import copy
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -24,18 +26,22 @@ from .precision import check_precision, cuda_usable
 
 REPO = Path(__file__).resolve().parent.parent
 PROFILES = ("full", "quick")
-OPTIMIZERS = ("sgd", "adamw")
-# after the warm-up: cosine or linear decay to 0; "triangle": up from `lr_start_factor` x the
-# peak, then linearly down to 0; "steps": constant, x0.1 after each of `lr_drops`
-SCHEDULES = ("cosine", "linear", "triangle", "steps")
-PAD_MODES = ("zeros", "reflect")  # how the 4-px translate fills the border
-TTA_MODES = ("none", "flip")  # test-time augmentation of every evaluation
-HEAD_INITS = ("default", "zero")  # the new classifier head: PyTorch's init or all zeros
+# The values each choice of a recipe may take
+CHOICES: dict[str, tuple[str, ...]] = dict(
+    optimizer=("sgd", "adamw"),
+    # after the warm-up: cosine or linear decay to 0; "triangle": up from `lr_start_factor` x
+    # the peak, then linearly down to 0; "steps": constant, x0.1 after each of `lr_drops`
+    schedule=("cosine", "linear", "triangle", "steps"),
+    stem=STEMS,
+    pad_mode=("zeros", "reflect"),  # how the 4-px translate fills the border
+    tta=("none", "flip"),  # test-time augmentation of every evaluation
+    head_init=("default", "zero"),  # the new classifier head: PyTorch's init or all zeros
+    # How a run's budget follows its data size. "sqrt": `epochs` at 100% of the data, epochs /
+    # sqrt(f) at a fraction f. "bit": BiT-HyperRule's steps (bit_hyperrule.py get_schedule: 500
+    # steps under 20,000 training images, 10,000 from 20,000 to 500,000), as whole epochs.
+    budget=("sqrt", "bit"),
+)
 LR_DROP = 0.1  # the "steps" schedule's factor at each drop (BiT's bit_hyperrule.get_lr: /10)
-# How a run's budget follows its data size. "sqrt": `epochs` at 100% of the data, epochs /
-# sqrt(f) at a fraction f. "bit": BiT-HyperRule's steps (bit_hyperrule.py get_schedule: 500
-# steps under 20,000 training images, 10,000 from 20,000 to 500,000), as whole epochs.
-BUDGETS = ("sqrt", "bit")
 SETTINGS = ("scratch", "pretrained")
 VAL_SIZE = 5000  # validation images held out of CIFAR-10's 50,000 training images
 TRAIN_SPLIT = 50_000
@@ -115,7 +121,7 @@ RECIPES: dict[str, tuple[Any, ...]] = dict(
     stem=           ("cifar",     "imagenet",   "imagenet",   "imagenet",  "imagenet"),
     image_size=     (32,          128,          128,          32,          32),  # BiT's crop
     resize=         (None,        160,          160,          None,        None),  # BiT's resize
-    # how the epochs follow the data size (BUDGETS); "bit": 500 steps under 20,000 images
+    # how the epochs follow the data size (CHOICES); "bit": 500 steps under 20,000 images
     budget=         ("sqrt",      "sqrt",       "bit",        "sqrt",      "sqrt"),
     # at 100%: airbench's 26 (104 at 1/16); 17 = 1,479 steps of 512, within 1,500 (see above)
     epochs=         (26,          17,           17,           4,           4),
@@ -223,7 +229,7 @@ class RunConfig:
     pretrained: bool
     seed: int
     profile: str
-    epochs: int  # at this run's data size (see BUDGETS)
+    epochs: int  # at this run's data size (see CHOICES, budget)
     batch_size: int
     lr: float
     optimizer: str
@@ -236,12 +242,12 @@ class RunConfig:
     stem: str
     steps_per_epoch: int | None
     eval_images: int | None
-    budget: str  # BUDGETS: how `epochs` follows the data size
+    budget: str  # how `epochs` follows the data size
     cutout: int  # side (px) of a square zeroed at a random place of each training image; 0 off
-    pad_mode: str  # PAD_MODES: the border of the 4-px translate
-    tta: str  # TTA_MODES: "flip" averages the logits of each image and its mirror
+    pad_mode: str  # the border of the 4-px translate
+    tta: str  # "flip" averages the logits of each image and its mirror
     mixup: float  # MixUp's alpha (a Beta(alpha, alpha) mixing weight per batch); 0 off
-    head_init: str  # HEAD_INITS: the new head of a pretrained model
+    head_init: str  # the new head of a pretrained model
     # train: resize to `resize` px, then a random `image_size` crop (no translate); evaluation:
     # resize to `image_size`. None: translate at 32 px, then resize to `image_size`
     resize: int | None
@@ -303,141 +309,86 @@ def default_profile() -> str:
     return "full" if cuda_usable() else "quick"
 
 
-def _positive(name: str, value: Any, kind: type = int) -> Any:
-    try:
-        ok = float(value) > 0 and (kind is not int or float(value) == int(value))
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        what = "a positive whole number" if kind is int else "a positive number"
-        raise ConfigError(f"{name} must be {what}, got {value!r}")
-    return kind(value)
+def _drops(value: Any) -> list[float]:
+    """lr_drops as floats: a list of shares, or one share."""
+    return [float(d) for d in ([value] if isinstance(value, int | float) else value)]
 
 
-def _non_negative(name: str, value: Any) -> float:
-    try:
-        ok = float(value) >= 0
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ConfigError(f"{name} must be a number of seconds, 0 or more, got {value!r}")
-    return float(value)
+_WHOLE = ("a positive whole number", lambda v: float(v) > 0 and float(v) == int(v), int)
+_POSITIVE = ("a positive number", lambda v: float(v) > 0, float)
+# How each value is checked: (what it must be, the test of the value given, the type it is
+# kept as); those in NULLABLE may be None, and SHARED's are checked only where a run sets them.
+RULES: dict[str, tuple[str, Callable[[Any], bool], Callable[[Any], Any]]] = dict(
+    batch_size=_WHOLE,
+    image_size=_WHOLE,
+    epochs=_WHOLE,
+    steps_per_epoch=_WHOLE,
+    eval_images=_WHOLE,
+    patience=_WHOLE,
+    lr=_POSITIVE,
+    cutout=(f"a side in px from 0 (off) to {SIDE}", lambda v: v == int(v) and 0 <= v <= SIDE, int),
+    mixup=("0 (off) or a positive alpha such as 0.1", lambda v: v >= 0, float),
+    resize=_WHOLE,
+    warmup_share=("a number from 0 up to (not including) 1", lambda v: 0 <= float(v) < 1, float),
+    warmup_epochs=("a number 0 or more", lambda v: 0 <= float(v) < math.inf, float),
+    lr_start_factor=("a multiple of the peak in [0, 1]", lambda v: 0 <= v <= 1, float),
+    lr_drops=(
+        "increasing shares of the run in (0, 1), e.g. [0.3, 0.6, 0.9]",
+        lambda v: all(0 < d < 1 for d in _drops(v)) and _drops(v) == sorted(set(_drops(v))),
+        _drops,
+    ),
+    checkpoint_every=("a number of seconds, 0 or more", lambda v: float(v) >= 0, float),
+    max_evals=_WHOLE,
+    eval_share=_POSITIVE,
+    val_size=_WHOLE,
+)
+NULLABLE = {"epochs", "steps_per_epoch", "eval_images", "patience", "resize", "max_evals"}
+NULLABLE |= {"warmup_share", "warmup_epochs"}  # exactly one of them is None
 
 
-def _check_recipe(values: dict[str, Any], pretrained: bool) -> None:
-    """Validate (in place) the recipe values: counts, sizes, rate, optimizer, schedule, stem."""
-    for name in ("batch_size", "image_size"):
-        values[name] = _positive(name, values[name])
+def _check(values: dict[str, Any], pretrained: bool) -> None:
+    """Validate (in place) a run's values: numbers, choices, warm-up, sizes, stem, schedule."""
     if values["epochs"] is None and values["budget"] != "bit":  # "bit" computes them
         raise ConfigError(f"budget {values['budget']!r} needs epochs (at 100% of the data)")
-    if values["epochs"] is not None:
-        values["epochs"] = _positive("epochs", values["epochs"])
-    for name in ("steps_per_epoch", "eval_images", "patience"):
-        if values.get(name) is not None:
-            values[name] = _positive(name, values[name])
-    values["lr"] = _positive("lr", values["lr"], float)
-    if values["image_size"] < MIN_IMAGE_SIZE:
-        raise ConfigError(
-            f"image_size {values['image_size']} is below the {MIN_IMAGE_SIZE} px "
-            "these models accept: use 32 or more"
-        )
-    choices = dict(
-        optimizer=OPTIMIZERS,
-        schedule=SCHEDULES,
-        stem=STEMS,
-        pad_mode=PAD_MODES,
-        tta=TTA_MODES,
-        head_init=HEAD_INITS,
-        budget=BUDGETS,
-    )
-    for name, allowed in choices.items():
-        if values[name] not in allowed:
-            raise ConfigError(
-                f"unknown {name} {values[name]!r}: choose one of {', '.join(allowed)}"
-            )
-    if pretrained and values["stem"] != "imagenet":
-        raise ConfigError("pretrained models keep the ImageNet stem: drop stem='cifar'")
-    _check_augmentation(values)
-    _check_schedule(values)
-
-
-def _share(name: str, value: Any, top: float = 1.0) -> float:
-    """A number in [0, `top`), or a one-line error."""
-    try:
-        ok = 0 <= float(value) < top
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        bound = "0 or more" if top == math.inf else f"from 0 up to (not including) {top:g}"
-        raise ConfigError(f"{name} must be a number {bound}, got {value!r}")
-    return float(value)
-
-
-def _check_augmentation(values: dict[str, Any]) -> None:
-    """Validate (in place) cutout, mixup and resize."""
-    cutout = values["cutout"]
-    if not (isinstance(cutout, int | float) and cutout == int(cutout) and 0 <= cutout <= SIDE):
-        raise ConfigError(f"cutout must be a side in px from 0 (off) to {SIDE}, got {cutout!r}")
-    values["cutout"] = int(cutout)
-    mixup = values["mixup"]
-    if not (isinstance(mixup, int | float) and mixup >= 0):
-        raise ConfigError(f"mixup must be 0 (off) or a positive alpha such as 0.1, got {mixup!r}")
-    values["mixup"] = float(mixup)
-    if values["resize"] is not None:
-        values["resize"] = _positive("resize", values["resize"])
-        if values["resize"] < values["image_size"]:
-            raise ConfigError(
-                f"resize {values['resize']} is below image_size {values['image_size']}: "
-                "the random crop is taken from the resized image, so resize >= image_size"
-            )
-
-
-def _check_schedule(values: dict[str, Any]) -> None:
-    """Validate (in place) the warm-up (exactly one of warmup_epochs, warmup_share), the
-    triangle's start and the step schedule's drops."""
     if (values["warmup_epochs"] is None) == (values["warmup_share"] is None):
         raise ConfigError(
             "set exactly one of warmup_epochs and warmup_share (lift the other with 'none')"
         )
-    if values["warmup_share"] is not None:
-        values["warmup_share"] = _share("warmup_share", values["warmup_share"])
-    else:
-        values["warmup_epochs"] = _share("warmup_epochs", values["warmup_epochs"], math.inf)
-    start = values["lr_start_factor"]
-    if not (isinstance(start, int | float) and 0 <= start <= 1):
-        raise ConfigError(
-            f"lr_start_factor must be a multiple of the peak in [0, 1], got {start!r}"
-        )
-    values["lr_start_factor"] = float(start)
-    drops = values["lr_drops"]
-    try:
-        drops = [float(d) for d in ([drops] if isinstance(drops, int | float) else drops)]
-    except (TypeError, ValueError):
-        drops = [-1.0]
-    if any(not 0 < d < 1 for d in drops) or drops != sorted(set(drops)):
-        raise ConfigError(
-            f"lr_drops must be increasing shares of the run in (0, 1), e.g. [0.3, 0.6, 0.9], "
-            f"got {values['lr_drops']!r}"
-        )
-    if values["schedule"] == "steps" and not drops:
-        raise ConfigError("schedule 'steps' needs lr_drops, e.g. lr_drops=[0.3, 0.6, 0.9]")
-    values["lr_drops"] = drops
-
-
-def _check_shared(values: dict[str, Any]) -> None:
-    """Validate (in place) the overridden SHARED settings: arithmetic, checkpoints, cadence."""
+    for name, (what, ok, kind) in RULES.items():
+        if name not in values or (values[name] is None and name in NULLABLE):
+            continue
+        try:
+            good = ok(values[name])
+        except (TypeError, ValueError):
+            good = False
+        if not good:
+            raise ConfigError(f"{name} must be {what}, got {values[name]!r}")
+        values[name] = kind(values[name])
+    for name, allowed in CHOICES.items():
+        if values[name] not in allowed:
+            raise ConfigError(
+                f"unknown {name} {values[name]!r}: choose one of {', '.join(allowed)}"
+            )
     check_precision(values.get("precision", SHARED["precision"]))
     if values.get("channels_last") not in (None, True, False):
         raise ConfigError(
             f"channels_last must be True, False or None (follow the precision), "
             f"got {values['channels_last']!r}"
         )
-    if "checkpoint_every" in values:
-        values["checkpoint_every"] = _non_negative("checkpoint_every", values["checkpoint_every"])
-    if values.get("max_evals") is not None:
-        values["max_evals"] = _positive("max_evals", values["max_evals"])
-    if "eval_share" in values:
-        values["eval_share"] = _positive("eval_share", values["eval_share"], float)
+    if values["image_size"] < MIN_IMAGE_SIZE:
+        raise ConfigError(
+            f"image_size {values['image_size']} is below the {MIN_IMAGE_SIZE} px "
+            "these models accept: use 32 or more"
+        )
+    if values["resize"] is not None and values["resize"] < values["image_size"]:
+        raise ConfigError(
+            f"resize {values['resize']} is below image_size {values['image_size']}: "
+            "the random crop is taken from the resized image, so resize >= image_size"
+        )
+    if pretrained and values["stem"] != "imagenet":
+        raise ConfigError("pretrained models keep the ImageNet stem: drop stem='cifar'")
+    if values["schedule"] == "steps" and not values["lr_drops"]:
+        raise ConfigError("schedule 'steps' needs lr_drops, e.g. lr_drops=[0.3, 0.6, 0.9]")
 
 
 def resolve_weights(
@@ -479,18 +430,8 @@ def recipe_column(profile: str, setting: str, fraction: float, val_size: Any = N
     )
 
 
-def recipe_values(
-    fraction: float, setting: str, profile: str, val_size: Any = None
-) -> dict[str, Any]:
-    """The recipe table's column for one run, before the data-size rule and overrides."""
-    column = recipe_column(profile, setting, fraction, val_size)
-    return {
-        k: list(v[column]) if isinstance(v[column], list) else v[column] for k, v in RECIPES.items()
-    }
-
-
 def budget_epochs(values: dict[str, Any], fraction: float, capped: bool) -> int:
-    """The run's epochs under its `budget` rule (BUDGETS). "sqrt" scales the recipe's epochs at
+    """The run's epochs under its `budget` rule (CHOICES). "sqrt" scales the recipe's epochs at
     100% by 1 / sqrt(fraction), unless the recipe caps its epochs' steps (`capped`: every
     fraction then trains the same steps); "bit" gives BiT's steps at the run's batch size and
     cap on steps per epoch."""
@@ -533,17 +474,14 @@ def make_config(
     profile = profile or default_profile()
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
-    fraction = (
-        parse_fraction(str(data_fraction))
-        if isinstance(data_fraction, str)
-        else parse_fraction(repr(float(data_fraction)))
-    )
+    text = data_fraction if isinstance(data_fraction, str) else repr(float(data_fraction))
+    fraction = parse_fraction(text)
     setting = "pretrained" if pretrained else "scratch"
-    known = {f.name for f in fields(RunConfig)}
-    unknown = set(overrides) - known
+    unknown = set(overrides) - {f.name for f in fields(RunConfig)}
     if unknown:
         raise ConfigError(f"unknown parameter(s) {', '.join(sorted(unknown))}: see RunConfig")
-    values = recipe_values(fraction, setting, profile, overrides.get("val_size"))
+    column = recipe_column(profile, setting, fraction, overrides.get("val_size"))
+    values = {k: copy.copy(v[column]) for k, v in RECIPES.items()}  # a list of its own
     capped = values["steps_per_epoch"] is not None  # the recipe's epochs are capped
     # None keeps the recipe's value (a notebook's unset parameter); LIFT sets None (no cap)
     given = {k: None if v == LIFT else v for k, v in overrides.items() if v is not None}
@@ -554,15 +492,12 @@ def make_config(
     for name in ("data_dir", "output_dir", "weights_path"):  # one place for relative paths
         if values.get(name):
             values[name] = str(REPO / Path(values[name]).expanduser())
-    _check_recipe(values, pretrained)
+    _check(values, pretrained)
     if "epochs" not in given:  # given epochs are this run's
         values["epochs"] = budget_epochs(values, fraction, capped)
-    _check_shared(values)
     values["weights"], values["weights_path"] = resolve_weights(
         model, pretrained, values.get("weights"), values.get("weights_path")
     )
-    if "val_size" in values:
-        values["val_size"] = _positive("val_size", values["val_size"])
     try:
         seed = int(seed)
     except (TypeError, ValueError):
