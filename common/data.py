@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import os
 import pickle
 import shutil
@@ -20,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import DataError
+from .files import file_hash
 
 FOLDER = "cifar-10-batches-py"
 ARCHIVE = "cifar-10-python.tar.gz"  # the official download, which holds FOLDER
@@ -184,16 +183,6 @@ def load_cifar10(data_dir: str | Path, download: bool = True) -> Cifar10:
     )
 
 
-@functools.cache
-def _md5(path: str, size: int, mtime: int) -> str:
-    """The MD5 of a file, once per process for each (path, size, mtime)."""
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def data_origin(data_dir: str | Path) -> str:
     """Which CIFAR-10 files a run read: "original" when every file's MD5 matches the one
     torchvision publishes for the official release, "re-encoded" when any differs (a copy
@@ -204,7 +193,7 @@ def data_origin(data_dir: str | Path) -> str:
     folder = Path(data_dir) / FOLDER
     try:
         same = [
-            _md5(str(folder / name), (st := os.stat(folder / name)).st_size, st.st_mtime_ns) == md5
+            file_hash(folder / name, "md5") == md5
             for name, md5 in [*CIFAR10.train_list, *CIFAR10.test_list]
         ]
     except OSError:

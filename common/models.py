@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
-import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from urllib.parse import urlparse
@@ -20,41 +18,18 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .errors import ConfigError, WeightsError
+from .files import file_hash
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
-    "resnet18": tvm.resnet18,
-    "resnet34": tvm.resnet34,
-    "resnet50": tvm.resnet50,
-    "resnet101": tvm.resnet101,
-    "resnet152": tvm.resnet152,
-    "resnext50_32x4d": tvm.resnext50_32x4d,
+    name: tvm.get_model_builder(name)
+    for name in ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d")
 }
-# torchvision's ImageNet weights per model and version. The default is V1 for every model: it is
-# the only version ResNet-18 has, so a grid that compares model sizes compares like with like.
-# V2 is a stronger ImageNet recipe, not a bigger model (ImageNet top-1 from torchvision's model
-# docs: ResNet-50 76.1% V1 / 80.9% V2, ResNeXt50_32x4d 77.6% / 81.2%, ResNet-18 69.8% V1 only).
-# ResNet-34 has V1 only; ResNet-101 and ResNet-152 have both (the enums of torchvision's
-# resnet.py).
-IMAGENET_WEIGHTS: dict[str, dict[str, tvm.WeightsEnum]] = {
-    "resnet18": {"V1": tvm.ResNet18_Weights.IMAGENET1K_V1},
-    "resnet34": {"V1": tvm.ResNet34_Weights.IMAGENET1K_V1},
-    "resnet50": {
-        "V1": tvm.ResNet50_Weights.IMAGENET1K_V1,
-        "V2": tvm.ResNet50_Weights.IMAGENET1K_V2,
-    },
-    "resnet101": {
-        "V1": tvm.ResNet101_Weights.IMAGENET1K_V1,
-        "V2": tvm.ResNet101_Weights.IMAGENET1K_V2,
-    },
-    "resnet152": {
-        "V1": tvm.ResNet152_Weights.IMAGENET1K_V1,
-        "V2": tvm.ResNet152_Weights.IMAGENET1K_V2,
-    },
-    "resnext50_32x4d": {
-        "V1": tvm.ResNeXt50_32X4D_Weights.IMAGENET1K_V1,
-        "V2": tvm.ResNeXt50_32X4D_Weights.IMAGENET1K_V2,
-    },
-}
+# torchvision's ImageNet weights per model and version: the IMAGENET1K_<version> members of its
+# enums (resnet.py). The default is V1 for every model: it is the only version ResNet-18 has, so
+# a grid that compares model sizes compares like with like. V2 is a stronger ImageNet recipe, not
+# a bigger model (ImageNet top-1 from torchvision's model docs: ResNet-50 76.1% V1 / 80.9% V2,
+# ResNeXt50_32x4d 77.6% / 81.2%, ResNet-18 69.8% V1 only). ResNet-34 has V1 only; ResNet-101 and
+# ResNet-152 have both.
 VERSIONS = ("V1", "V2")
 # prefix of the label of one's own weights file: "custom: <file name> (sha256 <8 hex digits>)"
 CUSTOM = "custom: "
@@ -75,36 +50,19 @@ def weights_version(name: str, asked: str = "V1") -> str:
     check_model(name)
     if asked not in VERSIONS:
         raise ConfigError(f"unknown weights version {asked!r}: choose one of {', '.join(VERSIONS)}")
-    return asked if asked in IMAGENET_WEIGHTS[name] else "V1"
+    return asked if f"IMAGENET1K_{asked}" in tvm.get_model_weights(name).__members__ else "V1"
 
 
 def custom_label(path: str | Path) -> str:
     """How one's own weights file is named in every output: 'custom: <file name> (sha256
     <first digits of its content's hash>)', so two different files of one name never pool.
-    A file that does not exist is labelled so, and its run fails when it loads the weights."""
-    digest = content_hash(path)
-    return f"{CUSTOM}{Path(path).name} ({f'sha256 {digest}' if digest else 'file not found'})"
-
-
-def content_hash(path: str | Path) -> str | None:
-    """The first HASH_CHARS hex digits of the file's SHA-256, or None when it cannot be read;
-    computed once per process for each (path, size, mtime): a configuration is built once per
-    run and per preflight, and hashing a weights file of a hundred MB takes a noticeable share
-    of a second on a small CPU."""
+    A file that does not exist is labelled so, and its run fails when it loads the weights. The
+    hash is computed once per process: a configuration is built once per run and per preflight."""
     try:
-        stat = os.stat(path)
-        return _sha256_prefix(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+        digest = f"sha256 {file_hash(path, 'sha256')[:HASH_CHARS]}"
     except OSError:
-        return None
-
-
-@functools.cache
-def _sha256_prefix(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()[:HASH_CHARS]
+        digest = "file not found"
+    return f"{CUSTOM}{Path(path).name} ({digest})"
 
 
 def weights_file(name: str, version: str = "V1") -> str:
@@ -113,7 +71,7 @@ def weights_file(name: str, version: str = "V1") -> str:
 
 
 def _url(name: str, version: str) -> str:
-    return IMAGENET_WEIGHTS[name][weights_version(name, version)].url
+    return tvm.get_model_weights(name)[f"IMAGENET1K_{weights_version(name, version)}"].url
 
 
 def hub_dir() -> Path:
