@@ -6,12 +6,15 @@ import functools
 import hashlib
 import json
 import os
+import posixpath
+import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+Reader = Callable[[str], bytes]  # a file's bytes, by its path inside a folder or an archive
 UMASK = os.umask(0)  # read once, at import, where no other thread can see it changed
 os.umask(UMASK)
 
@@ -63,6 +66,19 @@ def _digest(path: str, algorithm: str, size: int, mtime_ns: int) -> str:
         return hashlib.file_digest(
             f, lambda: hashlib.new(algorithm, usedforsecurity=False)
         ).hexdigest()
+
+
+def read_archive(path: Path, error: type[Exception], what: str, remedy: str) -> dict[str, bytes]:
+    """Every regular file of a (gzipped) tar archive, by its normalized path, read in one pass;
+    one line, `error`, saying why and `remedy` when it is not a `what` that can be read."""
+    try:
+        with tarfile.open(path) as tar:
+            return {
+                posixpath.normpath(m.name): tar.extractfile(m).read() for m in tar if m.isfile()
+            }
+    except (tarfile.TarError, OSError, EOFError) as e:
+        why = f"{type(e).__name__}: {str(e).splitlines()[0]}"
+        raise error(f"cannot read {path} as a {what} ({why}): {remedy}") from None
 
 
 def read_json(path: str | Path) -> Any | None:

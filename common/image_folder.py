@@ -25,9 +25,7 @@ import pickle
 import posixpath
 import shutil
 import sys
-import tarfile
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,25 +34,14 @@ from PIL import Image, UnidentifiedImageError
 
 from .data import FOLDER, TEST_FILE, TRAIN_FILES
 from .errors import DataError, UserError
-from .files import UMASK, write_with
+from .files import UMASK, Reader, read_archive, write_with
 
-CLASSES = (
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-)  # CIFAR-10's label_names: label i is CLASSES[i]
+# CIFAR-10's label_names: label i is CLASSES[i]
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 SPLITS = ("train", "test")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 SIZE = (32, 32)
 
-Reader = Callable[[str], bytes]  # a file's bytes, by its path inside SRC
 Split = tuple[np.ndarray, list[int], list[str]]  # images (N x 3072), labels, file names
 
 
@@ -65,16 +52,7 @@ def list_source(src: Path) -> tuple[list[str], Reader]:
         return names, lambda name: (src / name).read_bytes()
     if not src.is_file():
         raise DataError(f"{src} does not exist: give the image folder or a .tar.gz of it")
-    try:
-        with tarfile.open(src) as tar:
-            files = {
-                posixpath.normpath(m.name): tar.extractfile(m).read() for m in tar if m.isfile()
-            }
-    except (tarfile.TarError, OSError, EOFError) as e:
-        raise DataError(
-            f"cannot read {src} as a .tar.gz ({type(e).__name__}: {str(e).splitlines()[0]}): "
-            "give the image folder or a .tar.gz of it"
-        ) from None
+    files = read_archive(src, DataError, ".tar.gz", "give the image folder or a .tar.gz of it")
     return list(files), files.__getitem__
 
 

