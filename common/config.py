@@ -22,11 +22,11 @@ from .models import (
     weights_file,
     weights_version,
 )
-from .precision import check_precision, cuda_usable
+from .precision import PRECISIONS, cuda_usable
 
 REPO = Path(__file__).resolve().parent.parent
 PROFILES = ("full", "quick")
-# The values each choice of a recipe may take
+# The values each choice may take
 CHOICES: dict[str, tuple[str, ...]] = dict(
     optimizer=("sgd", "adamw"),
     # after the warm-up: cosine or linear decay to 0; "triangle": up from `lr_start_factor` x
@@ -40,6 +40,7 @@ CHOICES: dict[str, tuple[str, ...]] = dict(
     # sqrt(f) at a fraction f. "bit": BiT-HyperRule's steps (bit_hyperrule.py get_schedule: 500
     # steps under 20,000 training images, 10,000 from 20,000 to 500,000), as whole epochs.
     budget=("sqrt", "bit"),
+    precision=PRECISIONS,  # SHARED's: checked where a run sets it
 )
 LR_DROP = 0.1  # the "steps" schedule's factor at each drop (BiT's bit_hyperrule.get_lr: /10)
 SETTINGS = ("scratch", "pretrained")
@@ -365,11 +366,10 @@ def _check(values: dict[str, Any], pretrained: bool) -> None:
             raise ConfigError(f"{name} must be {what}, got {values[name]!r}")
         values[name] = kind(values[name])
     for name, allowed in CHOICES.items():
-        if values[name] not in allowed:
+        if name in values and values[name] not in allowed:
             raise ConfigError(
                 f"unknown {name} {values[name]!r}: choose one of {', '.join(allowed)}"
             )
-    check_precision(values.get("precision", SHARED["precision"]))
     if values.get("channels_last") not in (None, True, False):
         raise ConfigError(
             f"channels_last must be True, False or None (follow the precision), "

@@ -76,9 +76,9 @@ class _BatchUnpickler(pickle.Unpickler):
         return BATCH_GLOBALS[(module, name)]
 
 
-def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read one pickled batch (only the types the format holds) and check it has CIFAR's
-    shapes, dtype and labels."""
+def _read_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """One pickled batch's images (N, 3, 32, 32) and labels, read (only the types the format
+    holds) and checked for CIFAR's shapes, dtype and labels."""
     try:
         with open(path, "rb") as f:
             batch = _BatchUnpickler(f, encoding="latin1").load()
@@ -102,7 +102,7 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(
             f"{path}: expected one label in 0..9 per image; re-create the {FOLDER} folder"
         )
-    return data, labels
+    return torch.from_numpy(data).view(-1, 3, SIDE, SIDE), torch.from_numpy(labels)
 
 
 def _download(root: Path) -> None:
@@ -172,15 +172,8 @@ def load_cifar10(data_dir: str | Path, download: bool = True) -> Cifar10:
     """
     folder = ensure_cifar10(data_dir, download)
     parts = [_read_batch(folder / n) for n in TRAIN_FILES]
-    train_x = np.concatenate([p[0] for p in parts])
-    train_y = np.concatenate([p[1] for p in parts])
-    test_x, test_y = _read_batch(folder / TEST_FILE)
-    return Cifar10(
-        train_x=torch.from_numpy(train_x).view(-1, 3, 32, 32),
-        train_y=torch.from_numpy(train_y),
-        test_x=torch.from_numpy(test_x).view(-1, 3, 32, 32),
-        test_y=torch.from_numpy(test_y),
-    )
+    train_x, train_y = (torch.cat(p) for p in zip(*parts, strict=True))
+    return Cifar10(train_x, train_y, *_read_batch(folder / TEST_FILE))
 
 
 def data_origin(data_dir: str | Path) -> str:

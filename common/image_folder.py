@@ -127,27 +127,21 @@ def read_split(src: Path, files: list[tuple[str, int, str]], read: Reader) -> Sp
 
 def batches(train: Split, test: Split) -> dict[str, dict[str, Any]]:
     """The layout's pickled dicts by file name: the training split in five parts."""
-    out = {}
     parts = np.array_split(np.arange(len(train[1])), len(TRAIN_FILES))
-    for i, (file, idx) in enumerate(zip(TRAIN_FILES, parts, strict=True)):
-        out[file] = {
-            "batch_label": f"training batch {i + 1} of {len(TRAIN_FILES)}",
-            "data": train[0][idx],
-            "labels": [train[1][j] for j in idx],
-            "filenames": [train[2][j] for j in idx],
-        }
-    out[TEST_FILE] = {
-        "batch_label": "testing batch 1 of 1",
-        "data": test[0],
-        "labels": test[1],
-        "filenames": test[2],
+    out = {
+        file: dict(
+            batch_label=f"training batch {i + 1} of {len(TRAIN_FILES)}",
+            data=train[0][idx],
+            labels=[train[1][j] for j in idx],
+            filenames=[train[2][j] for j in idx],
+        )
+        for i, (file, idx) in enumerate(zip(TRAIN_FILES, parts, strict=True))
     }
-    out["batches.meta"] = {
-        "label_names": list(CLASSES),
-        "num_cases_per_batch": len(parts[0]),
-        "num_vis": 3072,
-    }
-    return out
+    out[TEST_FILE] = dict(
+        batch_label="testing batch 1 of 1", data=test[0], labels=test[1], filenames=test[2]
+    )
+    meta = dict(label_names=list(CLASSES), num_cases_per_batch=len(parts[0]), num_vis=3072)
+    return out | {"batches.meta": meta}
 
 
 def build(src: Path, out_dir: Path) -> tuple[Path, int, int]:

@@ -28,7 +28,6 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .errors import ConfigError
 from .files import read_json, write_json
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
@@ -70,11 +69,6 @@ class Arithmetic:
     def describe(self) -> str:
         layout = " + channels-last" if self.channels_last else ""
         return ("fp32" if self.precision == "fp32" else f"{self.precision} autocast") + layout
-
-
-def check_precision(precision: str) -> None:
-    if precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
 
 
 def gpu_precision(device: torch.device) -> str:
@@ -231,7 +225,6 @@ def choose_arithmetic(
 ) -> Arithmetic:
     """Resolve a run's `precision` and `channels_last` settings on `device` (see the module
     docstring); `channels_last` None follows the precision: on with bf16/fp16, off with fp32."""
-    check_precision(precision)
     if precision == "auto":
         if device.type == "cuda":
             precision = gpu_precision(device)
