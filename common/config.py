@@ -260,8 +260,7 @@ class RunConfig:
     data_dir: str = str(REPO / "data")
     output_dir: str = ""
     device: str = "auto"
-    # pretrained: "V1" | "V2" (torchvision's) or "custom: <file name> (sha256 <8 hex digits>)";
-    # None from scratch
+    # "V1" | "V2" (torchvision's) or "custom: <file name> (sha256 <8 hex digits>)"; None: scratch
     weights: str | None = None
     weights_path: str | None = None  # the weights' file; None: torchvision's cache or download
     precision: str = SHARED["precision"]

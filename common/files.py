@@ -1,4 +1,5 @@
-"""Atomic writes (a reader sees the old file or the new, never half of one), JSON, file hashes."""
+"""Files: atomic writes (a reader sees the old file or the new one, never half of one), and
+reading back JSON, tar archives and content hashes."""
 
 from __future__ import annotations
 

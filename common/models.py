@@ -203,11 +203,10 @@ def build_model(
     pretrained: bool = False,
     stem: str = "cifar",
     weights_path: str | Path | None = None,
-    num_classes: int = 10,
     seed: int | None = None,
     weights: str | None = "V1",
 ) -> nn.Module:
-    """A torchvision ResNet/ResNeXt with a `num_classes` head.
+    """A torchvision ResNet/ResNeXt with a 10-class head.
 
     From scratch, `stem` picks the CIFAR stem (default) or torchvision's ImageNet stem.
     Pretrained, the ImageNet stem is kept and the weights come from `weights_path`, or else
@@ -224,7 +223,7 @@ def build_model(
     if not pretrained:
         # zero-init of each block's last BN: every residual block starts as the identity,
         # which keeps early training stable at high learning rates (Goyal et al., 2017)
-        model = builder(weights=None, num_classes=num_classes, zero_init_residual=True)
+        model = builder(weights=None, num_classes=10, zero_init_residual=True)
         if stem == "cifar":
             _use_cifar_stem(model)
         return model
@@ -234,7 +233,7 @@ def build_model(
     path = Path(weights_path) if weights_path else ensure_weights(name, version=weights)
     model = builder(weights=None)
     _load_backbone(model, load_state_dict(path), name, path)
-    model.fc = nn.Linear(model.fc.in_features, num_classes)
+    model.fc = nn.Linear(model.fc.in_features, 10)
     return model
 
 
