@@ -51,8 +51,8 @@ from common.sweep import KERNEL, check_kernel, execute_scaling, stop_kernels
 REPO = Path(__file__).resolve().parent
 
 
-# The command line, by group: each option's argparse keywords. A default that depends on other
-# options is None here, and its help says what it becomes.
+# The command line, by group: each option's argparse keywords. An option without a default is
+# None when not given, and its help says what that stands for.
 OPTIONS: dict[str, dict[str, dict[str, Any]]] = {
     "the grid and its recipe": {
         "--settings": dict(default="scratch,pretrained", help="comma list of: scratch, pretrained"),
