@@ -18,16 +18,14 @@ STARTED = time.perf_counter()  # before the imports below (torch and friends: se
 
 import argparse
 import contextlib
-import errno
 import os
 import shlex
 import signal
 import sys
 import tempfile
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from common.cluster import connect, run_on_ray
 from common.config import RunConfig, default_profile, parse_sets
@@ -53,138 +51,118 @@ from common.sweep import KERNEL, check_kernel, execute_scaling, stop_kernels
 REPO = Path(__file__).resolve().parent
 
 
+# The command line, by group: each option's argparse keywords. An option without a default is
+# None when not given, and its help says what that stands for.
+OPTIONS: dict[str, dict[str, dict[str, Any]]] = {
+    "the grid and its recipe": {
+        "--settings": dict(default="scratch,pretrained", help="comma list of: scratch, pretrained"),
+        "--models": dict(
+            help="comma list of: " + ", ".join(MODELS) + " (default: resnet18,resnet50 "
+            "everywhere plus resnext50_32x4d pretrained on 100%%)"
+        ),
+        "--fractions": dict(
+            default="1/16,0.5,1", help="comma list of data fractions: 1/16, 0.5, 50%%"
+        ),
+        "--seeds": dict(default="0", help="comma list of seeds; each cell runs once per seed"),
+        "--epochs": dict(type=int, help="override the recipe's epochs for every run"),
+        "--profile": dict(
+            choices=("full", "quick"),
+            help="full: the GPU recipe; quick: short CPU smoke runs (default: full with a GPU)",
+        ),
+        "--set": dict(
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a recipe value for every run, e.g. --set lr=0.4 (repeatable; see "
+            "RunConfig in common/config.py)",
+        ),
+        "--weights": dict(
+            action="append",
+            default=[],
+            metavar="V1|V2|MODEL=FILE",
+            help="ImageNet weights of the pretrained runs: V1 (default, the only version "
+            "ResNet-18 has), V2 (where torchvision has it, V1 elsewhere), or MODEL=FILE, a state "
+            "dict of your own for MODEL, labelled 'custom: FILE' (repeatable)",
+        ),
+    },
+    "where things are": {
+        "--data-dir": dict(default=str(REPO / "data"), help="folder holding cifar-10-batches-py/"),
+        "--output-dir": dict(default=str(REPO / "runs"), help="where run folders go"),
+        "--images-dir": dict(
+            help="where the curve PNGs go (default: images/ in the repository with the default "
+            "--output-dir, unless a quick call would replace its full-profile results; else "
+            "OUTPUT_DIR/images)"
+        ),
+        "--results-dir": dict(
+            help="where summary.md goes (default: results/ in the repository with the default "
+            "--output-dir, else OUTPUT_DIR/results)"
+        ),
+        "--readme": dict(
+            help="README whose headline and results section are updated ('none' to leave it; "
+            "default: the repository's README.md with the default --output-dir, else none)"
+        ),
+        "--weights-dir": dict(
+            help="folder of ImageNet weight files under torchvision's names (offline machines)"
+        ),
+    },
+    "how it runs": {
+        "--device": dict(default="auto", help="auto, cpu (picks --profile quick), cuda or cuda:N"),
+        "--jobs": dict(
+            type=int,
+            help="runs at once (default: one per GPU, each run seeing only its own; 1 on a CPU). "
+            "More jobs than GPUs share them, each run slower",
+        ),
+        "--ray": dict(
+            metavar="ADDRESS",
+            help="run each run as a task on the Ray cluster at ADDRESS (host:port of its head, or "
+            "auto), from a node of the cluster; needs `pip install -r requirements-cluster.txt`",
+        ),
+        "--ray-cpus": dict(
+            type=int,
+            default=1,
+            help="CPUs each run asks of a Ray cluster without GPUs (with GPUs: one GPU per run)",
+        ),
+        "--kernel": dict(
+            default=KERNEL,
+            help="Jupyter kernel that executes the notebooks (default: this project's, which the "
+            "README's set-up command registers)",
+        ),
+        "--direct": dict(
+            action="store_true",
+            help="train each run in this process instead of through its notebook (no Jupyter or "
+            "papermill needed): the same runs, folders and records, without the executed "
+            "notebooks and the scaling notebook's figures",
+        ),
+        "--force": dict(action="store_true", help="re-run runs that are already done"),
+        "--keep-checkpoints": dict(
+            action="store_true", help="keep per-epoch checkpoints of done runs"
+        ),
+        "--dry-run": dict(action="store_true", help="list the runs and their state, run nothing"),
+        "--report-only": dict(
+            action="store_true",
+            help="run nothing: write the curves, summary and README section from the runs already "
+            "in --output-dir (e.g. made on another machine)",
+        ),
+    },
+}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line's options (OPTIONS), in their groups."""
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    add_grid_options(p.add_argument_group("the grid and its recipe").add_argument)
-    add_place_options(p.add_argument_group("where things are").add_argument)
-    add_execution_options(p.add_argument_group("how it runs").add_argument)
+    for title, options in OPTIONS.items():
+        group = p.add_argument_group(title)
+        for flag, keywords in options.items():
+            group.add_argument(flag, **keywords)
     return p.parse_args(argv)
-
-
-def add_grid_options(add: Callable[..., object]) -> None:
-    """Which runs, and what they train: settings, models, sizes, seeds, recipe, weights."""
-    add("--settings", default="scratch,pretrained", help="comma list of: scratch, pretrained")
-    add(
-        "--models",
-        default=None,
-        help="comma list of: " + ", ".join(MODELS) + " (default: "
-        "resnet18,resnet50 everywhere plus resnext50_32x4d pretrained on 100%%)",
-    )
-    add("--fractions", default="1/16,0.5,1", help="comma list of data fractions: 1/16, 0.5, 50%%")
-    add("--seeds", default="0", help="comma list of seeds; each cell runs once per seed")
-    add("--epochs", type=int, default=None, help="override the recipe's epochs for every run")
-    add(
-        "--profile",
-        choices=("full", "quick"),
-        default=None,
-        help="full: the GPU recipe; quick: short CPU smoke runs (default: full with a GPU)",
-    )
-
-    add(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a recipe value for every run, e.g. --set lr=0.4 (repeatable; see "
-        "RunConfig in common/config.py)",
-    )
-    add(
-        "--weights",
-        action="append",
-        default=[],
-        metavar="V1|V2|MODEL=FILE",
-        help="ImageNet weights of the pretrained runs: V1 (default, the only version ResNet-18 "
-        "has), V2 (where torchvision has it, V1 elsewhere), or MODEL=FILE, a state dict of your "
-        "own for MODEL, labelled 'custom: FILE' (repeatable)",
-    )
-
-
-def add_place_options(add: Callable[..., object]) -> None:
-    """Where the data, weights and outputs are."""
-    add("--data-dir", default=str(REPO / "data"), help="folder holding cifar-10-batches-py/")
-    add("--output-dir", default=str(REPO / "runs"), help="where run folders go")
-    add(
-        "--images-dir",
-        default=None,
-        help="where the curve PNGs go (default: images/ in the repository with the default "
-        "--output-dir, unless a quick call would replace its full-profile results; else "
-        "OUTPUT_DIR/images)",
-    )
-    add(
-        "--results-dir",
-        default=None,
-        help="where summary.md goes (default: results/ in the repository with the default "
-        "--output-dir, else OUTPUT_DIR/results)",
-    )
-    add(
-        "--readme",
-        default=None,
-        help="README whose headline and results section are updated ('none' to leave it; "
-        "default: the repository's README.md with the default --output-dir, else none)",
-    )
-    add(
-        "--weights-dir",
-        default=None,
-        help="folder of ImageNet weight files under torchvision's names (offline machines)",
-    )
-
-
-def add_execution_options(add: Callable[..., object]) -> None:
-    """How the runs are executed: devices, parallel jobs, Ray, kernel, reruns."""
-    add("--device", default="auto", help="auto, cpu (picks --profile quick), cuda or cuda:N")
-    add(
-        "--jobs",
-        type=int,
-        default=None,
-        help="runs at once (default: one per GPU, each run seeing only its own; 1 on a CPU). "
-        "More jobs than GPUs share them, each run slower",
-    )
-    add(
-        "--ray",
-        default=None,
-        metavar="ADDRESS",
-        help="run each run as a task on the Ray cluster at ADDRESS (host:port of its head, or "
-        "auto), from a node of the cluster; needs `pip install -r requirements-cluster.txt`",
-    )
-    add(
-        "--ray-cpus",
-        type=int,
-        default=1,
-        help="CPUs each run asks of a Ray cluster without GPUs (with GPUs: one GPU per run)",
-    )
-    add(
-        "--kernel",
-        default=KERNEL,
-        help="Jupyter kernel that executes the notebooks (default: this project's, which the "
-        "README's set-up command registers)",
-    )
-    add(
-        "--direct",
-        action="store_true",
-        help="train each run in this process instead of through its notebook (no Jupyter or "
-        "papermill needed): the same runs, folders and records, without the executed notebooks "
-        "and the scaling notebook's figures",
-    )
-    add("--force", action="store_true", help="re-run runs that are already done")
-    add("--keep-checkpoints", action="store_true", help="keep per-epoch checkpoints of done runs")
-    add("--dry-run", action="store_true", help="list the runs and their state, run nothing")
-    add(
-        "--report-only",
-        action="store_true",
-        help="run nothing: write the curves, summary and README section from the runs already "
-        "in --output-dir (e.g. made on another machine)",
-    )
-
-
-PATH_OPTIONS = ("data_dir", "output_dir", "images_dir", "results_dir", "readme", "weights_dir")
 
 
 def resolve_paths(args: argparse.Namespace) -> None:
     """Make every path option absolute against the caller's directory, once, before any kernel
     starts (papermill moves the whole process into notebooks/ while a notebook runs)."""
-    for name in PATH_OPTIONS:
+    for name in ("data_dir", "output_dir", "images_dir", "results_dir", "readme", "weights_dir"):
         value = getattr(args, name)
         if value is not None and not (name == "readme" and value == "none"):
             setattr(args, name, str(Path(value).expanduser().absolute()))
@@ -223,9 +201,7 @@ def check_writable(folder: Path) -> None:
     existing = folder
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
-    try:
-        if not existing.is_dir():
-            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+    try:  # a file there: NotADirectoryError
         with tempfile.NamedTemporaryFile(dir=existing):
             pass
     except OSError as e:
@@ -252,17 +228,9 @@ OWN_OPTIONS = {
 def set_options(items: list[str]) -> dict[str, object]:
     """The --set values (common.config.parse_sets), refusing settings with options of their own."""
     sets = parse_sets(items)
-    for key in sets:
-        if key in OWN_OPTIONS:
-            raise UserError(f"--set {key}: use {OWN_OPTIONS[key]} instead")
+    if own := next((key for key in sets if key in OWN_OPTIONS), None):
+        raise UserError(f"--set {own}: use {OWN_OPTIONS[own]} instead")
     return sets
-
-
-def check_splits(data_dir: str, configs: Iterable[RunConfig]) -> None:
-    """Every (fraction, seed, val_size) of the grid must leave each class a training image."""
-    labels = load_cifar10(data_dir, download=False).train_y
-    for fraction, seed, val_size in {(c.data_fraction, c.seed, c.val_size) for c in configs}:
-        make_splits(labels, val_size, fraction, seed)
 
 
 def ray_excludes(args: argparse.Namespace) -> list[str]:
@@ -286,8 +254,6 @@ def join_cluster(args: argparse.Namespace) -> bool:
             f"--device {args.device} names a device of this machine: with --ray leave it out "
             "(each run gets a GPU of the cluster) or use --device cpu"
         )
-    if args.ray_cpus < 1:
-        raise UserError(f"--ray-cpus must be 1 or more, got {args.ray_cpus}")
     nodes = connect(args.ray, ray_excludes(args))
     gpus = sum(n.get("GPU", 0) for n in nodes)
     cpus = sum(n.get("CPU", 0) for n in nodes)
@@ -330,27 +296,21 @@ def parse_weights(items: list[str]) -> tuple[str, dict[str, str]]:
 
 @dataclass
 class Plan:
-    """What the command asks for: the runs, their profile and devices, the recipe overrides."""
+    """What the command asks for (the runs, their profile and devices, the recipe overrides),
+    then what the preflight found: every run's config and state, the weights files, the models
+    whose pretrained runs cannot run here and why."""
 
     grid: list[Run]
     profile: str
-    overrides: dict[str, object]  # for every run's config, profile and device included
-    sets: dict[str, object]  # the --set values alone (passed on to the notebooks)
+    overrides: dict[str, object]  # for every run's config: the --set values, profile, device...
     version: str  # torchvision's weights version for the pretrained runs
     custom: dict[str, str]  # model -> one's own weights file
     slots: list[Slot] = field(default_factory=list)  # local runs: one per parallel job
     ray_gpu: bool = False  # on Ray: each run asks for a GPU
-
-
-@dataclass
-class Checked:
-    """What the preflight found: every run's config and state, the weights files, the models
-    whose pretrained runs cannot run here and why."""
-
-    configs: dict[Run, RunConfig]
-    states: dict[Run, State]
-    weights: dict[str, str]
-    not_possible: dict[str, str]
+    configs: dict[Run, RunConfig] = field(default_factory=dict)
+    states: dict[Run, State] = field(default_factory=dict)
+    weights: dict[str, str] = field(default_factory=dict)  # model -> its weights file
+    not_possible: dict[str, str] = field(default_factory=dict)  # model -> why not
 
     def runs(self, *states: State) -> list[Run]:
         return [r for r, s in self.states.items() if s in states]
@@ -363,18 +323,18 @@ def make_plan(args: argparse.Namespace) -> Plan:
         seeds = [int(s) for s in split(args.seeds)]
     except ValueError:
         raise UserError(f"--seeds takes whole numbers, e.g. 0,1,2; got {args.seeds!r}") from None
-    if args.epochs is not None and args.epochs < 1:
-        raise UserError(f"--epochs must be 1 or more, got {args.epochs}")
+    for count in ("epochs", "jobs", "ray_cpus"):
+        if (value := getattr(args, count)) is not None and value < 1:
+            raise UserError(f"--{count.replace('_', '-')} must be 1 or more, got {value}")
     models = split(args.models) if args.models else None
     grid = build_grid(split(args.settings), models, fractions, seeds)
     if not grid:
         raise UserError("the grid is empty: give at least one setting, fraction and seed")
     version, custom = parse_weights(args.weights)
-    unused = set(custom) - {r.model for r in grid if r.pretrained}
-    if unused:
+    if unused := sorted(set(custom) - {r.model for r in grid if r.pretrained}):
         raise UserError(
-            f"--weights {sorted(unused)[0]}=...: no pretrained run of {sorted(unused)[0]} in this "
-            "grid: check --models and --settings"
+            f"--weights {unused[0]}=...: no pretrained run of {unused[0]} in this grid: check "
+            "--models and --settings"
         )
     slots, ray_gpu = [], False
     profile = choose_profile(args)
@@ -385,19 +345,19 @@ def make_plan(args: argparse.Namespace) -> Plan:
         slots, sharing = job_slots(args.device, args.jobs)
         if sharing and not idle(args):
             print(sharing)
-    if profile is None:  # none asked for, none implied by the device: what the GPUs allow
-        profile = "full" if args.ray else default_profile()
+    if profile is None:  # none asked for, none implied by the device or Ray: what the GPUs allow
+        profile = default_profile()
         if profile == "quick":
             print(
                 "no usable GPU: using --profile quick (short CPU smoke runs; --profile full "
                 "trains the full recipe)"
             )
-    sets = set_options(args.set)
-    overrides = dict(sets, profile=profile, device=args.device, data_dir=args.data_dir)
-    overrides["weights"] = version
+    overrides = set_options(args.set) | dict(
+        profile=profile, device=args.device, data_dir=args.data_dir, weights=version
+    )
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
-    return Plan(grid, profile, overrides, sets, version, custom, slots, ray_gpu)
+    return Plan(grid, profile, overrides, version, custom, slots, ray_gpu)
 
 
 def choose_profile(args: argparse.Namespace) -> str | None:
@@ -436,14 +396,14 @@ def idle(args: argparse.Namespace) -> bool:
     return args.dry_run or args.report_only
 
 
-def preflight(args: argparse.Namespace, plan: Plan) -> Checked:
+def preflight(args: argparse.Namespace, plan: Plan) -> None:
     """Check what every run needs before any starts (writable folders, the data and its splits,
     the weights), build each run's config once, and find its state."""
     output_dir = Path(args.output_dir)
     if not args.dry_run:
         for folder in (output_dir, Path(args.images_dir), Path(args.results_dir)):
             check_writable(folder)
-    files, not_possible = grid_weights(
+    plan.weights, plan.not_possible = grid_weights(
         (r.model for r in plan.grid if r.pretrained),
         plan.custom,
         plan.version,
@@ -453,121 +413,97 @@ def preflight(args: argparse.Namespace, plan: Plan) -> Checked:
     )
 
     def config(run: Run) -> RunConfig:
-        if not run.pretrained or run.model not in files:
-            return run_config(run, output_dir, **plan.overrides)
-        own = run.model in plan.custom
-        return run_config(
-            run,
-            output_dir,
-            **dict(plan.overrides, weights=files[run.model] if own else plan.version),
-            weights_path=files[run.model],
-        )
+        file = plan.weights.get(run.model) if run.pretrained else None
+        own = {"weights": file} if file and run.model in plan.custom else {}  # 'custom: FILE'
+        return run_config(run, output_dir, **(plan.overrides | own), weights_path=file)
 
-    configs = {run: config(run) for run in plan.grid}  # validates every run's settings
+    plan.configs = {run: config(run) for run in plan.grid}  # validates every run's settings
     if not args.report_only:
         ensure_cifar10(args.data_dir, download=not args.dry_run)
-        check_splits(args.data_dir, configs.values())
-    states = {
+        labels = load_cifar10(args.data_dir, download=False).train_y
+        splits = {(cfg.data_fraction, cfg.seed, cfg.val_size) for cfg in plan.configs.values()}
+        for fraction, seed, val_size in splits:  # each must leave every class a training image
+            make_splits(labels, val_size, fraction, seed)
+    plan.states = {
         run: State.NOT_POSSIBLE
-        if run.pretrained and run.model in not_possible
-        else state(configs[run])
+        if run.pretrained and run.model in plan.not_possible
+        else state(plan.configs[run])
         for run in plan.grid
     }
-    return Checked(configs, states, files, not_possible)
 
 
-def show_plan(args: argparse.Namespace, plan: Plan, checked: Checked, todo: list[Run]) -> None:
-    """What cannot run and why, the counts, and with --dry-run every run's state."""
-    blocked = checked.runs(State.NOT_POSSIBLE)
+def show_plan(args: argparse.Namespace, plan: Plan, todo: list[Run]) -> None:
+    """What cannot run and why (a call that would train something but can run none of its runs
+    stops there in one line, before it writes anything), the counts, and with --dry-run every
+    run's state."""
+    blocked = plan.runs(State.NOT_POSSIBLE)
     if blocked:
-        why = missing_weights(checked.not_possible, plan.version, args.weights_dir)
+        why = missing_weights(plan.not_possible, plan.version, args.weights_dir)
+        if len(blocked) == len(plan.grid) and not idle(args):
+            raise UserError(f"no run of this grid is possible here: {why}")
         print(f"{len(blocked)} of {len(plan.grid)} runs are not possible here: {why}")
-    skipped = [r for r in checked.runs(State.DONE) if r not in todo]
+    skipped = [r for r in plan.runs(State.DONE) if r not in todo]
     print(
         f"{len(plan.grid)} run{'s' * (len(plan.grid) != 1)}: {len(todo)} to run, "
         f"{len(skipped)} done and skipped, {len(blocked)} not possible; profile {plan.profile}"
     )
     if args.dry_run:
         for run in plan.grid:
-            now = checked.states[run]
-            reason = failure_reason(checked.configs[run].output_dir) if now == State.FAILED else ""
+            now = plan.states[run]
+            reason = failure_reason(plan.configs[run].output_dir) if now == State.FAILED else ""
             print(f"  {now.value:>12}  {run.setting:<10} {run.name}  {reason or ''}")
 
 
-def refuse_an_impossible_grid(args: argparse.Namespace, plan: Plan, checked: Checked) -> None:
-    """A call that would train something but can run none of its runs stops in one line, before
-    it writes anything."""
-    if not idle(args) and len(checked.runs(State.NOT_POSSIBLE)) == len(plan.grid):
-        why = missing_weights(checked.not_possible, plan.version, args.weights_dir)
-        raise UserError(f"no run of this grid is possible here: {why}")
-
-
-RESUME_HERE = "the next call resumes the others from their last epoch"
-RESUME_ON_RAY = (
-    "the others keep their last epoch's checkpoint on their Ray node and resume from it when "
-    "the next call runs them there"
-)
-
-
-def dispatch(
-    args: argparse.Namespace, plan: Plan, checked: Checked, todo: list[Run]
-) -> list[tuple[Run, str]]:
+def dispatch(args: argparse.Namespace, plan: Plan, todo: list[Run]) -> list[tuple[Run, str]]:
     """Run `todo` here or on Ray, showing progress; return the failures."""
     options = dict(
         direct=args.direct,
         kernel=args.kernel,
         keep_checkpoints=args.keep_checkpoints,
-        extra_keys=list(plan.sets),
+        extra_keys=list(plan.overrides),  # the notebooks' parameters among them go there
         force=args.force,
     )
     if args.ray:
         outcomes = run_on_ray(
             todo,
-            checked.configs,
+            plan.configs,
             {k: v for k, v in plan.overrides.items() if k != "data_dir"},
             data_dir=args.data_dir,
             gpu=plan.ray_gpu,
             cpus=args.ray_cpus,
-            weights=checked.weights,
+            weights=plan.weights,
             options=options,
         )
+        resume = (
+            "the others keep their last epoch's checkpoint on their Ray node and resume from it "
+            "when the next call runs them there"
+        )
     else:
-        outcomes = run_locally(todo, checked.configs, plan.slots, options)
-    resume = RESUME_ON_RAY if args.ray else RESUME_HERE
-    return follow(outcomes, len(todo), checked.configs, resume)
+        outcomes = run_locally(todo, plan.configs, plan.slots, options)
+        resume = "the next call resumes the others from their last epoch"
+    return follow(outcomes, len(todo), plan.configs, resume)
 
 
 def report(
-    args: argparse.Namespace,
-    plan: Plan,
-    checked: Checked,
-    failures: list[tuple[Run, str]],
-    call: Call,
+    args: argparse.Namespace, plan: Plan, failures: list[tuple[Run, str]], call: Call
 ) -> int:
     """Draw the figures, write the summary (and the README's section); the exit status."""
-    blocked = checked.runs(State.NOT_POSSIBLE)
+    blocked = plan.runs(State.NOT_POSSIBLE)
     call.missing = {
         r.condition: NotProduced(weights=weights_file(r.model, plan.version)) for r in blocked
     }
     for run, why in failures:
         call.failed.setdefault(run.condition, {})[run.seed] = why
-    call.notes = [weights_remedy(checked.not_possible, plan.version)] if blocked else []
-    output_dir, images_dir, results_dir = (
-        Path(args.output_dir),
-        Path(args.images_dir),
-        Path(args.results_dir),
-    )
+    call.notes = [weights_remedy(plan.not_possible, plan.version)] if blocked else []
+    places = (args.output_dir, args.images_dir, args.results_dir)
     if args.direct:
         print("--direct: no scaling notebook (a call without --direct, or --report-only, runs it)")
     else:
-        call.figures, scaling_error = execute_scaling(
-            output_dir, images_dir, results_dir, plan.profile, args.kernel
-        )
+        call.figures, scaling_error = execute_scaling(*places, plan.profile, args.kernel)
         if scaling_error:
             print(f"the scaling notebook failed: {scaling_error}")
     readme = None if args.readme == "none" else args.readme
-    summary = write_report(output_dir, images_dir, results_dir, readme, plan.profile, call)
-    print(f"summary: {summary}")
+    print(f"summary: {write_report(*places, readme, plan.profile, call)}")
     if len(blocked) == len(plan.grid):
         print("no run of this grid is possible here (see above): nothing was trained")
         return 1
@@ -592,24 +528,18 @@ def main(argv: list[str] | None = None) -> int:
         check_kernel(args.kernel)
     plan = make_plan(args)
     report_places(args, plan.profile)
-    checked = preflight(args, plan)
-    todo = checked.runs(State.TODO, State.FAILED) + (checked.runs(State.DONE) if args.force else [])
+    preflight(args, plan)
+    todo = plan.runs(State.TODO, State.FAILED) + (plan.runs(State.DONE) if args.force else [])
     todo.sort(key=lambda r: r.cost, reverse=True)  # with parallel runs the grid ends sooner
     if args.report_only:
         print(f"report only: the runs in {args.output_dir} as they are, none trained")
-        return report(args, plan, checked, [], call)
-    refuse_an_impossible_grid(args, plan, checked)
-    show_plan(args, plan, checked, todo)
+        return report(args, plan, [], call)
+    show_plan(args, plan, todo)
     if args.dry_run:
         return 0
-    failures = dispatch(args, plan, checked, todo)
+    failures = dispatch(args, plan, todo)
     call.trained = len(todo) - len(failures)
-    return report(args, plan, checked, failures, call)
-
-
-def interrupt(signum: int, frame: object) -> None:
-    """SIGTERM: stop as Ctrl-C does."""
-    raise KeyboardInterrupt
+    return report(args, plan, failures, call)
 
 
 def stop(interrupted: KeyboardInterrupt) -> NoReturn:
@@ -627,7 +557,7 @@ def stop(interrupted: KeyboardInterrupt) -> NoReturn:
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as Ctrl-C does
     try:
         sys.exit(main())
     except UserError as e:

@@ -24,7 +24,6 @@ from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from .checkpoint import LATEST, PREVIOUS
@@ -33,41 +32,27 @@ from .errors import UserError
 from .files import write_with
 from .grid import Run, run_config
 from .results import METRICS, input_identity, portable
-from .rundir import (
-    FAILED,
-    Busy,
-    State,
-    mark_finished,
-    record_failure,
-    run_lock,
-    state,
-)
+from .rundir import FAILED, Busy, State, mark_finished, record_failure, run_lock, state
 from .sweep import Outcome, execute, stop_kernels
 
 RETRIES = 3  # times Ray starts a run again after its worker died
 CANCEL_GRACE_S = 5.0  # a cancelled task's time to stop its kernel before its worker is killed
-INSTALL = "pip install -r requirements-cluster.txt"
 CACHE = "big-vs-small"  # the nodes' cache, under their temporary folder
 
 Files = dict[str, bytes]  # a folder's plain files by name
-
-
-def import_ray() -> ModuleType:
-    try:
-        import ray
-    except ImportError:
-        raise UserError(f"--ray needs Ray, which is not installed: run `{INSTALL}`") from None
-    return ray
 
 
 def connect(address: str, excludes: Iterable[str] = ()) -> list[dict[str, float]]:
     """Join the Ray cluster at `address` (host:port of its head, or auto) from one of its nodes,
     shipping this repository's code to the workers (less `excludes`, gitignore patterns);
     return the resources of each live node, e.g. [{"CPU": 16.0, "GPU": 2.0, ...}, ...]."""
-    ray = import_ray()
-    where = re.fullmatch(r"\[?([^\]/]+?)\]?:(\d+)", address)
-    if where:  # ray.init waits minutes for an address where nothing listens
-        try:
+    try:
+        import ray
+    except ImportError:
+        install = "pip install -r requirements-cluster.txt"
+        raise UserError(f"--ray needs Ray, which is not installed: run `{install}`") from None
+    if where := re.fullmatch(r"\[?([^\]/]+?)\]?:(\d+)", address):
+        try:  # ray.init waits minutes for an address where nothing listens
             socket.create_connection((where[1], int(where[2])), timeout=5).close()
         except OSError as e:
             raise UserError(
@@ -181,19 +166,16 @@ def run_task(
     options: dict[str, Any],
 ) -> tuple[bool, str, Files]:
     """On a worker: execute one run in the node's cache; return (ok, message, the run's files).
-
-    The run folder is named for the training settings, data and weights, so Ray's retry after
-    a worker died resumes it on the same node; once its files are packed it is removed (the
-    driver keeps the checkpoints of a failed run and ships them with the next attempt).
-    """
+    Its folder is named for the training settings, data and weights, so Ray's retry after a worker
+    died resumes it on the same node; once packed it is removed (the driver keeps a failed run's
+    checkpoints and ships them with the next attempt)."""
     import ray
 
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
     os.environ["OMP_NUM_THREADS"] = str(max(1, int(cpus)))  # the kernel's torch threads
     cache = node_cache()
-    paths: dict[str, Any] = {
-        "data_dir": str(data.materialize(cache / "data" / data.key / "cifar-10-batches-py").parent)
-    }
+    data_dir = data.materialize(cache / "data" / data.key / "cifar-10-batches-py").parent
+    paths: dict[str, Any] = {"data_dir": str(data_dir)}
     if weights is not None:
         folder = weights.materialize(cache / "weights" / weights.key)
         paths["weights_path"] = str(folder / weights.names[0])
@@ -235,15 +217,12 @@ def run_on_ray(
     """Submit every run of `todo` as a Ray task (one GPU each, or `cpus` CPUs) and yield their
     outcomes as they finish, each run's files written into its local folder first.
 
-    `overrides` are the run settings without paths (the worker has its own), `data_dir` the
-    local folder holding cifar-10-batches-py/, `weights` the local weight files by model,
-    `options` the keyword arguments of `execute`. The local run folders stay locked until the
-    last run has ended, so that no other process runs them meanwhile.
-    """
+    `overrides`: the run settings without paths (the worker has its own); `data_dir`: the local
+    folder of cifar-10-batches-py/; `weights`: the local weight files by model; `options`:
+    `execute`'s keywords. The local run folders stay locked until the last run has ended, so
+    that no other process runs them meanwhile."""
     import ray
 
-    if not todo:
-        return
     task = ray.remote(max_retries=RETRIES)(run_task).options(
         num_gpus=1 if gpu else 0, num_cpus=1 if gpu else cpus
     )
@@ -269,8 +248,7 @@ def run_on_ray(
                 model_weights = shipped.get(run.model) if run.pretrained else None
                 # the run's own weights label: one's own file keeps it whatever its name
                 mine = dict(overrides, weights=cfg.weights)
-                ref = task.remote(run, mine, data, model_weights, resume, options)
-                pending[ref] = run
+                pending[task.remote(run, mine, data, model_weights, resume, options)] = run
             while pending:
                 [ref], _ = ray.wait(list(pending), num_returns=1)
                 run = pending.pop(ref)

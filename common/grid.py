@@ -65,9 +65,6 @@ class Run:
         alike)."""
         return self.fraction * flops_per_image(self.model) / flops_per_image("resnet18")
 
-    def run_dir(self, output_dir: str | Path) -> Path:
-        return Path(output_dir) / self.setting / self.name
-
     @property
     def notebook(self) -> Path:
         """ResNet-18 and ResNet-50: their named notebook at the nearest of the three seed sizes;
@@ -108,7 +105,7 @@ def run_config(run: Run, output_dir: str | Path, **overrides: Any) -> RunConfig:
         data_fraction=run.fraction,
         pretrained=run.pretrained,
         seed=run.seed,
-        output_dir=str(run.run_dir(output_dir)),
+        output_dir=str(Path(output_dir) / run.setting / run.name),
         **overrides,
     )
 

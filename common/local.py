@@ -12,7 +12,6 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
 from .config import RunConfig
-from .errors import UserError
 from .grid import Run
 from .sweep import Outcome, execute
 from .training import resolve_device
@@ -32,8 +31,7 @@ def gpu_ids() -> list[str]:
     in order (indices or UUIDs)."""
     import torch
 
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible:
+    if visible := os.environ.get("CUDA_VISIBLE_DEVICES"):
         return [v.strip() for v in visible.split(",") if v.strip()][: torch.cuda.device_count()]
     return [str(i) for i in range(torch.cuda.device_count())]
 
@@ -43,8 +41,6 @@ def job_slots(device: str, jobs: int | None) -> tuple[list[Slot], str | None]:
 
     `jobs` None: one job per GPU that `device` (auto or cuda) can use, else one. `cuda:N` pins
     every job to GPU N; `cpu` hides the GPUs from the kernels (a CPU run, labelled so)."""
-    if jobs is not None and jobs < 1:
-        raise UserError(f"--jobs must be 1 or more, got {jobs}")
     resolved = resolve_device(device)
     if resolved.type != "cuda":
         return [Slot("cpu", {"CUDA_VISIBLE_DEVICES": ""})] * (jobs or 1), None
@@ -56,14 +52,13 @@ def job_slots(device: str, jobs: int | None) -> tuple[list[Slot], str | None]:
         jobs = jobs or 1
         chosen = [ids[resolved.index or 0]] * jobs
     slots = [Slot("cuda", {"CUDA_VISIBLE_DEVICES": gpu}) for gpu in chosen]
-    sharing = len(set(chosen)) < len(chosen)
-    note = (
-        f"{jobs} jobs on {len(set(chosen))} GPU{'s' * (len(set(chosen)) != 1)}: runs share "
-        "GPUs, so each is slower and the summary leaves them out of its time estimates"
-        if sharing
-        else None
+    gpus = len(set(chosen))
+    if gpus == jobs:
+        return slots, None
+    return slots, (
+        f"{jobs} jobs on {gpus} GPU{'s' * (gpus != 1)}: runs share GPUs, so each is slower and "
+        "the summary leaves them out of its time estimates"
     )
-    return slots, note
 
 
 def run_locally(
@@ -72,11 +67,10 @@ def run_locally(
     """Execute `todo` here, one run per slot at a time; yield outcomes as runs end.
 
     Parallel CPU runs share the cores: each kernel gets its share as torch threads, unless
-    OMP_NUM_THREADS is set (more threads than cores makes every run several times slower).
-    CPU results change with the thread count (float rounding, grown over training).
-    Interrupted, it starts no further run and leaves those in flight to the caller, which stops
-    their kernels (`sweep.stop_kernels`) or ends the process (direct runs).
-    """
+    OMP_NUM_THREADS is set (more threads than cores makes every run several times slower). CPU
+    results change with the thread count (float rounding, grown over training). Interrupted, it
+    starts no further run and leaves those in flight to the caller, which stops their kernels
+    (`sweep.stop_kernels`) or ends the process (direct runs)."""
     free: queue.Queue[Slot] = queue.Queue()
     for slot in slots:
         free.put(slot)

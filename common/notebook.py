@@ -10,12 +10,9 @@ from .config import RunConfig, make_config
 from .errors import ConfigError, one_line_in_jupyter
 
 MODEL_NOTEBOOK = "notebooks/model.ipynb"  # the notebook that runs any model
-
-
-def notebook_setup() -> None:
-    """In Jupyter or IPython, show a UserError raised in a cell as its one line (what to do)
-    instead of a traceback through the library; elsewhere do nothing."""
-    one_line_in_jupyter()
+# A notebook's first call: in Jupyter or IPython, a UserError raised in a cell shows as its one
+# line (what to do) instead of a traceback through the library; elsewhere nothing changes.
+notebook_setup = one_line_in_jupyter
 
 
 def notebook_config(
@@ -33,8 +30,7 @@ def notebook_config(
         raise ConfigError(
             f'this notebook trains {own_model}: run {asked} in {MODEL_NOTEBOOK} (model = "{asked}")'
         )
-    twice = sorted(set(overrides) & {"model", *params})
-    if twice:
+    if twice := sorted(set(overrides) & {"model", *params}):
         raise ConfigError(
             f"overrides {', '.join(twice)}: set the notebook's parameter of that name instead"
         )

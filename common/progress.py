@@ -5,7 +5,7 @@ the result lines together there)."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator
 
 from tqdm import tqdm
 
@@ -17,14 +17,11 @@ from .sweep import Outcome
 
 
 def follow(
-    outcomes: Iterator[Outcome], total: int, configs: dict[Run, RunConfig], resume: str
+    outcomes: Generator[Outcome, None, None], total: int, configs: dict[Run, RunConfig], resume: str
 ) -> list[tuple[Run, str]]:
-    """Show the runs' outcomes as they end; return the failures.
-
-    On Ctrl-C it closes `outcomes` (which starts no further run, and on Ray cancels the tasks)
-    and raises KeyboardInterrupt saying what becomes of the unfinished runs (`resume`): the
-    caller stops what is still running here.
-    """
+    """Show the runs' outcomes as they end; return the failures. On Ctrl-C, close `outcomes`
+    (no further run starts; on Ray the tasks are cancelled) and raise KeyboardInterrupt saying
+    what becomes of the unfinished runs (`resume`): the caller stops what still runs here."""
     failures: list[tuple[Run, str]] = []
     if not total:
         return failures
@@ -44,10 +41,8 @@ def follow(
             bar.write(line if terminal else f"[{done}/{total}] {line}", file=sys.stdout)
             bar.update()
     except KeyboardInterrupt:
-        bar.close()
-        close = getattr(outcomes, "close", None)  # a generator's: its cleanup runs now
-        if close:
-            close()
+        outcomes.close()  # the generator's cleanup runs now
         raise KeyboardInterrupt(f"finished runs are kept and {resume}") from None
-    bar.close()
+    finally:
+        bar.close()
     return failures

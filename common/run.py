@@ -25,9 +25,7 @@ def save_run(
     for metric in ("acc", "loss"):
         save_figure(plot_curves([metrics], metric), Path(cfg.output_dir) / f"{metric}.png")
     save_metrics(cfg.output_dir, metrics)
-    if keep_checkpoints is None:
-        keep_checkpoints = bool(os.environ.get(KEEP_CHECKPOINTS))
-    if not keep_checkpoints:
+    if not (os.environ.get(KEEP_CHECKPOINTS) if keep_checkpoints is None else keep_checkpoints):
         prune_checkpoints(cfg.output_dir)
     return metrics
 

@@ -36,21 +36,15 @@ class Busy(Exception):
     """Another process holds the run folder's lock."""
 
 
-def same_inputs(saved: dict[str, Any] | None, now: dict[str, str | None]) -> bool:
-    """True unless a file known on both sides changed (records from before identities were kept,
-    or a run whose file was not known, count as the same)."""
-    saved = saved or {}
-    return all(saved.get(k) is None or now[k] is None or saved[k] == now[k] for k in now)
-
-
 def same_run(metrics: dict[str, Any], cfg: RunConfig) -> bool:
     """Whether the finished run `metrics` records is the run `cfg` describes: the same training
-    and the same input files."""
+    and no input file known on both sides changed (records from before identities were kept, or
+    a run whose file was not known, count as the same)."""
     key = cfg.training_key()
     saved = metrics["config"]  # today's schema: load_metrics upgrades older records
-    return {k: saved.get(k) for k in key} == key and same_inputs(
-        metrics["inputs"], input_identity(cfg.data_dir, cfg.weights_path)
-    )
+    files, now = metrics["inputs"] or {}, input_identity(cfg.data_dir, cfg.weights_path)
+    same_files = all(files.get(k) is None or now[k] is None or files[k] == now[k] for k in now)
+    return {k: saved.get(k) for k in key} == key and same_files
 
 
 def state(cfg: RunConfig) -> State:

@@ -142,11 +142,10 @@ def _group_alive(group: int) -> bool:
     with contextlib.suppress(ChildProcessError):
         os.waitpid(group, os.WNOHANG)
     try:
-        os.killpg(group, 0)
+        with contextlib.suppress(PermissionError):  # alive, and not ours to signal
+            os.killpg(group, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
     return True
 
 
@@ -157,59 +156,38 @@ class Outcome:
     message: str
 
 
-def export_html(notebook: Path) -> Path:
+def export_html(notebook: Path) -> None:
     """Write `<notebook>.html` beside the executed notebook, readable without Jupyter."""
     from nbconvert import HTMLExporter
 
-    body, _ = HTMLExporter().from_filename(str(notebook))
-    html = notebook.with_suffix(".html")
-    write_text(html, body)
-    return html
+    write_text(notebook.with_suffix(".html"), HTMLExporter().from_filename(str(notebook))[0])
 
 
 def execute_scaling(
-    output_dir: Path, images_dir: Path, results_dir: Path, profile: str, kernel: str = KERNEL
+    output_dir: str, images_dir: str, results_dir: str, profile: str, kernel: str
 ) -> tuple[list[Path], str | None]:
     """Run notebooks/scaling.ipynb over every run of `profile` into results/ (with its HTML);
     return the figures it drew and, if it failed, the one-line reason."""
-    import papermill as pm
-
     output = Path(results_dir) / "scaling.ipynb"
     output.parent.mkdir(parents=True, exist_ok=True)  # papermill writes there, making nothing
     folder = Path(images_dir) / "scaling"
     before = {f: f.stat().st_mtime_ns for f in folder.glob("*.png")}
-
-    def drawn() -> list[Path]:
-        return [f for f in sorted(folder.glob("*.png")) if before.get(f) != f.stat().st_mtime_ns]
-
+    params = {"output_dir": output_dir, "images_dir": images_dir, "profile": profile}
     try:
-        pm.execute_notebook(
-            str(NOTEBOOKS / "scaling.ipynb"),
-            str(output),
-            parameters={
-                "output_dir": str(output_dir),
-                "images_dir": str(images_dir),
-                "profile": profile,
-            },
-            kernel_name=kernel,
-            progress_bar=False,
-            cwd=str(NOTEBOOKS),
-            language="python",
-            kernel_manager_class=_ipc_kernel_manager(),
-        )
-        export_html(output)
-        return drawn(), None
+        run_notebook(NOTEBOOKS / "scaling.ipynb", output, params, kernel, {})
+        error = None
     except Exception as e:
-        return drawn(), _error_line(e)
+        error = _error_line(e)
+    return [f for f in sorted(folder.glob("*.png")) if before.get(f) != f.stat().st_mtime_ns], error
 
 
 def _error_line(exc: BaseException) -> str:
     """The one line that says why a notebook failed: the exception raised in its cell."""
     import papermill as pm
 
-    if isinstance(exc, pm.PapermillExecutionError):
-        return f"{exc.ename}: {exc.evalue}".strip().splitlines()[0]
-    return f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
+    failed = isinstance(exc, pm.PapermillExecutionError)
+    text = f"{exc.ename}: {exc.evalue}" if failed else f"{type(exc).__name__}: {exc}"
+    return text.strip().splitlines()[0]
 
 
 def execute(
@@ -224,15 +202,15 @@ def execute(
     env: dict[str, str] | None = None,
     force: bool = False,
 ) -> Outcome:
-    """Execute one run: lock its folder, skip it if it is done (unless `force`: then it
-    retrains from the start), train it (its notebook through papermill, or `direct`ly in this
-    process), check its record and unlock. The only function that executes a run.
+    """Execute one run, the only function that does: lock its folder, skip it if done (`force`:
+    retrain it from the start), train it (its notebook through papermill, or `direct`ly in this
+    process) on `device`, check its record, unlock. A run resumes from its last checkpoint.
 
     A failure is recorded in failed.json with its one-line reason; a success removes it and
-    prunes the resumable checkpoints unless asked to keep them. A run resumes from its last
-    checkpoint. Notebook runs keep their executed notebook and its HTML beside the results, and
-    their kernel starts with `env` on top of this process's environment.
+    prunes the resumable checkpoints unless asked to keep them. Notebook runs keep their executed
+    notebook and its HTML beside the results; their kernel gets `env` on top of our environment.
     """
+    cfg = dataclasses.replace(cfg, device=device) if device else cfg  # not in its training_key
     run_dir = Path(cfg.output_dir)
     output = run_dir / f"{run.name}.ipynb"
     try:
@@ -242,13 +220,12 @@ def execute(
                     return Outcome(run, True, "done by another process")
                 prune_checkpoints(run_dir)  # --force retrains, never resumes the finished run
             if direct:
-                train_direct(cfg, device, keep_checkpoints)
+                train_direct(cfg, keep_checkpoints)
             else:
-                params = notebook_parameters(cfg, extra_keys) | (
-                    {"device": device} if device else {}
-                )
                 env = dict(env or {}) | ({KEEP_CHECKPOINTS: "1"} if keep_checkpoints else {})
-                run_notebook(run, output, params, kernel, env)
+                run_notebook(
+                    run.notebook, output, notebook_parameters(cfg, extra_keys), kernel, env
+                )
             if not load_metrics(run_dir):
                 raise RuntimeError("the run finished without writing metrics.json")
             mark_finished(run_dir, keep_checkpoints)
@@ -264,14 +241,13 @@ def execute(
         return Outcome(run, False, reason)
 
 
-def train_direct(cfg: RunConfig, device: str | None, keep_checkpoints: bool) -> None:
+def train_direct(cfg: RunConfig, keep_checkpoints: bool) -> None:
     """What the run's notebook does, in this process: build the model, train, save the run."""
     from .data import load_cifar10
     from .models import build_model
     from .run import save_run
     from .training import train
 
-    cfg = dataclasses.replace(cfg, device=device) if device else cfg
     model = build_model(
         cfg.model, cfg.pretrained, cfg.stem, cfg.weights_path, seed=cfg.seed, weights=cfg.weights
     )
@@ -281,24 +257,24 @@ def train_direct(cfg: RunConfig, device: str | None, keep_checkpoints: bool) -> 
 
 
 def run_notebook(
-    run: Run, output: Path, params: dict[str, Any], kernel: str, env: dict[str, str]
+    notebook: Path, output: Path, params: dict[str, Any], kernel: str, env: dict[str, str]
 ) -> None:
-    """Execute the run's notebook with papermill into `output`, then export it to HTML. The
-    executed notebook is written as it runs (so a failure can be read); metrics.json is written
-    by the notebook itself. A kernel that dies or fails to start is started again."""
+    """Execute `notebook` with papermill into `output`, then export it to HTML. The executed
+    notebook is written as it runs (so a failure can be read); a run's metrics.json is written
+    by its notebook itself. A kernel that dies or fails to start is started again."""
     import papermill as pm
 
-    running = output.with_name(f".{run.name}.running.ipynb")  # rewritten after every cell
+    running = output.with_name(f".{output.stem}.running.ipynb")  # rewritten after every cell
     for attempt in range(1, KERNEL_START_RETRIES + 1):
         try:
             try:
                 pm.execute_notebook(
-                    str(run.notebook),
+                    str(notebook),
                     str(running),
                     parameters=params,
                     kernel_name=kernel,
                     progress_bar=False,
-                    cwd=str(run.notebook.parent),
+                    cwd=str(notebook.parent),
                     language="python",
                     kernel_manager_class=_ipc_kernel_manager(env),
                 )
