@@ -270,27 +270,19 @@ class Curve:
         return self.chosen != FLAT and len(self.sizes) <= PARAMS[FLOOR]
 
 
-def _fitter(chosen: str) -> Callable[[ArrayLike, ArrayLike], PowerLaw]:
-    """The flat line when AICc prefers it; else a · n^-b + c, whose b the README reports (the
-    floor is kept even where AICc prefers c = 0: dropping it narrows b's interval around a
-    biased value when the truth has a floor)."""
-    return fit_flat if chosen == FLAT else fit_power_law
-
-
 def over_seeds(
     groups: np.ndarray,
     seeds: ArrayLike | None,
     refit: Callable[[np.ndarray], Any],
     redraw: Callable[[np.random.Generator], Any],
-    boot: int,
-    seed: int,
+    boot: int = BOOT,
 ) -> tuple[list, str]:
     """The fits an interval rests on, and how: with more than T_SEEDS runs in every group
     (size, or cell), `boot` bootstrap redraws; else one fit per seed that ran in every group
     (`refit` of that seed's runs), for a t-interval; ([], "") with fewer than two such seeds."""
     counts = [int(np.sum(groups == g)) for g in np.unique(groups)]
     if min(counts) > T_SEEDS:
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(0)
         return ([redraw(rng) for _ in range(boot)], BOOTSTRAP) if boot else ([], "")
     if seeds is None:
         return [], ""
@@ -301,30 +293,33 @@ def over_seeds(
     return [refit(seeds == s) for s in everywhere], T_INTERVAL
 
 
-def _curve_draws(
-    n: np.ndarray, err: np.ndarray, seeds: ArrayLike | None, chosen: str, boot: int, seed: int
-) -> tuple[list[PowerLaw], str]:
-    """The fits behind a curve's intervals (see `over_seeds`), bootstrap ones started from the
-    fit to all runs."""
-    fitter = _fitter(chosen)
+def _fitted(
+    n: np.ndarray, err: np.ndarray, seeds: ArrayLike | None, boot: int = BOOT
+) -> tuple[str, dict[str, float], PowerLaw, list[PowerLaw], str]:
+    """AICc's choice and scores (see `choose`), its fit, and the fits behind the intervals with
+    how they are made (see `over_seeds`; bootstrap ones start from the fit to all runs). The fit
+    is the flat line when AICc prefers it, else a · n^-b + c, whose b the README reports (the
+    floor is kept even where AICc prefers c = 0: dropping it narrows b's interval around a
+    biased value when the truth has a floor)."""
+    chosen, scores = choose(n, err)
+    fitter = fit_flat if chosen == FLAT else fit_power_law
     whole = fitter(n, err)
 
     def redraw(rng: np.random.Generator) -> PowerLaw:
         again = _resample(n, err, rng)
         return fit_power_law(n, again, start=whole) if fitter is fit_power_law else fitter(n, again)
 
-    return over_seeds(n, seeds, lambda at: fitter(n[at], err[at]), redraw, boot, seed)
+    draws, how = over_seeds(n, seeds, lambda at: fitter(n[at], err[at]), redraw, boot)
+    return chosen, scores, whole, draws, how
 
 
 def analyse(
-    n: ArrayLike, err: ArrayLike, seeds: ArrayLike | None = None, boot: int = BOOT, seed: int = 0
+    n: ArrayLike, err: ArrayLike, seeds: ArrayLike | None = None, boot: int = BOOT
 ) -> Curve:
     """Choose the curve by AICc, with intervals over the `seeds` (each run's) at each size."""
     n, err = _prepare(n, err)
-    chosen, scores = choose(n, err)
-    fit = _fitter(chosen)(n, err)
+    chosen, scores, fit, draws, how = _fitted(n, err, seeds, boot)
     big = float(n.max())
-    draws, how = _curve_draws(n, err, seeds, chosen, boot, seed)
     return Curve(
         chosen=chosen,
         fit=fit,
@@ -332,16 +327,25 @@ def analyse(
         sizes=[int(s) for s in np.unique(n)],
         runs=n.size,
         how=how,
-        b=interval([d.b for d in draws], how) if draws and chosen != FLAT else None,
+        b=interval([d.b for d in draws], how) if chosen != FLAT else None,
         e_n=float(fit(big)),
-        e_n_interval=interval([d(big) for d in draws], how) if draws else None,
+        e_n_interval=interval([d(big) for d in draws], how),
         beta_n=doubling_gain(fit, big),
-        beta_n_interval=interval([doubling_gain(d, big) for d in draws], how) if draws else None,
+        beta_n_interval=interval([doubling_gain(d, big) for d in draws], how),
     )
 
 
+def _held_out(
+    predicted: float, bounds: tuple[float, float] | None, measured: float
+) -> dict[str, Any]:
+    """A prediction of runs the fit did not see, its interval, their mean error, and whether
+    it lies inside (None: no interval)."""
+    inside = None if bounds is None else bounds[0] <= measured <= bounds[1]
+    return {"predicted": predicted, "interval": bounds, "measured": measured, "inside": inside}
+
+
 def extrapolate(
-    n: ArrayLike, err: ArrayLike, seeds: ArrayLike | None = None, boot: int = BOOT, seed: int = 0
+    n: ArrayLike, err: ArrayLike, seeds: ArrayLike | None = None
 ) -> dict[str, Any] | None:
     """Fit on every size but the largest and predict the largest, with an interval over seeds
     (see `over_seeds`); None with fewer than 3 sizes."""
@@ -350,21 +354,16 @@ def extrapolate(
     if sizes.size < 3:
         return None
     largest, small = sizes[-1], n < sizes[-1]
-    chosen, _ = choose(n[small], err[small])
-    predicted = float(_fitter(chosen)(n[small], err[small])(largest))
     kept = None if seeds is None else np.asarray(seeds)[small]
-    draws, how = _curve_draws(n[small], err[small], kept, chosen, boot, seed)
-    bounds = interval([d(largest) for d in draws], how) if draws else None
-    measured = float(err[n == largest].mean())
+    chosen, _, fit, draws, how = _fitted(n[small], err[small], kept)
+    bounds = interval([d(largest) for d in draws], how)
+    check = _held_out(float(fit(largest)), bounds, float(err[n == largest].mean()))
     return {
         "fit_on": [int(s) for s in sizes[:-1]],
         "n": int(largest),
         "chosen": chosen,
-        "predicted": predicted,
         "how": how,
-        "interval": bounds,
-        "measured": measured,
-        "inside": None if bounds is None else bounds[0] <= measured <= bounds[1],
+        **check,
     }
 
 
@@ -375,15 +374,13 @@ AXIS_SIZES = 3  # distinct values an axis needs: its curve's a and exponent, bey
 @dataclass(frozen=True)
 class JointLaw:
     """e(m, n) = a · n^-alpha + b · m^-beta + c over training images n and parameters m
-    (Rosenfeld et al. 2020, without their envelope towards chance error), fitted to `points`
-    runs."""
+    (Rosenfeld et al. 2020, without their envelope towards chance error)."""
 
     a: float
     alpha: float
     b: float
     beta: float
     c: float
-    points: int
 
     def __call__(self, m: ArrayLike, n: ArrayLike) -> np.ndarray | float:
         m, n = np.asarray(m, dtype=float), np.asarray(n, dtype=float)
@@ -408,14 +405,9 @@ def joint_refusal(m: ArrayLike, n: ArrayLike) -> str:
     m, n = np.asarray(m, dtype=float).ravel(), np.asarray(n, dtype=float).ravel()
     models, sizes = np.unique(m).size, np.unique(n).size
     cells = np.unique(np.stack([m, n], axis=1), axis=0).shape[0] if m.size else 0
-    if models < AXIS_SIZES:
-        plural = "s" * (models != 1)
-        return f"{models} model size{plural}: the joint form needs {AXIS_SIZES} or more"
-    if sizes < AXIS_SIZES:
-        return (
-            f"{sizes} training-set size{'s' * (sizes != 1)}: the joint form needs "
-            f"{AXIS_SIZES} or more"
-        )
+    for count, what in ((models, "model size"), (sizes, "training-set size")):
+        if count < AXIS_SIZES:
+            return f"{count} {what}{'s' * (count != 1)}: the joint form needs {AXIS_SIZES} or more"
     if cells <= JOINT_PARAMS:
         return f"{cells} (model, size) cells for {JOINT_PARAMS} parameters: it needs more"
     return ""
@@ -452,9 +444,9 @@ def fit_joint(
         if found and (best is None or found[1] < best[1]):
             best = found
     if best is None:  # no finite fit: the flat level
-        return JointLaw(0.0, 0.0, 0.0, 0.0, float(err.mean()), n.size)
+        return JointLaw(0.0, 0.0, 0.0, 0.0, float(err.mean()))
     a, alpha, b, beta, c = (float(v) for v in best[0])
-    return JointLaw(a * n0**alpha, alpha, b * m0**beta, beta, c, n.size)
+    return JointLaw(a * n0**alpha, alpha, b * m0**beta, beta, c)
 
 
 @dataclass(frozen=True)
@@ -464,7 +456,6 @@ class Joint:
 
     fit: JointLaw
     models: list[int]  # the distinct parameter counts
-    sizes: list[int]  # the distinct training-set sizes
     runs: int
     how: str  # T_INTERVAL, BOOTSTRAP or ""
     alpha: tuple[float, float] | None
@@ -474,12 +465,7 @@ class Joint:
 
 
 def analyse_joint(
-    m: ArrayLike,
-    n: ArrayLike,
-    err: ArrayLike,
-    seeds: ArrayLike | None = None,
-    boot: int = BOOT,
-    seed: int = 0,
+    m: ArrayLike, n: ArrayLike, err: ArrayLike, seeds: ArrayLike | None = None
 ) -> Joint | None:
     """The joint fit with intervals over the seeds of each (m, n) cell (see `over_seeds`);
     None where `joint_refusal` gives a reason."""
@@ -494,30 +480,21 @@ def analyse_joint(
         seeds,
         lambda at: fit_joint(m[at], n[at], err[at], start=fit),
         lambda rng: fit_joint(m, n, _resample(cells, err, rng), start=fit),
-        boot,
-        seed,
     )
     return Joint(
         fit=fit,
         models=[int(v) for v in np.unique(m)],
-        sizes=[int(v) for v in np.unique(n)],
         runs=n.size,
         how=how,
-        alpha=interval([d.alpha for d in draws], how) if draws else None,
-        beta=interval([d.beta for d in draws], how) if draws else None,
-        c=interval([d.c for d in draws], how) if draws else None,
+        alpha=interval([d.alpha for d in draws], how),
+        beta=interval([d.beta for d in draws], how),
+        c=interval([d.c for d in draws], how),
         draws=draws,
     )
 
 
 def joint_leave_out(
-    m: ArrayLike,
-    n: ArrayLike,
-    err: ArrayLike,
-    axis: str,
-    seeds: ArrayLike | None = None,
-    boot: int = BOOT,
-    seed: int = 0,
+    m: ArrayLike, n: ArrayLike, err: ArrayLike, axis: str, seeds: ArrayLike | None = None
 ) -> dict[str, Any]:
     """Fit without the largest model (`axis` 'model') or the largest size ('size'), then
     predict each left-out cell with an interval over seeds and say whether its measured mean
@@ -532,21 +509,13 @@ def joint_leave_out(
     if reason:
         return {"tested": False, "reason": reason, "left_out": int(largest)}
     kept_seeds = None if seeds is None else np.asarray(seeds)[kept]
-    fitted = analyse_joint(m[kept], n[kept], err[kept], kept_seeds, boot, seed)
+    fitted = analyse_joint(m[kept], n[kept], err[kept], kept_seeds)
     cells = []
     for mi, ni in np.unique(np.stack([m[~kept], n[~kept]], axis=1), axis=0):
         measured = float(err[(m == mi) & (n == ni)].mean())
         bounds = interval([d(mi, ni) for d in fitted.draws], fitted.how)
-        cells.append(
-            {
-                "m": int(mi),
-                "n": int(ni),
-                "predicted": float(fitted.fit(mi, ni)),
-                "interval": bounds,
-                "measured": measured,
-                "inside": None if bounds is None else bounds[0] <= measured <= bounds[1],
-            }
-        )
+        predicted = float(fitted.fit(mi, ni))
+        cells.append({"m": int(mi), "n": int(ni), **_held_out(predicted, bounds, measured)})
     return {"tested": True, "left_out": int(largest), "fit": fitted, "cells": cells}
 
 
