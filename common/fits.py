@@ -358,13 +358,8 @@ def extrapolate(
     chosen, _, fit, draws, how = _fitted(n[small], err[small], kept)
     bounds = interval([d(largest) for d in draws], how)
     check = _held_out(float(fit(largest)), bounds, float(err[n == largest].mean()))
-    return {
-        "fit_on": [int(s) for s in sizes[:-1]],
-        "n": int(largest),
-        "chosen": chosen,
-        "how": how,
-        **check,
-    }
+    fit_on = [int(s) for s in sizes[:-1]]
+    return {"fit_on": fit_on, "n": int(largest), "chosen": chosen, "how": how, **check}
 
 
 JOINT_PARAMS = 5  # a, alpha, b, beta, c
@@ -392,11 +387,6 @@ class JointLaw:
             f"e(m, n) = {self.a:.3g} · n^-{exponent(self.alpha)} + {self.b:.3g} · "
             f"m^-{exponent(self.beta)} + {self.c:.3g}"
         )
-
-
-def _cells(m: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """Per run, the index of its (m, n) cell: the groups the bootstrap resamples seeds in."""
-    return np.unique(np.stack([m, n], axis=1), axis=0, return_inverse=True)[1].ravel()
 
 
 def joint_refusal(m: ArrayLike, n: ArrayLike) -> str:
@@ -451,8 +441,7 @@ def fit_joint(
 
 @dataclass(frozen=True)
 class Joint:
-    """The joint fit and its 95% intervals over seeds, made as `how` says (None: too few
-    seeds)."""
+    """The joint fit and its 95% intervals over seeds, made as `how` says (None: too few seeds)."""
 
     fit: JointLaw
     models: list[int]  # the distinct parameter counts
@@ -474,23 +463,17 @@ def analyse_joint(
     if joint_refusal(m, n):
         return None
     fit = fit_joint(m, n, err)
-    cells = _cells(m, n)
+    cells = np.unique(np.stack([m, n], axis=1), axis=0, return_inverse=True)[1].ravel()
     draws, how = over_seeds(
         cells,
         seeds,
         lambda at: fit_joint(m[at], n[at], err[at], start=fit),
         lambda rng: fit_joint(m, n, _resample(cells, err, rng), start=fit),
     )
-    return Joint(
-        fit=fit,
-        models=[int(v) for v in np.unique(m)],
-        runs=n.size,
-        how=how,
-        alpha=interval([d.alpha for d in draws], how),
-        beta=interval([d.beta for d in draws], how),
-        c=interval([d.c for d in draws], how),
-        draws=draws,
+    alpha, beta, c = (
+        interval([getattr(d, name) for d in draws], how) for name in ("alpha", "beta", "c")
     )
+    return Joint(fit, [int(v) for v in np.unique(m)], n.size, how, alpha, beta, c, draws)
 
 
 def joint_leave_out(

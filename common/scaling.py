@@ -322,10 +322,9 @@ def write_scaling(a: Analysis, images_dir: str | Path | None) -> list[Path]:
     """Save the four figures of the record under images_dir/scaling/ (None: images/ in the
     repository)."""
     folder = (REPO / "images" if images_dir is None else Path(images_dir)) / "scaling"
-    metrics = a.plotted
     return [
         save_figure(plot_error_vs_data(a), folder / "error_vs_data.png"),
         save_figure(plot_error_vs_parameters(a), folder / "error_vs_parameters.png"),
-        save_figure(plot_accuracy_vs_time(metrics), folder / "accuracy_vs_time.png"),
-        save_figure(plot_pretrained_gap(metrics), folder / "pretrained_gap.png"),
+        save_figure(plot_accuracy_vs_time(a.plotted), folder / "accuracy_vs_time.png"),
+        save_figure(plot_pretrained_gap(a.plotted), folder / "pretrained_gap.png"),
     ]
