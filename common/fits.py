@@ -71,12 +71,12 @@ def _line_start(x: np.ndarray, y: np.ndarray) -> tuple[float, float] | None:
 
 
 def _solve(
-    xs: list[np.ndarray], err: np.ndarray, floor: bool, x0: ArrayLike, upper: ArrayLike
+    xs: list[np.ndarray], err: np.ndarray, floor: bool, starts: list, upper: ArrayLike
 ) -> tuple[np.ndarray, float] | None:
     """Least squares in err space of sum_i A_i · x_i^-b_i (+ c with `floor`), parameters
     (A_1, b_1, ..., c) between 0 and `upper`, by scipy's trust region reflective method with
-    the analytic Jacobian, from x0: the parameters and their sum of squared residuals, or
-    None when the search leaves finite numbers."""
+    the analytic Jacobian, from each of `starts`: the parameters and sum of squared residuals
+    of the lowest, or None when every search leaves finite numbers."""
     logs = [np.log(x) for x in xs]
 
     def powers(p: np.ndarray) -> list[np.ndarray]:
@@ -95,14 +95,18 @@ def _solve(
     upper = np.asarray(upper, dtype=float)
     inside = upper.copy()  # trf starts strictly inside the bounds
     inside[np.isfinite(upper)] *= 1 - 1e-9
-    x0 = np.clip(np.asarray(x0, dtype=float), 0.0, inside)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        try:
-            out = least_squares(residuals, x0, jac=jacobian, bounds=(0.0, upper), method="trf")
-        except ValueError:  # residuals not finite at the start
-            return None
-    sse = float(np.sum(out.fun**2))
-    return (out.x, sse) if np.isfinite(sse) and np.all(np.isfinite(out.x)) else None
+    best = None
+    for start in starts:
+        x0 = np.clip(np.asarray(start, dtype=float), 0.0, inside)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            try:
+                out = least_squares(residuals, x0, jac=jacobian, bounds=(0.0, upper), method="trf")
+            except ValueError:  # residuals not finite at the start
+                continue
+        sse = float(np.sum(out.fun**2))
+        if np.isfinite(sse) and np.all(np.isfinite(out.x)) and (best is None or sse < best[1]):
+            best = out.x, sse
+    return best
 
 
 def _prepare(n: ArrayLike, err: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -132,7 +136,7 @@ def fit_pure(n: ArrayLike, err: ArrayLike) -> PowerLaw:
     start = _line_start(x, err) if np.unique(n).size >= 2 else None
     if start is None:
         return fit_flat(n, err)
-    found = _solve([x], err, False, start, [np.inf, np.inf])
+    found = _solve([x], err, False, [start], [np.inf, np.inf])
     if found is None or found[0][0] <= 0 or found[0][1] <= 0:
         return fit_flat(n, err)
     (a, b), _ = found
@@ -165,11 +169,7 @@ def fit_power_law(n: ArrayLike, err: ArrayLike, start: PowerLaw | None = None) -
             for share in FLOOR_STARTS
             if (line := _line_start(x, err - share * top)) is not None
         ]
-    best: tuple[np.ndarray, float] | None = None
-    for x0 in starts:
-        found = _solve([x], err, True, x0, [np.inf, np.inf, top])
-        if found and (best is None or found[1] < best[1]):
-            best = found
+    best = _solve([x], err, True, starts, [np.inf, np.inf, top])
     if best is None or best[0][0] <= 0 or best[0][1] <= 0 or best[1] >= sse(flat, n, err):
         return flat
     a, b, c = best[0]
@@ -427,12 +427,7 @@ def fit_joint(
         if start
         else _joint_starts(m, n, err)
     )
-    top = float(err.min())
-    best = None
-    for x0 in starts:
-        found = _solve([xn, xm], err, True, x0, [np.inf] * 4 + [top])
-        if found and (best is None or found[1] < best[1]):
-            best = found
+    best = _solve([xn, xm], err, True, starts, [np.inf] * 4 + [float(err.min())])
     if best is None:  # no finite fit: the flat level
         return JointLaw(0.0, 0.0, 0.0, 0.0, float(err.mean()))
     a, alpha, b, beta, c = (float(v) for v in best[0])
