@@ -8,12 +8,11 @@ check, what was not produced and why, and the runs' time from their records."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from .config import make_config
 from .fits import (
     Curve,
     Joint,
@@ -36,6 +35,7 @@ from .results import (
     parameters,
     split_configurations,
     split_weights,
+    today_recipe,
     upgrade,
 )
 
@@ -82,9 +82,7 @@ class Line:
 
     setting: str
     model: str
-    fractions: list[float]
     points: list[tuple[int, float]]  # (training images, test error) per run
-    seeds: list[int]
     curve: Curve | None  # None below 3 sizes (AICc has nothing to choose between)
     check: dict[str, Any] | None  # fits.extrapolate's record
     suggested: list[float]  # fractions that would test the curve's form (see `suggest_fractions`)
@@ -180,10 +178,7 @@ def _comparisons(drawn: list[Condition], others: list[Condition]) -> list[Compar
     out += [_compare("budget", longer, cells[key]) for key, longer in _doubled(cells, others)]
     tested = [c for c in out if c.p is not None]
     adjusted = iter(holm([c.p for c in tested]))
-    return [
-        Comparison(**{**c.__dict__, "p_holm": next(adjusted)}) if c.p is not None else c
-        for c in out
-    ]
+    return [replace(c, p_holm=next(adjusted)) if c.p is not None else c for c in out]
 
 
 def _doubled(cells: dict[Key, Condition], others: list[Condition]) -> list[tuple[Key, Condition]]:
@@ -205,30 +200,20 @@ def _doubled(cells: dict[Key, Condition], others: list[Condition]) -> list[tuple
 def _lines(runs: list[dict[str, Any]]) -> list[Line]:
     """Per (setting, model), the curve over data size and its extrapolation check."""
     out = []
-    for setting in SETTING_TITLES:
-        for model in MODEL_TITLES:
-            mine = sorted(
-                (r for r in runs if (r["setting"], r["model"]) == (setting, model)),
-                key=lambda r: (r["train_images"], r["seed"]),
-            )
-            if not mine:
-                continue
-            n = [int(r["train_images"]) for r in mine]
-            err = [1 - r["test_acc"] for r in mine]
-            seeds = [r["seed"] for r in mine]
-            sizes = len(set(n))
-            out.append(
-                Line(
-                    setting,
-                    model,
-                    sorted({r["data_fraction"] for r in mine}),
-                    list(zip(n, err, strict=True)),
-                    seeds,
-                    analyse(n, err, seeds) if sizes >= 3 else None,
-                    extrapolate(n, err, seeds),
-                    suggest_fractions([r["data_fraction"] for r in mine]),
-                )
-            )
+    for setting, model in ((s, m) for s in SETTING_TITLES for m in MODEL_TITLES):
+        mine = sorted(
+            (r for r in runs if (r["setting"], r["model"]) == (setting, model)),
+            key=lambda r: (r["train_images"], r["seed"]),
+        )
+        if not mine:
+            continue
+        n = [int(r["train_images"]) for r in mine]
+        err = [1 - r["test_acc"] for r in mine]
+        seeds = [r["seed"] for r in mine]
+        curve = analyse(n, err, seeds) if len(set(n)) >= 3 else None
+        check = extrapolate(n, err, seeds)
+        suggested = suggest_fractions([r["data_fraction"] for r in mine])
+        out.append(Line(setting, model, list(zip(n, err, strict=True)), curve, check, suggested))
     return out
 
 
@@ -253,18 +238,12 @@ def _joints(runs: list[dict[str, Any]]) -> list[JointCheck]:
             continue  # one model or one size: no joint question to ask
         err = np.array([1 - r["test_acc"] for r in mine])
         seeds = np.array([r["seed"] for r in mine])
+        models = {parameters(r): MODEL_TITLES[r["model"]] for r in mine}
         refused = joint_refusal(m, n)
-        out.append(
-            JointCheck(
-                setting=setting,
-                models={parameters(r): MODEL_TITLES[r["model"]] for r in mine},
-                sizes=[int(v) for v in np.unique(n)],
-                runs=len(mine),
-                refused=refused,
-                fit=None if refused else analyse_joint(m, n, err, seeds),
-                left_out={} if refused else {a: joint_leave_out(m, n, err, a, seeds) for a in AXES},
-            )
-        )
+        fit = None if refused else analyse_joint(m, n, err, seeds)
+        left_out = {} if refused else {a: joint_leave_out(m, n, err, a, seeds) for a in AXES}
+        sizes = [int(v) for v in np.unique(n)]
+        out.append(JointCheck(setting, models, sizes, len(mine), refused, fit, left_out))
     return out
 
 
@@ -310,7 +289,7 @@ def build(
         rows=rows,
         others=others,
         recipe={c.setting: c.variant for c in cells},
-        today={c.setting: _today(c.runs[0]) for c in cells if c.variant},
+        today={c.setting: today_recipe(c.runs[0]).training_key() for c in cells if c.variant},
         comparisons=comparisons,
         lines=[] if quick else _lines(plotted),
         joints=[] if quick else _joints(plotted),
@@ -323,12 +302,6 @@ def build(
         data_dirs=sorted({r["config"]["data_dir"] for r in latest}),
         origins=sorted({r["data"] for r in latest}),
     )
-
-
-def _today(run: dict[str, Any]) -> dict[str, Any]:
-    """Today's recipe for `run`'s cell, to set beside the recipe its configuration records."""
-    today = make_config(run["model"], run["data_fraction"], run["pretrained"], 0, run["profile"])
-    return today.training_key()
 
 
 OVERLAP_SLACK = 2.0  # seconds two runs' records may overlap and still be one after the other

@@ -71,12 +71,12 @@ def _line_start(x: np.ndarray, y: np.ndarray) -> tuple[float, float] | None:
 
 
 def _solve(
-    xs: list[np.ndarray], err: np.ndarray, floor: bool, x0: ArrayLike, upper: ArrayLike
+    xs: list[np.ndarray], err: np.ndarray, floor: bool, starts: list, upper: ArrayLike
 ) -> tuple[np.ndarray, float] | None:
     """Least squares in err space of sum_i A_i · x_i^-b_i (+ c with `floor`), parameters
     (A_1, b_1, ..., c) between 0 and `upper`, by scipy's trust region reflective method with
-    the analytic Jacobian, from x0: the parameters and their sum of squared residuals, or
-    None when the search leaves finite numbers."""
+    the analytic Jacobian, from each of `starts`: the parameters and sum of squared residuals
+    of the lowest, or None when every search leaves finite numbers."""
     logs = [np.log(x) for x in xs]
 
     def powers(p: np.ndarray) -> list[np.ndarray]:
@@ -95,14 +95,18 @@ def _solve(
     upper = np.asarray(upper, dtype=float)
     inside = upper.copy()  # trf starts strictly inside the bounds
     inside[np.isfinite(upper)] *= 1 - 1e-9
-    x0 = np.clip(np.asarray(x0, dtype=float), 0.0, inside)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        try:
-            out = least_squares(residuals, x0, jac=jacobian, bounds=(0.0, upper), method="trf")
-        except ValueError:  # residuals not finite at the start
-            return None
-    sse = float(np.sum(out.fun**2))
-    return (out.x, sse) if np.isfinite(sse) and np.all(np.isfinite(out.x)) else None
+    best = None
+    for start in starts:
+        x0 = np.clip(np.asarray(start, dtype=float), 0.0, inside)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            try:
+                out = least_squares(residuals, x0, jac=jacobian, bounds=(0.0, upper), method="trf")
+            except ValueError:  # residuals not finite at the start
+                continue
+        sse = float(np.sum(out.fun**2))
+        if np.isfinite(sse) and np.all(np.isfinite(out.x)) and (best is None or sse < best[1]):
+            best = out.x, sse
+    return best
 
 
 def _prepare(n: ArrayLike, err: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -132,7 +136,7 @@ def fit_pure(n: ArrayLike, err: ArrayLike) -> PowerLaw:
     start = _line_start(x, err) if np.unique(n).size >= 2 else None
     if start is None:
         return fit_flat(n, err)
-    found = _solve([x], err, False, start, [np.inf, np.inf])
+    found = _solve([x], err, False, [start], [np.inf, np.inf])
     if found is None or found[0][0] <= 0 or found[0][1] <= 0:
         return fit_flat(n, err)
     (a, b), _ = found
@@ -165,11 +169,7 @@ def fit_power_law(n: ArrayLike, err: ArrayLike, start: PowerLaw | None = None) -
             for share in FLOOR_STARTS
             if (line := _line_start(x, err - share * top)) is not None
         ]
-    best: tuple[np.ndarray, float] | None = None
-    for x0 in starts:
-        found = _solve([x], err, True, x0, [np.inf, np.inf, top])
-        if found and (best is None or found[1] < best[1]):
-            best = found
+    best = _solve([x], err, True, starts, [np.inf, np.inf, top])
     if best is None or best[0][0] <= 0 or best[0][1] <= 0 or best[1] >= sse(flat, n, err):
         return flat
     a, b, c = best[0]
@@ -270,27 +270,19 @@ class Curve:
         return self.chosen != FLAT and len(self.sizes) <= PARAMS[FLOOR]
 
 
-def _fitter(chosen: str) -> Callable[[ArrayLike, ArrayLike], PowerLaw]:
-    """The flat line when AICc prefers it; else a · n^-b + c, whose b the README reports (the
-    floor is kept even where AICc prefers c = 0: dropping it narrows b's interval around a
-    biased value when the truth has a floor)."""
-    return fit_flat if chosen == FLAT else fit_power_law
-
-
 def over_seeds(
     groups: np.ndarray,
     seeds: ArrayLike | None,
     refit: Callable[[np.ndarray], Any],
     redraw: Callable[[np.random.Generator], Any],
-    boot: int,
-    seed: int,
+    boot: int = BOOT,
 ) -> tuple[list, str]:
     """The fits an interval rests on, and how: with more than T_SEEDS runs in every group
     (size, or cell), `boot` bootstrap redraws; else one fit per seed that ran in every group
     (`refit` of that seed's runs), for a t-interval; ([], "") with fewer than two such seeds."""
     counts = [int(np.sum(groups == g)) for g in np.unique(groups)]
     if min(counts) > T_SEEDS:
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(0)
         return ([redraw(rng) for _ in range(boot)], BOOTSTRAP) if boot else ([], "")
     if seeds is None:
         return [], ""
@@ -301,30 +293,33 @@ def over_seeds(
     return [refit(seeds == s) for s in everywhere], T_INTERVAL
 
 
-def _curve_draws(
-    n: np.ndarray, err: np.ndarray, seeds: ArrayLike | None, chosen: str, boot: int, seed: int
-) -> tuple[list[PowerLaw], str]:
-    """The fits behind a curve's intervals (see `over_seeds`), bootstrap ones started from the
-    fit to all runs."""
-    fitter = _fitter(chosen)
+def _fitted(
+    n: np.ndarray, err: np.ndarray, seeds: ArrayLike | None, boot: int = BOOT
+) -> tuple[str, dict[str, float], PowerLaw, list[PowerLaw], str]:
+    """AICc's choice and scores (see `choose`), its fit, and the fits behind the intervals with
+    how they are made (see `over_seeds`; bootstrap ones start from the fit to all runs). The fit
+    is the flat line when AICc prefers it, else a · n^-b + c, whose b the README reports (the
+    floor is kept even where AICc prefers c = 0: dropping it narrows b's interval around a
+    biased value when the truth has a floor)."""
+    chosen, scores = choose(n, err)
+    fitter = fit_flat if chosen == FLAT else fit_power_law
     whole = fitter(n, err)
 
     def redraw(rng: np.random.Generator) -> PowerLaw:
         again = _resample(n, err, rng)
         return fit_power_law(n, again, start=whole) if fitter is fit_power_law else fitter(n, again)
 
-    return over_seeds(n, seeds, lambda at: fitter(n[at], err[at]), redraw, boot, seed)
+    draws, how = over_seeds(n, seeds, lambda at: fitter(n[at], err[at]), redraw, boot)
+    return chosen, scores, whole, draws, how
 
 
 def analyse(
-    n: ArrayLike, err: ArrayLike, seeds: ArrayLike | None = None, boot: int = BOOT, seed: int = 0
+    n: ArrayLike, err: ArrayLike, seeds: ArrayLike | None = None, boot: int = BOOT
 ) -> Curve:
     """Choose the curve by AICc, with intervals over the `seeds` (each run's) at each size."""
     n, err = _prepare(n, err)
-    chosen, scores = choose(n, err)
-    fit = _fitter(chosen)(n, err)
+    chosen, scores, fit, draws, how = _fitted(n, err, seeds, boot)
     big = float(n.max())
-    draws, how = _curve_draws(n, err, seeds, chosen, boot, seed)
     return Curve(
         chosen=chosen,
         fit=fit,
@@ -332,16 +327,25 @@ def analyse(
         sizes=[int(s) for s in np.unique(n)],
         runs=n.size,
         how=how,
-        b=interval([d.b for d in draws], how) if draws and chosen != FLAT else None,
+        b=interval([d.b for d in draws], how) if chosen != FLAT else None,
         e_n=float(fit(big)),
-        e_n_interval=interval([d(big) for d in draws], how) if draws else None,
+        e_n_interval=interval([d(big) for d in draws], how),
         beta_n=doubling_gain(fit, big),
-        beta_n_interval=interval([doubling_gain(d, big) for d in draws], how) if draws else None,
+        beta_n_interval=interval([doubling_gain(d, big) for d in draws], how),
     )
 
 
+def _held_out(
+    predicted: float, bounds: tuple[float, float] | None, measured: float
+) -> dict[str, Any]:
+    """A prediction of runs the fit did not see, its interval, their mean error, and whether
+    it lies inside (None: no interval)."""
+    inside = None if bounds is None else bounds[0] <= measured <= bounds[1]
+    return {"predicted": predicted, "interval": bounds, "measured": measured, "inside": inside}
+
+
 def extrapolate(
-    n: ArrayLike, err: ArrayLike, seeds: ArrayLike | None = None, boot: int = BOOT, seed: int = 0
+    n: ArrayLike, err: ArrayLike, seeds: ArrayLike | None = None
 ) -> dict[str, Any] | None:
     """Fit on every size but the largest and predict the largest, with an interval over seeds
     (see `over_seeds`); None with fewer than 3 sizes."""
@@ -350,22 +354,12 @@ def extrapolate(
     if sizes.size < 3:
         return None
     largest, small = sizes[-1], n < sizes[-1]
-    chosen, _ = choose(n[small], err[small])
-    predicted = float(_fitter(chosen)(n[small], err[small])(largest))
     kept = None if seeds is None else np.asarray(seeds)[small]
-    draws, how = _curve_draws(n[small], err[small], kept, chosen, boot, seed)
-    bounds = interval([d(largest) for d in draws], how) if draws else None
-    measured = float(err[n == largest].mean())
-    return {
-        "fit_on": [int(s) for s in sizes[:-1]],
-        "n": int(largest),
-        "chosen": chosen,
-        "predicted": predicted,
-        "how": how,
-        "interval": bounds,
-        "measured": measured,
-        "inside": None if bounds is None else bounds[0] <= measured <= bounds[1],
-    }
+    chosen, _, fit, draws, how = _fitted(n[small], err[small], kept)
+    bounds = interval([d(largest) for d in draws], how)
+    check = _held_out(float(fit(largest)), bounds, float(err[n == largest].mean()))
+    fit_on = [int(s) for s in sizes[:-1]]
+    return {"fit_on": fit_on, "n": int(largest), "chosen": chosen, "how": how, **check}
 
 
 JOINT_PARAMS = 5  # a, alpha, b, beta, c
@@ -375,15 +369,13 @@ AXIS_SIZES = 3  # distinct values an axis needs: its curve's a and exponent, bey
 @dataclass(frozen=True)
 class JointLaw:
     """e(m, n) = a · n^-alpha + b · m^-beta + c over training images n and parameters m
-    (Rosenfeld et al. 2020, without their envelope towards chance error), fitted to `points`
-    runs."""
+    (Rosenfeld et al. 2020, without their envelope towards chance error)."""
 
     a: float
     alpha: float
     b: float
     beta: float
     c: float
-    points: int
 
     def __call__(self, m: ArrayLike, n: ArrayLike) -> np.ndarray | float:
         m, n = np.asarray(m, dtype=float), np.asarray(n, dtype=float)
@@ -397,25 +389,15 @@ class JointLaw:
         )
 
 
-def _cells(m: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """Per run, the index of its (m, n) cell: the groups the bootstrap resamples seeds in."""
-    return np.unique(np.stack([m, n], axis=1), axis=0, return_inverse=True)[1].ravel()
-
-
 def joint_refusal(m: ArrayLike, n: ArrayLike) -> str:
     """Why the joint form cannot be identified from runs at (m, n), or '' when it can: each
     axis needs AXIS_SIZES distinct values, and there must be more cells than parameters."""
     m, n = np.asarray(m, dtype=float).ravel(), np.asarray(n, dtype=float).ravel()
     models, sizes = np.unique(m).size, np.unique(n).size
     cells = np.unique(np.stack([m, n], axis=1), axis=0).shape[0] if m.size else 0
-    if models < AXIS_SIZES:
-        plural = "s" * (models != 1)
-        return f"{models} model size{plural}: the joint form needs {AXIS_SIZES} or more"
-    if sizes < AXIS_SIZES:
-        return (
-            f"{sizes} training-set size{'s' * (sizes != 1)}: the joint form needs "
-            f"{AXIS_SIZES} or more"
-        )
+    for count, what in ((models, "model size"), (sizes, "training-set size")):
+        if count < AXIS_SIZES:
+            return f"{count} {what}{'s' * (count != 1)}: the joint form needs {AXIS_SIZES} or more"
     if cells <= JOINT_PARAMS:
         return f"{cells} (model, size) cells for {JOINT_PARAMS} parameters: it needs more"
     return ""
@@ -445,26 +427,19 @@ def fit_joint(
         if start
         else _joint_starts(m, n, err)
     )
-    top = float(err.min())
-    best = None
-    for x0 in starts:
-        found = _solve([xn, xm], err, True, x0, [np.inf] * 4 + [top])
-        if found and (best is None or found[1] < best[1]):
-            best = found
+    best = _solve([xn, xm], err, True, starts, [np.inf] * 4 + [float(err.min())])
     if best is None:  # no finite fit: the flat level
-        return JointLaw(0.0, 0.0, 0.0, 0.0, float(err.mean()), n.size)
+        return JointLaw(0.0, 0.0, 0.0, 0.0, float(err.mean()))
     a, alpha, b, beta, c = (float(v) for v in best[0])
-    return JointLaw(a * n0**alpha, alpha, b * m0**beta, beta, c, n.size)
+    return JointLaw(a * n0**alpha, alpha, b * m0**beta, beta, c)
 
 
 @dataclass(frozen=True)
 class Joint:
-    """The joint fit and its 95% intervals over seeds, made as `how` says (None: too few
-    seeds)."""
+    """The joint fit and its 95% intervals over seeds, made as `how` says (None: too few seeds)."""
 
     fit: JointLaw
     models: list[int]  # the distinct parameter counts
-    sizes: list[int]  # the distinct training-set sizes
     runs: int
     how: str  # T_INTERVAL, BOOTSTRAP or ""
     alpha: tuple[float, float] | None
@@ -474,12 +449,7 @@ class Joint:
 
 
 def analyse_joint(
-    m: ArrayLike,
-    n: ArrayLike,
-    err: ArrayLike,
-    seeds: ArrayLike | None = None,
-    boot: int = BOOT,
-    seed: int = 0,
+    m: ArrayLike, n: ArrayLike, err: ArrayLike, seeds: ArrayLike | None = None
 ) -> Joint | None:
     """The joint fit with intervals over the seeds of each (m, n) cell (see `over_seeds`);
     None where `joint_refusal` gives a reason."""
@@ -488,36 +458,21 @@ def analyse_joint(
     if joint_refusal(m, n):
         return None
     fit = fit_joint(m, n, err)
-    cells = _cells(m, n)
+    cells = np.unique(np.stack([m, n], axis=1), axis=0, return_inverse=True)[1].ravel()
     draws, how = over_seeds(
         cells,
         seeds,
         lambda at: fit_joint(m[at], n[at], err[at], start=fit),
         lambda rng: fit_joint(m, n, _resample(cells, err, rng), start=fit),
-        boot,
-        seed,
     )
-    return Joint(
-        fit=fit,
-        models=[int(v) for v in np.unique(m)],
-        sizes=[int(v) for v in np.unique(n)],
-        runs=n.size,
-        how=how,
-        alpha=interval([d.alpha for d in draws], how) if draws else None,
-        beta=interval([d.beta for d in draws], how) if draws else None,
-        c=interval([d.c for d in draws], how) if draws else None,
-        draws=draws,
+    alpha, beta, c = (
+        interval([getattr(d, name) for d in draws], how) for name in ("alpha", "beta", "c")
     )
+    return Joint(fit, [int(v) for v in np.unique(m)], n.size, how, alpha, beta, c, draws)
 
 
 def joint_leave_out(
-    m: ArrayLike,
-    n: ArrayLike,
-    err: ArrayLike,
-    axis: str,
-    seeds: ArrayLike | None = None,
-    boot: int = BOOT,
-    seed: int = 0,
+    m: ArrayLike, n: ArrayLike, err: ArrayLike, axis: str, seeds: ArrayLike | None = None
 ) -> dict[str, Any]:
     """Fit without the largest model (`axis` 'model') or the largest size ('size'), then
     predict each left-out cell with an interval over seeds and say whether its measured mean
@@ -532,21 +487,13 @@ def joint_leave_out(
     if reason:
         return {"tested": False, "reason": reason, "left_out": int(largest)}
     kept_seeds = None if seeds is None else np.asarray(seeds)[kept]
-    fitted = analyse_joint(m[kept], n[kept], err[kept], kept_seeds, boot, seed)
+    fitted = analyse_joint(m[kept], n[kept], err[kept], kept_seeds)
     cells = []
     for mi, ni in np.unique(np.stack([m[~kept], n[~kept]], axis=1), axis=0):
         measured = float(err[(m == mi) & (n == ni)].mean())
         bounds = interval([d(mi, ni) for d in fitted.draws], fitted.how)
-        cells.append(
-            {
-                "m": int(mi),
-                "n": int(ni),
-                "predicted": float(fitted.fit(mi, ni)),
-                "interval": bounds,
-                "measured": measured,
-                "inside": None if bounds is None else bounds[0] <= measured <= bounds[1],
-            }
-        )
+        predicted = float(fitted.fit(mi, ni))
+        cells.append({"m": int(mi), "n": int(ni), **_held_out(predicted, bounds, measured)})
     return {"tested": True, "left_out": int(largest), "fit": fitted, "cells": cells}
 
 

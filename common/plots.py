@@ -12,7 +12,7 @@ from matplotlib.ticker import MaxNLocator
 
 from .data import fraction_label, fraction_title
 from .files import atomic_path
-from .results import MODEL_TITLES, SETTING_TITLES, weights_title
+from .results import MODEL_TITLES, SETTING_TITLES, weights_clause
 
 SETTING_DIRS = {"scratch": "from-scratch", "pretrained": "finetune"}
 METRIC_LABELS = {"acc": "accuracy", "loss": "cross-entropy loss"}
@@ -22,26 +22,18 @@ def curve_path(
     images_dir: str | Path, setting: str, model: str, fraction: float, metric: str
 ) -> Path:
     """images/from-scratch/resnet18_acc_1-16.png, images/finetune/resnet50_loss_100.png, ..."""
-    return (
-        Path(images_dir)
-        / SETTING_DIRS[setting]
-        / f"{model}_{metric}_{fraction_label(fraction)}.png"
-    )
+    name = f"{model}_{metric}_{fraction_label(fraction)}.png"
+    return Path(images_dir) / SETTING_DIRS[setting] / name
 
 
 def curve_title(runs: list[dict[str, Any]]) -> str:
     first = runs[0]
     seeds = f", mean ± sd of {len(runs)} seeds" if len(runs) > 1 else f", seed {first['seed']}"
-    quick = (
-        "\n[quick profile: short CPU smoke run, not a converged result]"
-        if first.get("profile") == "quick"
-        else ""
-    )
+    quick = "\n[quick profile: short CPU smoke run, not a converged result]"
     return (
         f"{MODEL_TITLES[first['model']]} {SETTING_TITLES[first['setting']]}"
-        f"{' (' + weights_title(first) + ')' if first['pretrained'] else ''}, "
-        f"{fraction_title(first['data_fraction'])} of the data "
-        f"({first['train_images']:,} images){seeds}{quick}"
+        f"{weights_clause(first)}, {fraction_title(first['data_fraction'])} of the data "
+        f"({first['train_images']:,} images){seeds}{quick * (first.get('profile') == 'quick')}"
     )
 
 
@@ -89,13 +81,8 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
 
 def save_curves(runs: list[dict[str, Any]], images_dir: str | Path) -> list[Path]:
     """Write the accuracy and loss PNGs of one cell under its seed-style names."""
-    first = runs[0]
+    cell = (runs[0]["setting"], runs[0]["model"], runs[0]["data_fraction"])
     return [
-        save_figure(
-            plot_curves(runs, metric),
-            curve_path(
-                images_dir, first["setting"], first["model"], first["data_fraction"], metric
-            ),
-        )
+        save_figure(plot_curves(runs, metric), curve_path(images_dir, *cell, metric))
         for metric in ("acc", "loss")
     ]

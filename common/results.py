@@ -174,8 +174,7 @@ def make_metrics(cfg: RunConfig, result: dict[str, Any]) -> dict[str, Any]:
 
 def stamp(seconds: float) -> str:
     """A moment as metrics.json writes it: ISO 8601 in UTC, to the millisecond."""
-    moment = datetime.fromtimestamp(seconds, UTC)
-    return moment.isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
 
 
 def moment(text: str) -> float:
@@ -217,7 +216,7 @@ def upgrade(record: dict[str, Any]) -> dict[str, Any]:
     for key, value in FORMER_DEFAULTS.items():
         config.setdefault(key, value)
     config.setdefault("weights", "(version unrecorded)" if old["pretrained"] else None)
-    config.setdefault("stem", _recipe(old).stem)
+    config.setdefault("stem", today_recipe(old).stem)
     if config.get("data_dir") and Path(config["data_dir"]).is_absolute():
         config["data_dir"] = os.path.relpath(Path(config["data_dir"]).resolve(), REPO)
     end = moment(old["finished_at"])
@@ -235,7 +234,7 @@ def upgrade(record: dict[str, Any]) -> dict[str, Any]:
     return old
 
 
-def _recipe(metrics: dict[str, Any]) -> RunConfig:
+def today_recipe(metrics: dict[str, Any]) -> RunConfig:
     """Today's recipe for the run's cell."""
     return make_config(
         metrics["model"], metrics["data_fraction"], metrics["pretrained"], 0, metrics["profile"]
@@ -261,7 +260,7 @@ def summary_line(metrics: dict[str, Any]) -> str:
     quick = " [quick profile]" if metrics.get("profile") == "quick" else ""
     return (
         f"{MODEL_TITLES[metrics['model']]} {SETTING_TITLES[metrics['setting']]}"
-        f"{_weights_clause(metrics)}, {fraction_title(metrics['data_fraction'])} of the data "
+        f"{weights_clause(metrics)}, {fraction_title(metrics['data_fraction'])} of the data "
         f"({metrics['train_images']:,} images), seed {metrics['seed']}: "
         f"best val acc {100 * metrics['best_val_acc']:.2f}% (epoch {metrics['best_epoch']}), "
         f"test acc {100 * metrics['test_acc']:.2f}% on {metrics['test_images']:,} images, "
@@ -275,7 +274,8 @@ def device_title(metrics: dict[str, Any]) -> str:
     return f"{name} ({metrics['device']})" if name else metrics["device"]
 
 
-def _weights_clause(metrics: dict[str, Any]) -> str:
+def weights_clause(metrics: dict[str, Any]) -> str:
+    """' (ImageNet V1)' after a fine-tuned run's title (see `weights_title`), '' from scratch."""
     return f" ({weights_title(metrics)})" if metrics["pretrained"] else ""
 
 
@@ -288,7 +288,7 @@ def variant(metrics: dict[str, Any]) -> Variant:
     runs of their own (`group_conditions`): a `--weights V2` grid is one configuration."""
     config = metrics["config"]
     try:
-        recipe = _recipe(metrics).training_key()
+        recipe = today_recipe(metrics).training_key()
     except UserError:  # a profile or model this version no longer knows
         return (("recipe", "unknown"),)
     skip = ("seed", "weights")  # the weights are part of the condition, not of the recipe

@@ -23,7 +23,6 @@ from .plots import save_figure
 from .results import (
     MODEL_TITLES,
     SETTING_TITLES,
-    Condition,
     collect,
     group_conditions,
     parameters,
@@ -31,14 +30,7 @@ from .results import (
     split_weights,
 )
 
-MARKERS = {
-    "resnet18": "o",
-    "resnet34": "D",
-    "resnet50": "s",
-    "resnet101": "v",
-    "resnet152": "P",
-    "resnext50_32x4d": "^",
-}
+MARKERS = dict(zip(MODEL_TITLES, "oDsvP^", strict=True))  # a marker per model
 SETTING_COLORS = {"scratch": "tab:blue", "pretrained": "tab:orange"}
 LINES = [(s, m) for s in SETTING_TITLES for m in MODEL_TITLES]
 # a hue per model (tab20's pairs), dark from scratch and light fine-tuned: 12 distinct lines
@@ -47,35 +39,11 @@ LINE_COLORS = {
     for i, s in enumerate(SETTING_TITLES)
     for j, m in enumerate(MODEL_TITLES)
 }
-
-Points = list[tuple[int, float]]
-
-
-def scaling_points(metrics: list[dict[str, Any]]) -> dict[tuple[str, str], Points]:
-    """(setting, model) -> (training images, test error) of every run, sorted by size."""
-    points: dict[tuple[str, str], Points] = defaultdict(list)
-    for m in metrics:
-        points[(m["setting"], m["model"])].append((int(m["train_images"]), 1 - m["test_acc"]))
-    return {k: sorted(points[k]) for k in LINES if k in points}
+DATA_AXIS, ERROR_AXIS = "training images (log scale)", "test error, 1 − accuracy (log scale)"
+Runs = list[dict[str, Any]]  # metrics records
 
 
-def joint_points(metrics: list[dict[str, Any]]) -> dict[str, tuple[np.ndarray, ...]]:
-    """setting -> (parameters, training images, test error) of its runs, for the joint fit."""
-    out = {}
-    for setting in SETTING_TITLES:
-        runs = [m for m in metrics if m["setting"] == setting]
-        if runs:
-            out[setting] = tuple(
-                np.array(v, dtype=float)
-                for v in zip(
-                    *((parameters(m), m["train_images"], 1 - m["test_acc"]) for m in runs),
-                    strict=True,
-                )
-            )
-    return out
-
-
-def load_all(output_dir: str | Path | None, profile: str | None) -> list[dict[str, Any]]:
+def load_all(output_dir: str | Path | None, profile: str | None) -> Runs:
     """The complete runs under `output_dir` (None: runs/) of `profile` (None: the most runs),
     of the latest run's configuration and, fine-tuned, of its model's latest ImageNet weights
     (see results.split_configurations and split_weights)."""
@@ -85,7 +53,7 @@ def load_all(output_dir: str | Path | None, profile: str | None) -> list[dict[st
     return split_weights(split_configurations(collect(output_dir, profile))[0])[0]
 
 
-def profile_line(metrics: list[dict[str, Any]]) -> str:
+def profile_line(metrics: Runs) -> str:
     """The figures' second title line: the profile of their runs, named once."""
     profiles = sorted({m["profile"] for m in metrics})
     smoke = "short CPU smoke runs, not converged results"
@@ -96,26 +64,25 @@ def profile_line(metrics: list[dict[str, Any]]) -> str:
 
 
 def _finish(
-    fig: Figure, ax: Axes, xlabel: str, ylabel: str, title: str, metrics: list[dict[str, Any]]
+    ax: Axes, xlabel: str, ylabel: str, title: str, metrics: Runs, empty: str = "no runs yet"
 ) -> Figure:
-    """Axis labels, grid, the two-line title and a tight layout, shared by every figure."""
+    """Axis labels, grid, the two-line title, the note `empty` across a figure where nothing
+    was drawn, and a tight layout: every figure's last step."""
+    if not ax.has_data():
+        ax.text(0.5, 0.5, empty, ha="center", va="center", transform=ax.transAxes, color="0.4")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.set_title(f"{title}\n{profile_line(metrics)}", fontsize=9)
-    fig.tight_layout()
-    return fig
+    ax.figure.tight_layout()
+    return ax.figure
 
 
 def line_label(setting: str, model: str) -> str:
     return f"{MODEL_TITLES[model]} {SETTING_TITLES[setting]}"
 
 
-def _note(ax: Axes, text: str) -> None:
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
-
-
-def _by_size(points: Points) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _by_size(points: list[tuple[int, float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Distinct sizes, and the mean and sample sd of the error over the runs at each."""
     groups: dict[int, list[float]] = defaultdict(list)
     for n, e in points:
@@ -153,7 +120,7 @@ def plot_quick(a: Analysis) -> Figure:
     """Quick runs: test accuracy % per cell, markers only (bars of ± sd where a cell has
     several seeds). Every quick run trains on the same number of images, so there is no
     data-size axis: the cells are named, not placed by size."""
-    fig, ax = plt.subplots(figsize=(7.5, 5), dpi=110)
+    _, ax = plt.subplots(figsize=(7.5, 5), dpi=110)
     named: set[tuple[str, str]] = set()
     for i, cell in enumerate(a.drawn):
         mean, sd, n = cell.stat("test_acc")
@@ -176,10 +143,7 @@ def plot_quick(a: Analysis) -> Figure:
     seeds = sorted({c.stat("test_acc")[2] for c in a.drawn})
     told = "one seed, no error bars" if seeds == [1] else "mean ± sd over seeds"
     images = f"{a.quick_images[0]:,}" if len(a.quick_images) == 1 else "a few thousand"
-    if not a.drawn:
-        _note(ax, "no runs yet")
     return _finish(
-        fig,
         ax,
         "the subset of the training images each run draws from (not how many it trains on)",
         "test accuracy (%)",
@@ -195,7 +159,7 @@ def plot_error_vs_data(a: Analysis) -> Figure:
     the legend. Quick runs: `plot_quick`."""
     if a.quick:
         return plot_quick(a)
-    fig, ax = plt.subplots(figsize=(7.5, 5), dpi=110)
+    _, ax = plt.subplots(figsize=(7.5, 5), dpi=110)
     drawn: list[float] = []  # the extent of the error bars, for the y ticks
     for line in a.lines:
         color = LINE_COLORS[(line.setting, line.model)]
@@ -205,9 +169,7 @@ def plot_error_vs_data(a: Analysis) -> Figure:
         if line.curve:
             grid = np.geomspace(sizes[0], sizes[-1], 100)
             ax.plot(grid, line.curve.fit(grid), "--", color=color, alpha=0.8)
-            label += f"; fit {line.curve.fit.describe()}" + (
-                ", not tested" if line.curve.exact else ""
-            )
+            label += f"; fit {line.curve.fit.describe()}{', not tested' * line.curve.exact}"
         ax.errorbar(
             sizes,
             means,
@@ -222,21 +184,16 @@ def plot_error_vs_data(a: Analysis) -> Figure:
         _log_axis(ax, "x", sorted({n for line in a.lines for n, _ in line.points}), exact=True)
         _log_axis(ax, "y", drawn)
         ax.legend(fontsize=8)
-    else:
-        _note(ax, "no runs yet")
     return _finish(
-        fig,
         ax,
-        "training images (log scale)",
-        "test error, 1 − accuracy (log scale)",
+        DATA_AXIS,
+        ERROR_AXIS,
         "Test error vs training-set size: mean ± sd over seeds; dashed: fit (flat if AICc prefers)",
         a.runs,
     )
 
 
-def model_size_points(
-    metrics: list[dict[str, Any]],
-) -> dict[tuple[str, int], list[tuple[int, str, float, float]]]:
+def model_size_points(metrics: Runs) -> dict[tuple[str, int], list[tuple[int, str, float, float]]]:
     """(setting, training images) -> (parameters, model, mean, sd of the test error over
     seeds) per model, sorted by parameter count."""
     groups: dict[tuple[str, int], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
@@ -261,7 +218,7 @@ def plot_error_vs_parameters(a: Analysis) -> Figure:
     """Test error against parameter count (log-log) at each training-set size: mean ± sd over
     seeds, marker per model, colour per size, solid from scratch and dotted fine-tuned; dashed,
     the joint fit e(m, n) at that size where the runs identify it."""
-    fig, ax = plt.subplots(figsize=(7.5, 5), dpi=110)
+    _, ax = plt.subplots(figsize=(7.5, 5), dpi=110)
     metrics = a.runs if a.quick else a.plotted
     fits = {j.setting: j.fit for j in a.joints if j.fit}
     lines = model_size_points(metrics)
@@ -294,22 +251,14 @@ def plot_error_vs_parameters(a: Analysis) -> Figure:
         for model in models:  # the marker key, apart from the lines' colours
             ax.plot([], [], MARKERS[model], color="0.3", label=MODEL_TITLES[model])
         ax.legend(fontsize=7)
-    else:
-        _note(ax, "no runs yet")
-    return _finish(
-        fig,
-        ax,
-        "parameters as trained (log scale)",
-        "test error, 1 − accuracy (log scale)",
-        "Test error vs model size at each training-set size: mean ± sd over seeds"
-        + ("; dashed: joint fit" if fits else ""),
-        metrics,
-    )
+    title = "Test error vs model size at each training-set size: mean ± sd over seeds"
+    title += "; dashed: joint fit" if fits else ""
+    return _finish(ax, "parameters as trained (log scale)", ERROR_AXIS, title, metrics)
 
 
-def plot_accuracy_vs_time(metrics: list[dict[str, Any]]) -> Figure:
+def plot_accuracy_vs_time(metrics: Runs) -> Figure:
     """Test accuracy against wall time of every run: marker per model, colour per setting."""
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    _, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     for setting, model in LINES:
         runs = [m for m in metrics if m["setting"] == setting and m["model"] == model]
         if runs:
@@ -324,46 +273,26 @@ def plot_accuracy_vs_time(metrics: list[dict[str, Any]]) -> Figure:
     if metrics:
         _log_axis(ax, "x", [m["wall_time_s"] for m in metrics])
         ax.legend(fontsize=8)
-    else:
-        _note(ax, "no runs yet")
-    return _finish(
-        fig,
-        ax,
-        "wall time per run (s, log scale)",
-        "test accuracy (%)",
-        "Test accuracy vs training time, one point per run",
-        metrics,
-    )
+    title = "Test accuracy vs training time, one point per run"
+    return _finish(ax, "wall time per run (s, log scale)", "test accuracy (%)", title, metrics)
 
 
-def conditions_by_key(metrics: list[dict[str, Any]]) -> dict[tuple[str, str, float], Condition]:
-    return {(c.setting, c.model, c.fraction): c for c in group_conditions(metrics)}
-
-
-def pretraining_gaps(
-    cells: dict[tuple[str, str, float], Condition], model: str
-) -> list[tuple[float, Condition, Condition]]:
-    """(fraction, pretrained cell, scratch cell) for the sizes where `model` has both."""
-    fractions = sorted({f for _, m, f in cells if m == model})
-    return [
-        (f, cells[("pretrained", model, f)], cells[("scratch", model, f)])
-        for f in fractions
-        if ("pretrained", model, f) in cells and ("scratch", model, f) in cells
-    ]
-
-
-def plot_pretrained_gap(metrics: list[dict[str, Any]]) -> Figure:
+def plot_pretrained_gap(metrics: Runs) -> Figure:
     """Fine-tuned minus from-scratch test accuracy (points) per training-set size and model."""
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    cells = conditions_by_key(metrics)
+    _, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    cells = {(c.setting, c.model, c.fraction): c for c in group_conditions(metrics)}
     drawn: set[int] = set()
     for model in MODEL_TITLES:
-        gaps = pretraining_gaps(cells, model)
+        gaps = [  # (fine-tuned cell, scratch cell) at each fraction where the model has both
+            (cell, cells[("scratch", model, f)])
+            for (setting, m, f), cell in sorted(cells.items())
+            if (setting, m) == ("pretrained", model) and ("scratch", model, f) in cells
+        ]
         if not gaps:
             continue
-        sizes = [p.runs[0]["train_images"] for _, p, _ in gaps]
+        sizes = [p.runs[0]["train_images"] for p, _ in gaps]
         drawn.update(sizes)
-        stats = [(p.stat("test_acc"), s.stat("test_acc")) for _, p, s in gaps]
+        stats = [(p.stat("test_acc"), s.stat("test_acc")) for p, s in gaps]
         diff = [100 * (p[0] - s[0]) for p, s in stats]
         spread = [100 * np.hypot(p[1], s[1]) for p, s in stats]
         ax.errorbar(
@@ -373,19 +302,17 @@ def plot_pretrained_gap(metrics: list[dict[str, Any]]) -> Figure:
         _log_axis(ax, "x", sorted(drawn), exact=True)
         ax.axhline(0, color="0.5", lw=0.8)
         ax.legend(fontsize=8)
-    else:
-        _note(ax, "no cell has both settings yet")
     return _finish(
-        fig,
         ax,
-        "training images (log scale)",
+        DATA_AXIS,
         "fine-tuned − from scratch test accuracy (points)",
         "What ImageNet pre-training adds, per training-set size (bars: combined sd)",
         metrics,
+        "no cell has both settings yet",
     )
 
 
-def record(metrics: list[dict[str, Any]]) -> Analysis:
+def record(metrics: Runs) -> Analysis:
     """The analysis record of `metrics` (load_all's), quick when any run is."""
     quick = any(m["profile"] == "quick" for m in metrics)
     return analysis.build(metrics, "quick" if quick else "full")
@@ -395,10 +322,9 @@ def write_scaling(a: Analysis, images_dir: str | Path | None) -> list[Path]:
     """Save the four figures of the record under images_dir/scaling/ (None: images/ in the
     repository)."""
     folder = (REPO / "images" if images_dir is None else Path(images_dir)) / "scaling"
-    metrics = a.plotted
     return [
         save_figure(plot_error_vs_data(a), folder / "error_vs_data.png"),
         save_figure(plot_error_vs_parameters(a), folder / "error_vs_parameters.png"),
-        save_figure(plot_accuracy_vs_time(metrics), folder / "accuracy_vs_time.png"),
-        save_figure(plot_pretrained_gap(metrics), folder / "pretrained_gap.png"),
+        save_figure(plot_accuracy_vs_time(a.plotted), folder / "accuracy_vs_time.png"),
+        save_figure(plot_pretrained_gap(a.plotted), folder / "pretrained_gap.png"),
     ]

@@ -16,7 +16,7 @@ from common.files import write_json
 from common.fits import extrapolate, fit_power_law
 from common.grid import NOTEBOOKS
 from common.observations import extrapolation_table, observations
-from common.scaling import load_all, profile_line, record, scaling_points, write_scaling
+from common.scaling import load_all, profile_line, record, write_scaling
 
 SIZES = {1 / 16: 2810, 0.5: 22500, 1.0: 45000}
 
@@ -118,10 +118,13 @@ def test_extrapolation_predicts_the_held_out_size():
 
 def test_scaling_points_and_table():
     metrics = grid()
-    points = scaling_points(metrics)
-    assert list(points)[:2] == [("scratch", "resnet18"), ("scratch", "resnet50")]
-    assert len(points[("scratch", "resnet18")]) == 6
-    assert points[("scratch", "resnet18")][0] == (2810, pytest.approx(3 * 2810**-0.4 + 0.05))
+    lines = record(metrics).lines
+    assert [(line.setting, line.model) for line in lines[:2]] == [
+        ("scratch", "resnet18"),
+        ("scratch", "resnet50"),
+    ]
+    assert len(lines[0].points) == 6
+    assert lines[0].points[0] == (2810, pytest.approx(3 * 2810**-0.4 + 0.05))
     table = extrapolation_table(record(metrics))
     assert table.count("\n") == 2 + 4 and "| 2,810, 22,500 | " in table and "| 45,000 |" in table
     short = extrapolation_table(record([r for r in metrics if r["data_fraction"] != 0.5]))
