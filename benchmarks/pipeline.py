@@ -25,13 +25,12 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 import torchvision
 from PIL import Image
-from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
@@ -40,8 +39,9 @@ from common.config import REPO
 from common.data import CIFAR_MEAN, CIFAR_STD, Batches, data_origin, load_cifar10, make_splits
 from common.errors import ConfigError
 from common.models import MIN_IMAGE_SIZE, STEMS, build_model, check_model
+from common.precision import Arithmetic
 from common.results import hardware, portable
-from common.training import resolve_device
+from common.training import param_groups, resolve_device, train_step
 
 # Defaults; per-device values are keyed by device type. Every one can be set on the command line.
 SETTINGS = dict(
@@ -125,52 +125,30 @@ def usual(
             )
 
 
-def make_optimizer(model: nn.Module) -> torch.optim.Optimizer:
-    """SGD + Nesterov as in common.training, weight decay on weights only."""
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    return torch.optim.SGD(
-        [
-            {"params": decay, "weight_decay": SETTINGS["weight_decay"]},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=SETTINGS["lr"],
-        momentum=SETTINGS["momentum"],
-        nesterov=True,
-    )
-
-
 def measure(
     name: str,
     batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
     args: argparse.Namespace,
     device: torch.device,
 ) -> tuple[float, float]:
-    """Images/s and data-wait % of `args.steps` training steps after `args.warmup` others."""
+    """Images/s and data-wait % of `args.steps` training steps (`train_step`, the training
+    loop's; SGD + Nesterov as in common.training) after `args.warmup` others."""
     cuda = device.type == "cuda"
+    arithmetic = Arithmetic("bf16" if cuda else "fp32", cuda, device.type)
     model = build_model(name, stem=args.stem, seed=SETTINGS["seed"])
-    model.to(device, memory_format=torch.channels_last if cuda else torch.preserve_format).train()
-    opt = make_optimizer(model)
-
-    def step(xb: torch.Tensor, yb: torch.Tensor) -> None:
-        with torch.autocast(device.type, torch.bfloat16, enabled=cuda):
-            loss = F.cross_entropy(
-                model(xb).float(), yb, label_smoothing=SETTINGS["label_smoothing"]
-            )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    for _ in range(args.warmup):
-        step(*next(batches))
-    output.sync(device)
+    model.to(device, memory_format=arithmetic.memory_format).train()
+    groups = param_groups(model, SETTINGS["weight_decay"])
+    opt = torch.optim.SGD(groups, lr=SETTINGS["lr"], momentum=SETTINGS["momentum"], nesterov=True)
+    step = partial(train_step, model, opt, arithmetic.scaler(), arithmetic)
+    smoothing = SETTINGS["label_smoothing"]
+    output.timed(device, lambda: step(*next(batches), smoothing), args.warmup)
     wait = 0.0
     start = time.perf_counter()
     for _ in range(args.steps):
         fetch = time.perf_counter()
         xb, yb = next(batches)
         wait += time.perf_counter() - fetch
-        step(xb, yb)
+        step(xb, yb, smoothing)
     output.sync(device)
     total = time.perf_counter() - start
     return args.steps * args.batch_size / total, 100 * wait / total
@@ -206,15 +184,11 @@ def check_args(args: argparse.Namespace) -> argparse.Namespace:
     args.stem = args.stem or ("cifar" if args.image_size == 32 else "imagenet")
     if args.stem not in STEMS:
         raise ConfigError(f"unknown stem {args.stem!r}: choose one of {', '.join(STEMS)}")
-    for key in ("batch_size", "steps", "warmup"):
-        if getattr(args, key) is None:
-            setattr(args, key, SETTINGS[key][kind])
-    lows = dict(batch_size=1, steps=1, warmup=0, workers=0, image_size=MIN_IMAGE_SIZE)
-    for key, low in lows.items():
-        if getattr(args, key) < low:
-            raise ConfigError(
-                f"--{key.replace('_', '-')} must be at least {low}, got {getattr(args, key)}"
-            )
+    output.settle(
+        args,
+        {key: SETTINGS[key][kind] for key in ("batch_size", "steps", "warmup")},
+        dict(batch_size=1, steps=1, warmup=0, workers=0, image_size=MIN_IMAGE_SIZE),
+    )
     args.out = Path(args.out or output.RESULTS / f"pipeline-{kind}.md")
     return args
 

@@ -28,8 +28,9 @@ from common.training import resolve_device
 # The configurations measured: (model, stem, image size). The CIFAR stem at 32 px is the full
 # scratch recipe's; the ImageNet stem at 32 px the quick profile's; 96 px an upsampled fine-tune.
 CONFIGS = [("resnet18", "cifar", 32), ("resnet50", "imagenet", 96), ("resnet18", "imagenet", 32)]
-BATCH = {"cpu": 32, "cuda": 256}  # 32 keeps an emulated-bf16 CPU row within a few minutes
-STEPS = {"cpu": 3, "cuda": 50}  # timed steps per row and precision, after one warm-up step
+# Per device type, the batch (32 keeps an emulated-bf16 CPU row within a few minutes) and the
+# timed steps per row and precision, after one warm-up step
+DEFAULTS = {"cpu": dict(batch_size=32, steps=3), "cuda": dict(batch_size=256, steps=50)}
 CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
@@ -116,10 +117,7 @@ def main(argv: list[str] | None = None) -> str:
     with output.one_line_errors("precision.py"):
         device = resolve_device(args.device)
         configs = parse_configs(args.configs)
-        args.batch_size = args.batch_size or BATCH[device.type]
-        args.steps = args.steps or STEPS[device.type]
-        if args.batch_size < 1 or args.steps < 1:
-            raise ConfigError("--batch-size and --steps must be at least 1")
+        output.settle(args, DEFAULTS[device.type], dict(batch_size=1, steps=1))
     rows = measure(configs, device, args.batch_size, args.steps)
     out = Path(args.out) if args.out else output.default_out("precision", device)
     output.write_result(out, report(rows, args, device, output.command_line("precision.py", argv)))

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -35,9 +35,8 @@ from common.config import RunConfig, make_config
 from common.errors import ConfigError
 from common.files import write_text
 from common.models import MODELS, build_model, check_model
-from common.precision import Arithmetic
 from common.results import hardware
-from common.training import place, resolve_device
+from common.training import place, resolve_device, train_step
 
 # Dense bf16 tensor-core peaks (TFLOP/s) by the name torch gives the GPU; the first pattern the
 # name contains wins. NVIDIA's spec tables print these "with sparsity" (H200 SXM and H100 SXM:
@@ -58,8 +57,8 @@ PEAKS: tuple[tuple[str, float], ...] = (
     ("H100", 989.5),
     ("A100", 312.0),
 )
-STEPS = {"cpu": 3, "cuda": 30}  # timed steps per row
-WARMUP = {"cpu": 1, "cuda": 5}  # untimed steps first: cuDNN's kernel choice, compilation
+# Timed steps per row, and untimed ones first (cuDNN's kernel choice, compilation), per device type
+DEFAULTS = {"cpu": dict(steps=3, warmup=1), "cuda": dict(steps=30, warmup=5)}
 FLOP_BATCH = 2  # FLOPs grow linearly with the batch: count them on a small one, on the CPU
 WEIGHT_DECAY = 5e-4  # the full scratch recipe's; its value does not change the step's cost
 
@@ -117,28 +116,6 @@ def peak_tflops(device: torch.device, given: float | None) -> float | None:
     )
 
 
-def step_fn(
-    model: nn.Module, arithmetic: Arithmetic, x: torch.Tensor, y: torch.Tensor
-) -> Callable[[], None]:
-    """One training step as a run takes it: autocast forward, fp32 loss, scaled backward, SGD
-    with Nesterov momentum and weight decay."""
-    opt = torch.optim.SGD(
-        model.parameters(), lr=1e-3, momentum=0.9, nesterov=True, weight_decay=WEIGHT_DECAY
-    )
-    scaler = arithmetic.scaler()
-
-    def step() -> None:
-        with arithmetic.autocast():
-            out = model(x)
-        loss = F.cross_entropy(out.float(), y)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-
-    return step
-
-
 def flops_per_image(name: str, stem: str, size: int) -> float:
     """Forward + backward FLOPs of one training image, counted on the CPU in fp32. torch's
     counter overcounts the backward of grouped convolutions (ResNeXt50_32x4d at 32 px: 3.74x
@@ -168,29 +145,24 @@ def row_config(name: str, args: argparse.Namespace) -> RunConfig:
 def measure(
     cfg: RunConfig, args: argparse.Namespace, compiled: bool, flops: float
 ) -> tuple[Row, torch.device]:
-    """Time `args.steps` training steps of the run `cfg` after `args.warmup` untimed ones."""
-    name = cfg.model
-    model = build_model(name, stem=cfg.stem, seed=0)  # the pretrained network's arithmetic
+    """Time `args.steps` training steps of the run `cfg` after `args.warmup` untimed ones: the
+    step a run takes (`train_step`), with SGD, Nesterov momentum and weight decay."""
+    model = build_model(cfg.model, stem=cfg.stem, seed=0)  # the pretrained network's arithmetic
     device, arithmetic = place(model, cfg)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(cfg.batch_size, 3, cfg.image_size, cfg.image_size, generator=gen)
     x = x.to(device).contiguous(memory_format=arithmetic.memory_format)
     y = torch.randint(0, 10, (cfg.batch_size,), generator=gen).to(device)
-    step = step_fn(torch.compile(model) if compiled else model, arithmetic, x, y)
-    started = time.perf_counter()
-    step()  # the first step: cuDNN's autotuning, and with torch.compile the compilation
-    output.sync(device)
-    first = time.perf_counter() - started
-    for _ in range(args.warmup - 1):
-        step()
-    output.sync(device)
-    started = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    output.sync(device)
-    ips = args.steps * cfg.batch_size / (time.perf_counter() - started)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=1e-3, momentum=0.9, nesterov=True, weight_decay=WEIGHT_DECAY
+    )
+    net = torch.compile(model) if compiled else model
+    step = partial(train_step, net, opt, arithmetic.scaler(), arithmetic, x, y)
+    first = output.timed(device, step)  # cuDNN's autotuning, with torch.compile the compilation
+    output.timed(device, step, args.warmup - 1)
+    ips = args.steps * cfg.batch_size / output.timed(device, step, args.steps)
     row = Row(
-        name, cfg.stem, cfg.image_size, cfg.batch_size, arithmetic.describe(), compiled, ips,
+        cfg.model, cfg.stem, cfg.image_size, cfg.batch_size, arithmetic.describe(), compiled, ips,
         flops, first,
     )  # fmt: skip
     return row, device
@@ -247,13 +219,9 @@ def main(argv: list[str] | None = None) -> str:
         models = [m for m in args.models.split(",") if m]
         for m in models:
             check_model(m)
-        for name in ("batch", "image_size", "steps", "warmup"):
-            if getattr(args, name) is not None and getattr(args, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
         device = resolve_device(args.device)
+        output.settle(args, DEFAULTS[device.type], dict(batch=1, image_size=1, steps=1, warmup=1))
         peak = peak_tflops(device, args.peak_tflops)
-        args.steps = args.steps or STEPS[device.type]
-        args.warmup = args.warmup or WARMUP[device.type]
         out = Path(args.out) if args.out else output.default_out("throughput", device)
         run_rows(models, args, peak, out, output.command_line("throughput.py", argv))
     print(f"written to {out}")

@@ -142,17 +142,20 @@ def make_batches(
     }
 
 
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """The parameters to optimize: weight decay on the weights, none on BN and biases."""
+    return [
+        {"params": [p for p in model.parameters() if p.ndim > 1], "weight_decay": weight_decay},
+        {"params": [p for p in model.parameters() if p.ndim <= 1], "weight_decay": 0.0},
+    ]
+
+
 def make_optimizer(
     model: nn.Module, cfg: RunConfig, steps_per_epoch: int
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW or SGD + Nesterov (no weight decay on BN and biases), with the schedule of
-    `lr_factor` (`cfg.schedule`)."""
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+    """AdamW or SGD + Nesterov (`param_groups`), with the schedule of `lr_factor`
+    (`cfg.schedule`)."""
+    groups = param_groups(model, cfg.weight_decay)
     if cfg.optimizer == "adamw":
         opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
     else:
@@ -163,6 +166,26 @@ def make_optimizer(
     return opt, torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_factor(s, warmup, total, cfg.schedule, cfg.lr_start_factor, drops)
     )
+
+
+def train_step(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    arithmetic: Arithmetic,
+    xb: torch.Tensor,
+    yb: torch.Tensor,
+    label_smoothing: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step: autocast forward, fp32 loss, scaled backward. Returns logits, loss."""
+    with arithmetic.autocast():
+        out = model(xb)
+    loss = F.cross_entropy(out.float(), yb, label_smoothing=label_smoothing)
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(opt)
+    scaler.update()
+    return out, loss
 
 
 def train_epoch(
@@ -180,13 +203,7 @@ def train_epoch(
     model.train()
     totals, seen = torch.zeros(2, device=next(model.parameters()).device), 0
     for xb, yb in batches:
-        with arithmetic.autocast():
-            out = model(xb)
-        loss = F.cross_entropy(out.float(), yb, label_smoothing=label_smoothing)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
+        out, loss = train_step(model, opt, scaler, arithmetic, xb, yb, label_smoothing)
         sched.step()
         labels = yb if yb.ndim == 1 else yb.argmax(1)
         totals += torch.stack([loss.detach() * len(yb), (out.argmax(1) == labels).sum()])
