@@ -127,15 +127,10 @@ def measure(cfg: RunConfig, args: argparse.Namespace) -> Speeds:
     )
 
 
-def train_split(fraction: float, val_size: int) -> int:
-    """Training images of a fraction, with CIFAR-10's class counts."""
-    labels = torch.arange(10).repeat_interleave(CIFAR_TRAIN // 10)
-    return len(make_splits(labels, val_size, fraction, 0).train)
-
-
 def predict(cfg: RunConfig, s: Speeds) -> dict[str, float]:
     """Seconds of each part of one run, and the counts behind them."""
-    steps = train_split(cfg.data_fraction, cfg.val_size) // cfg.batch_size
+    labels = torch.arange(10).repeat_interleave(CIFAR_TRAIN // 10)  # CIFAR-10's class counts
+    steps = len(make_splits(labels, cfg.val_size, cfg.data_fraction, 0).train) // cfg.batch_size
     steps = min(steps, cfg.steps_per_epoch or steps)
     val = min(cfg.val_size, (cfg.eval_images or 2 * cfg.val_size) // 2)
     every = eval_every(cfg, steps * cfg.batch_size, val)

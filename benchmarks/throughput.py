@@ -20,9 +20,9 @@ measured.
 from __future__ import annotations
 
 import argparse
-import time
 from dataclasses import dataclass
 from functools import partial
+from itertools import product
 from pathlib import Path
 
 import torch
@@ -92,7 +92,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=None, help="untimed steps (1 CPU, 5 GPU)")
     p.add_argument("--compile", action="store_true", help="add a torch.compile row per model")
     p.add_argument("--peak-tflops", type=float, default=None, help="the device's dense peak")
-    p.add_argument("--time-limit", type=float, default=None, help="seconds to start rows in")
     p.add_argument("--out", default=None, help="Markdown file (default under benchmarks/results)")
     return p.parse_args(argv)
 
@@ -142,11 +141,12 @@ def row_config(name: str, args: argparse.Namespace) -> RunConfig:
     )  # fmt: skip
 
 
-def measure(
-    cfg: RunConfig, args: argparse.Namespace, compiled: bool, flops: float
-) -> tuple[Row, torch.device]:
-    """Time `args.steps` training steps of the run `cfg` after `args.warmup` untimed ones: the
-    step a run takes (`train_step`), with SGD, Nesterov momentum and weight decay."""
+def measure(name: str, args: argparse.Namespace, compiled: bool) -> Row:
+    """Count the FLOPs of `name`'s full-recipe run, then time `args.steps` training steps after
+    `args.warmup` untimed ones: the step a run takes (`train_step`), with SGD, Nesterov momentum
+    and weight decay."""
+    cfg = row_config(name, args)
+    flops = flops_per_image(name, cfg.stem, cfg.image_size)
     model = build_model(cfg.model, stem=cfg.stem, seed=0)  # the pretrained network's arithmetic
     device, arithmetic = place(model, cfg)
     gen = torch.Generator().manual_seed(0)
@@ -161,11 +161,10 @@ def measure(
     first = output.timed(device, step)  # cuDNN's autotuning, with torch.compile the compilation
     output.timed(device, step, args.warmup - 1)
     ips = args.steps * cfg.batch_size / output.timed(device, step, args.steps)
-    row = Row(
-        cfg.model, cfg.stem, cfg.image_size, cfg.batch_size, arithmetic.describe(), compiled, ips,
+    return Row(
+        name, cfg.stem, cfg.image_size, cfg.batch_size, arithmetic.describe(), compiled, ips,
         flops, first,
     )  # fmt: skip
-    return row, device
 
 
 def pays_after(eager: Row, compiled: Row) -> str:
@@ -214,6 +213,8 @@ def report(rows: list[Row], peak: float | None, device: torch.device, command: s
 
 
 def main(argv: list[str] | None = None) -> str:
+    """Measure every model (eager, then compiled if asked), rewriting the result file after each
+    row."""
     args = parse_args(argv)
     with output.one_line_errors("throughput.py"):
         models = [m for m in args.models.split(",") if m]
@@ -223,29 +224,13 @@ def main(argv: list[str] | None = None) -> str:
         output.settle(args, DEFAULTS[device.type], dict(batch=1, image_size=1, steps=1, warmup=1))
         peak = peak_tflops(device, args.peak_tflops)
         out = Path(args.out) if args.out else output.default_out("throughput", device)
-        run_rows(models, args, peak, out, output.command_line("throughput.py", argv))
+        command, rows = output.command_line("throughput.py", argv), []
+        for name, compiled in product(models, (False, True) if args.compile else (False,)):
+            rows.append(measure(name, args, compiled))
+            print(f"{name}{' compiled' if compiled else ''}: {rows[-1].images_per_s:,.1f} images/s")
+            write_text(out, report(rows, peak, device, command))
     print(f"written to {out}")
     return str(out)
-
-
-def run_rows(
-    models: list[str], args: argparse.Namespace, peak: float | None, out: Path, command: str
-) -> list[Row]:
-    """Measure every model (eager, then compiled if asked), rewriting `out` after each row;
-    no row starts after `args.time_limit` seconds."""
-    started, rows = time.perf_counter(), []
-    for name in models:
-        for compiled in (False, True) if args.compile else (False,):
-            if args.time_limit is not None and time.perf_counter() - started > args.time_limit:
-                print(f"time limit: {name}{' compiled' if compiled else ''} not measured")
-                continue
-            cfg = row_config(name, args)
-            flops = flops_per_image(name, cfg.stem, cfg.image_size)
-            row, device = measure(cfg, args, compiled, flops)
-            rows.append(row)
-            print(f"{name}{' compiled' if compiled else ''}: {row.images_per_s:,.1f} images/s")
-            write_text(out, report(rows, peak, device, command))
-    return rows
 
 
 if __name__ == "__main__":
