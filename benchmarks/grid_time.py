@@ -118,8 +118,8 @@ def measure(cfg: RunConfig, args: argparse.Namespace) -> Speeds:
     eval_ips = args.eval_images / output.timed(device, lambda: evaluate(model, evals, arithmetic))
     best = {k: v.detach().clone() for k, v in model.state_dict().items()}
     with tempfile.TemporaryDirectory(dir=REPO) as tmp:
-        key, run = cfg.training_key(), Progress(best_weights=best)
-        checkpoint_s = output.timed(device, lambda: trainer.save(Path(tmp), key, run, 0.0))
+        run = Progress(best_weights=best)
+        checkpoint_s = output.timed(device, lambda: trainer.save(tmp, cfg, run, 0.0))
         best_s = output.timed(device, lambda: save_weights(tmp, best))
         sizes = [(Path(tmp) / name).stat().st_size for name in (LATEST, BEST)]
     return Speeds(

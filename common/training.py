@@ -307,12 +307,13 @@ class Trainer:
     scaler: torch.amp.GradScaler
     gen: torch.Generator  # batch order and augmentation draws
 
-    def save(self, run_dir: Path, key: dict[str, Any], run: Progress, elapsed: float) -> None:
+    def save(self, run_dir: str | Path, cfg: RunConfig, run: Progress, elapsed: float) -> None:
         """Write a resumable checkpoint (the training figures read back first)."""
+        run.read_back(cfg)
         save_checkpoint(
             run_dir,
             {
-                "key": key,
+                "key": cfg.training_key(),
                 "model": self.model.state_dict(),
                 "optimizer": self.opt.state_dict(),
                 "scheduler": self.sched.state_dict(),
@@ -326,9 +327,14 @@ class Trainer:
             },
         )
 
-    def restore(self, state: dict[str, Any], device: torch.device) -> Progress:
-        """Load a checkpoint's states; a checkpoint from any machine, GPU or not, resumes here
+    def resume(self, run_dir: str | Path | None, cfg: RunConfig, device: torch.device) -> Progress:
+        """Load the states of `run_dir`'s checkpoint of the same training, if any, and return its
+        progress (else a fresh one). A checkpoint from any machine, GPU or not, resumes here
         (CUDA generator states it may carry are ignored: nothing uses them)."""
+        state = load_checkpoint(run_dir, cfg.training_key()) if run_dir else None
+        if not state:
+            return Progress()
+        tqdm.write(f"resuming {cfg.model} from epoch {len(state['history'])}/{cfg.epochs}")
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
@@ -397,25 +403,17 @@ def train(
     keeps the best validation epoch's weights (stopping `cfg.patience` epochs after it, if set)
     and tests them. With `run_dir`, checkpoints atomically so that a kill loses at most
     `cfg.checkpoint_every` seconds (for shorter epochs), and resumes from there (with identical
-    results on a CPU; on a GPU cuDNN may pick other kernels). Returns the history (train
-    figures per epoch, validation ones where evaluated), best and test figures, image counts,
-    precision, time.
+    results on a CPU; on a GPU cuDNN may pick other kernels).
     """
     started, started_at = clock(), time.time()
     init_head(model, cfg)
-    # the device, its arithmetic, the data there
+    # the device, its arithmetic, the data there, the optimizer, earlier sessions' progress
     device, arithmetic = place(model, cfg)
     batches = make_batches(data, cfg, device, arithmetic)
     train_b, val_b = batches["train"], batches["val"]
     opt, sched = make_optimizer(model, cfg, len(train_b))
     trainer = Trainer(model, opt, sched, arithmetic.scaler(), train_b.gen)
-
-    # resume
-    key = cfg.training_key()
-    state = load_checkpoint(run_dir, key) if run_dir else None
-    run = trainer.restore(state, device) if state else Progress()
-    if state:
-        tqdm.write(f"resuming {cfg.model} from epoch {len(run.history)}/{cfg.epochs}")
+    run = trainer.resume(run_dir, cfg, device)
     every = eval_every(cfg, len(train_b) * train_b.batch_size, len(val_b.x))
     saved_epoch, last_save = run.epochs_done, clock()
 
@@ -442,12 +440,11 @@ def train(
         # save now if waiting for the next epoch's end would leave more than the interval unsaved
         now = clock()
         if run_dir and now - last_save + (now - epoch_started) >= cfg.checkpoint_every:
-            run.read_back(cfg)
-            trainer.save(Path(run_dir), key, run, run.elapsed + clock() - started)
+            trainer.save(run_dir, cfg, run, run.elapsed + clock() - started)
             saved_epoch, last_save = epoch, clock()
     run.read_back(cfg)
     if run_dir and saved_epoch != run.epochs_done:  # the end of the run
-        trainer.save(Path(run_dir), key, run, run.elapsed + clock() - started)
+        trainer.save(run_dir, cfg, run, run.elapsed + clock() - started)
 
     test_loss, test_acc = final_test(model, run, batches["test"], arithmetic, cfg, run_dir)
     return {
