@@ -16,7 +16,7 @@ final test, its checkpoints (every `checkpoint_every` seconds and the end) and b
 each part's share.
 The GPU prediction is what a real grid on that GPU is checked against. On a CPU the batch is
 capped (--max-batch): its images/s stand in for the recipe's batch, which the table states.
-Writes benchmarks/results/grid-time-<device>-<cpu or gpu>.md.
+Writes benchmarks/results/grid-time-<machine>.md (e.g. grid-time-cpu-amd-epyc.md).
 """
 
 from __future__ import annotations
@@ -197,25 +197,18 @@ def report(rows: list[tuple], speeds: dict, args: argparse.Namespace, command: s
     return "\n".join(lines) + "\n"
 
 
-def configure(args: argparse.Namespace) -> list[tuple]:
-    """The grid's runs with their full-profile configurations; fills the device defaults."""
-    device = resolve_device(args.device)
-    output.settle(args, DEFAULTS[device.type], dict(steps=1, warmup=1, eval_images=1))
-    settings = [s.strip() for s in args.settings.split(",") if s.strip()]
-    models = [m.strip() for m in args.models.split(",")] if args.models else None
-    grid = build_grid(settings, models, list(FRACTIONS), [0])
-    out = Path(tempfile.gettempdir())
-    return [
-        (run, run_config(run, out, profile="full", device=str(device), precision=args.precision))
-        for run in grid
-    ]
-
-
 def main(argv: list[str] | None = None) -> str:
+    """Measure each (setting, model) of the grid once and predict each of its runs from it."""
     args = parse_args(argv)
     args.load = os.getloadavg()[0]
     with output.one_line_errors("grid_time.py"):
-        runs = configure(args)
+        device = resolve_device(args.device)
+        output.settle(args, DEFAULTS[device.type], dict(steps=1, warmup=1, eval_images=1))
+        settings = [s.strip() for s in args.settings.split(",") if s.strip()]
+        models = [m.strip() for m in args.models.split(",")] if args.models else None
+        grid = build_grid(settings, models, list(FRACTIONS), [0])
+        options = dict(profile="full", device=str(device), precision=args.precision)
+        runs = [(run, run_config(run, tempfile.gettempdir(), **options)) for run in grid]
     speeds: dict[tuple[str, str], tuple[Speeds, RunConfig]] = {}
     rows = []
     for run, cfg in runs:
@@ -224,7 +217,7 @@ def main(argv: list[str] | None = None) -> str:
             speeds[(run.setting, run.model)] = (measure(cfg, args), cfg)
         name = f"{run.setting} {MODEL_TITLES[run.model]} {fraction_title(run.fraction)}"
         rows.append((name, predict(cfg, speeds[(run.setting, run.model)][0])))
-    out = Path(args.out or output.default_out("grid-time", resolve_device(args.device)))
+    out = Path(args.out or output.default_out("grid-time", device))
     output.write_result(out, report(rows, speeds, args, output.command_line("grid_time.py", argv)))
     return str(out)
 

@@ -32,7 +32,14 @@ import torch
 import torchvision
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
-from torchvision import transforms
+from torchvision.transforms import (
+    Compose,
+    Normalize,
+    RandomCrop,
+    RandomHorizontalFlip,
+    Resize,
+    ToTensor,
+)
 
 from benchmarks import output
 from common.config import REPO
@@ -70,16 +77,9 @@ class PilCifar(Dataset):
     def __init__(self, x: torch.Tensor, y: torch.Tensor, image_size: int) -> None:
         self.x = x.permute(0, 2, 3, 1).contiguous().numpy()  # (N, 32, 32, 3), as PIL wants
         self.y = y.tolist()
-        resize = [transforms.Resize(image_size)] if image_size != x.shape[-1] else []
-        self.tf = transforms.Compose(
-            [
-                transforms.RandomCrop(32, padding=4),
-                transforms.RandomHorizontalFlip(),
-                *resize,
-                transforms.ToTensor(),
-                transforms.Normalize(CIFAR_MEAN, CIFAR_STD),
-            ]
-        )
+        resize = [Resize(image_size)] if image_size != x.shape[-1] else []
+        augment = [RandomCrop(32, padding=4), RandomHorizontalFlip(), *resize]
+        self.tf = Compose([*augment, ToTensor(), Normalize(CIFAR_MEAN, CIFAR_STD)])
 
     def __len__(self) -> int:
         return len(self.y)
@@ -122,8 +122,7 @@ def usual(x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace) -> Stream:
 def measure(name: str, batches: Stream, args: argparse.Namespace) -> tuple[float, float]:
     """Images/s and data-wait % of `args.steps` training steps (`train_step`, the training
     loop's; SGD + Nesterov as in common.training) after `args.warmup` others."""
-    device = args.device
-    cuda = device.type == "cuda"
+    device, cuda = args.device, args.device.type == "cuda"
     arithmetic = Arithmetic("bf16" if cuda else "fp32", cuda, device.type)
     model = build_model(name, stem=args.stem, seed=SETTINGS["seed"])
     model.to(device, memory_format=arithmetic.memory_format).train()
@@ -163,7 +162,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.load, args.command = load, output.command_line("pipeline.py", argv)
     args.device = resolve_device(args.device)
-    kind = args.device.type
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     if not args.models:
         raise ConfigError("--models is empty: name at least one, e.g. resnet18")
@@ -174,10 +172,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         raise ConfigError(f"unknown stem {args.stem!r}: choose one of {', '.join(STEMS)}")
     output.settle(
         args,
-        {key: SETTINGS[key][kind] for key in ("batch_size", "steps", "warmup")},
+        {key: SETTINGS[key][args.device.type] for key in ("batch_size", "steps", "warmup")},
         dict(batch_size=1, steps=1, warmup=0, workers=0, image_size=MIN_IMAGE_SIZE),
     )
-    args.out = Path(args.out or output.RESULTS / f"pipeline-{kind}.md")
+    args.out = Path(args.out or output.RESULTS / f"pipeline-{args.device.type}.md")
     return args
 
 

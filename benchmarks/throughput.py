@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks import output
-from common.config import RunConfig, make_config
+from common.config import make_config
 from common.errors import ConfigError
 from common.files import write_text
 from common.models import MODELS, build_model, check_model
@@ -132,20 +132,15 @@ def flops_per_image(name: str, stem: str, size: int) -> float:
     return total / FLOP_BATCH
 
 
-def row_config(name: str, args: argparse.Namespace) -> RunConfig:
-    """The full recipe's run of `name` in `args.setting`, with the batch and size asked for."""
+def measure(name: str, args: argparse.Namespace, compiled: bool) -> Row:
+    """Count the FLOPs of the full recipe's run of `name` in `args.setting` (with the batch and
+    size asked for), then time `args.steps` of its training steps (`train_step`, SGD with
+    Nesterov momentum and weight decay) after `args.warmup` others."""
     shape = {"batch_size": args.batch, "image_size": args.image_size}
-    return make_config(
+    cfg = make_config(
         name, 1.0, args.setting == "pretrained", profile="full", device=args.device,
         precision=args.precision, weights="V1", **{k: v for k, v in shape.items() if v},
     )  # fmt: skip
-
-
-def measure(name: str, args: argparse.Namespace, compiled: bool) -> Row:
-    """Count the FLOPs of `name`'s full-recipe run, then time `args.steps` training steps after
-    `args.warmup` untimed ones: the step a run takes (`train_step`), with SGD, Nesterov momentum
-    and weight decay."""
-    cfg = row_config(name, args)
     flops = flops_per_image(name, cfg.stem, cfg.image_size)
     model = build_model(cfg.model, stem=cfg.stem, seed=0)  # the pretrained network's arithmetic
     device, arithmetic = place(model, cfg)
@@ -213,8 +208,7 @@ def report(rows: list[Row], peak: float | None, device: torch.device, command: s
 
 
 def main(argv: list[str] | None = None) -> str:
-    """Measure every model (eager, then compiled if asked), rewriting the result file after each
-    row."""
+    """Measure every model (eager, then compiled if asked), rewriting the file after each row."""
     args = parse_args(argv)
     with output.one_line_errors("throughput.py"):
         models = [m for m in args.models.split(",") if m]

@@ -153,8 +153,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 def make_optimizer(
     model: nn.Module, cfg: RunConfig, steps_per_epoch: int
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW or SGD + Nesterov (`param_groups`), with the schedule of `lr_factor`
-    (`cfg.schedule`)."""
+    """AdamW or SGD + Nesterov over `param_groups`, with `lr_factor`'s `cfg.schedule`."""
     groups = param_groups(model, cfg.weight_decay)
     if cfg.optimizer == "adamw":
         opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
@@ -342,14 +341,9 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         self.gen.set_state(state["data_rng"])
         torch.set_rng_state(state["rng"]["torch"])
-        weights = state["best_weights"]
-        return Progress(
-            history=state["history"],
-            best_val_acc=state["best"]["val_acc"],
-            best_epoch=state["best"]["epoch"],
-            best_weights={k: to_device(v, device) for k, v in weights.items()} if weights else None,
-            elapsed=state["elapsed"],
-        )
+        best, weights = state["best"], state["best_weights"]
+        weights = {k: to_device(v, device) for k, v in weights.items()} if weights else None
+        return Progress(state["history"], best["val_acc"], best["epoch"], weights, state["elapsed"])
 
 
 def final_test(
@@ -372,9 +366,8 @@ def init_head(model: nn.Module, cfg: RunConfig) -> None:
     """head_init "zero": the classifier's weights and bias set to 0 (BiT's zero_head), so that
     fine-tuning starts from uniform predictions; a resumed run loads its own afterwards."""
     if cfg.head_init == "zero":
-        with torch.no_grad():
-            model.fc.weight.zero_()
-            model.fc.bias.zero_()
+        nn.init.zeros_(model.fc.weight)
+        nn.init.zeros_(model.fc.bias)
 
 
 def place(model: nn.Module, cfg: RunConfig) -> tuple[torch.device, Arithmetic]:
