@@ -32,14 +32,7 @@ import torch
 import torchvision
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms import (
-    Compose,
-    Normalize,
-    RandomCrop,
-    RandomHorizontalFlip,
-    Resize,
-    ToTensor,
-)
+from torchvision import transforms
 
 from benchmarks import output
 from common.config import REPO
@@ -77,9 +70,10 @@ class PilCifar(Dataset):
     def __init__(self, x: torch.Tensor, y: torch.Tensor, image_size: int) -> None:
         self.x = x.permute(0, 2, 3, 1).contiguous().numpy()  # (N, 32, 32, 3), as PIL wants
         self.y = y.tolist()
-        resize = [Resize(image_size)] if image_size != x.shape[-1] else []
-        augment = [RandomCrop(32, padding=4), RandomHorizontalFlip(), *resize]
-        self.tf = Compose([*augment, ToTensor(), Normalize(CIFAR_MEAN, CIFAR_STD)])
+        resize = [transforms.Resize(image_size)] if image_size != x.shape[-1] else []
+        augment = [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(), *resize]
+        normalize = transforms.Normalize(CIFAR_MEAN, CIFAR_STD)
+        self.tf = transforms.Compose([*augment, transforms.ToTensor(), normalize])
 
     def __len__(self) -> int:
         return len(self.y)

@@ -308,7 +308,6 @@ class Trainer:
 
     def save(self, run_dir: str | Path, cfg: RunConfig, run: Progress, elapsed: float) -> None:
         """Write a resumable checkpoint (the training figures read back first)."""
-        run.read_back(cfg)
         save_checkpoint(
             run_dir,
             {
@@ -433,6 +432,7 @@ def train(
         # save now if waiting for the next epoch's end would leave more than the interval unsaved
         now = clock()
         if run_dir and now - last_save + (now - epoch_started) >= cfg.checkpoint_every:
+            run.read_back(cfg)
             trainer.save(run_dir, cfg, run, run.elapsed + clock() - started)
             saved_epoch, last_save = epoch, clock()
     run.read_back(cfg)
