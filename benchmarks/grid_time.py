@@ -16,7 +16,7 @@ final test, its checkpoints (every `checkpoint_every` seconds and the end) and b
 each part's share.
 The GPU prediction is what a real grid on that GPU is checked against. On a CPU the batch is
 capped (--max-batch): its images/s stand in for the recipe's batch, which the table states.
-Writes benchmarks/results/grid-time-<device>-<cpu or gpu>.md.
+Writes benchmarks/results/grid-time-<machine>.md (e.g. grid-time-cpu-amd-epyc.md).
 """
 
 from __future__ import annotations
@@ -25,8 +25,7 @@ import argparse
 import math
 import os
 import tempfile
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -35,10 +34,8 @@ from benchmarks import output
 from common.checkpoint import BEST, LATEST, save_weights
 from common.config import REPO, RunConfig
 from common.data import CIFAR_MEAN, CIFAR_STD, Batches, fraction_title, make_splits
-from common.errors import ConfigError
 from common.grid import build_grid, run_config
 from common.models import build_model
-from common.precision import choose_arithmetic
 from common.results import MODEL_TITLES, hardware
 from common.training import (
     Progress,
@@ -46,6 +43,7 @@ from common.training import (
     eval_every,
     evaluate,
     make_optimizer,
+    place,
     resolve_device,
     train_epoch,
 )
@@ -88,75 +86,51 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def synthetic_batches(
-    cfg: RunConfig, n: int, batch: int, train: bool, memory_format: torch.memory_format
-) -> Batches:
-    """`n` random uint8 CIFAR-sized images on the device, batched as the training loop does."""
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=gen)
-    y = torch.randint(0, 10, (n,), generator=gen)
-    device = resolve_device(cfg.device)
-    return Batches(
-        x.to(device), y.to(device), batch, train=train, mean=CIFAR_MEAN, std=CIFAR_STD,
-        image_size=cfg.image_size, gen=gen, memory_format=memory_format,
-    )  # fmt: skip
-
-
 def measure(cfg: RunConfig, args: argparse.Namespace) -> Speeds:
-    """Train, evaluate and checkpoint one configuration on synthetic images."""
-    device = resolve_device(cfg.device)
-    torch.backends.cudnn.benchmark = True
+    """Train, evaluate and checkpoint one configuration (its batch capped at `--max-batch`) on
+    random uint8 CIFAR-sized images on the device, batched as the training loop does."""
     batch = min(cfg.batch_size, args.max_batch or cfg.batch_size)
-    model = build_model(cfg.model, stem=cfg.stem, seed=0).to(device)
-    what = f"{cfg.model}, {cfg.stem} stem"
-    arithmetic = choose_arithmetic(
-        cfg.precision, cfg.channels_last, device, model, what, batch, cfg.image_size
-    )
-    model.to(memory_format=arithmetic.memory_format)
+    cfg = replace(cfg, batch_size=batch)
+    model = build_model(cfg.model, stem=cfg.stem, seed=0)
+    device, arithmetic = place(model, cfg)
     opt, sched = make_optimizer(model, cfg, args.steps)
-    scaler = arithmetic.scaler()
-    fmt = arithmetic.memory_format
+    trainer = Trainer(model, opt, sched, arithmetic.scaler(), torch.Generator())
 
-    def timed_pass(steps: int) -> float:
-        batches = synthetic_batches(cfg, steps * batch, batch, True, fmt)
-        output.sync(device)
-        start = time.perf_counter()
-        totals, _ = train_epoch(model, batches, opt, sched, scaler, arithmetic, 0.0)
-        totals.tolist()  # wait for the device
-        return time.perf_counter() - start
+    def batches(n: int, train: bool) -> Batches:
+        gen = torch.Generator().manual_seed(0)
+        x = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=gen)
+        y = torch.randint(0, 10, (n,), generator=gen)
+        return Batches(
+            x.to(device), y.to(device), batch, train=train, mean=CIFAR_MEAN, std=CIFAR_STD,
+            image_size=cfg.image_size, gen=gen, memory_format=arithmetic.memory_format,
+        )  # fmt: skip
 
-    timed_pass(args.warmup)
-    train_ips = args.steps * batch / timed_pass(args.steps)
-    evals = synthetic_batches(cfg, args.eval_images, batch, False, fmt)
+    def train_pass(steps: int) -> float:
+        data = batches(steps * batch, True)
+        return output.timed(
+            device, lambda: train_epoch(model, data, opt, sched, trainer.scaler, arithmetic, 0.0)
+        )
+
+    train_pass(args.warmup)
+    train_ips = args.steps * batch / train_pass(args.steps)
+    evals = batches(args.eval_images, False)
     evaluate(model, evals, arithmetic)  # warm-up: evaluation kernels
-    start = time.perf_counter()
-    evaluate(model, evals, arithmetic)
-    eval_ips = args.eval_images / (time.perf_counter() - start)
-
-    trainer = Trainer(model, opt, sched, scaler, torch.Generator())
+    eval_ips = args.eval_images / output.timed(device, lambda: evaluate(model, evals, arithmetic))
     best = {k: v.detach().clone() for k, v in model.state_dict().items()}
     with tempfile.TemporaryDirectory(dir=REPO) as tmp:
-        start = time.perf_counter()
-        trainer.save(Path(tmp), cfg.training_key(), Progress(best_weights=best), 0.0)
-        checkpoint_s = time.perf_counter() - start
-        start = time.perf_counter()
-        save_weights(tmp, best)
-        best_s = time.perf_counter() - start
+        run = Progress(best_weights=best)
+        checkpoint_s = output.timed(device, lambda: trainer.save(tmp, cfg, run, 0.0))
+        best_s = output.timed(device, lambda: save_weights(tmp, best))
         sizes = [(Path(tmp) / name).stat().st_size for name in (LATEST, BEST)]
     return Speeds(
         batch, arithmetic.describe(), train_ips, eval_ips, checkpoint_s, sizes[0], best_s, sizes[1]
     )
 
 
-def train_split(fraction: float, val_size: int) -> int:
-    """Training images of a fraction, with CIFAR-10's class counts."""
-    labels = torch.arange(10).repeat_interleave(CIFAR_TRAIN // 10)
-    return len(make_splits(labels, val_size, fraction, 0).train)
-
-
 def predict(cfg: RunConfig, s: Speeds) -> dict[str, float]:
     """Seconds of each part of one run, and the counts behind them."""
-    steps = train_split(cfg.data_fraction, cfg.val_size) // cfg.batch_size
+    labels = torch.arange(10).repeat_interleave(CIFAR_TRAIN // 10)  # CIFAR-10's class counts
+    steps = len(make_splits(labels, cfg.val_size, cfg.data_fraction, 0).train) // cfg.batch_size
     steps = min(steps, cfg.steps_per_epoch or steps)
     val = min(cfg.val_size, (cfg.eval_images or 2 * cfg.val_size) // 2)
     every = eval_every(cfg, steps * cfg.batch_size, val)
@@ -223,30 +197,18 @@ def report(rows: list[tuple], speeds: dict, args: argparse.Namespace, command: s
     return "\n".join(lines) + "\n"
 
 
-def configure(args: argparse.Namespace) -> list[tuple]:
-    """The grid's runs with their full-profile configurations; fills the device defaults."""
-    device = resolve_device(args.device)
-    for key, value in DEFAULTS[device.type].items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    for key in ("steps", "warmup", "eval_images"):
-        if getattr(args, key) < 1:
-            raise ConfigError(f"--{key.replace('_', '-')} must be at least 1")
-    settings = [s.strip() for s in args.settings.split(",") if s.strip()]
-    models = [m.strip() for m in args.models.split(",")] if args.models else None
-    grid = build_grid(settings, models, list(FRACTIONS), [0])
-    out = Path(tempfile.gettempdir())
-    return [
-        (run, run_config(run, out, profile="full", device=str(device), precision=args.precision))
-        for run in grid
-    ]
-
-
 def main(argv: list[str] | None = None) -> str:
+    """Measure each (setting, model) of the grid once and predict each of its runs from it."""
     args = parse_args(argv)
     args.load = os.getloadavg()[0]
     with output.one_line_errors("grid_time.py"):
-        runs = configure(args)
+        device = resolve_device(args.device)
+        output.settle(args, DEFAULTS[device.type], dict(steps=1, warmup=1, eval_images=1))
+        settings = [s.strip() for s in args.settings.split(",") if s.strip()]
+        models = [m.strip() for m in args.models.split(",")] if args.models else None
+        grid = build_grid(settings, models, list(FRACTIONS), [0])
+        options = dict(profile="full", device=str(device), precision=args.precision)
+        runs = [(run, run_config(run, tempfile.gettempdir(), **options)) for run in grid]
     speeds: dict[tuple[str, str], tuple[Speeds, RunConfig]] = {}
     rows = []
     for run, cfg in runs:
@@ -255,7 +217,7 @@ def main(argv: list[str] | None = None) -> str:
             speeds[(run.setting, run.model)] = (measure(cfg, args), cfg)
         name = f"{run.setting} {MODEL_TITLES[run.model]} {fraction_title(run.fraction)}"
         rows.append((name, predict(cfg, speeds[(run.setting, run.model)][0])))
-    out = Path(args.out or output.default_out("grid-time", resolve_device(args.device)))
+    out = Path(args.out or output.default_out("grid-time", device))
     output.write_result(out, report(rows, speeds, args, output.command_line("grid_time.py", argv)))
     return str(out)
 

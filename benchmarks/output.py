@@ -1,20 +1,23 @@
 """What every benchmark shares: the machine's name in result files, where a result file goes,
-the command line and header lines it states, writing it, and a bad input's one line."""
+the command line and header lines it states, the device defaults and lower bounds of its counts,
+timing work on the device, writing the file, and a bad input's one line."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import shlex
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from common.config import REPO
-from common.errors import UserError
+from common.errors import ConfigError, UserError
 from common.files import write_text
 from common.precision import machine_slug
 
@@ -57,6 +60,26 @@ def sync(device: torch.device) -> None:
     """Wait for the device's queued work, so that a clock read after it times that work."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def settle(args: argparse.Namespace, defaults: dict[str, Any], lows: dict[str, int]) -> None:
+    """Fill each option left unset from `defaults`; one below its low in `lows` is one line."""
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    for key, low in lows.items():
+        if (value := getattr(args, key)) is not None and value < low:
+            raise ConfigError(f"--{key.replace('_', '-')} must be at least {low}, got {value}")
+
+
+def timed(device: torch.device, work: Callable[[], object], times: int = 1) -> float:
+    """Seconds that `times` calls of `work` take, the device's queued work waited for."""
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(times):
+        work()
+    sync(device)
+    return time.perf_counter() - start
 
 
 def write_result(out: str | Path, text: str) -> None:

@@ -25,13 +25,12 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 import torchvision
 from PIL import Image
-from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
@@ -40,8 +39,9 @@ from common.config import REPO
 from common.data import CIFAR_MEAN, CIFAR_STD, Batches, data_origin, load_cifar10, make_splits
 from common.errors import ConfigError
 from common.models import MIN_IMAGE_SIZE, STEMS, build_model, check_model
+from common.precision import Arithmetic
 from common.results import hardware, portable
-from common.training import resolve_device
+from common.training import param_groups, resolve_device, train_step
 
 # Defaults; per-device values are keyed by device type. Every one can be set on the command line.
 SETTINGS = dict(
@@ -61,7 +61,7 @@ SETTINGS = dict(
     seed=0,  # same initial weights, splits and shuffling for both pipelines
 )
 SYNTHETIC_IMAGES = 50_000  # CIFAR-10's training set size
-PIPELINES = ("ours", "usual")
+Stream = Iterator[tuple[torch.Tensor, torch.Tensor]]  # endless (images, labels) batches
 
 
 class PilCifar(Dataset):
@@ -71,15 +71,9 @@ class PilCifar(Dataset):
         self.x = x.permute(0, 2, 3, 1).contiguous().numpy()  # (N, 32, 32, 3), as PIL wants
         self.y = y.tolist()
         resize = [transforms.Resize(image_size)] if image_size != x.shape[-1] else []
-        self.tf = transforms.Compose(
-            [
-                transforms.RandomCrop(32, padding=4),
-                transforms.RandomHorizontalFlip(),
-                *resize,
-                transforms.ToTensor(),
-                transforms.Normalize(CIFAR_MEAN, CIFAR_STD),
-            ]
-        )
+        augment = [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(), *resize]
+        normalize = transforms.Normalize(CIFAR_MEAN, CIFAR_STD)
+        self.tf = transforms.Compose([*augment, transforms.ToTensor(), normalize])
 
     def __len__(self) -> int:
         return len(self.y)
@@ -88,24 +82,20 @@ class PilCifar(Dataset):
         return self.tf(Image.fromarray(self.x[i])), self.y[i]
 
 
-def ours(
-    x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace, device: torch.device
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def ours(x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace) -> Stream:
     """Endless training batches from `Batches` over the split resident on the device."""
     gen = torch.Generator().manual_seed(SETTINGS["seed"])
     batches = Batches(
-        x.to(device), y.to(device), args.batch_size, train=True, mean=CIFAR_MEAN, std=CIFAR_STD,
-        image_size=args.image_size, gen=gen,
+        x.to(args.device), y.to(args.device), args.batch_size, train=True, mean=CIFAR_MEAN,
+        std=CIFAR_STD, image_size=args.image_size, gen=gen,
     )  # fmt: skip
     while True:
         yield from batches
 
 
-def usual(
-    x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace, device: torch.device
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def usual(x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace) -> Stream:
     """Endless training batches from a DataLoader over PIL images, copied to the device."""
-    cuda = device.type == "cuda"
+    cuda = args.device.type == "cuda"
     loader = DataLoader(
         PilCifar(x, y, args.image_size),
         batch_size=args.batch_size,
@@ -117,60 +107,31 @@ def usual(
         generator=torch.Generator().manual_seed(SETTINGS["seed"]),
     )
     fmt = torch.channels_last if cuda else torch.preserve_format
+    copy = dict(device=args.device, non_blocking=cuda)
     while True:
         for xb, yb in loader:
-            yield (
-                xb.to(device, non_blocking=cuda, memory_format=fmt),
-                yb.to(device, non_blocking=cuda),
-            )
+            yield xb.to(**copy, memory_format=fmt), yb.to(**copy)
 
 
-def make_optimizer(model: nn.Module) -> torch.optim.Optimizer:
-    """SGD + Nesterov as in common.training, weight decay on weights only."""
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    return torch.optim.SGD(
-        [
-            {"params": decay, "weight_decay": SETTINGS["weight_decay"]},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=SETTINGS["lr"],
-        momentum=SETTINGS["momentum"],
-        nesterov=True,
-    )
-
-
-def measure(
-    name: str,
-    batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
-    args: argparse.Namespace,
-    device: torch.device,
-) -> tuple[float, float]:
-    """Images/s and data-wait % of `args.steps` training steps after `args.warmup` others."""
-    cuda = device.type == "cuda"
+def measure(name: str, batches: Stream, args: argparse.Namespace) -> tuple[float, float]:
+    """Images/s and data-wait % of `args.steps` training steps (`train_step`, the training
+    loop's; SGD + Nesterov as in common.training) after `args.warmup` others."""
+    device, cuda = args.device, args.device.type == "cuda"
+    arithmetic = Arithmetic("bf16" if cuda else "fp32", cuda, device.type)
     model = build_model(name, stem=args.stem, seed=SETTINGS["seed"])
-    model.to(device, memory_format=torch.channels_last if cuda else torch.preserve_format).train()
-    opt = make_optimizer(model)
-
-    def step(xb: torch.Tensor, yb: torch.Tensor) -> None:
-        with torch.autocast(device.type, torch.bfloat16, enabled=cuda):
-            loss = F.cross_entropy(
-                model(xb).float(), yb, label_smoothing=SETTINGS["label_smoothing"]
-            )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    for _ in range(args.warmup):
-        step(*next(batches))
-    output.sync(device)
+    model.to(device, memory_format=arithmetic.memory_format).train()
+    groups = param_groups(model, SETTINGS["weight_decay"])
+    opt = torch.optim.SGD(groups, lr=SETTINGS["lr"], momentum=SETTINGS["momentum"], nesterov=True)
+    step = partial(train_step, model, opt, arithmetic.scaler(), arithmetic)
+    smoothing = SETTINGS["label_smoothing"]
+    output.timed(device, lambda: step(*next(batches), smoothing), args.warmup)
     wait = 0.0
     start = time.perf_counter()
     for _ in range(args.steps):
         fetch = time.perf_counter()
         xb, yb = next(batches)
         wait += time.perf_counter() - fetch
-        step(xb, yb)
+        step(xb, yb, smoothing)
     output.sync(device)
     total = time.perf_counter() - start
     return args.steps * args.batch_size / total, 100 * wait / total
@@ -178,6 +139,7 @@ def measure(
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Parse and check the command line; bad values raise a one-line ConfigError."""
+    load = os.getloadavg()[0]
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add = p.add_argument
     add("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -191,13 +153,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--data-dir", default=str(REPO / "data"), help="folder holding cifar-10-batches-py")
     add("--synthetic", action="store_true", help="random uint8 images of CIFAR's shape instead")
     add("--out", help="default: benchmarks/results/pipeline-<cpu|cuda>.md")
-    return check_args(p.parse_args(argv))
-
-
-def check_args(args: argparse.Namespace) -> argparse.Namespace:
-    """Fill the device's defaults; raise a one-line ConfigError for a bad value."""
+    args = p.parse_args(argv)
+    args.load, args.command = load, output.command_line("pipeline.py", argv)
     args.device = resolve_device(args.device)
-    kind = args.device.type
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     if not args.models:
         raise ConfigError("--models is empty: name at least one, e.g. resnet18")
@@ -206,16 +164,12 @@ def check_args(args: argparse.Namespace) -> argparse.Namespace:
     args.stem = args.stem or ("cifar" if args.image_size == 32 else "imagenet")
     if args.stem not in STEMS:
         raise ConfigError(f"unknown stem {args.stem!r}: choose one of {', '.join(STEMS)}")
-    for key in ("batch_size", "steps", "warmup"):
-        if getattr(args, key) is None:
-            setattr(args, key, SETTINGS[key][kind])
-    lows = dict(batch_size=1, steps=1, warmup=0, workers=0, image_size=MIN_IMAGE_SIZE)
-    for key, low in lows.items():
-        if getattr(args, key) < low:
-            raise ConfigError(
-                f"--{key.replace('_', '-')} must be at least {low}, got {getattr(args, key)}"
-            )
-    args.out = Path(args.out or output.RESULTS / f"pipeline-{kind}.md")
+    output.settle(
+        args,
+        {key: SETTINGS[key][args.device.type] for key in ("batch_size", "steps", "warmup")},
+        dict(batch_size=1, steps=1, warmup=0, workers=0, image_size=MIN_IMAGE_SIZE),
+    )
+    args.out = Path(args.out or output.RESULTS / f"pipeline-{args.device.type}.md")
     return args
 
 
@@ -243,26 +197,20 @@ def load_split(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, st
     return x[split], y[split], f"{source}; the training split: {len(split):,} images ({held_out})"
 
 
-def report(
-    args: argparse.Namespace,
-    command: str,
-    data_line: str,
-    load: float,
-    rows: list[tuple[str, str, float, float]],
-) -> str:
+def report(args: argparse.Namespace, rows: list[tuple[str, str, float, float]]) -> str:
     """The Markdown header and table."""
-    cuda = args.device.type == "cuda"
+    cuda, load = args.device.type == "cuda", args.load
     host = f"; host: {os.cpu_count()} CPU cores" if cuda else ""
     busy = load >= 0.5 * (os.cpu_count() or 1)
     busy_note = " (other work was running: timings are not clean)" if busy else ""
     speed = {(m, p): ips for m, p, ips, _ in rows}
     lines = output.header(
         f"Data pipeline: ours vs the usual, {hardware()}",
-        command,
+        args.command,
         f"hardware: {hardware()}{host}; 1-min load average at start {load:.2f}{busy_note}",
         f"software: {output.software()}, torchvision {torchvision.__version__}, "
         f"Python {sys.version.split()[0]}",
-        f"data: {data_line}",
+        f"data: {args.data_line}",
         f"settings: device {args.device}, {args.warmup} warm-up + {args.steps} timed steps per "
         f"row, batch {args.batch_size}, image size {args.image_size}, {args.stem} stem, random "
         f"initial weights (seed {SETTINGS['seed']}), SGD lr {SETTINGS['lr']:g} Nesterov "
@@ -294,24 +242,23 @@ def report(
 
 def main(argv: list[str] | None = None) -> str:
     """Measure every (model, pipeline), print the table and write it to `--out`."""
-    load = os.getloadavg()[0]
     with output.one_line_errors("pipeline.py"):
         args = parse_args(argv)
-        x, y, data_line = load_split(args)
+        x, y, args.data_line = load_split(args)
     rows = []
     try:
         for model in args.models:
-            for pipeline in PIPELINES:
-                batches = (ours if pipeline == "ours" else usual)(x, y, args, args.device)
+            for pipeline, stream in (("ours", ours), ("usual", usual)):
+                batches = stream(x, y, args)
                 print(f"{model} {pipeline} ...", file=sys.stderr, flush=True)
-                rows.append((model, pipeline, *measure(model, batches, args, args.device)))
+                rows.append((model, pipeline, *measure(model, batches, args)))
                 del batches  # stops the DataLoader workers before the next measurement
     except torch.OutOfMemoryError:
         raise SystemExit(
             f"pipeline.py: error: out of GPU memory at batch {args.batch_size}, image size "
             f"{args.image_size}: lower --batch-size or --image-size"
         ) from None
-    text = report(args, output.command_line("pipeline.py", argv), data_line, load, rows)
+    text = report(args, rows)
     output.write_result(args.out, text)
     return text
 

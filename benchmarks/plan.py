@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks import recipe_sweep
-from benchmarks.output import machine_name
+from benchmarks.output import RESULTS, machine_name
 from common.config import REPO, make_config
 from common.data import parse_fraction
 from common.grid import build_grid, run_config
@@ -75,7 +75,7 @@ class Step:
 
     why: str
     command: str  # a plain command line; {data}, {out}, {weights}, {machine} filled in
-    seconds: Callable[[], float]
+    seconds: float
     done: Callable[[argparse.Namespace, str], bool]
 
 
@@ -104,9 +104,7 @@ def grid_step(why: str, settings: str, models: str, fractions: str, seeds: str, 
                 return False
         return True
 
-    return Step(
-        why, command, lambda: sum(run_seconds(r.setting, r.model, r.fraction) for r in runs), done
-    )
+    return Step(why, command, sum(run_seconds(r.setting, r.model, r.fraction) for r in runs), done)
 
 
 def sweep_step(why: str, name: str, model: str, runs: list[str], weights: bool = False):
@@ -120,10 +118,8 @@ def sweep_step(why: str, name: str, model: str, runs: list[str], weights: bool =
         + (" --weights resnet50={weights} --weights-label 'Keras ResNet50 v1'" if weights else "")
     )
 
-    def seconds() -> float:
-        factor = sum(int(r.split("epochs=")[1]) / 26 if "epochs=" in r else 1 for r in runs)
-        model_name = "resnet50" if setting == "pretrained" else model
-        return run_seconds(setting, model_name, 1.0) * factor
+    factor = sum(int(r.split("epochs=")[1]) / 26 if "epochs=" in r else 1 for r in runs)
+    seconds = run_seconds(setting, "resnet50" if setting == "pretrained" else model, 1.0) * factor
 
     def done(args: argparse.Namespace, machine: str) -> bool:
         if weights and not Path(args.weights).is_file():
@@ -142,7 +138,7 @@ def result_step(why: str, command: str, file: str, seconds: float) -> Step:
     return Step(
         why,
         f"{command} --out {path}",
-        lambda: seconds,
+        seconds,
         lambda args, machine: (REPO / path.format(machine=machine)).exists(),
     )
 
@@ -188,13 +184,11 @@ def run_plan(args: argparse.Namespace, machine: str) -> int:
         if step.done(args, machine):
             continue
         left = args.budget - (time.monotonic() - started)
-        if step.seconds() > left:
-            print(f"skipped (about {step.seconds():.0f} s, {max(left, 0):.0f} s left): {step.why}")
+        if step.seconds > left:
+            print(f"skipped (about {step.seconds:.0f} s, {max(left, 0):.0f} s left): {step.why}")
             continue
         command = line(step, args, machine)
-        print(
-            f"{'would start' if args.dry_run else 'starting'} ({step.seconds():.0f} s): {command}"
-        )
+        print(f"{'would start' if args.dry_run else 'starting'} ({step.seconds:.0f} s): {command}")
         if not args.dry_run:
             argv = [sys.executable, *shlex.split(command)[1:]]
             failed += subprocess.run(argv, cwd=REPO).returncode != 0
@@ -205,13 +199,12 @@ def pack(file: Path, args: argparse.Namespace) -> None:
     """A tarball of the results: run folders, result files, figures; no weights, no data."""
     skip = (".pt", ".pth", ".tmp")
     with tarfile.open(file, "w:gz") as tar:
-        for folder in (Path(args.out), REPO / "benchmarks" / "results", REPO / "results"):
+        for folder in (Path(args.out).resolve(), RESULTS, REPO / "results"):
             if folder.exists():
+                name = folder.relative_to(REPO) if folder.is_relative_to(REPO) else folder.name
                 tar.add(
                     folder,
-                    arcname=folder.resolve().relative_to(REPO)
-                    if folder.resolve().is_relative_to(REPO)
-                    else folder.name,
+                    name,
                     filter=lambda t: None if t.name.endswith(skip) or "/data/" in t.name else t,
                 )
     print(f"packed {file}")
@@ -230,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_name(resolve_device("auto"))
     if args.list or (args.budget is None and args.pack is None):
         for step in STEPS:
-            mark = "done" if step.done(args, machine) else f"{step.seconds():5.0f} s"
+            mark = "done" if step.done(args, machine) else f"{step.seconds:5.0f} s"
             print(f"{mark:>8}  {step.why}\n          {line(step, args, machine)}")
     status = run_plan(args, machine) if args.budget is not None else 0
     if args.pack is not None:

@@ -7,7 +7,7 @@ Each row times the same training step (`common.precision.train_throughput`: rand
 cross-entropy) of one model after a warm-up step, in fp32 and in bf16 + channels-last, and says
 which one `precision='auto'` would pick there (the faster). Some CPUs compute bf16 natively
 (AMX-BF16, AVX512-BF16), others emulate it, so the answer is a property of the machine. Writes
-a Markdown table to benchmarks/results/precision-<device>-<cpu or gpu>.md with the hardware.
+a Markdown table with the hardware to benchmarks/results/precision-<machine>.md.
 """
 
 from __future__ import annotations
@@ -25,11 +25,12 @@ from common.precision import Arithmetic, train_throughput
 from common.results import hardware
 from common.training import resolve_device
 
-# The configurations measured: (model, stem, image size). The CIFAR stem at 32 px is the full
+# The configurations measured, MODEL:STEM:IMAGE_SIZE. The CIFAR stem at 32 px is the full
 # scratch recipe's; the ImageNet stem at 32 px the quick profile's; 96 px an upsampled fine-tune.
-CONFIGS = [("resnet18", "cifar", 32), ("resnet50", "imagenet", 96), ("resnet18", "imagenet", 32)]
-BATCH = {"cpu": 32, "cuda": 256}  # 32 keeps an emulated-bf16 CPU row within a few minutes
-STEPS = {"cpu": 3, "cuda": 50}  # timed steps per row and precision, after one warm-up step
+CONFIGS = "resnet18:cifar:32,resnet50:imagenet:96,resnet18:imagenet:32"
+# Per device type, the batch (32 keeps an emulated-bf16 CPU row within a few minutes) and the
+# timed steps per row and precision, after one warm-up step
+DEFAULTS = {"cpu": dict(batch_size=32, steps=3), "cuda": dict(batch_size=256, steps=50)}
 CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
@@ -38,11 +39,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=None, help="default: 32 on CPU, 256 on GPU")
     p.add_argument("--steps", type=int, default=None, help="timed steps (default: 3 CPU, 50 GPU)")
-    p.add_argument(
-        "--configs",
-        default=",".join(f"{m}:{s}:{px}" for m, s, px in CONFIGS),
-        help="comma list of MODEL:STEM:IMAGE_SIZE",
-    )
+    p.add_argument("--configs", default=CONFIGS, help="comma list of MODEL:STEM:IMAGE_SIZE")
     p.add_argument("--out", default=None, help="Markdown file (default under benchmarks/results)")
     return p.parse_args(argv)
 
@@ -116,10 +113,7 @@ def main(argv: list[str] | None = None) -> str:
     with output.one_line_errors("precision.py"):
         device = resolve_device(args.device)
         configs = parse_configs(args.configs)
-        args.batch_size = args.batch_size or BATCH[device.type]
-        args.steps = args.steps or STEPS[device.type]
-        if args.batch_size < 1 or args.steps < 1:
-            raise ConfigError("--batch-size and --steps must be at least 1")
+        output.settle(args, DEFAULTS[device.type], dict(batch_size=1, steps=1))
     rows = measure(configs, device, args.batch_size, args.steps)
     out = Path(args.out) if args.out else output.default_out("precision", device)
     output.write_result(out, report(rows, args, device, output.command_line("precision.py", argv)))

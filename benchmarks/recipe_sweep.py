@@ -29,10 +29,9 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from benchmarks.output import RESULTS, command_line, header, machine_name, one_line_errors
+from benchmarks import output
 from common.config import LIFT, REPO, RunConfig, make_config, parse_sets
 from common.errors import ConfigError
-from common.files import write_text
 from common.grid import Run
 from common.results import load_metrics
 from common.rundir import State, state
@@ -53,7 +52,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--weights", action="append", default=[], help="MODEL=FILE")
     p.add_argument("--weights-label", default="", help="what the weights are, for the table")
     p.add_argument("--name", required=True, help="result file stem, e.g. finetune-keras")
-    p.add_argument("--out-dir", default=str(RESULTS))
+    p.add_argument("--out-dir", default=str(output.RESULTS))
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument(
         "--eval-images",
@@ -63,7 +62,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.run = list(dict.fromkeys(args.run))  # a variant given twice runs once
     args.eval_images = LIFT if args.eval_images.lower() == LIFT else int(args.eval_images)
-    args.command = command_line("recipe_sweep.py", argv)
+    args.command = output.command_line("recipe_sweep.py", argv)
     return args
 
 
@@ -86,7 +85,7 @@ def seeds(text: str) -> list[int]:
 
 def sweep_folder(args: argparse.Namespace) -> Path:
     """<out-dir>/<name>-<machine>: the sweep's run folders; its table is this path + .md."""
-    return Path(args.out_dir) / f"{args.name}-{machine_name(resolve_device(args.device))}"
+    return Path(args.out_dir) / f"{args.name}-{output.machine_name(resolve_device(args.device))}"
 
 
 def sweep_runs(args: argparse.Namespace) -> list[tuple[str, Run, RunConfig]]:
@@ -113,13 +112,22 @@ def sweep_runs(args: argparse.Namespace) -> list[tuple[str, Run, RunConfig]]:
     return runs
 
 
-def table(records: list[tuple[str, dict[str, Any]]], specs: list[str]) -> str:
-    """One line per variant: mean ± sd of validation accuracy over its seeds."""
-    lines = [
+def render(args: argparse.Namespace, records: list[tuple[str, dict[str, Any]]]) -> str:
+    """The sweep's Markdown: what ran where, then one line per variant of this call with its
+    finished runs: mean ± sd of validation accuracy over their seeds."""
+    where = sorted({f"{m['hardware']}; torch {m['torch']}" for _, m in records})
+    lines = output.header(
+        f"Recipe sweep: {args.model}, {args.fraction} of CIFAR-10, {args.profile} profile",
+        args.command,
+        f"hardware: {' and '.join(where) or 'no run finished'}",
+        f"weights: {args.weights_label or 'none'}",
+        f"scored on {records[0][1]['val_images'] if records else 0:,} fixed validation images "
+        "(best evaluated epoch); the table shows no test accuracy",
+    ) + [
         "| run | seeds | val acc % (mean ± sd) | per seed | images trained | wall time s |",
         "|---|---:|---:|---|---:|---:|",
     ]
-    for spec in specs:
+    for spec in args.run:
         mine = [m for s, m in records if s == spec]
         if not mine:
             continue
@@ -131,27 +139,13 @@ def table(records: list[tuple[str, dict[str, Any]]], specs: list[str]) -> str:
             f"{', '.join(f'{a:.1f}' for a in accs)} | {trained:,} | "
             f"{statistics.mean(m['wall_time_s'] for m in mine):.0f} |"
         )
-    return "\n".join(lines)
-
-
-def render(args: argparse.Namespace, records: list[tuple[str, dict[str, Any]]]) -> str:
-    """The sweep's Markdown: what ran where, then the table of its finished runs."""
-    where = sorted({f"{m['hardware']}; torch {m['torch']}" for _, m in records})
-    lines = header(
-        f"Recipe sweep: {args.model}, {args.fraction} of CIFAR-10, {args.profile} profile",
-        args.command,
-        f"hardware: {' and '.join(where) or 'no run finished'}",
-        f"weights: {args.weights_label or 'none'}",
-        f"scored on {records[0][1]['val_images'] if records else 0:,} fixed validation images "
-        "(best evaluated epoch); the table shows no test accuracy",
-    )
-    return "\n".join([*lines, table(records, args.run), ""])
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> str:
     """Execute every run not done, then write and print the table of the finished ones."""
     args = parse_args(argv)
-    with one_line_errors("recipe_sweep.py"):
+    with output.one_line_errors("recipe_sweep.py"):
         runs = sweep_runs(args)
     failed = []
     for spec, run, cfg in runs:
@@ -161,8 +155,7 @@ def main(argv: list[str] | None = None) -> str:
             failed += [] if outcome.ok else [f"{spec}, seed {run.seed}"]
     done = [(spec, cfg) for spec, _, cfg in runs if state(cfg) == State.DONE]
     text = render(args, [(spec, load_metrics(cfg.output_dir)) for spec, cfg in done])
-    write_text(sweep_folder(args).with_suffix(".md"), text)
-    print(text)
+    output.write_result(sweep_folder(args).with_suffix(".md"), text)
     if failed:  # the table holds what finished; each failure's reason is in its failed.json
         raise SystemExit(f"recipe_sweep.py: {len(failed)} runs failed: {'; '.join(failed)}")
     return text

@@ -20,9 +20,9 @@ measured.
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from itertools import product
 from pathlib import Path
 
 import torch
@@ -31,13 +31,12 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks import output
-from common.config import RunConfig, make_config
+from common.config import make_config
 from common.errors import ConfigError
 from common.files import write_text
 from common.models import MODELS, build_model, check_model
-from common.precision import Arithmetic
 from common.results import hardware
-from common.training import place, resolve_device
+from common.training import place, resolve_device, train_step
 
 # Dense bf16 tensor-core peaks (TFLOP/s) by the name torch gives the GPU; the first pattern the
 # name contains wins. NVIDIA's spec tables print these "with sparsity" (H200 SXM and H100 SXM:
@@ -58,8 +57,8 @@ PEAKS: tuple[tuple[str, float], ...] = (
     ("H100", 989.5),
     ("A100", 312.0),
 )
-STEPS = {"cpu": 3, "cuda": 30}  # timed steps per row
-WARMUP = {"cpu": 1, "cuda": 5}  # untimed steps first: cuDNN's kernel choice, compilation
+# Timed steps per row, and untimed ones first (cuDNN's kernel choice, compilation), per device type
+DEFAULTS = {"cpu": dict(steps=3, warmup=1), "cuda": dict(steps=30, warmup=5)}
 FLOP_BATCH = 2  # FLOPs grow linearly with the batch: count them on a small one, on the CPU
 WEIGHT_DECAY = 5e-4  # the full scratch recipe's; its value does not change the step's cost
 
@@ -93,7 +92,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=None, help="untimed steps (1 CPU, 5 GPU)")
     p.add_argument("--compile", action="store_true", help="add a torch.compile row per model")
     p.add_argument("--peak-tflops", type=float, default=None, help="the device's dense peak")
-    p.add_argument("--time-limit", type=float, default=None, help="seconds to start rows in")
     p.add_argument("--out", default=None, help="Markdown file (default under benchmarks/results)")
     return p.parse_args(argv)
 
@@ -117,28 +115,6 @@ def peak_tflops(device: torch.device, given: float | None) -> float | None:
     )
 
 
-def step_fn(
-    model: nn.Module, arithmetic: Arithmetic, x: torch.Tensor, y: torch.Tensor
-) -> Callable[[], None]:
-    """One training step as a run takes it: autocast forward, fp32 loss, scaled backward, SGD
-    with Nesterov momentum and weight decay."""
-    opt = torch.optim.SGD(
-        model.parameters(), lr=1e-3, momentum=0.9, nesterov=True, weight_decay=WEIGHT_DECAY
-    )
-    scaler = arithmetic.scaler()
-
-    def step() -> None:
-        with arithmetic.autocast():
-            out = model(x)
-        loss = F.cross_entropy(out.float(), y)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-
-    return step
-
-
 def flops_per_image(name: str, stem: str, size: int) -> float:
     """Forward + backward FLOPs of one training image, counted on the CPU in fp32. torch's
     counter overcounts the backward of grouped convolutions (ResNeXt50_32x4d at 32 px: 3.74x
@@ -156,44 +132,34 @@ def flops_per_image(name: str, stem: str, size: int) -> float:
     return total / FLOP_BATCH
 
 
-def row_config(name: str, args: argparse.Namespace) -> RunConfig:
-    """The full recipe's run of `name` in `args.setting`, with the batch and size asked for."""
+def measure(name: str, args: argparse.Namespace, compiled: bool) -> Row:
+    """Count the FLOPs of the full recipe's run of `name` in `args.setting` (with the batch and
+    size asked for), then time `args.steps` of its training steps (`train_step`, SGD with
+    Nesterov momentum and weight decay) after `args.warmup` others."""
     shape = {"batch_size": args.batch, "image_size": args.image_size}
-    return make_config(
+    cfg = make_config(
         name, 1.0, args.setting == "pretrained", profile="full", device=args.device,
         precision=args.precision, weights="V1", **{k: v for k, v in shape.items() if v},
     )  # fmt: skip
-
-
-def measure(
-    cfg: RunConfig, args: argparse.Namespace, compiled: bool, flops: float
-) -> tuple[Row, torch.device]:
-    """Time `args.steps` training steps of the run `cfg` after `args.warmup` untimed ones."""
-    name = cfg.model
-    model = build_model(name, stem=cfg.stem, seed=0)  # the pretrained network's arithmetic
+    flops = flops_per_image(name, cfg.stem, cfg.image_size)
+    model = build_model(cfg.model, stem=cfg.stem, seed=0)  # the pretrained network's arithmetic
     device, arithmetic = place(model, cfg)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(cfg.batch_size, 3, cfg.image_size, cfg.image_size, generator=gen)
     x = x.to(device).contiguous(memory_format=arithmetic.memory_format)
     y = torch.randint(0, 10, (cfg.batch_size,), generator=gen).to(device)
-    step = step_fn(torch.compile(model) if compiled else model, arithmetic, x, y)
-    started = time.perf_counter()
-    step()  # the first step: cuDNN's autotuning, and with torch.compile the compilation
-    output.sync(device)
-    first = time.perf_counter() - started
-    for _ in range(args.warmup - 1):
-        step()
-    output.sync(device)
-    started = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    output.sync(device)
-    ips = args.steps * cfg.batch_size / (time.perf_counter() - started)
-    row = Row(
+    opt = torch.optim.SGD(
+        model.parameters(), lr=1e-3, momentum=0.9, nesterov=True, weight_decay=WEIGHT_DECAY
+    )
+    net = torch.compile(model) if compiled else model
+    step = partial(train_step, net, opt, arithmetic.scaler(), arithmetic, x, y)
+    first = output.timed(device, step)  # cuDNN's autotuning, with torch.compile the compilation
+    output.timed(device, step, args.warmup - 1)
+    ips = args.steps * cfg.batch_size / output.timed(device, step, args.steps)
+    return Row(
         name, cfg.stem, cfg.image_size, cfg.batch_size, arithmetic.describe(), compiled, ips,
         flops, first,
     )  # fmt: skip
-    return row, device
 
 
 def pays_after(eager: Row, compiled: Row) -> str:
@@ -242,42 +208,23 @@ def report(rows: list[Row], peak: float | None, device: torch.device, command: s
 
 
 def main(argv: list[str] | None = None) -> str:
+    """Measure every model (eager, then compiled if asked), rewriting the file after each row."""
     args = parse_args(argv)
     with output.one_line_errors("throughput.py"):
         models = [m for m in args.models.split(",") if m]
         for m in models:
             check_model(m)
-        for name in ("batch", "image_size", "steps", "warmup"):
-            if getattr(args, name) is not None and getattr(args, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
         device = resolve_device(args.device)
+        output.settle(args, DEFAULTS[device.type], dict(batch=1, image_size=1, steps=1, warmup=1))
         peak = peak_tflops(device, args.peak_tflops)
-        args.steps = args.steps or STEPS[device.type]
-        args.warmup = args.warmup or WARMUP[device.type]
         out = Path(args.out) if args.out else output.default_out("throughput", device)
-        run_rows(models, args, peak, out, output.command_line("throughput.py", argv))
+        command, rows = output.command_line("throughput.py", argv), []
+        for name, compiled in product(models, (False, True) if args.compile else (False,)):
+            rows.append(measure(name, args, compiled))
+            print(f"{name}{' compiled' if compiled else ''}: {rows[-1].images_per_s:,.1f} images/s")
+            write_text(out, report(rows, peak, device, command))
     print(f"written to {out}")
     return str(out)
-
-
-def run_rows(
-    models: list[str], args: argparse.Namespace, peak: float | None, out: Path, command: str
-) -> list[Row]:
-    """Measure every model (eager, then compiled if asked), rewriting `out` after each row;
-    no row starts after `args.time_limit` seconds."""
-    started, rows = time.perf_counter(), []
-    for name in models:
-        for compiled in (False, True) if args.compile else (False,):
-            if args.time_limit is not None and time.perf_counter() - started > args.time_limit:
-                print(f"time limit: {name}{' compiled' if compiled else ''} not measured")
-                continue
-            cfg = row_config(name, args)
-            flops = flops_per_image(name, cfg.stem, cfg.image_size)
-            row, device = measure(cfg, args, compiled, flops)
-            rows.append(row)
-            print(f"{name}{' compiled' if compiled else ''}: {row.images_per_s:,.1f} images/s")
-            write_text(out, report(rows, peak, device, command))
-    return rows
 
 
 if __name__ == "__main__":

@@ -142,17 +142,19 @@ def make_batches(
     }
 
 
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """The parameters to optimize: weight decay on the weights, none on BN and biases."""
+    return [
+        {"params": [p for p in model.parameters() if p.ndim > 1], "weight_decay": weight_decay},
+        {"params": [p for p in model.parameters() if p.ndim <= 1], "weight_decay": 0.0},
+    ]
+
+
 def make_optimizer(
     model: nn.Module, cfg: RunConfig, steps_per_epoch: int
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW or SGD + Nesterov (no weight decay on BN and biases), with the schedule of
-    `lr_factor` (`cfg.schedule`)."""
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+    """AdamW or SGD + Nesterov over `param_groups`, with `lr_factor`'s `cfg.schedule`."""
+    groups = param_groups(model, cfg.weight_decay)
     if cfg.optimizer == "adamw":
         opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
     else:
@@ -163,6 +165,26 @@ def make_optimizer(
     return opt, torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_factor(s, warmup, total, cfg.schedule, cfg.lr_start_factor, drops)
     )
+
+
+def train_step(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    arithmetic: Arithmetic,
+    xb: torch.Tensor,
+    yb: torch.Tensor,
+    label_smoothing: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step: autocast forward, fp32 loss, scaled backward. Returns logits, loss."""
+    with arithmetic.autocast():
+        out = model(xb)
+    loss = F.cross_entropy(out.float(), yb, label_smoothing=label_smoothing)
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(opt)
+    scaler.update()
+    return out, loss
 
 
 def train_epoch(
@@ -180,13 +202,7 @@ def train_epoch(
     model.train()
     totals, seen = torch.zeros(2, device=next(model.parameters()).device), 0
     for xb, yb in batches:
-        with arithmetic.autocast():
-            out = model(xb)
-        loss = F.cross_entropy(out.float(), yb, label_smoothing=label_smoothing)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
+        out, loss = train_step(model, opt, scaler, arithmetic, xb, yb, label_smoothing)
         sched.step()
         labels = yb if yb.ndim == 1 else yb.argmax(1)
         totals += torch.stack([loss.detach() * len(yb), (out.argmax(1) == labels).sum()])
@@ -290,12 +306,12 @@ class Trainer:
     scaler: torch.amp.GradScaler
     gen: torch.Generator  # batch order and augmentation draws
 
-    def save(self, run_dir: Path, key: dict[str, Any], run: Progress, elapsed: float) -> None:
+    def save(self, run_dir: str | Path, cfg: RunConfig, run: Progress, elapsed: float) -> None:
         """Write a resumable checkpoint (the training figures read back first)."""
         save_checkpoint(
             run_dir,
             {
-                "key": key,
+                "key": cfg.training_key(),
                 "model": self.model.state_dict(),
                 "optimizer": self.opt.state_dict(),
                 "scheduler": self.sched.state_dict(),
@@ -309,9 +325,14 @@ class Trainer:
             },
         )
 
-    def restore(self, state: dict[str, Any], device: torch.device) -> Progress:
-        """Load a checkpoint's states; a checkpoint from any machine, GPU or not, resumes here
+    def resume(self, run_dir: str | Path | None, cfg: RunConfig, device: torch.device) -> Progress:
+        """Load the states of `run_dir`'s checkpoint of the same training, if any, and return its
+        progress (else a fresh one). A checkpoint from any machine, GPU or not, resumes here
         (CUDA generator states it may carry are ignored: nothing uses them)."""
+        state = load_checkpoint(run_dir, cfg.training_key()) if run_dir else None
+        if not state:
+            return Progress()
+        tqdm.write(f"resuming {cfg.model} from epoch {len(state['history'])}/{cfg.epochs}")
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
@@ -319,14 +340,9 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         self.gen.set_state(state["data_rng"])
         torch.set_rng_state(state["rng"]["torch"])
-        weights = state["best_weights"]
-        return Progress(
-            history=state["history"],
-            best_val_acc=state["best"]["val_acc"],
-            best_epoch=state["best"]["epoch"],
-            best_weights={k: to_device(v, device) for k, v in weights.items()} if weights else None,
-            elapsed=state["elapsed"],
-        )
+        best, weights = state["best"], state["best_weights"]
+        weights = {k: to_device(v, device) for k, v in weights.items()} if weights else None
+        return Progress(state["history"], best["val_acc"], best["epoch"], weights, state["elapsed"])
 
 
 def final_test(
@@ -349,9 +365,8 @@ def init_head(model: nn.Module, cfg: RunConfig) -> None:
     """head_init "zero": the classifier's weights and bias set to 0 (BiT's zero_head), so that
     fine-tuning starts from uniform predictions; a resumed run loads its own afterwards."""
     if cfg.head_init == "zero":
-        with torch.no_grad():
-            model.fc.weight.zero_()
-            model.fc.bias.zero_()
+        nn.init.zeros_(model.fc.weight)
+        nn.init.zeros_(model.fc.bias)
 
 
 def place(model: nn.Module, cfg: RunConfig) -> tuple[torch.device, Arithmetic]:
@@ -380,25 +395,17 @@ def train(
     keeps the best validation epoch's weights (stopping `cfg.patience` epochs after it, if set)
     and tests them. With `run_dir`, checkpoints atomically so that a kill loses at most
     `cfg.checkpoint_every` seconds (for shorter epochs), and resumes from there (with identical
-    results on a CPU; on a GPU cuDNN may pick other kernels). Returns the history (train
-    figures per epoch, validation ones where evaluated), best and test figures, image counts,
-    precision, time.
+    results on a CPU; on a GPU cuDNN may pick other kernels).
     """
     started, started_at = clock(), time.time()
     init_head(model, cfg)
-    # the device, its arithmetic, the data there
+    # the device, its arithmetic, the data there, the optimizer, earlier sessions' progress
     device, arithmetic = place(model, cfg)
     batches = make_batches(data, cfg, device, arithmetic)
     train_b, val_b = batches["train"], batches["val"]
     opt, sched = make_optimizer(model, cfg, len(train_b))
     trainer = Trainer(model, opt, sched, arithmetic.scaler(), train_b.gen)
-
-    # resume
-    key = cfg.training_key()
-    state = load_checkpoint(run_dir, key) if run_dir else None
-    run = trainer.restore(state, device) if state else Progress()
-    if state:
-        tqdm.write(f"resuming {cfg.model} from epoch {len(run.history)}/{cfg.epochs}")
+    run = trainer.resume(run_dir, cfg, device)
     every = eval_every(cfg, len(train_b) * train_b.batch_size, len(val_b.x))
     saved_epoch, last_save = run.epochs_done, clock()
 
@@ -426,11 +433,11 @@ def train(
         now = clock()
         if run_dir and now - last_save + (now - epoch_started) >= cfg.checkpoint_every:
             run.read_back(cfg)
-            trainer.save(Path(run_dir), key, run, run.elapsed + clock() - started)
+            trainer.save(run_dir, cfg, run, run.elapsed + clock() - started)
             saved_epoch, last_save = epoch, clock()
     run.read_back(cfg)
     if run_dir and saved_epoch != run.epochs_done:  # the end of the run
-        trainer.save(Path(run_dir), key, run, run.elapsed + clock() - started)
+        trainer.save(run_dir, cfg, run, run.elapsed + clock() - started)
 
     test_loss, test_acc = final_test(model, run, batches["test"], arithmetic, cfg, run_dir)
     return {
