@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import statistics
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -27,6 +28,10 @@ from .models import CUSTOM, parameter_count
 from .precision import cpu_name
 
 METRICS = "metrics.json"
+# How a run was executed, as metrics.json records it: run_all.py sets EXECUTED=papermill in the
+# environment of the kernels it starts; a run in another Jupyter kernel is a "notebook" one;
+# run_all.py --direct and the sweeps train "direct"ly in their own process.
+EXECUTED = "BIG_VS_SMALL_EXECUTED"
 SCHEMA = 2  # 1: the records written before metrics.json carried a schema version
 # The settings added for the cited recipes, as a record written before they existed trained
 FORMER_DEFAULTS: dict[str, Any] = dict(
@@ -126,8 +131,16 @@ def input_identity(data_dir: str, weights_path: str | None) -> dict[str, str | N
     }
 
 
-def make_metrics(cfg: RunConfig, result: dict[str, Any]) -> dict[str, Any]:
-    """The metrics.json record of a finished run."""
+def how_executed() -> str:
+    """How this process executes a run: "papermill" where run_all.py started its kernel (it
+    says so in the environment), "notebook" in any other Jupyter kernel, else "script"."""
+    return os.environ.get(EXECUTED) or ("notebook" if "ipykernel" in sys.modules else "script")
+
+
+def make_metrics(
+    cfg: RunConfig, result: dict[str, Any], executed: str | None = None
+) -> dict[str, Any]:
+    """The metrics.json record of a finished run; `executed`: how (None: `how_executed`)."""
     return {
         "schema": SCHEMA,
         "model": cfg.model,
@@ -169,6 +182,7 @@ def make_metrics(cfg: RunConfig, result: dict[str, Any]) -> dict[str, Any]:
         "data": data_origin(cfg.data_dir),
         "started_at": stamp(result["started_at"]),
         "finished_at": stamp(time.time()),
+        "executed": executed or how_executed(),
     }
 
 

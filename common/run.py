@@ -16,12 +16,16 @@ from .results import make_metrics, save_metrics
 
 
 def save_run(
-    cfg: RunConfig, result: dict[str, Any], keep_checkpoints: bool | None = None
+    cfg: RunConfig,
+    result: dict[str, Any],
+    keep_checkpoints: bool | None = None,
+    executed: str | None = None,
 ) -> dict[str, Any]:
     """Write the run's curves (acc.png, loss.png) and then its metrics.json (last: its presence
     marks the run complete), then drop its resumable checkpoints, keeping best.pt, unless
-    asked to keep them (None: as run_all.py --keep-checkpoints tells the kernel it started)."""
-    metrics = make_metrics(cfg, result)
+    asked to keep them (None: as run_all.py --keep-checkpoints tells the kernel it started).
+    `executed`: how the run was executed (None: as results.how_executed finds it)."""
+    metrics = make_metrics(cfg, result, executed)
     for metric in ("acc", "loss"):
         save_figure(plot_curves([metrics], metric), Path(cfg.output_dir) / f"{metric}.png")
     save_metrics(cfg.output_dir, metrics)

@@ -24,7 +24,7 @@ from .config import RunConfig
 from .errors import UserError
 from .files import write_text
 from .grid import NOTEBOOKS, Run, notebook_parameters
-from .results import load_metrics
+from .results import EXECUTED, load_metrics
 from .rundir import Busy, State, mark_finished, record_failure, run_lock, state
 
 KERNEL_START_RETRIES = 3
@@ -222,7 +222,8 @@ def execute(
             if direct:
                 train_direct(cfg, keep_checkpoints)
             else:
-                env = dict(env or {}) | ({KEEP_CHECKPOINTS: "1"} if keep_checkpoints else {})
+                env = (env or {}) | {EXECUTED: "papermill"}  # the record says how it ran
+                env |= {KEEP_CHECKPOINTS: "1"} if keep_checkpoints else {}
                 run_notebook(
                     run.notebook, output, notebook_parameters(cfg, extra_keys), kernel, env
                 )
@@ -253,7 +254,7 @@ def train_direct(cfg: RunConfig, keep_checkpoints: bool) -> None:
     )
     data = load_cifar10(cfg.data_dir, download=False)
     result = train(model, data, cfg, run_dir=cfg.output_dir, progress=False)
-    save_run(cfg, result, keep_checkpoints)
+    save_run(cfg, result, keep_checkpoints, executed="direct")
 
 
 def run_notebook(

@@ -145,6 +145,7 @@ def test_papermill_runs_a_notebook_end_to_end(fake_data, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["model"] == "resnet18" and metrics["data_fraction"] == 1 / 16
     assert len(metrics["history"]) == TINY["epochs"]
+    assert metrics["executed"] == "notebook"  # papermill's kernel, not one run_all.py started
     executed = nbformat.read(tmp_path / "executed.ipynb", as_version=4)
     outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
     assert any(

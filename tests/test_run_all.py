@@ -135,6 +135,7 @@ def test_the_grid_with_weights_then_everything_is_skipped(grid):
             assert (run / f"{run.name}.ipynb").exists() and (run / f"{run.name}.html").exists()
             assert (run / "best.pt").exists() and not (run / "checkpoint.pt").exists()
             assert not (run / ".lock").exists()  # released and removed
+            assert json.loads((run / "metrics.json").read_text())["executed"] == "papermill"
     assert (workdir / "images/finetune/resnext50_32x4d_acc_100.png").exists()
     summary = (workdir / "results" / "summary.md").read_text()
     assert summary.count("| ResNeXt50_32x4d |") == 1 and "not produced" not in summary
@@ -393,6 +394,7 @@ def test_direct_runs_need_no_notebook_and_report_only_reports_them(
     assert run_all.main(cli_args(workdir, *args, "--direct")) == 0  # trains in this process
     run_dir = workdir / "runs" / "scratch" / "resnet18_data-100_seed0"
     assert (run_dir / "metrics.json").exists() and not list(run_dir.glob("*.ipynb"))
+    assert json.loads((run_dir / "metrics.json").read_text())["executed"] == "direct"
     monkeypatch.undo()
     monkeypatch.setattr(run_all, "dispatch", lambda *a: pytest.fail("trained in --report-only"))
     assert run_all.main(cli_args(workdir, *args, "--report-only")) == 0
