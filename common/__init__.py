@@ -1,39 +1,34 @@
 """Shared code of the experiment suite: data, models, training, results and plots. Importing it
-changes nothing outside it (a notebook turns on the one-line errors with `notebook_setup`)."""
+changes nothing outside it (a notebook turns on the one-line errors with `notebook_setup`).
 
-from .config import RECIPES, RunConfig, make_config
-from .data import Cifar10, fraction_label, fraction_title, load_cifar10, make_splits, parse_fraction
-from .errors import ConfigError, DataError, TrainingError, UserError, WeightsError
-from .models import build_model, ensure_weights, find_weights, weights_file
-from .notebook import notebook_config, notebook_setup
-from .results import load_metrics, summary_line
-from .run import save_run, show_curves
-from .training import train
+The names below load their module on first use, so that `python -m common.config` (or any
+module run as a script) is not imported twice (runpy's RuntimeWarning)."""
 
-__all__ = [
-    "RECIPES",
-    "Cifar10",
-    "ConfigError",
-    "DataError",
-    "RunConfig",
-    "TrainingError",
-    "UserError",
-    "WeightsError",
-    "build_model",
-    "ensure_weights",
-    "find_weights",
-    "fraction_label",
-    "fraction_title",
-    "load_cifar10",
-    "load_metrics",
-    "make_config",
-    "make_splits",
-    "notebook_config",
-    "notebook_setup",
-    "parse_fraction",
-    "save_run",
-    "show_curves",
-    "summary_line",
-    "train",
-    "weights_file",
-]
+from importlib import import_module
+from typing import Any
+
+_HOMES = {
+    "config": ("RECIPES", "RunConfig", "make_config"),
+    "data": (
+        "Cifar10",
+        "fraction_label",
+        "fraction_title",
+        "load_cifar10",
+        "make_splits",
+        "parse_fraction",
+    ),
+    "errors": ("ConfigError", "DataError", "TrainingError", "UserError", "WeightsError"),
+    "models": ("build_model", "ensure_weights", "find_weights", "weights_file"),
+    "notebook": ("notebook_config", "notebook_setup"),
+    "results": ("load_metrics", "summary_line"),
+    "run": ("save_run", "show_curves"),
+    "training": ("train",),
+}
+_HOME = {name: module for module, names in _HOMES.items() for name in names}
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module 'common' has no attribute {name!r}")
+    return getattr(import_module(f".{_HOME[name]}", __name__), name)
