@@ -54,40 +54,45 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
     temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # Ray's sockets need a short path
     node_tmp = tmp_path_factory.mktemp("node_tmp")
     port = free_port()
-    start = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "ray"),
-            "start",
-            "--head",
-            "--block",
-            f"--port={port}",
-            "--node-ip-address=127.0.0.1",
-            "--num-cpus=2",
-            "--num-gpus=0",
-            "--include-dashboard=false",
-            "--disable-usage-stats",
-            "--object-store-memory=200000000",
-            f"--temp-dir={temp}",
-        ],
-        env=dict(os.environ, TMPDIR=str(node_tmp)),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.time() + 120
-    while True:
-        assert start.poll() is None and time.time() < deadline, "ray start failed"
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.5)
-    yield f"127.0.0.1:{port}", node_tmp / f"big-vs-small-{os.getuid()}", start.pid
-    for pid in session_pids(start.pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    start.wait()
-    shutil.rmtree(temp, ignore_errors=True)
+    # Ray turns a loopback address into the machine's outward one (ray._private.services'
+    # resolve_ip_for_localhost), where this loopback head does not listen; its one-machine mode
+    # (ray_constants.ENABLE_RAY_CLUSTER off) keeps 127.0.0.1, for `ray start` and run_all.py alike
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        start = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "ray"),
+                "start",
+                "--head",
+                "--block",
+                f"--port={port}",
+                "--node-ip-address=127.0.0.1",
+                "--num-cpus=2",
+                "--num-gpus=0",
+                "--include-dashboard=false",
+                "--disable-usage-stats",
+                "--object-store-memory=200000000",
+                f"--temp-dir={temp}",
+            ],
+            env=dict(os.environ, TMPDIR=str(node_tmp)),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.time() + 120
+        while True:
+            assert start.poll() is None and time.time() < deadline, "ray start failed"
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        yield f"127.0.0.1:{port}", node_tmp / f"big-vs-small-{os.getuid()}", start.pid
+        for pid in session_pids(start.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        start.wait()
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.fixture
