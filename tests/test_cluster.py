@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -45,20 +46,12 @@ def session_pids(sid: int) -> list[int]:
     return pids
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory):
-    """A Ray head node on loopback with two worker CPUs and no GPU; its nodes' cache (their
-    temporary folder) is this fixture's own. Yields (address, cache folder, session id). The
-    tests that use it run in one worker (the `cluster` xdist group): one cluster, started once."""
-    pytest.importorskip("ray", reason="Ray is installed by requirements-dev.txt")
-    temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # Ray's sockets need a short path
-    node_tmp = tmp_path_factory.mktemp("node_tmp")
+def start_head(temp: Path, node_tmp: Path) -> tuple[subprocess.Popen, str]:
+    """`ray start --head` on loopback with two CPUs and no GPU, its output in node_tmp/head.log;
+    return it and its address once a driver can join it (its raylet up, not only its GCS port),
+    or raise with the head's last lines and its processes' warnings and errors."""
     port = free_port()
-    # Ray turns a loopback address into the machine's outward one (ray._private.services'
-    # resolve_ip_for_localhost), where this loopback head does not listen; its one-machine mode
-    # (ray_constants.ENABLE_RAY_CLUSTER off) keeps 127.0.0.1, for `ray start` and run_all.py alike
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    with (node_tmp / "head.log").open("ab") as log:
         start = subprocess.Popen(
             [
                 str(Path(sys.executable).parent / "ray"),
@@ -74,25 +67,60 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
                 "--object-store-memory=200000000",
                 f"--temp-dir={temp}",
             ],
-            env=dict(os.environ, TMPDIR=str(node_tmp)),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            env=dict(os.environ, TMPDIR=str(node_tmp), PYTHONUNBUFFERED="1"),
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        deadline = time.time() + 120
-        while True:
-            assert start.poll() is None and time.time() < deadline, "ray start failed"
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.5)
-        yield f"127.0.0.1:{port}", node_tmp / f"big-vs-small-{os.getuid()}", start.pid
-        for pid in session_pids(start.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        start.wait()
-        shutil.rmtree(temp, ignore_errors=True)
+    address = f"127.0.0.1:{port}"
+    join = [sys.executable, "-c", "import ray, sys; ray.init(address=sys.argv[1])", address]
+    try:
+        probe = subprocess.run(join, capture_output=True, text=True, timeout=300)
+        why = probe.stderr if probe.returncode else ""
+    except subprocess.TimeoutExpired:
+        why = "ray.init did not return in 300 s\n"
+    if why or start.poll() is not None:
+        tail = (node_tmp / "head.log").read_text()[-2000:] + why
+        for log in (temp / "session_latest/logs").glob("*.out"):  # their warnings and errors
+            tail += "".join(f"{log.name}: {line}\n" for line in warnings_in(log))
+        stop_head(start, temp)
+        raise RuntimeError(f"the test's Ray head at {address} cannot be joined:\n{tail}")
+    return start, address
+
+
+def warnings_in(log: Path) -> list[str]:
+    """The warning, error and fatal lines of a Ray process's log ("[time W pid tid] ...")."""
+    return [line for line in log.read_text().splitlines() if re.match(r"\[[^]]* [WEF] \d", line)]
+
+
+def stop_head(start: subprocess.Popen, temp: Path) -> None:
+    for pid in session_pids(start.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    start.wait()
+    shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory):
+    """A Ray head node on loopback with two worker CPUs and no GPU; its nodes' cache (their
+    temporary folder) is this fixture's own. Yields (address, cache folder, session id). The
+    tests that use it run in one worker (the `cluster` xdist group): one cluster, started once.
+    A head that cannot be joined is started once more, with a warning (in CI one once took no
+    driver, then died); a second failure shows the head's and the driver's last lines."""
+    pytest.importorskip("ray", reason="Ray is installed by requirements-dev.txt")
+    node_tmp = tmp_path_factory.mktemp("node_tmp")
+    for attempt in range(2):
+        temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # Ray's sockets need a short path
+        try:
+            start, address = start_head(temp, node_tmp)
+            break
+        except RuntimeError as e:
+            if attempt:
+                raise
+            warnings.warn(str(e), stacklevel=1)
+    yield address, node_tmp / f"big-vs-small-{os.getuid()}", start.pid
+    stop_head(start, temp)
 
 
 @pytest.fixture
