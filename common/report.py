@@ -65,12 +65,13 @@ def _order(key: ConditionKey) -> tuple:
 
 
 def mean_sd(mean: float, sd: float, n: int, failed: dict[int, str] | None = None) -> str:
-    """'52.00 ± 2.00 (n=3)' ('52.00' for one seed); with `failed` seeds, '(n = 2 of 3: why)'."""
+    """'52.00 ± 2.00 (n=3)', '52.00 (n=1)' (one seed: no spread); with `failed` seeds,
+    '(n = 2 of 3: why)'."""
     spread = f" ± {100 * sd:.2f}" if n > 1 else ""
     if failed:
         why = "; ".join(f"seed {seed} failed: {reason}" for seed, reason in sorted(failed.items()))
         return f"{100 * mean:.2f}{spread} (n = {n} of {n + len(failed)}: {why})"
-    return f"{100 * mean:.2f}" + (f"{spread} (n={n})" if n > 1 else "")
+    return f"{100 * mean:.2f}{spread} (n={n})"
 
 
 def weights_line(missing: dict[ConditionKey, NotProduced]) -> str:

@@ -121,7 +121,7 @@ def test_runs_from_different_imagenet_weights_never_share_a_headline_row(tmp_pat
     head = readme.read_text().split(HEADLINE_START)[1].split(HEADLINE_END)[0]
     for number, label in (("90.00", "ImageNet V1"), ("92.00", "ImageNet V2"), ("85.00", "mine")):
         [row] = [line for line in head.splitlines() if f"{number} (" in line]
-        assert label in row and "| 80.00 |" in row  # each beside the same from-scratch cell
+        assert label in row and "| 80.00 (n=1) |" in row  # each beside the same from-scratch cell
     # the curves and fits draw one set of weights per model: the latest runs', never a pool
     summary = (tmp_path / "r" / "summary.md").read_text()
     assert "2 fine-tuned runs started from other ImageNet weights" in summary

@@ -85,6 +85,12 @@ def test_seeds_aggregate_to_mean_and_sample_sd(tmp_path):
     save_curves(cell.runs, tmp_path / "images")  # the band over three seeds draws
 
 
+def test_one_seed_says_so_and_shows_no_spread(tmp_path):
+    [cell] = group_conditions([metrics_for(tmp_path / "one", model="resnet34", acc=0.61)])
+    table = summary_table([cell], {})
+    assert "| 61.00 (n=1) |" in table and "±" not in table
+
+
 def test_summary_lists_cells_that_could_not_run(tmp_path):
     table = summary_table([], {("pretrained", "resnet50", 1.0): NotProduced(failed="OOM")})
     assert "| ResNet-50 | 100% | pretrained |" in table
@@ -193,7 +199,8 @@ def test_report_writes_summary_curves_and_readme(tmp_path):
     headline = text.split(HEADLINE_START)[1].split(HEADLINE_END)[0]
     assert "profile `quick`" in headline and "A pipeline check, not a result" in headline
     # the source notebooks' full-training figures sit beside full-profile rows only
-    assert "| ResNet-18 | 100% | 50.00 | not produced |" in headline and "85.13" not in headline
+    assert "| ResNet-18 | 100% | 50.00 (n=1) | not produced |" in headline
+    assert "85.13" not in headline
     assert len(list((tmp_path / "images" / "from-scratch").glob("*.png"))) == 6
 
 
