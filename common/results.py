@@ -366,7 +366,7 @@ class Condition:
     fraction: float
     runs: list[dict[str, Any]]
     variant: Variant = ()
-    label: str = ""  # what differs from the other configurations grouped with it
+    label: str = ""  # what differs from the other configurations of its setting
 
     def stat(self, key: str) -> tuple[float, float, int]:
         """Mean, sample standard deviation (0 for one run) and count of `key` over seeds."""
@@ -377,14 +377,17 @@ class Condition:
 
 def group_conditions(metrics: Iterable[dict[str, Any]]) -> list[Condition]:
     """Group runs by (setting, model, fraction), weights and configuration (everything that
-    changes training but the seed), sorted for display."""
+    changes training but the seed), sorted for display; each labelled with what tells it from
+    the other configurations of its setting ('' where its setting has one)."""
     cells: dict[tuple[str, str, float, str, Variant], Condition] = {}
     for m in metrics:
         key = (m["setting"], m["model"], m["data_fraction"], weights_title(m), variant(m))
         cells.setdefault(key, Condition(*key[:3], runs=[], variant=key[4])).runs.append(m)
-    labels = variant_labels(c.variant for c in cells.values())
-    for cell in cells.values():
-        cell.label = labels[cell.variant]
+    for setting in {c.setting for c in cells.values()}:  # each setting has its own recipe
+        mine = [c for c in cells.values() if c.setting == setting]
+        labels = variant_labels(c.variant for c in mine)
+        for cell in mine:
+            cell.label = labels[cell.variant]
     order = {name: i for i, name in enumerate(MODEL_TITLES)}
     return sorted(
         cells.values(),

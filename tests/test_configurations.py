@@ -79,6 +79,13 @@ def test_cells_group_by_configuration_not_only_by_cell():
     assert {m["test_acc"] for m in latest} == {0.6} and {m["test_acc"] for m in others} == {0.2}
 
 
+def test_a_setting_of_one_configuration_has_no_label_beside_another_of_two():
+    tuned = [metrics(1.0, s, 0.9, "x", pretrained=True, epochs=2) for s in (0, 1)]
+    cells = group_conditions(mixed() + tuned)
+    labels = {(c.setting, c.label) for c in cells}
+    assert labels == {("scratch", "lr: recipe"), ("scratch", "lr=0.01"), ("pretrained", "")}
+
+
 def test_report_keeps_two_configurations_in_one_folder_apart(tmp_path):
     write(tmp_path / "runs", mixed())
     readme = tmp_path / "README.md"
