@@ -94,6 +94,7 @@ def warnings_in(log: Path) -> list[str]:
 
 
 def stop_head(start: subprocess.Popen, temp: Path) -> None:
+    """Kill the head and every Ray process it started; remove its temporary folder."""
     for pid in session_pids(start.pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
