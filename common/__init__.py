@@ -21,7 +21,7 @@ _HOMES = {
     "models": ("build_model", "ensure_weights", "find_weights", "weights_file"),
     "notebook": ("notebook_config", "notebook_setup"),
     "results": ("load_metrics", "summary_line"),
-    "run": ("save_run", "show_curves"),
+    "run": ("save_run", "show_curves", "train_or_reuse"),
     "training": ("train",),
 }
 _HOME = {name: module for module, names in _HOMES.items() for name in names}

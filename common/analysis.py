@@ -108,15 +108,15 @@ class Analysis:
 
     profile: str
     quick: bool  # quick-profile runs: a pipeline check, no effect stated, tested or fitted
-    runs: list[dict[str, Any]]  # the latest configuration's runs, every set of weights
+    runs: list[dict[str, Any]]  # the main configuration's runs, every set of weights
     plotted: list[dict[str, Any]]  # ... one set of weights per model: curves, figures, fits
     apart: list[dict[str, Any]]  # fine-tuned runs of other weights than their model's latest
-    cells: list[Condition]  # the latest configuration's cells, every set of weights
+    cells: list[Condition]  # the main configuration's cells, every set of weights
     drawn: list[Condition]  # the plotted runs' cells
     rows: list[Condition]  # every configuration's cells, labelled by what differs
-    others: list[Condition]  # the cells of configurations other than the latest
-    # per setting: how its latest runs differ from today's recipe (() for today's), and today's
-    # recipe for its first latest run where they differ
+    others: list[Condition]  # the cells of configurations other than the main one
+    # per setting: how its main runs differ from today's recipe (() for today's), and today's
+    # recipe for its first main run where they differ
     recipe: dict[str, Variant]
     today: dict[str, dict[str, Any]]
     comparisons: list[Comparison]
@@ -125,8 +125,8 @@ class Analysis:
     quick_images: list[int] = field(default_factory=list)  # images each quick run trained on
     missing: dict[Key, NotProduced] = field(default_factory=dict)  # the cells without runs
     failed: dict[Key, dict[int, str]] = field(default_factory=dict)  # seed -> why, per cell
-    timing: Timing | None = None  # the latest runs' time (see `timing`)
-    hardware: list[str] = field(default_factory=list)  # the latest runs' hardware, sorted
+    timing: Timing | None = None  # the main runs' time (see `timing`)
+    hardware: list[str] = field(default_factory=list)  # the main runs' hardware, sorted
     versions: list[str] = field(default_factory=list)  # 'torch X, torchvision Y' of each
     data_dirs: list[str] = field(default_factory=list)  # their data folders (repository-relative)
     origins: list[str] = field(default_factory=list)  # where those files came from (data_origin)
@@ -182,7 +182,7 @@ def _comparisons(drawn: list[Condition], others: list[Condition]) -> list[Compar
 
 
 def _doubled(cells: dict[Key, Condition], others: list[Condition]) -> list[tuple[Key, Condition]]:
-    """The cells of another configuration that differs from a latest cell in its epochs
+    """The cells of another configuration that differs from a main cell in its epochs
     only, at twice them: the result files a budget-bound claim needs."""
     out = []
     for other in others:
@@ -267,21 +267,21 @@ def build(
 ) -> Analysis:
     """The record of one report, from the runs of `profile` (results.collect's), the cells
     the call could not run (`missing`) and the seeds that failed (`failed`, seed -> why)."""
-    latest, other_runs = split_configurations([upgrade(r) for r in collected])
-    plotted, apart = split_weights(latest)
-    cells, drawn = group_conditions(latest), group_conditions(plotted)
-    rows = group_conditions(latest + other_runs)
-    shown = {id(r) for r in latest}
+    main, other_runs = split_configurations([upgrade(r) for r in collected])
+    plotted, apart = split_weights(main)
+    cells, drawn = group_conditions(main), group_conditions(plotted)
+    rows = group_conditions(main + other_runs)
+    shown = {id(r) for r in main}
     others = [c for c in rows if id(c.runs[0]) not in shown]
     quick = profile == "quick"
     images = sorted(
-        {len(r["history"]) * r["steps_per_epoch"] * r["config"]["batch_size"] for r in latest}
+        {len(r["history"]) * r["steps_per_epoch"] * r["config"]["batch_size"] for r in main}
     )
     comparisons = [] if quick else _comparisons(drawn, others)
     return Analysis(
         profile=profile,
         quick=quick,
-        runs=latest,
+        runs=main,
         plotted=plotted,
         apart=apart,
         cells=cells,
@@ -297,10 +297,10 @@ def build(
         missing=_missing(cells, missing or {}, failed or {}),
         failed=failed or {},
         timing=timing([r for c in cells for r in c.runs]),
-        hardware=sorted({r["hardware"] for r in latest}),
-        versions=sorted({f"torch {r['torch']}, torchvision {r['torchvision']}" for r in latest}),
-        data_dirs=sorted({r["config"]["data_dir"] for r in latest}),
-        origins=sorted({r["data"] for r in latest}),
+        hardware=sorted({r["hardware"] for r in main}),
+        versions=sorted({f"torch {r['torch']}, torchvision {r['torchvision']}" for r in main}),
+        data_dirs=sorted({r["config"]["data_dir"] for r in main}),
+        origins=sorted({r["data"] for r in main}),
     )
 
 

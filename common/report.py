@@ -258,7 +258,8 @@ def notes(a: Analysis, call: Call) -> list[str]:
         n, labels = sum(len(c.runs) for c in a.others), sorted({c.label for c in a.others})
         out.append(
             f"{_count(n, 'run')} of {_count(len(labels), 'other configuration')} "
-            f"({'; '.join(labels)}) in this folder trained differently from the latest runs: "
+            f"({'; '.join(labels)}) in this folder trained differently from the main "
+            "configuration (that of most runs): "
             f"separate rows of the table, {LEFT_OUT}."
         )
     out += [

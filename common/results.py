@@ -328,15 +328,18 @@ def variant_labels(variants: Iterable[Variant]) -> dict[Variant, str]:
 def split_configurations(
     metrics: list[dict[str, Any]],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(runs of each setting's latest configuration, runs of any other). Curves, figures and fits
-    use only the first: runs that trained differently must not be averaged with them. Scratch and
-    fine-tuned runs have recipes of their own, so a new fine-tuned grid leaves the scratch runs
-    in place, and the other way round."""
-    latest = {}
-    for m in sorted(metrics, key=lambda m: moment(m["finished_at"])):
-        latest[m["pretrained"]] = variant(m)
-    same = [m for m in metrics if variant(m) == latest[m["pretrained"]]]
-    return same, [m for m in metrics if variant(m) != latest[m["pretrained"]]]
+    """(runs of each setting's main configuration, runs of any other). The main configuration is
+    the one most of the setting's runs share, the latest of them where several tie, so that one
+    stray run never redefines it. Curves, figures and fits use only its runs: runs that trained
+    differently must not be averaged with them. Scratch and fine-tuned runs have recipes of
+    their own."""
+    rank: dict[tuple[bool, Variant], tuple[int, float]] = {}
+    for m in metrics:
+        count, when = rank.get((m["pretrained"], variant(m)), (0, 0.0))
+        rank[m["pretrained"], variant(m)] = (count + 1, max(when, moment(m["finished_at"])))
+    main = {pretrained: v for (pretrained, v), _ in sorted(rank.items(), key=lambda i: i[1])}
+    same = [m for m in metrics if variant(m) == main[m["pretrained"]]]
+    return same, [m for m in metrics if variant(m) != main[m["pretrained"]]]
 
 
 def split_weights(

@@ -1,5 +1,6 @@
-"""The end of a run, as its notebook calls it: its curves and metrics.json written, its resumable
-checkpoints pruned, its curves shown."""
+"""A run from its configuration to its folder, as the notebooks and `run_all.py --direct` do it:
+its folder locked and checked, the model trained, its curves and metrics.json written, its
+resumable checkpoints pruned, its curves shown."""
 
 from __future__ import annotations
 
@@ -11,8 +12,57 @@ import matplotlib.pyplot as plt
 
 from .checkpoint import KEEP_CHECKPOINTS, prune_checkpoints
 from .config import RunConfig
+from .errors import ConfigError
 from .plots import plot_curves, save_figure
-from .results import make_metrics, save_metrics
+from .results import EXECUTED, load_metrics, make_metrics, save_metrics
+from .rundir import Busy, run_lock, same_run
+
+
+def train_or_reuse(cfg: RunConfig) -> dict[str, Any]:
+    """The run `cfg` describes, trained in `cfg.output_dir`, or read back where that folder
+    already holds it finished. The folder is locked while training (run_all.py holds the lock
+    of the kernels it starts). Raises a one-line ConfigError where the folder holds a finished
+    run of another configuration, or another process is running it: nothing there is touched."""
+    if os.environ.get(EXECUTED) == "papermill":  # run_all.py locked and checked the folder
+        return train_and_save(cfg)
+    folder = Path(cfg.output_dir)
+    try:
+        with run_lock(folder):
+            metrics = load_metrics(folder)
+            if metrics is None:
+                return train_and_save(cfg)
+    except Busy:
+        raise ConfigError(
+            f"{folder} is being run by another process: wait for it, or set output_dir to "
+            "another folder"
+        ) from None
+    if not same_run(metrics, cfg):
+        raise ConfigError(
+            f"{folder} holds a finished run of another configuration: set output_dir to another "
+            "folder, or delete that folder to replace its run"
+        )
+    print(f"{folder} already holds this run (finished {metrics['finished_at']}): reusing it")
+    return metrics
+
+
+def train_and_save(
+    cfg: RunConfig,
+    keep_checkpoints: bool | None = None,
+    executed: str | None = None,
+    direct: bool = False,
+) -> dict[str, Any]:
+    """Build the model, load the data, train (resuming from a checkpoint) and save the run;
+    `direct`: in run_all.py's own process, which fetched the data, with no progress bars."""
+    from .data import load_cifar10
+    from .models import build_model
+    from .training import train
+
+    model = build_model(
+        cfg.model, cfg.pretrained, cfg.stem, cfg.weights_path, seed=cfg.seed, weights=cfg.weights
+    )
+    data = load_cifar10(cfg.data_dir, download=not direct)
+    result = train(model, data, cfg, run_dir=cfg.output_dir, progress=not direct)
+    return save_run(cfg, result, keep_checkpoints, executed)
 
 
 def save_run(

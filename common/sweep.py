@@ -25,6 +25,7 @@ from .errors import UserError
 from .files import write_text
 from .grid import NOTEBOOKS, Run, notebook_parameters
 from .results import EXECUTED, load_metrics
+from .run import train_and_save
 from .rundir import Busy, State, mark_finished, record_failure, run_lock, state
 
 KERNEL_START_RETRIES = 3
@@ -220,7 +221,7 @@ def execute(
                     return Outcome(run, True, "done by another process")
                 prune_checkpoints(run_dir)  # --force retrains, never resumes the finished run
             if direct:
-                train_direct(cfg, keep_checkpoints)
+                train_and_save(cfg, keep_checkpoints, executed="direct", direct=True)
             else:
                 env = (env or {}) | {EXECUTED: "papermill"}  # the record says how it ran
                 env |= {KEEP_CHECKPOINTS: "1"} if keep_checkpoints else {}
@@ -240,21 +241,6 @@ def execute(
                 export_html(output)
         record_failure(run_dir, reason, output)
         return Outcome(run, False, reason)
-
-
-def train_direct(cfg: RunConfig, keep_checkpoints: bool) -> None:
-    """What the run's notebook does, in this process: build the model, train, save the run."""
-    from .data import load_cifar10
-    from .models import build_model
-    from .run import save_run
-    from .training import train
-
-    model = build_model(
-        cfg.model, cfg.pretrained, cfg.stem, cfg.weights_path, seed=cfg.seed, weights=cfg.weights
-    )
-    data = load_cifar10(cfg.data_dir, download=False)
-    result = train(model, data, cfg, run_dir=cfg.output_dir, progress=False)
-    save_run(cfg, result, keep_checkpoints, executed="direct")
 
 
 def run_notebook(

@@ -75,8 +75,12 @@ def test_cells_group_by_configuration_not_only_by_cell():
     assert sorted({c.label for c in cells}) == ["lr: recipe", "lr=0.01"]
     alone = group_conditions(metrics(1.0, s, 0.5, "x", epochs=2) for s in (0, 1))
     assert [c.label for c in alone] == [""]  # one configuration: nothing to tell apart
-    latest, others = split_configurations(mixed())
-    assert {m["test_acc"] for m in latest} == {0.6} and {m["test_acc"] for m in others} == {0.2}
+    main, others = split_configurations(mixed())  # 4 runs each: the latest configuration
+    assert {m["test_acc"] for m in main} == {0.6} and {m["test_acc"] for m in others} == {0.2}
+    stray = metrics(1.0, 0, 0.9, "2026-01-03T00:00:00", epochs=1)  # a later notebook run
+    main, others = split_configurations([*mixed(), stray])
+    assert {m["test_acc"] for m in main} == {0.6} and len(main) == 4  # it redefines nothing
+    assert len(others) == 5 and stray in others
 
 
 def test_a_setting_of_one_configuration_has_no_label_beside_another_of_two():
