@@ -30,8 +30,7 @@ from benchmarks import recipe_sweep
 from benchmarks.output import RESULTS, machine_name
 from common.config import REPO, make_config
 from common.data import parse_fraction
-from common.grid import build_grid, run_config
-from common.rundir import State, state
+from common.runner import State, build_grid, run_config, state
 from common.training import resolve_device
 
 # Seconds per run on one H200 = epoch-equivalents (45,000 training images each) x PER_EPOCH x

@@ -12,7 +12,7 @@ On a GPU, the full profile, scored on the whole 5,000-image validation split:
 
 Each `--run` is a setting (scratch or pretrained) and the recipe values it overrides, on top of
 `--profile` (quick by default). Each variant and seed is one run, executed as every run is, by
-`common.sweep.execute` (locked, skipped when done, resumed from its last checkpoint, a failure
+`common.runner.execute` (locked, skipped when done, resumed from its last checkpoint, a failure
 kept in its failed.json), on `--device` (auto: the GPU when torch can use one), in
 <out-dir>/<name>-<machine>/<variant>/seed<N>/ with its metrics.json (the machine: the
 device's type and model, e.g. `cpu-amd-epyc`). Runs are scored on validation images only
@@ -32,10 +32,8 @@ from typing import Any
 from benchmarks import output
 from common.config import LIFT, REPO, RunConfig, make_config, parse_sets
 from common.errors import ConfigError
-from common.grid import Run
 from common.results import load_metrics
-from common.rundir import State, state
-from common.sweep import execute
+from common.runner import Run, State, execute, state
 from common.training import resolve_device
 
 EVAL_IMAGES = 4000  # 2,000 validation images: a standard error near 1.1 points at 50% accuracy

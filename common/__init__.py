@@ -19,9 +19,8 @@ _HOMES = {
     ),
     "errors": ("ConfigError", "DataError", "TrainingError", "UserError", "WeightsError"),
     "models": ("build_model", "ensure_weights", "find_weights", "weights_file"),
-    "notebook": ("notebook_config", "notebook_setup"),
     "results": ("load_metrics", "summary_line"),
-    "run": ("save_run", "show_curves", "train_or_reuse"),
+    "runner": ("notebook_config", "notebook_setup", "save_run", "show_curves", "train_or_reuse"),
     "training": ("train",),
 }
 _HOME = {name: module for module, names in _HOMES.items() for name in names}

@@ -30,10 +30,21 @@ from .checkpoint import LATEST, PREVIOUS
 from .config import REPO, RunConfig
 from .errors import UserError
 from .files import write_with
-from .grid import Run, run_config
 from .results import METRICS, input_identity, portable
-from .rundir import FAILED, Busy, State, mark_finished, record_failure, run_lock, state
-from .sweep import Outcome, execute, stop_kernels
+from .runner import (
+    FAILED,
+    Busy,
+    Outcome,
+    Run,
+    State,
+    execute,
+    mark_finished,
+    record_failure,
+    run_config,
+    run_lock,
+    state,
+    stop_notebooks,
+)
 
 RETRIES = 3  # times Ray starts a run again after its worker died
 CANCEL_GRACE_S = 5.0  # a cancelled task's time to stop its kernel before its worker is killed
@@ -78,6 +89,41 @@ def connect(address: str, excludes: Iterable[str] = ()) -> list[dict[str, float]
             "node of the cluster, with the cluster's Ray and Python versions)"
         ) from None
     return [node["Resources"] for node in ray.nodes() if node["Alive"]]
+
+
+def join(
+    address: str, device: str, jobs: int | None, cpus: int, repo: Path, folders: list[str | None]
+) -> bool:
+    """Join the Ray cluster of --ray, shipping the code of `repo` but not the data and output
+    `folders` inside it; whether each run gets a GPU of it."""
+    if jobs is not None:
+        raise UserError("--jobs and --ray don't mix: Ray runs as many runs at once as fit")
+    if device not in ("auto", "cpu"):
+        raise UserError(
+            f"--device {device} names a device of this machine: with --ray leave it out "
+            "(each run gets a GPU of the cluster) or use --device cpu"
+        )
+    excludes = ["/results/", "/benchmarks/results/"]
+    for folder in filter(None, folders):
+        path = Path(folder).resolve()
+        if path.is_relative_to(repo) and path != repo:
+            excludes.append(f"/{path.relative_to(repo).as_posix()}/")
+    nodes = connect(address, excludes)
+    gpus = sum(n.get("GPU", 0) for n in nodes)
+    gpu = gpus > 0 and device == "auto"
+    largest = max((n.get("CPU", 0) for n in nodes), default=0)
+    if not gpu and cpus > largest:
+        raise UserError(
+            f"each run would ask for {cpus} CPUs, but the largest node of the Ray cluster has "
+            f"{largest:g}: lower --ray-cpus"
+        )
+    each = "one GPU" if gpu else f"{cpus} CPU{'s' * (cpus != 1)}"
+    total = sum(n.get("CPU", 0) for n in nodes)
+    print(
+        f"Ray cluster at {address}: {len(nodes)} node{'s' * (len(nodes) != 1)}, {gpus:g} GPUs, "
+        f"{total:g} CPUs; each run asks for {each}"
+    )
+    return gpu
 
 
 def first_line(exc: BaseException) -> str:
@@ -189,7 +235,7 @@ def run_task(
     try:
         outcome = execute(run, cfg, **options)
     except KeyboardInterrupt:  # ray.cancel: the run keeps its checkpoint in the node's cache
-        stop_kernels(final=False)  # the worker goes on to other tasks
+        stop_notebooks(final=False)  # the worker goes on to other tasks
         raise
     files = {
         name: content
@@ -207,7 +253,6 @@ def run_on_ray(
     todo: list[Run],
     configs: dict[Run, RunConfig],
     overrides: dict[str, Any],
-    *,
     data_dir: str,
     gpu: bool,
     cpus: int,

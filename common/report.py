@@ -17,11 +17,11 @@ from .config import DEVIATIONS, SAME_RECIPE, SETTINGS, recipe_model
 from .data import fraction_title
 from .files import write_text
 from .fits import AXIS_SIZES
-from .grid import BASE_MODELS, SEED_FRACTIONS
 from .observations import extrapolation_table, joint_table, observations, table
 from .plots import SETTING_DIRS, curve_path, save_curves
 from .readme import keeps_full, update
 from .results import MODEL_TITLES, SETTING_TITLES, STARTING_POINT, Condition, collect, weights_title
+from .runner import BASE_MODELS, SEED_FRACTIONS
 
 SUMMARY = "model|data|setting|weights|train images:|epochs:|best val acc %:|test acc %:|TTA"
 DATA_FIGURES = ("error_vs_data", "accuracy_vs_time", "pretrained_gap")  # scaling.write_scaling's

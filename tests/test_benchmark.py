@@ -143,7 +143,7 @@ def test_recipe_sweep_scores_on_validation_over_seeds_and_resumes(
     assert sorted(m["config"]["lr"] for m in records)[-2:] == [1, 1]
     assert (folder.parent / f"{folder.name}.md").read_text() == text
     monkeypatch.setattr(
-        "common.sweep.train_and_save", lambda *a, **k: pytest.fail("retrained a finished run")
+        "common.runner.train_and_save", lambda *a, **k: pytest.fail("retrained a finished run")
     )
     assert sweep.main(args) == text  # resumed from the runs' records: nothing trained again
 

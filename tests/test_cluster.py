@@ -19,7 +19,7 @@ import pytest
 import common.cluster
 from common.cluster import first_line, localize, pack, unpack
 from common.errors import UserError
-from common.grid import Run, run_config
+from common.runner import Run, run_config
 from tests.conftest import REPO
 from tests.test_run_all import cli, one_line_error
 

@@ -28,7 +28,7 @@ from common.results import (
     split_configurations,
     variant,
 )
-from common.rundir import State, state
+from common.runner import State, state
 from common.scaling import load_all, record
 from tests.conftest import fake_result
 

@@ -17,7 +17,7 @@ from common.config import RunConfig, make_config
 from common.data import Cifar10, augment, epoch_draws, load_cifar10
 from common.models import build_model
 from common.precision import choose_arithmetic, gpu_precision
-from common.run import save_run
+from common.runner import save_run
 from common.training import evaluate, make_batches, make_optimizer, place, train, train_epoch
 from tests.conftest import TINY
 

@@ -12,13 +12,11 @@ import pytest
 import torch
 
 import run_all
-from common import local
+from common import runner
 from common.config import make_config
 from common.errors import UserError
-from common.grid import Run, notebook_parameters, run_config
-from common.notebook import notebook_config
 from common.results import file_identity, make_metrics, save_metrics
-from common.rundir import State, state
+from common.runner import Run, State, notebook_config, notebook_parameters, run_config, state
 from tests.conftest import fake_result
 from tests.test_paths import run_all as cli
 
@@ -89,7 +87,7 @@ def test_changed_data_or_weights_make_a_done_run_todo(tmp_path, fake_data):
 def fake_gpus(monkeypatch, count, visible=None):
     """`count` GPUs that torch can use, CUDA_VISIBLE_DEVICES as `visible` (None: unset)."""
     monkeypatch.setattr(
-        local, "resolve_device", lambda d: torch.device("cuda" if d == "auto" else d)
+        runner, "resolve_device", lambda d: torch.device("cuda" if d == "auto" else d)
     )
     monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
     if visible is None:
@@ -104,26 +102,26 @@ def seen(slots):
 
 def test_one_job_per_gpu_by_default_each_kernel_seeing_its_own(monkeypatch):
     fake_gpus(monkeypatch, 4)
-    slots, note = local.job_slots("auto", None)
+    slots, note = runner.job_slots("auto", None)
     assert seen(slots) == ["0", "1", "2", "3"] and note is None
     assert {slot.device for slot in slots} == {"cuda"}  # cuda:0 of the one GPU it sees
 
 
 def test_gpus_are_named_as_the_machine_numbers_them(monkeypatch):
     fake_gpus(monkeypatch, 2, visible="2,3")
-    assert seen(local.job_slots("cuda", None)[0]) == ["2", "3"]
-    assert seen(local.job_slots("cuda:1", None)[0]) == ["3"]  # GPU 3, not GPU 0
+    assert seen(runner.job_slots("cuda", None)[0]) == ["2", "3"]
+    assert seen(runner.job_slots("cuda:1", None)[0]) == ["3"]  # GPU 3, not GPU 0
 
 
 def test_more_jobs_than_gpus_share_them_and_say_so(monkeypatch):
     fake_gpus(monkeypatch, 2)
-    slots, note = local.job_slots("cuda", 3)
+    slots, note = runner.job_slots("cuda", 3)
     assert seen(slots) == ["0", "1", "0"] and "share" in note
 
 
 def test_cpu_runs_see_no_gpu(monkeypatch):
     fake_gpus(monkeypatch, 2)
-    slots, _ = local.job_slots("cpu", 2)
+    slots, _ = runner.job_slots("cpu", 2)
     assert seen(slots) == ["", ""] and {s.device for s in slots} == {"cpu"}
 
 

@@ -11,11 +11,11 @@ import common
 import run_all
 from common.config import SAME_RECIPE, make_config, recipe_model
 from common.fits import analyse_joint, fit_joint, joint_leave_out, joint_refusal
-from common.grid import BASE_MODELS, MODEL_NOTEBOOK, Run, build_grid
 from common.models import MODELS, flops_per_image, parameter_count
 from common.observations import joint_table, observations
 from common.report import Call, write_report
 from common.results import make_metrics, parameters, upgrade
+from common.runner import BASE_MODELS, Run, build_grid
 from common.scaling import record, write_scaling
 from tests.conftest import TINY, fake_result
 from tests.test_run_all import cli_args
@@ -111,7 +111,7 @@ def test_every_model_has_a_notebook_a_cost_and_a_recipe():
     named = {r.model: r.notebook.name for r in runs}
     assert named["resnet18"] == "resnet18_data-100.ipynb"
     assert named["resnet50"] == "resnet50_data-100.ipynb"
-    assert all(named[m] == MODEL_NOTEBOOK for m in MODELS if m not in BASE_MODELS)
+    assert all(named[m] == "model.ipynb" for m in MODELS if m not in BASE_MODELS)
     costs = [Run("scratch", d, 0.5, 0).cost for d in DEPTHS]
     assert costs == sorted(costs) and costs[0] == 0.5
     assert all(recipe_model(m) in BASE_MODELS for m in MODELS)  # tuned, or inherited with why

@@ -10,10 +10,16 @@ import pytest
 
 import common
 from common.errors import ConfigError, UserError
-from common.grid import NOTEBOOK_PARAMETERS, NOTEBOOKS, Run, notebook_parameters, run_config
-from common.notebook import notebook_config
-from common.rundir import run_lock
-from common.sweep import KERNEL
+from common.runner import (
+    KERNEL,
+    NOTEBOOK_PARAMETERS,
+    NOTEBOOKS,
+    Run,
+    notebook_config,
+    notebook_parameters,
+    run_config,
+    run_lock,
+)
 from tests.conftest import TINY
 
 NAMES = [f"{m}_data-{s}.ipynb" for m in ("resnet18", "resnet50") for s in ("1-16", "50", "100")]

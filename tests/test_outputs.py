@@ -17,8 +17,7 @@ from common.files import write_text
 from common.readme import HEADLINE_END, HEADLINE_START, README_END, README_START
 from common.report import Call, write_report
 from common.results import make_metrics, weights_title
-from common.run import KEEP_CHECKPOINTS, save_run
-from common.rundir import Busy, run_lock
+from common.runner import KEEP_CHECKPOINTS, Busy, run_lock, save_run
 from common.scaling import load_all
 from tests.conftest import REPO, fake_result
 

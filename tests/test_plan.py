@@ -27,7 +27,7 @@ def test_list_and_a_budget_dry_run_start_only_what_fits(tmp_path, capsys):
 def test_a_sweep_is_done_when_the_runs_its_command_describes_are(tmp_path, capsys, monkeypatch):
     plan = load_script("plan")
     from benchmarks.output import machine_name
-    from common.rundir import State
+    from common.runner import State
     from common.training import resolve_device
 
     folder = f"check-budget-resnet18-{machine_name(resolve_device('auto'))}"

@@ -25,7 +25,7 @@ from common.results import (
     make_metrics,
     stamp,
 )
-from common.run import save_run
+from common.runner import save_run
 from tests.conftest import REPO, fake_result
 
 

@@ -15,8 +15,8 @@ import torch
 
 import run_all
 from common.errors import UserError
-from common.grid import BASE_MODELS, EXTRA_MODEL
 from common.models import weights_file
+from common.runner import BASE_MODELS, EXTRA_MODEL
 from tests.conftest import REPO, TINY, subprocess_env, write_test_weights
 
 TINY_SETS = [f"--set={k}={v}" for k, v in TINY.items()]
@@ -390,7 +390,7 @@ def test_direct_runs_need_no_notebook_and_report_only_reports_them(
     workdir, torch_home, no_network, monkeypatch
 ):
     args = ("--models", "resnet18", "--settings", "scratch", "--fractions", "1")
-    monkeypatch.setattr(run_all, "check_kernel", lambda k: pytest.fail("looked for a kernel"))
+    monkeypatch.setattr("common.runner.check_kernel", lambda k: pytest.fail("looked for a kernel"))
     assert run_all.main(cli_args(workdir, *args, "--direct")) == 0  # trains in this process
     run_dir = workdir / "runs" / "scratch" / "resnet18_data-100_seed0"
     assert (run_dir / "metrics.json").exists() and not list(run_dir.glob("*.ipynb"))
@@ -404,13 +404,14 @@ def test_direct_runs_need_no_notebook_and_report_only_reports_them(
 
 
 def test_report_only_takes_the_profile_of_the_runs_it_finds(tmp_path):
+    args = run_all.parse_args(["--report-only", "--output-dir", str(tmp_path)])
     for profile, name in (("full", "a"), ("full", "b")):
         (tmp_path / "scratch" / name).mkdir(parents=True)
         (tmp_path / "scratch" / name / "metrics.json").write_text(json.dumps({"profile": profile}))
-    assert run_all.profile_of_runs(str(tmp_path)) == "full"
+    assert run_all.choose_profile(args) == "full"
     (tmp_path / "scratch" / "b" / "metrics.json").write_text(json.dumps({"profile": "quick"}))
     with pytest.raises(UserError, match="have profiles full, quick: choose with --profile"):
-        run_all.profile_of_runs(str(tmp_path))
+        run_all.choose_profile(args)
 
 
 def test_device_cpu_is_a_cpu_run_of_the_quick_profile(workdir, capsys):
@@ -421,24 +422,22 @@ def test_device_cpu_is_a_cpu_run_of_the_quick_profile(workdir, capsys):
 
 
 def test_a_dry_run_on_ray_does_not_connect(workdir, monkeypatch, capsys):
-    monkeypatch.setattr(run_all, "connect", lambda *a: pytest.fail("connected to the cluster"))
+    monkeypatch.setattr("common.cluster.connect", lambda *a: pytest.fail("connected"))
     args = ["--data-dir", str(workdir / "data"), "--output-dir", str(workdir / "runs"), *TINY_SETS]
     assert run_all.main([*args, "--ray", "auto", "--settings", "scratch", "--dry-run"]) == 0
     assert "6 runs: 6 to run" in capsys.readouterr().out
 
 
 def test_progress_to_a_file_gives_one_line_per_run(tmp_path, capsys):
-    from common.grid import Run, run_config
-    from common.progress import follow
     from common.results import make_metrics, save_metrics
-    from common.sweep import Outcome
+    from common.runner import Outcome, Run, follow, run_config
     from tests.conftest import fake_result
 
     runs = [Run("scratch", "resnet18", 1.0, seed) for seed in (0, 1)]
     configs = {r: run_config(r, tmp_path, profile="quick") for r in runs}
     save_metrics(configs[runs[0]].output_dir, make_metrics(configs[runs[0]], fake_result()))
     outcomes = iter([Outcome(runs[0], True, "done"), Outcome(runs[1], False, "Boom: no")])
-    assert follow(outcomes, 2, configs, "resume") == [(runs[1], "Boom: no")]
+    assert follow(outcomes, runs, configs) == [(runs[1], "Boom: no")]
     out, err = capsys.readouterr()
     lines = out.splitlines()
     assert lines[0].startswith("[1/2] ResNet-18 from scratch") and "\r" not in out + err

@@ -14,8 +14,8 @@ import pytest
 from common.config import make_config
 from common.files import write_json
 from common.fits import extrapolate, fit_power_law
-from common.grid import NOTEBOOKS
 from common.observations import extrapolation_table, observations
+from common.runner import NOTEBOOKS
 from common.scaling import load_all, profile_line, record, write_scaling
 
 SIZES = {1 / 16: 2810, 0.5: 22500, 1.0: 45000}

@@ -1,0 +1,601 @@
+"""Running the grid: its runs and their folders (state, lock, failures), one run trained from a
+notebook or directly, notebooks executed by papermill in child processes, parallel jobs on this
+machine's devices, and the progress a command line shows."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from .checkpoint import KEEP_CHECKPOINTS, LATEST, prune_checkpoints
+from .config import LIFT, SETTINGS, RunConfig, make_config, run_name
+from .data import fraction_label, fraction_title
+from .errors import ConfigError, UserError, one_line_in_jupyter
+from .files import read_json, write_json, write_text
+from .models import check_model, flops_per_image
+from .plots import plot_curves, save_figure
+from .results import (
+    EXECUTED,
+    input_identity,
+    load_metrics,
+    make_metrics,
+    save_metrics,
+    summary_line,
+)
+from .training import resolve_device
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+KERNEL = "big-vs-small"  # the project's Jupyter kernel, which the README's set-up registers
+SEED_FRACTIONS = (1 / 16, 0.5, 1.0)  # the sizes the six notebooks are named for
+BASE_MODELS = ("resnet18", "resnet50")  # every fraction and setting; each has named notebooks
+EXTRA_MODEL = "resnext50_32x4d"  # the seed's extra run: pretrained, on 100% only
+# The run notebooks' parameters cell; any other RunConfig field goes into its `overrides`.
+NOTEBOOK_PARAMETERS = (
+    "model",
+    "data_fraction",
+    "pretrained",
+    "seed",
+    "epochs",
+    "data_dir",
+    "weights",
+    "profile",
+    "output_dir",
+    "device",
+)
+FAILED, LOCK = "failed.json", ".lock"
+KERNEL_TRIES = 3  # a kernel that dies or fails to start is started again
+STOP_GRACE_S = 3.0  # a stopped notebook's time to end on SIGTERM before SIGKILL
+NOISE = (  # kernel log lines that are not the run's
+    # jupyter_client 8 interrupts a kernel before shutting it down (_async_shutdown_kernel)
+    "KeyboardInterrupt caught in kernel",
+    "Kernel is running over TCP without encryption",  # ipykernel 7, on the loopback
+)
+notebook_setup = one_line_in_jupyter  # a notebook's first call: UserErrors as one line
+
+
+@dataclass(frozen=True)
+class Run:
+    """One cell of the grid for one seed."""
+
+    setting: str
+    model: str
+    fraction: float
+    seed: int
+
+    @property
+    def pretrained(self) -> bool:
+        return self.setting == "pretrained"
+
+    @property
+    def name(self) -> str:
+        return run_name(self.model, self.fraction, self.seed)
+
+    @property
+    def condition(self) -> tuple[str, str, float]:
+        return (self.setting, self.model, self.fraction)
+
+    @property
+    def cost(self) -> float:
+        """A relative training time, to start the longest runs first."""
+        return self.fraction * flops_per_image(self.model) / flops_per_image("resnet18")
+
+    @property
+    def notebook(self) -> Path:
+        """Its model's notebook at the nearest seed size, or model.ipynb for other models."""
+        if self.model not in BASE_MODELS:
+            return NOTEBOOKS / "model.ipynb"
+        nearest = min(SEED_FRACTIONS, key=lambda f: abs(f - self.fraction))
+        return NOTEBOOKS / f"{self.model}_data-{fraction_label(nearest)}.ipynb"
+
+
+def build_grid(
+    settings: list[str], models: list[str] | None, fractions: list[float], seeds: list[int]
+) -> list[Run]:
+    """All runs; without `models`, the seed's 13: ResNet-18 and -50 everywhere, ResNeXt50
+    pretrained on 100%."""
+    for s in settings:
+        if s not in SETTINGS:
+            raise ConfigError(f"unknown setting {s!r}: choose from {', '.join(SETTINGS)}")
+    for m in models or []:
+        check_model(m)
+    runs = [
+        Run(s, m, f, seed)
+        for s in settings
+        for m in (models or BASE_MODELS)
+        for f in fractions
+        for seed in seeds
+    ]
+    if models is None and "pretrained" in settings and 1.0 in fractions:
+        runs += [Run("pretrained", EXTRA_MODEL, 1.0, seed) for seed in seeds]
+    return list(dict.fromkeys(runs))
+
+
+def run_config(run: Run, output_dir: str | Path, **overrides: Any) -> RunConfig:
+    """The run's configuration, in its folder under `output_dir`."""
+    folder = str(Path(output_dir) / run.setting / run.name)
+    return make_config(
+        run.model, run.fraction, run.pretrained, run.seed, output_dir=folder, **overrides
+    )
+
+
+def notebook_parameters(cfg: RunConfig, extra_keys: list[str] = ()) -> dict[str, Any]:
+    """What papermill injects: the parameters cell's values, `extra_keys` and a local weights
+    file in `overrides`."""
+    params = {k: getattr(cfg, k) for k in NOTEBOOK_PARAMETERS}
+    extra = [k for k in extra_keys if k not in NOTEBOOK_PARAMETERS]
+    extra += ["weights_path"] if cfg.weights_path and "weights_path" not in extra else []
+    # a lifted cap must stay lifted: None there means the recipe's value
+    params["overrides"] = {k: LIFT if getattr(cfg, k) is None else getattr(cfg, k) for k in extra}
+    return params
+
+
+def notebook_config(
+    own_model: str | None, model: str, overrides: dict[str, Any] | None = None, **params: Any
+) -> RunConfig:
+    """A notebook's configuration from its parameters; a named notebook (`own_model`) trains
+    its own model only, and `overrides` may not repeat a parameter."""
+    overrides = dict(overrides or {})
+    asked = overrides.get("model", model)
+    if own_model is not None and asked != own_model:
+        raise ConfigError(
+            f"this notebook trains {own_model}: run {asked} in notebooks/model.ipynb "
+            f'(model = "{asked}")'
+        )
+    if twice := sorted(set(overrides) & {"model", *params}):
+        raise ConfigError(
+            f"overrides {', '.join(twice)}: set the notebook's parameter of that name instead"
+        )
+    return make_config(model=model, **params, **overrides)
+
+
+class State(StrEnum):
+    DONE = "done"  # its metrics.json, for the same training, data and weights files
+    FAILED = "failed"  # its last attempt failed: failed.json says why
+    TODO = "todo"
+    NOT_POSSIBLE = "not possible"  # it needs ImageNet weights this machine cannot have
+
+
+class Busy(Exception):
+    """Another process holds the run folder's lock."""
+
+
+def same_run(metrics: dict[str, Any], cfg: RunConfig) -> bool:
+    """Whether `metrics` records the run `cfg` describes: the same training, and no input file
+    known on both sides changed."""
+    key, saved = cfg.training_key(), metrics["config"]
+    files, now = metrics["inputs"] or {}, input_identity(cfg.data_dir, cfg.weights_path)
+    same_files = all(files.get(k) is None or now[k] is None or files[k] == now[k] for k in now)
+    return {k: saved.get(k) for k in key} == key and same_files
+
+
+def state(cfg: RunConfig) -> State:
+    metrics = load_metrics(cfg.output_dir)
+    if metrics and same_run(metrics, cfg):
+        return State.DONE
+    return State.FAILED if (Path(cfg.output_dir) / FAILED).exists() else State.TODO
+
+
+def resume_epoch(cfg: RunConfig) -> int | None:
+    """The epoch a run resumes from: that of its checkpoint of the same training, if any."""
+    path = Path(cfg.output_dir) / LATEST
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # absent, or unreadable (training then tries the previous one)
+        return None
+    return len(saved["history"]) if saved.get("key") == cfg.training_key() else None
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """An exclusive lock on the run folder, released when the process dies; its file goes with
+    it, so a finished run leaves none."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / LOCK
+    while True:
+        f = open(path, "a")  # noqa: SIM115 - held open while locked
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            raise Busy(f"{run_dir} is being run by another process") from None
+        # the holder before us may have removed the file we opened: lock the one there now
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(path).st_ino == os.fstat(f.fileno()).st_ino:
+                break
+        f.close()
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)  # still held: no one can lock this file anew
+        f.close()
+
+
+def failure_reason(run_dir: str | Path) -> str | None:
+    record = read_json(Path(run_dir) / FAILED)
+    return record.get("error") if isinstance(record, dict) else None
+
+
+def record_failure(run_dir: Path, reason: str, notebook: Path) -> None:
+    at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    write_json(run_dir / FAILED, {"error": reason, "notebook": str(notebook), "at": at})
+
+
+def mark_finished(run_dir: Path, keep_checkpoints: bool) -> None:
+    """Forget an earlier failure; prune the resumable checkpoints unless asked to keep them."""
+    (run_dir / FAILED).unlink(missing_ok=True)
+    if not keep_checkpoints:
+        prune_checkpoints(run_dir)
+
+
+def train_or_reuse(cfg: RunConfig) -> dict[str, Any]:
+    """A notebook's run: trained in `cfg.output_dir`, or read back where that folder holds it
+    finished; a one-line ConfigError where it holds another configuration's finished run or
+    another process runs it. run_all.py's kernels train: run_all.py locked and checked."""
+    if os.environ.get(EXECUTED) == "papermill":
+        return train_and_save(cfg)
+    folder = Path(cfg.output_dir)
+    try:
+        with run_lock(folder):
+            metrics = load_metrics(folder)
+            if metrics is None:
+                return train_and_save(cfg)
+    except Busy:
+        raise ConfigError(
+            f"{folder} is being run by another process: wait for it, or set output_dir to "
+            "another folder"
+        ) from None
+    if not same_run(metrics, cfg):
+        raise ConfigError(
+            f"{folder} holds a finished run of another configuration: set output_dir to another "
+            "folder, or delete that folder to replace its run"
+        )
+    print(f"{folder} already holds this run (finished {metrics['finished_at']}): reusing it")
+    return metrics
+
+
+def train_and_save(
+    cfg: RunConfig,
+    keep_checkpoints: bool | None = None,
+    executed: str | None = None,
+    direct: bool = False,
+) -> dict[str, Any]:
+    """Build the model, load the data, train (resuming from a checkpoint) and save the run;
+    `direct`: in run_all.py's own process, which fetched the data, with no progress bars."""
+    from .data import load_cifar10
+    from .models import build_model
+    from .training import train
+
+    model = build_model(
+        cfg.model, cfg.pretrained, cfg.stem, cfg.weights_path, seed=cfg.seed, weights=cfg.weights
+    )
+    data = load_cifar10(cfg.data_dir, download=not direct)
+    result = train(model, data, cfg, run_dir=cfg.output_dir, progress=not direct)
+    return save_run(cfg, result, keep_checkpoints, executed)
+
+
+def save_run(
+    cfg: RunConfig,
+    result: dict[str, Any],
+    keep_checkpoints: bool | None = None,
+    executed: str | None = None,
+) -> dict[str, Any]:
+    """Write the run's curves, then its metrics.json (it marks the run done), then prune its
+    resumable checkpoints unless asked (None: as run_all.py told the kernel)."""
+    metrics = make_metrics(cfg, result, executed)
+    for metric in ("acc", "loss"):
+        save_figure(plot_curves([metrics], metric), Path(cfg.output_dir) / f"{metric}.png")
+    save_metrics(cfg.output_dir, metrics)
+    if not (os.environ.get(KEEP_CHECKPOINTS) if keep_checkpoints is None else keep_checkpoints):
+        prune_checkpoints(cfg.output_dir)
+    return metrics
+
+
+def show_curves(metrics: dict[str, Any]) -> None:
+    """Draw the run's accuracy and loss curves inline."""
+    import matplotlib.pyplot as plt
+
+    for metric in ("acc", "loss"):
+        plot_curves([metrics], metric)
+    plt.show()
+
+
+def check_kernel(name: str) -> None:
+    """A one-line UserError unless Jupyter has the kernel `name` and its Python exists."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    manager = KernelSpecManager()
+    specs = manager.find_kernel_specs()
+    register = (
+        f"`{sys.executable} -m ipykernel install --sys-prefix --name {name} "
+        f'--display-name "Python ({name})"`'
+    )
+    if name not in specs and name != KERNEL:
+        have = ", ".join(sorted(specs))
+        raise UserError(
+            f"Jupyter has no kernel named {name!r} (it has: {have}): pick one with --kernel"
+        )
+    if name not in specs:
+        raise UserError(
+            f"Jupyter has no kernel named {name!r}: register this environment's with {register}, "
+            "or pass --kernel python3"
+        )
+    program = Path(manager.get_kernel_spec(name).argv[0])
+    if program.is_absolute() and not program.exists():
+        raise UserError(f"the Jupyter kernel {name!r} runs {program}, which is gone: {register}")
+
+
+_CHILDREN: set[subprocess.Popen] = set()  # the notebooks running now, stopped on Ctrl-C
+_CHILDREN_LOCK = threading.Lock()
+_STOPPED = threading.Event()
+
+
+class NotebookFailed(Exception):
+    """A notebook's cell raised, or its kernel could not run it: the message is one line."""
+
+
+def run_notebook(
+    notebook: Path, output: Path, params: dict[str, Any], kernel: str, env: dict[str, str]
+) -> None:
+    """Execute `notebook` into `output` with papermill in a child process whose kernel gets `env`
+    (e.g. the one GPU a job owns), then export it to HTML; a kernel that dies is started again."""
+    command = [sys.executable, "-m", "papermill", str(notebook), str(output), "-k", kernel]
+    command += ["-y", json.dumps(params), "--cwd", str(notebook.parent), "--no-progress-bar"]
+    for attempt in range(1, KERNEL_TRIES + 1):
+        with _CHILDREN_LOCK:
+            if _STOPPED.is_set():
+                raise KeyboardInterrupt
+            child = subprocess.Popen(
+                [*command, "--log-level", "ERROR"],
+                env=os.environ | env,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            _CHILDREN.add(child)
+        try:
+            _, err = child.communicate()
+        finally:
+            with _CHILDREN_LOCK:
+                _CHILDREN.discard(child)
+        lines = [x for x in err.splitlines() if not any(n in x for n in NOISE)]
+        if child.returncode == 0:
+            sys.stderr.write("".join(f"{line}\n" for line in lines))
+            break
+        if error := cell_error(output):
+            raise NotebookFailed(error)
+        if attempt == KERNEL_TRIES or _STOPPED.is_set():
+            raise NotebookFailed(
+                next((x for x in reversed(lines) if x.strip()), "papermill failed")
+            )
+        time.sleep(attempt)
+    export_html(output)
+
+
+def cell_error(notebook: Path) -> str | None:
+    """`Type: message` of the error a cell of the executed notebook raised, if one did."""
+    nb = read_json(notebook) or {}
+    for cell in nb.get("cells", []):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                return f"{out['ename']}: {out['evalue']}".strip().splitlines()[0]
+    return None
+
+
+def export_html(notebook: Path) -> None:
+    from nbconvert import HTMLExporter
+
+    write_text(notebook.with_suffix(".html"), HTMLExporter().from_filename(str(notebook))[0])
+
+
+def stop_notebooks(grace: float = STOP_GRACE_S, final: bool = True) -> None:
+    """End every notebook this process runs; its kernel ends within a second of its papermill
+    (ipykernel's parent poller). Each keeps its last checkpoint. `final`: none starts afterwards."""
+    with _CHILDREN_LOCK:
+        children = list(_CHILDREN)
+        if final:
+            _STOPPED.set()
+    for child in children:
+        child.terminate()
+    deadline = time.monotonic() + grace
+    for child in children:
+        try:
+            child.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
+@dataclass
+class Outcome:
+    run: Run
+    ok: bool
+    message: str
+
+
+def execute(
+    run: Run,
+    cfg: RunConfig,
+    *,
+    direct: bool = False,
+    kernel: str = KERNEL,
+    keep_checkpoints: bool = False,
+    extra_keys: list[str] = (),
+    device: str | None = None,
+    env: dict[str, str] | None = None,
+    force: bool = False,
+) -> Outcome:
+    """Execute one run in its locked folder: skip it if done (`force`: retrain it), else train
+    it through its notebook or `direct`ly, resuming from its checkpoint; record a failure."""
+    cfg = dataclasses.replace(cfg, device=device) if device else cfg  # not in its training_key
+    run_dir = Path(cfg.output_dir)
+    output = run_dir / f"{run.name}.ipynb"
+    try:
+        with run_lock(run_dir):
+            if state(cfg) == State.DONE:
+                if not force:
+                    return Outcome(run, True, "done by another process")
+                prune_checkpoints(run_dir)  # --force retrains, never resumes the finished run
+            if (epoch := resume_epoch(cfg)) is not None:
+                tqdm.write(f"resuming {run.setting}/{run.name} from epoch {epoch} of {cfg.epochs}")
+            if direct:
+                train_and_save(cfg, keep_checkpoints, executed="direct", direct=True)
+            else:
+                env = (env or {}) | {EXECUTED: "papermill"}  # the record says how it ran
+                env |= {KEEP_CHECKPOINTS: "1"} if keep_checkpoints else {}
+                params = notebook_parameters(cfg, extra_keys)
+                run_notebook(run.notebook, output, params, kernel, env)
+            if not load_metrics(run_dir):
+                raise RuntimeError("the run finished without writing metrics.json")
+            mark_finished(run_dir, keep_checkpoints)
+            return Outcome(run, True, "done")
+    except Busy as e:
+        return Outcome(run, False, str(e))
+    except Exception as e:
+        reason = str(e) if isinstance(e, NotebookFailed) else f"{type(e).__name__}: {e}"
+        reason = reason.strip().splitlines()[0]
+        if output.exists():
+            with contextlib.suppress(Exception):  # the failure matters more than its HTML
+                export_html(output)
+        record_failure(run_dir, reason, output)
+        return Outcome(run, False, reason)
+
+
+def execute_scaling(
+    output_dir: str, images_dir: str, results_dir: str, profile: str, kernel: str
+) -> tuple[list[Path], str | None]:
+    """Run the scaling notebook into `results_dir`; the figures it drew and, if it failed, why."""
+    output = Path(results_dir) / "scaling.ipynb"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(images_dir) / "scaling"
+    before = {f: f.stat().st_mtime_ns for f in folder.glob("*.png")}
+    params = {"output_dir": output_dir, "images_dir": images_dir, "profile": profile}
+    try:
+        run_notebook(NOTEBOOKS / "scaling.ipynb", output, params, kernel, {})
+        error = None
+    except NotebookFailed as e:
+        error = str(e)
+    return [f for f in sorted(folder.glob("*.png")) if before.get(f) != f.stat().st_mtime_ns], error
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where one job runs: the `device` its runs get, and its kernels' environment."""
+
+    device: str
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def gpu_ids() -> list[str]:
+    """The GPUs as CUDA_VISIBLE_DEVICES names them, in order."""
+    if visible := os.environ.get("CUDA_VISIBLE_DEVICES"):
+        return [v.strip() for v in visible.split(",") if v.strip()][: torch.cuda.device_count()]
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def job_slots(device: str, jobs: int | None) -> tuple[list[Slot], str | None]:
+    """One slot per parallel job (None: one per usable GPU, else one), each kernel seeing its
+    own GPU or none; and a note when jobs share a GPU."""
+    resolved = resolve_device(device)
+    if resolved.type != "cuda":
+        return [Slot("cpu", {"CUDA_VISIBLE_DEVICES": ""})] * (jobs or 1), None
+    ids = gpu_ids()
+    if device in ("auto", "cuda"):
+        jobs = jobs or len(ids)
+        chosen = [ids[i % len(ids)] for i in range(jobs)]
+    else:  # cuda:N
+        jobs = jobs or 1
+        chosen = [ids[resolved.index or 0]] * jobs
+    slots = [Slot("cuda", {"CUDA_VISIBLE_DEVICES": gpu}) for gpu in chosen]
+    gpus = len(set(chosen))
+    if gpus == jobs:
+        return slots, None
+    return slots, (
+        f"{jobs} jobs on {gpus} GPU{'s' * (gpus != 1)}: runs share GPUs, so each is slower and "
+        "the summary leaves them out of its time estimates"
+    )
+
+
+def run_locally(
+    todo: list[Run], configs: dict[Run, RunConfig], slots: list[Slot], options: dict
+) -> Iterator[Outcome]:
+    """Execute `todo` here, one run per slot at a time; yield outcomes as runs end. Parallel
+    CPU runs share the cores as torch threads (more threads than cores is several times
+    slower). Interrupted, it starts no further run."""
+    free: queue.Queue[Slot] = queue.Queue()
+    for slot in slots:
+        free.put(slot)
+    share = {}
+    if len(slots) > 1 and slots[0].device == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        share = {"OMP_NUM_THREADS": str(max(1, len(os.sched_getaffinity(0)) // len(slots)))}
+
+    def job(run: Run) -> Outcome:
+        slot = free.get()
+        device = slot.device
+        if options.get("direct") and device == "cuda":  # in this process: its GPU by index
+            device = f"cuda:{gpu_ids().index(slot.env['CUDA_VISIBLE_DEVICES'])}"
+        try:
+            return execute(run, configs[run], device=device, env=slot.env | share, **options)
+        finally:
+            free.put(slot)
+
+    pool = ThreadPoolExecutor(max_workers=len(slots))
+    try:
+        yield from (f.result() for f in as_completed([pool.submit(job, run) for run in todo]))
+    finally:  # on Ctrl-C too: the caller stops the runs in flight
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def follow(
+    outcomes: Generator[Outcome, None, None], todo: list[Run], configs: dict[Run, RunConfig]
+) -> list[tuple[Run, str]]:
+    """Show the runs' outcomes as they end (a bar on a terminal, numbered lines elsewhere);
+    return the failures. On Ctrl-C, stop and say which unfinished runs will resume."""
+    failures: list[tuple[Run, str]] = []
+    terminal, total, ended = sys.stderr.isatty(), len(todo), set()
+    bar = tqdm(total=total, desc="grid", unit="run", dynamic_ncols=True, disable=not terminal)
+    try:
+        for done, outcome in enumerate(outcomes, 1):
+            run = outcome.run
+            ended.add(run)
+            if outcome.ok:
+                line = summary_line(load_metrics(configs[run].output_dir))
+            else:
+                line = f"FAILED {run.setting} {run.name} ({fraction_title(run.fraction)}): "
+                line += outcome.message
+                failures.append((run, outcome.message))
+            bar.write(line if terminal else f"[{done}/{total}] {line}", file=sys.stdout)
+            bar.update()
+    except KeyboardInterrupt:
+        outcomes.close()  # no further run starts; on Ray the tasks are cancelled
+        left = [r for r in todo if r not in ended]
+        raise KeyboardInterrupt(resume_note(left, configs)) from None
+    finally:
+        bar.close()
+    return failures
+
+
+def resume_note(left: list[Run], configs: dict[Run, RunConfig]) -> str:
+    """What the next call does with the unfinished runs `left`, as their checkpoints say."""
+    epochs = {r: resume_epoch(configs[r]) for r in left}
+    resumes = [f"{r.setting}/{r.name} at epoch {e}" for r, e in epochs.items() if e is not None]
+    fresh = [r for r, e in epochs.items() if e is None]
+    note = "finished runs are kept"
+    note += f"; the next call resumes {', '.join(resumes)}" if resumes else ""
+    return note + (
+        f"; {len(fresh)} unfinished run(s) start over (no checkpoint yet)" if fresh else ""
+    )
