@@ -364,7 +364,7 @@ def dispatch(args: argparse.Namespace, plan: dict[str, Any], todo: list) -> list
         options,
     )
     return follow(
-        outcomes, todo, configs, "the others resume from their checkpoints on their Ray nodes"
+        outcomes, todo, configs, "finished runs are kept; the others resume on their Ray nodes"
     )
 
 

@@ -1,18 +1,11 @@
-"""Errors that carry a one-line message telling the user what to do, and the hook that shows
-them as that one line in Jupyter."""
+"""Errors whose one line tells the user what to do, and the hook that shows them so in Jupyter."""
 
 import re
 
 
 class UserError(Exception):
-    """Bad input or a missing resource: its message is the whole story, no traceback needed.
-    It names run parameters in backticks (`data_dir`), as a notebook knows them; a command line
-    puts its own option in their place (see `with_options`)."""
-
-
-def with_options(message: str, options: dict[str, str]) -> str:
-    """`message` with each backticked parameter that has a command-line option replaced by it."""
-    return re.sub(r"`(\w+)`", lambda m: options.get(m.group(1), m.group(0)), message)
+    """Bad input or a missing resource: the message is the whole story. It names parameters in
+    backticks (`data_dir`), which a command line replaces by its options (`with_options`)."""
 
 
 class ConfigError(UserError):
@@ -28,18 +21,20 @@ class WeightsError(UserError):
 
 
 class TrainingError(UserError):
-    """Training diverged (a non-finite loss) or ran out of memory."""
+    """Training diverged or ran out of memory."""
+
+
+def with_options(message: str, options: dict[str, str]) -> str:
+    return re.sub(r"`(\w+)`", lambda m: options.get(m.group(1), m.group(0)), message)
 
 
 def one_line_in_jupyter() -> None:
-    """In IPython or Jupyter, show a UserError as its one line (what to do) instead of a
-    traceback through the library; other errors keep theirs. Elsewhere, do nothing."""
+    """In IPython or Jupyter, show a UserError as its one line, not a traceback."""
     try:
         from IPython import get_ipython
     except ImportError:
         return
-    shell = get_ipython()
-    if shell is None:
+    if (shell := get_ipython()) is None:
         return
 
     def show(shell: object, etype: type, value: BaseException, tb: object, tb_offset=None):

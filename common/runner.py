@@ -10,6 +10,7 @@ import fcntl
 import json
 import os
 import queue
+import re
 import subprocess
 import sys
 import threading
@@ -67,6 +68,7 @@ NOISE = (  # kernel log lines that are not the run's
     "KeyboardInterrupt caught in kernel",
     "Kernel is running over TCP without encryption",  # ipykernel 7, on the loopback
 )
+EPOCH = re.compile(r" epoch (\d+/\d+): ")  # training's line after each evaluated epoch
 notebook_setup = one_line_in_jupyter  # a notebook's first call: UserErrors as one line
 
 
@@ -561,13 +563,25 @@ def run_locally(
 
 
 def follow(
-    outcomes: Generator[Outcome, None, None], todo: list[Run], configs: dict[Run, RunConfig]
+    outcomes: Generator[Outcome, None, None],
+    todo: list[Run],
+    configs: dict[Run, RunConfig],
+    ray_note: str | None = None,
 ) -> list[tuple[Run, str]]:
-    """Show the runs' outcomes as they end (a bar on a terminal, numbered lines elsewhere);
-    return the failures. On Ctrl-C, stop and say which unfinished runs will resume."""
+    """Show the runs' outcomes as they end (a bar on a terminal, with the epochs of the runs in
+    flight; numbered lines elsewhere); return the failures. On Ctrl-C, stop and say what resumes
+    (`ray_note` on Ray, whose checkpoints stay on its nodes)."""
     failures: list[tuple[Run, str]] = []
-    terminal, total, ended = sys.stderr.isatty(), len(todo), set()
+    terminal, total, ended, since = sys.stderr.isatty(), len(todo), set(), time.time()
     bar = tqdm(total=total, desc="grid", unit="run", dynamic_ncols=True, disable=not terminal)
+    stop = threading.Event()
+
+    def show_epochs() -> None:
+        while not stop.wait(5):
+            bar.set_postfix_str(in_flight([r for r in todo if r not in ended], configs, since))
+
+    if terminal:
+        threading.Thread(target=show_epochs, daemon=True).start()
     try:
         for done, outcome in enumerate(outcomes, 1):
             run = outcome.run
@@ -583,10 +597,23 @@ def follow(
     except KeyboardInterrupt:
         outcomes.close()  # no further run starts; on Ray the tasks are cancelled
         left = [r for r in todo if r not in ended]
-        raise KeyboardInterrupt(resume_note(left, configs)) from None
+        raise KeyboardInterrupt(ray_note or resume_note(left, configs)) from None
     finally:
+        stop.set()
         bar.close()
     return failures
+
+
+def in_flight(runs: list[Run], configs: dict[Run, RunConfig], since: float) -> str:
+    """The epoch each notebook run in flight has reached, as its executed notebook (which
+    papermill saves every 30 s) shows it."""
+    shown = []
+    for run in runs:
+        notebook = Path(configs[run].output_dir) / f"{run.name}.ipynb"
+        with contextlib.suppress(OSError):
+            if notebook.stat().st_mtime > since and (epochs := EPOCH.findall(notebook.read_text())):
+                shown.append(f"{run.name} epoch {epochs[-1]}")
+    return ", ".join(shown)
 
 
 def resume_note(left: list[Run], configs: dict[Run, RunConfig]) -> str:
