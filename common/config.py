@@ -63,10 +63,10 @@ RECIPES: dict[str, tuple[Any, ...]] = dict(
     image_size=     (32,          128,          128,          32,          32),  # BiT's crop
     resize=         (None,        160,          160,          None,        None),  # BiT's resize
     budget=         ("sqrt",      "sqrt",       "bit",        "sqrt",      "sqrt"),
-    # at 100%; 17, not BiT's: evidence: docs/recipes.md#full-pretrained-from-20000-images
+    # at 100%; 17 is shorter than BiT's, evidence: docs/recipes.md#full-pretrained-from-20000-images
     epochs=         (26,          17,           17,           4,           4),
     batch_size=     (500,         512,          512,          64,          64),
-    # quick: chosen on validation; evidence: docs/recipes.md#quick-scratch
+    # quick: chosen on validation; evidence: docs/recipes.md#quick-scratch, #quick-pretrained
     lr=             (0.2,         0.003,        0.003,        4e-3,        1e-3),
     optimizer=      ("sgd",       "sgd",        "sgd",        "adamw",     "adamw"),
     momentum=       (0.9,         0.9,          0.9,          0.9,         0.9),  # AdamW: beta1
@@ -94,7 +94,7 @@ UNMEASURED: dict[tuple[str, str, str], tuple[tuple[str, ...], str]] = {
         "checks lr 0.1 and 0.4)",
     ),
 }
-# Models that train with another model's recipe: (that model, why); evidence: docs/recipes.md
+# Models that train with another model's recipe: (that model, why); docs/recipes.md explains
 SAME_RECIPE: dict[str, tuple[str, str]] = {
     "resnet34": ("resnet18", "the same basic (two 3x3 convolution) blocks, more of them"),
     "resnet101": ("resnet50", "the same bottleneck blocks, more of them in the third stage"),
