@@ -13,18 +13,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from . import models
 from .data import SIDE, fraction_label, parse_fraction
 from .errors import ConfigError, UserError
-from .models import (
-    CUSTOM,
-    MIN_IMAGE_SIZE,
-    STEMS,
-    VERSIONS,
-    check_model,
-    custom_label,
-    weights_file,
-    weights_version,
-)
 from .precision import PRECISIONS, cuda_usable
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,7 +28,7 @@ LR_DROP = 0.1  # the "steps" schedule's factor at each drop, as BiT's get_lr
 CHOICES: dict[str, tuple[str, ...]] = dict(
     optimizer=("sgd", "adamw"),  # SGD is always Nesterov
     schedule=("cosine", "linear", "triangle", "steps"),  # after the warm-up (docs/running.md)
-    stem=STEMS,
+    stem=models.STEMS,
     pad_mode=("zeros", "reflect"),  # how the 4-px translate fills the border
     tta=("none", "flip"),  # test-time augmentation of every evaluation
     head_init=("default", "zero"),  # the new classifier head: PyTorch's init or all zeros
@@ -222,13 +213,13 @@ def _drops(value: Any) -> list[float]:
 Rule = tuple[str, Callable[[Any], bool], Callable[[Any], Any]]
 _WHOLE: Rule = ("a positive whole number", lambda v: float(v) > 0 and float(v) == int(v), int)
 _POSITIVE: Rule = ("a positive number", lambda v: float(v) > 0, float)
-_SIZE = f"a whole number of px, not below the {MIN_IMAGE_SIZE} px these models accept"
+_SIZE = f"a whole number of px, not below the {models.MIN_IMAGE_SIZE} px these models accept"
 # (what a value must be, its test, the type it is kept as); those in NULLABLE may be None
 RULES: dict[str, Rule] = dict.fromkeys(
     ("batch_size", "epochs", "steps_per_epoch", "eval_images", "patience", "resize", "val_size"),
     _WHOLE,
 ) | dict(
-    image_size=(_SIZE, lambda v: float(v) >= MIN_IMAGE_SIZE and float(v) == int(v), int),
+    image_size=(_SIZE, lambda v: float(v) >= models.MIN_IMAGE_SIZE and float(v) == int(v), int),
     max_evals=_WHOLE,
     lr=_POSITIVE,
     eval_share=_POSITIVE,
@@ -291,20 +282,20 @@ def resolve_weights(
     if not pretrained:
         return None, None
     weights = str(weights or "V1")
-    if weights.startswith(CUSTOM) and not path:  # a saved configuration's label
+    if weights.startswith(models.CUSTOM) and not path:  # a saved configuration's label
         raise ConfigError(f"weights {weights!r} need their file: set weights_path")
-    if weights in VERSIONS:
-        version = weights_version(model, weights)
-        if not path or Path(path).name == weights_file(model, version):
+    if weights in models.VERSIONS:
+        version = models.weights_version(model, weights)
+        if not path or Path(path).name == models.weights_file(model, version):
             return version, path
-    elif not weights.startswith(CUSTOM):  # the path of one's own state dict
+    elif not weights.startswith(models.CUSTOM):  # the path of one's own state dict
         path = str(REPO / Path(weights).expanduser())
         if not Path(path).is_file():
             raise ConfigError(
-                f"weights {weights!r} is neither {' nor '.join(VERSIONS)} nor a file: give a "
-                "version or the path of an ImageNet state dict"
+                f"weights {weights!r} is neither {' nor '.join(models.VERSIONS)} nor a file: "
+                "give a version or the path of an ImageNet state dict"
             )
-    return custom_label(path), path
+    return models.custom_label(path), path
 
 
 def train_images(fraction: float, val_size: Any = None) -> int:
@@ -346,12 +337,9 @@ def make_config(
     profile: str | None = None,
     **overrides: Any,
 ) -> RunConfig:
-    """The recipe's column for the run, with `overrides` applied, validated; ConfigError if not.
-
-    An override of None keeps the recipe's value, LIFT sets None. Profile None: 'full' on a
-    GPU, else 'quick'. Relative paths are relative to the repository's root.
-    """
-    check_model(model)
+    """The run's recipe column with `overrides` (None keeps a value, LIFT sets None), validated.
+    Profile None: full on a GPU, else quick. Relative paths are relative to the repository."""
+    models.check_model(model)
     profile = profile or default_profile()
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
