@@ -54,25 +54,25 @@ RECIPES: dict[str, tuple[Any, ...]] = dict(
     image_size=     (32,          128,          128,          32,          32),  # BiT's crop
     resize=         (None,        160,          160,          None,        None),  # BiT's resize
     budget=         ("sqrt",      "sqrt",       "bit",        "sqrt",      "sqrt"),
-    # at 100%; 17 is shorter than BiT's, evidence: docs/recipes.md#full-pretrained-from-20000-images
+    # at 100%; 17 is not BiT's: docs/recipes.md#full-pretrained-from-20000-images
     epochs=         (26,          17,           17,           4,           4),
     batch_size=     (500,         512,          512,          64,          64),
     # quick: chosen on validation; evidence: docs/recipes.md#quick-scratch, #quick-pretrained
     lr=             (0.2,         0.003,        0.003,        4e-3,        1e-3),
     optimizer=      ("sgd",       "sgd",        "sgd",        "adamw",     "adamw"),
     momentum=       (0.9,         0.9,          0.9,          0.9,         0.9),  # AdamW: beta1
-    weight_decay=   (5e-4,        0.0,          0.0,          0.05,        0.05),
+    weight_decay=   (5e-4,        0.0,          0.0,          0.05,        0.05),  # BiT: none
     label_smoothing=(0.0,         0.0,          0.0,          0.0,         0.0),
-    head_init=      ("default",   "zero",       "zero",       "default",   "default"),
+    head_init=      ("default",   "zero",       "zero",       "default",   "default"),  # BiT's
     schedule=       ("triangle",  "steps",      "steps",      "cosine",    "cosine"),
     warmup_epochs=  (None,        None,         None,         1,           1),
     warmup_share=   (0.2,         0.05,         0.2,          None,        None),
     lr_start_factor=(0.2,         0.0,          0.0,          0.0,         0.0),
     lr_drops=       ([],          [0.3, 0.6, 0.9], [0.4, 0.6, 0.8], [],    []),
-    mixup=          (0.0,         0.1,          0.0,          0.0,         0.0),
-    cutout=         (12,          0,            0,            0,           0),
-    pad_mode=       ("reflect",   "zeros",      "zeros",      "zeros",     "zeros"),
-    tta=            ("flip",      "none",       "none",       "none",      "none"),
+    mixup=          (0.0,         0.1,          0.0,          0.0,         0.0),  # BiT's get_mixup
+    cutout=         (12,          0,            0,            0,           0),  # airbench's
+    pad_mode=       ("reflect",   "zeros",      "zeros",      "zeros",     "zeros"),  # airbench's
+    tta=            ("flip",      "none",       "none",       "none",      "none"),  # airbench's
     steps_per_epoch=(None,        None,         None,         16,          16),  # quick: fixed work
     eval_images=    (None,        None,         None,         2000,        2000),
 )
