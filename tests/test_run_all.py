@@ -440,3 +440,24 @@ def test_progress_to_a_file_gives_one_line_per_run(tmp_path, capsys):
     lines = out.splitlines()
     assert lines[0].startswith("[1/2] ResNet-18 from scratch") and "\r" not in out + err
     assert lines[1] == "[2/2] FAILED scratch resnet18_data-100_seed1 (100%): Boom: no"
+
+
+def test_the_bar_shows_the_epoch_of_each_notebook_in_flight_and_an_interrupt_what_resumes(
+    tmp_path,
+):
+    from common.runner import LATEST, Run, in_flight, resume_note, run_config
+
+    runs = [Run("scratch", "resnet18", 1.0, seed) for seed in (0, 1)]
+    configs = {r: run_config(r, tmp_path, profile="quick") for r in runs}
+    folder = Path(configs[runs[0]].output_dir)
+    folder.mkdir(parents=True)
+    lines = ["resnet18 epoch 1/4: train loss 2.1", "resnet18 epoch 2/4: train loss 1.9"]
+    (folder / f"{runs[0].name}.ipynb").write_text(json.dumps({"cells": [{"outputs": lines}]}))
+    assert in_flight(runs, configs, since=0) == "resnet18_data-100_seed0 epoch 2/4"
+    assert in_flight(runs, configs, since=time.time() + 60) == ""  # an older call's notebook
+    key = configs[runs[0]].training_key()
+    torch.save({"key": key, "history": [{}, {}]}, folder / LATEST)
+    assert resume_note(runs, configs) == (
+        "finished runs are kept; the next call resumes scratch/resnet18_data-100_seed0 at epoch 2"
+        "; 1 unfinished run(s) start over (no checkpoint yet)"
+    )
