@@ -33,7 +33,7 @@ from benchmarks import output
 from common.config import LIFT, REPO, RunConfig, make_config, parse_sets
 from common.errors import ConfigError
 from common.grid import Run
-from common.results import load_metrics
+from common.report import load_metrics
 from common.rundir import State, state
 from common.sweep import execute
 from common.training import resolve_device

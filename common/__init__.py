@@ -20,7 +20,7 @@ _HOMES = {
     "errors": ("ConfigError", "DataError", "TrainingError", "UserError", "WeightsError"),
     "models": ("build_model", "ensure_weights", "find_weights", "weights_file"),
     "notebook": ("notebook_config", "notebook_setup"),
-    "results": ("load_metrics", "summary_line"),
+    "report": ("load_metrics", "summary_line"),
     "run": ("save_run", "show_curves", "train_or_reuse"),
     "training": ("train",),
 }

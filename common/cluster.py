@@ -31,7 +31,7 @@ from .config import REPO, RunConfig
 from .errors import UserError
 from .files import write_with
 from .grid import Run, run_config
-from .results import METRICS, input_identity, portable
+from .report import METRICS, input_identity, portable
 from .rundir import FAILED, Busy, State, mark_finished, record_failure, run_lock, state
 from .sweep import Outcome, execute, stop_kernels
 

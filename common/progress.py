@@ -12,7 +12,7 @@ from tqdm import tqdm
 from .config import RunConfig
 from .data import fraction_title
 from .grid import Run
-from .results import load_metrics, summary_line
+from .report import load_metrics, summary_line
 from .sweep import Outcome
 
 

@@ -13,8 +13,7 @@ import matplotlib.pyplot as plt
 from .checkpoint import KEEP_CHECKPOINTS, prune_checkpoints
 from .config import RunConfig
 from .errors import ConfigError
-from .plots import plot_curves, save_figure
-from .results import EXECUTED, load_metrics, make_metrics, save_metrics
+from .report import EXECUTED, load_metrics, make_metrics, plot_curves, save_figure, save_metrics
 from .rundir import Busy, run_lock, same_run
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from .checkpoint import prune_checkpoints
 from .config import RunConfig
 from .files import read_json, write_json
-from .results import input_identity, load_metrics
+from .report import input_identity, load_metrics
 
 FAILED = "failed.json"
 LOCK = ".lock"

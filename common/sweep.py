@@ -24,7 +24,7 @@ from .config import RunConfig
 from .errors import UserError
 from .files import write_text
 from .grid import NOTEBOOKS, Run, notebook_parameters
-from .results import EXECUTED, load_metrics
+from .report import EXECUTED, load_metrics
 from .run import train_and_save
 from .rundir import Busy, State, mark_finished, record_failure, run_lock, state
 

@@ -17,7 +17,7 @@ from common.config import make_config
 from common.errors import UserError
 from common.grid import Run, notebook_parameters, run_config
 from common.notebook import notebook_config
-from common.results import file_identity, make_metrics, save_metrics
+from common.report import file_identity, make_metrics, save_metrics
 from common.rundir import State, state
 from tests.conftest import fake_result
 from tests.test_paths import run_all as cli
