@@ -35,7 +35,7 @@ from common.checkpoint import BEST, LATEST, save_weights
 from common.config import REPO, RunConfig
 from common.data import CIFAR_MEAN, CIFAR_STD, Batches, fraction_title, make_splits
 from common.models import build_model
-from common.results import MODEL_TITLES, hardware
+from common.report import MODEL_TITLES, hardware
 from common.runner import build_grid, run_config
 from common.training import (
     Progress,

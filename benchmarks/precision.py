@@ -22,7 +22,7 @@ from benchmarks import output
 from common.errors import ConfigError
 from common.models import build_model, check_model
 from common.precision import Arithmetic, train_throughput
-from common.results import hardware
+from common.report import hardware
 from common.training import resolve_device
 
 # The configurations measured, MODEL:STEM:IMAGE_SIZE. The CIFAR stem at 32 px is the full

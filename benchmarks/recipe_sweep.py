@@ -32,7 +32,7 @@ from typing import Any
 from benchmarks import output
 from common.config import LIFT, REPO, RunConfig, make_config, parse_sets
 from common.errors import ConfigError
-from common.results import load_metrics
+from common.report import load_metrics
 from common.runner import Run, State, execute, state
 from common.training import resolve_device
 

@@ -26,7 +26,7 @@ from common import build_model, load_cifar10, make_config, make_splits, train
 from common.config import REPO, RunConfig
 from common.data import CIFAR_MEAN, CIFAR_STD, Batches, fraction_title
 from common.precision import Arithmetic
-from common.results import hardware
+from common.report import hardware
 from common.training import evaluate, train_step
 
 SEED_RECIPE = dict(

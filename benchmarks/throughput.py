@@ -35,7 +35,7 @@ from common.config import make_config
 from common.errors import ConfigError
 from common.files import write_text
 from common.models import MODELS, build_model, check_model
-from common.results import hardware
+from common.report import hardware
 from common.training import place, resolve_device, train_step
 
 # Dense bf16 tensor-core peaks (TFLOP/s) by the name torch gives the GPU; the first pattern the

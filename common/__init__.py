@@ -19,7 +19,7 @@ _HOMES = {
     ),
     "errors": ("ConfigError", "DataError", "TrainingError", "UserError", "WeightsError"),
     "models": ("build_model", "ensure_weights", "find_weights", "weights_file"),
-    "results": ("load_metrics", "summary_line"),
+    "report": ("load_metrics", "summary_line"),
     "runner": ("notebook_config", "notebook_setup", "save_run", "show_curves", "train_or_reuse"),
     "training": ("train",),
 }

@@ -30,7 +30,7 @@ from .checkpoint import LATEST, PREVIOUS
 from .config import REPO, RunConfig
 from .errors import UserError
 from .files import write_with
-from .results import METRICS, input_identity, portable
+from .report import METRICS, input_identity, portable
 from .runner import (
     FAILED,
     Busy,

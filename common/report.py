@@ -1,45 +1,378 @@
-"""What a sweep leaves for readers, in Markdown and PNG: curves per condition, the summary table
-(results/summary.md), the grid time, and the README's headline and results section (written
-through common/readme.py), each rendered from the one `analysis.Analysis` of the report."""
+"""The report: what a run records in metrics.json and how runs group into conditions; each cell's
+curves; the summary and the README's generated sections, rendered from the one analysis record
+of a report (common/analysis.py)."""
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import os
+import re
+import statistics
+import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from . import analysis
-from .analysis import DEVICES, Analysis, NotProduced, Timing
-from .analysis import Key as ConditionKey
-from .config import DEVIATIONS, SAME_RECIPE, SETTINGS, recipe_model
-from .data import fraction_title
-from .files import write_text
-from .fits import AXIS_SIZES
-from .observations import extrapolation_table, joint_table, observations, table
-from .plots import SETTING_DIRS, curve_path, save_curves
-from .readme import keeps_full, update
-from .results import MODEL_TITLES, SETTING_TITLES, STARTING_POINT, Condition, collect, weights_title
-from .runner import BASE_MODELS, SEED_FRACTIONS
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torchvision
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-SUMMARY = "model|data|setting|weights|train images:|epochs:|best val acc %:|test acc %:|TTA"
-DATA_FIGURES = ("error_vs_data", "accuracy_vs_time", "pretrained_gap")  # scaling.write_scaling's
-QUICK = (
-    " **Quick profile: short smoke runs on a CPU (few capped epochs, validation and test on "
-    "fixed subsets), not converged results.**"
-)
-DATA_ORIGINS = {  # results.data_origin's verdicts on the runs' data files
+from .config import DEVIATIONS, REPO, SAME_RECIPE, SETTINGS, RunConfig, make_config, recipe_model
+from .data import FOLDER, TEST_FILE, TRAIN_FILES, data_origin, fraction_label, fraction_title
+from .errors import UserError
+from .files import atomic_path, read_json, write_json, write_text
+from .models import CUSTOM, parameter_count
+from .precision import cpu_name
+
+if TYPE_CHECKING:
+    from .analysis import Analysis
+
+METRICS = "metrics.json"
+# run_all.py sets this in its kernels' environment, so that a record says how its run executed
+EXECUTED = "BIG_VS_SMALL_EXECUTED"
+SCHEMA = 2  # older records are not read: results/runs-full-nvidia-h200/convert.py shows the step
+REQUIRED_KEYS = ("model", "data_fraction", "pretrained", "seed", "epochs", "train_images")
+REQUIRED_KEYS += ("history", "best_val_acc", "test_acc", "wall_time_s", "device", "torch")
+# The notebooks this suite grew from: one run each, 20 epochs, the original files, all 50,000
+# training images (docs/results.md#starting-point)
+STARTING_POINT = {
+    ("scratch", "resnet18"): 85.13,
+    ("scratch", "resnet50"): 84.64,
+    ("pretrained", "resnet18"): 87.03,
+    ("pretrained", "resnet50"): 88.47,
+    ("pretrained", "resnext50_32x4d"): 89.31,
+}
+MODEL_TITLES = {
+    "resnet18": "ResNet-18",
+    "resnet34": "ResNet-34",
+    "resnet50": "ResNet-50",
+    "resnet101": "ResNet-101",
+    "resnet152": "ResNet-152",
+    "resnext50_32x4d": "ResNeXt50_32x4d",
+}
+SETTING_TITLES = {"scratch": "from scratch", "pretrained": "fine-tuned from ImageNet"}
+SETTING_DIRS = {"scratch": "from-scratch", "pretrained": "finetune"}  # the seed's image folders
+DATA_ORIGINS = {  # data.data_origin's verdicts
     "original": "the original files (their MD5s match torchvision's)",
-    "re-encoded": "a re-encoded copy (its checksums differ from torchvision's MD5s of the original "
-    "files): accuracies are close to, not equal to, what the original files give",
+    "re-encoded": "**a re-encoded (JPEG) copy**, not the original files: accuracies are close "
+    "to, not equal to, theirs",
     "unknown": "files whose origin was not recorded",
 }
-DEVIATION_LIST = "Where the recipes depart from their sources:\n\n" + "".join(
-    f"- {d}\n" for d in DEVIATIONS
-)
-OUTSIDE = "a folder outside the repository"  # a data folder not under the repository
-LEFT_OUT = "left out of the curves, figures, fits and observations"
+OUTSIDE = "a folder outside the repository"
+LEFT_OUT = "left out of the curves, figures, fits and claims"
+Record = dict[str, Any]
+Key = tuple[str, str, float]  # (setting, model, fraction)
+
+
+def hardware(device: str | None = None, name: str | None = None) -> str:
+    """'NVIDIA H200 (GPU)' with the GPU's recorded `name`, or this CPU; None: this machine's."""
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        return f"{name or torch.cuda.get_device_name()} (GPU)"
+    return f"{cpu_name()}, {len(os.sched_getaffinity(0))} cores (CPU)"
+
+
+def portable(path: str | None, run_dir: str | Path) -> str | None:
+    """`path` relative to the repository when inside it, else to the run folder: no machine's
+    absolute paths travel with the results."""
+    if not path:
+        return path
+    resolved = Path(path).resolve()
+    if resolved.is_relative_to(REPO):
+        return resolved.relative_to(REPO).as_posix() or "."
+    return os.path.relpath(resolved, Path(run_dir).resolve())
+
+
+@functools.cache
+def file_identity(*paths: str) -> str | None:
+    """A digest of the files' names, sizes and mtimes (once per process); None if one is missing."""
+    try:
+        stats = [(Path(p).name, os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths]
+    except OSError:
+        return None
+    return hashlib.sha256(json.dumps(stats).encode()).hexdigest()[:16]
+
+
+def input_identity(data_dir: str, weights_path: str | None) -> dict[str, str | None]:
+    """Which data and weights files a run reads: a run whose inputs changed is not done."""
+    folder = Path(data_dir) / FOLDER
+    return {
+        "data": file_identity(*(str(folder / n) for n in [*TRAIN_FILES, TEST_FILE])),
+        "weights": file_identity(weights_path) if weights_path else None,
+    }
+
+
+def make_metrics(cfg: RunConfig, result: Record, executed: str | None = None) -> Record:
+    """The metrics.json record of a finished run; `executed`: how (None: from the environment)."""
+    config = cfg.to_dict()
+    for key in ("data_dir", "output_dir", "weights_path"):
+        config[key] = portable(config[key], cfg.output_dir)
+    kernel = "notebook" if "ipykernel" in sys.modules else "script"
+    copied = ("train_images", "val_images", "test_images", "steps_per_epoch", "evaluations")
+    copied += ("precision", "history", "best_epoch", "best_val_acc", "test_acc", "test_loss")
+    copied += ("wall_time_s", "device", "device_name", "machine")
+    return {
+        "schema": SCHEMA,
+        "model": cfg.model,
+        "data_fraction": cfg.data_fraction,
+        "pretrained": cfg.pretrained,
+        "setting": cfg.setting,
+        "seed": cfg.seed,
+        "parameters": parameter_count(cfg.model, cfg.stem),  # as trained: 10 classes, its stem
+        "epochs": len(result["history"]),
+        "planned_epochs": cfg.epochs,
+        "profile": cfg.profile,
+        **{k: result[k] for k in copied},
+        "test_tta": cfg.tta,
+        "hardware": hardware(result["device"], result["device_name"]),
+        "threads": torch.get_num_threads(),  # CPU numbers change with it (float rounding)
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "config": config,
+        "inputs": input_identity(cfg.data_dir, cfg.weights_path),
+        "data": data_origin(cfg.data_dir),
+        "started_at": stamp(result["started_at"]),
+        "finished_at": stamp(time.time()),
+        "executed": executed or os.environ.get(EXECUTED) or kernel,
+    }
+
+
+def stamp(seconds: float) -> str:
+    """A moment as metrics.json writes it: ISO 8601 in UTC, to the millisecond."""
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
+
+
+def moment(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+def save_metrics(run_dir: str | Path, metrics: Record) -> Path:
+    path = Path(run_dir) / METRICS
+    write_json(path, metrics)
+    return path
+
+
+def load_metrics(run_dir: str | Path) -> Record | None:
+    """The run's record, or None when it is absent, unreadable, incomplete or of another schema."""
+    m = read_json(Path(run_dir) / METRICS)
+    ok = isinstance(m, dict) and m.get("schema") == SCHEMA and all(k in m for k in REQUIRED_KEYS)
+    return m if ok and m["history"] else None
+
+
+def collect(output_dir: str | Path, profile: str) -> list[Record]:
+    """Every complete record under `output_dir` trained with `profile`."""
+    runs = (load_metrics(p.parent) for p in sorted(Path(output_dir).glob(f"*/*/{METRICS}")))
+    return [m for m in runs if m and m["profile"] == profile]
+
+
+def weights_title(m: Record) -> str:
+    """'ImageNet V1' (torchvision's), 'custom: <file>' (one's own), '–' from scratch."""
+    if not m["pretrained"]:
+        return "–"
+    weights = m["config"]["weights"]
+    return weights if weights.startswith(CUSTOM) else f"ImageNet {weights}"
+
+
+def images_title(m: Record) -> str:
+    """'45,000 images', or '4,096 images seen, drawn from 45,000' where an epoch saw fewer
+    images than its subset holds by more than a batch (quick runs cap their steps)."""
+    batch = m["config"]["batch_size"]
+    if (m["steps_per_epoch"] + 1) * batch > m["train_images"]:
+        return f"{m['train_images']:,} images"
+    seen = len(m["history"]) * m["steps_per_epoch"] * batch
+    return f"{seen:,} images seen, drawn from {m['train_images']:,}"
+
+
+def cell_title(m: Record) -> str:
+    """'ResNet-18 from scratch, 1/16 of the data (2,810 images)', with fine-tuned runs' weights."""
+    weights = f" ({weights_title(m)})" if m["pretrained"] else ""
+    return (
+        f"{MODEL_TITLES[m['model']]} {SETTING_TITLES[m['setting']]}{weights}, "
+        f"{fraction_title(m['data_fraction'])} of the data ({images_title(m)})"
+    )
+
+
+def summary_line(m: Record) -> str:
+    """One line for a finished run."""
+    device = f"{m['device_name']} ({m['device']})" if m.get("device_name") else m["device"]
+    return (
+        f"{cell_title(m)}, seed {m['seed']}: best val acc {100 * m['best_val_acc']:.2f}% (epoch "
+        f"{m['best_epoch']}), test acc {100 * m['test_acc']:.2f}% on {m['test_images']:,} "
+        f"images, {m['wall_time_s']:.0f} s on {device}"
+        + " [quick profile]"
+        * (m["profile"] == "quick")
+    )
+
+
+Variant = tuple[tuple[str, Any], ...]
+
+
+def today_recipe(m: Record) -> RunConfig:
+    return make_config(m["model"], m["data_fraction"], m["pretrained"], 0, m["profile"])
+
+
+def variant(m: Record) -> Variant:
+    """What a run's training differs in from today's recipe for its cell, as sorted (field,
+    value) pairs; the seed and the weights (rows of their own) do not count."""
+    try:
+        recipe = today_recipe(m).training_key()
+    except UserError:  # a model or profile this version no longer knows
+        return (("recipe", "unknown"),)
+    differs = {
+        k: v
+        for k, v in m["config"].items()
+        if k in recipe and k not in ("seed", "weights") and recipe[k] != v
+    }
+    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in differs.items()))
+
+
+def variant_labels(variants: Iterable[Variant]) -> dict[Variant, str]:
+    """Per configuration, the fields that differ between them ('lr=0.01', 'lr: recipe')."""
+    variants = set(variants)
+    if len(variants) < 2:
+        return dict.fromkeys(variants, "")
+    keys = sorted({k for v in variants for k, _ in v})
+    varying = [k for k in keys if len({repr(dict(v).get(k)) for v in variants}) > 1]
+    return {
+        v: ", ".join(f"{k}={dict(v)[k]}" if k in dict(v) else f"{k}: recipe" for k in varying)
+        for v in variants
+    }
+
+
+def split_configurations(runs: list[Record]) -> tuple[list[Record], list[Record]]:
+    """(runs of each setting's main configuration, the others). The main one is that of most
+    of the setting's runs (the latest where several tie), so one stray run never redefines it."""
+    rank: dict[tuple[bool, Variant], tuple[int, float]] = {}
+    for m in runs:
+        count, when = rank.get((m["pretrained"], variant(m)), (0, 0.0))
+        rank[m["pretrained"], variant(m)] = (count + 1, max(when, moment(m["finished_at"])))
+    main = {pretrained: v for (pretrained, v), _ in sorted(rank.items(), key=lambda i: i[1])}
+    same = [m for m in runs if variant(m) == main[m["pretrained"]]]
+    return same, [m for m in runs if variant(m) != main[m["pretrained"]]]
+
+
+def split_weights(runs: list[Record]) -> tuple[list[Record], list[Record]]:
+    """(runs from scratch and of the weights of their model's latest fine-tuned run, the other
+    fine-tuned runs): a line of the curves, figures and fits never pools two sets of weights."""
+    latest: dict[str, tuple[float, str]] = {}
+    for m in (m for m in runs if m["pretrained"]):
+        when = (moment(m["finished_at"]), weights_title(m))
+        latest[m["model"]] = max(latest.get(m["model"], when), when)
+    same = [m for m in runs if not m["pretrained"] or weights_title(m) == latest[m["model"]][1]]
+    return same, [m for m in runs if m["pretrained"] and m not in same]
+
+
+@dataclass
+class Condition:
+    """All seeds of one (setting, model, fraction) in one configuration and set of weights."""
+
+    setting: str
+    model: str
+    fraction: float
+    runs: list[Record]
+    variant: Variant = ()
+    label: str = ""  # what differs from the other configurations of its setting
+
+    @property
+    def key(self) -> Key:
+        return self.setting, self.model, self.fraction
+
+    def stat(self, key: str) -> tuple[float, float, int]:
+        """Mean, sample standard deviation (0 for one run) and count of `key` over seeds."""
+        values = [r[key] for r in self.runs]
+        sd = statistics.stdev(values) if len(values) > 1 else 0.0
+        return statistics.fmean(values), sd, len(values)
+
+
+def order(key: Key) -> tuple:
+    """Scratch before fine-tuned, then the models as MODEL_TITLES lists them, then the size."""
+    return key[0] != "scratch", list(MODEL_TITLES).index(key[1]), key[2]
+
+
+def group_conditions(runs: Iterable[Record]) -> list[Condition]:
+    """Runs grouped by cell, weights and configuration, in display order, each labelled with
+    what tells it from the other configurations of its setting."""
+    cells: dict[tuple, Condition] = {}
+    for m in runs:
+        key = (m["setting"], m["model"], m["data_fraction"], weights_title(m), variant(m))
+        cells.setdefault(key, Condition(*key[:3], runs=[], variant=key[4])).runs.append(m)
+    for setting in SETTINGS:  # each setting has its own recipe
+        mine = [c for c in cells.values() if c.setting == setting]
+        labels = variant_labels(c.variant for c in mine)
+        for c in mine:
+            c.label = labels[c.variant]
+    return sorted(cells.values(), key=lambda c: (*order(c.key), str(c.variant)))
+
+
+def curve_path(
+    images_dir: str | Path, setting: str, model: str, fraction: float, metric: str
+) -> Path:
+    """images/from-scratch/resnet18_acc_1-16.png, images/finetune/resnet50_loss_100.png, ..."""
+    name = f"{model}_{metric}_{fraction_label(fraction)}.png"
+    return Path(images_dir) / SETTING_DIRS[setting] / name
+
+
+def plot_curves(runs: list[Record], metric: str) -> Figure:
+    """Train and validation `metric` ('acc' or 'loss') per epoch of one cell's seeds: the mean,
+    and a band of one sd with several seeds, over the epochs they share."""
+    fig, ax = plt.subplots(figsize=(7.2, 4.2), dpi=110, layout="constrained")
+    length = min(len(r["history"]) for r in runs)
+    for split, color in (("train", "tab:blue"), ("val", "tab:orange")):
+        key = f"{split}_{metric}"
+        epochs = np.array([h["epoch"] for h in runs[0]["history"][:length] if key in h])
+        values = np.array([[r["history"][e - 1][key] for e in epochs] for r in runs])
+        values = values * 100 if metric == "acc" else values
+        label = "training batches\n(augmented)" if split == "train" else "validation"
+        if split == "val" and epochs.size and epochs[0] > 1:
+            label += f"\n(every {epochs[0]} epochs)"
+        ax.plot(epochs, values.mean(axis=0), marker="o", ms=3, color=color, label=label)
+        if len(runs) > 1:
+            mean, sd = values.mean(axis=0), values.std(axis=0, ddof=1)
+            ax.fill_between(epochs, mean - sd, mean + sd, color=color, alpha=0.2)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # 1 epoch: one tick
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy (%)" if metric == "acc" else "cross-entropy loss")
+    seeds = f"mean ± sd of {len(runs)} seeds" if len(runs) > 1 else f"seed {runs[0]['seed']}"
+    quick = "\n[quick profile: a short CPU smoke run, not a converged result]"
+    title = f"{cell_title(runs[0])}\n{seeds}{quick * (runs[0]['profile'] == 'quick')}"
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.legend(loc="outside right upper", fontsize=8)
+    return fig
+
+
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Save `fig` as a PNG atomically and close it."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return Path(path)
+
+
+def save_curves(runs: list[Record], images_dir: str | Path) -> list[Path]:
+    """The accuracy and loss PNGs of one cell, under the seed's names."""
+    cell = (runs[0]["setting"], runs[0]["model"], runs[0]["data_fraction"])
+    return [
+        save_figure(plot_curves(runs, metric), curve_path(images_dir, *cell, metric))
+        for metric in ("acc", "loss")
+    ]
+
+
+@dataclass(frozen=True)
+class NotProduced:
+    """Why a cell has no runs: they `failed` (the error), or need the weights file `weights`."""
+
+    failed: str = ""
+    weights: str = ""
 
 
 @dataclass
@@ -47,26 +380,28 @@ class Call:
     """What the command that writes a report knows beyond the runs' files."""
 
     command: str  # as the report quotes it
-    missing: dict[ConditionKey, NotProduced] = field(default_factory=dict)  # cells without runs
-    failed: dict[ConditionKey, dict[int, str]] = field(default_factory=dict)  # seed -> reason
+    missing: dict[Key, NotProduced] = field(default_factory=dict)  # cells without runs
+    failed: dict[Key, dict[int, str]] = field(default_factory=dict)  # seed -> reason
     notes: list[str] = field(default_factory=list)  # remedies, listed under the table
     trained: int = 0  # how many runs it trained
-    started: float = field(default_factory=time.perf_counter)  # when it started
+    started: float = field(default_factory=time.perf_counter)
     figures: list[Path] | None = None  # scaling figures this call drew (None: those on disk)
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'s' * (n != 1)}"  # '1 run', '3 runs'
+def table(head: str, rows: Iterable[Sequence[object]]) -> str:
+    """A Markdown table: `head` names the columns ('|' between, ':' ending a right-aligned one)."""
+    names = head.split("|")
+    rule = "|" + "".join("---:|" if name.endswith(":") else "---|" for name in names)
+    lines = ["| " + " | ".join(map(str, r)) + " |" for r in [[n.rstrip(":") for n in names], *rows]]
+    return "\n".join([lines[0], rule, *lines[1:]]) + "\n"
 
 
-def _order(key: ConditionKey) -> tuple:
-    """Scratch before fine-tuned, then the models as MODEL_TITLES lists them, then the size."""
-    return key[0] != "scratch", list(MODEL_TITLES).index(key[1]), key[2]
+def count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' * (n != 1)}"
 
 
 def mean_sd(mean: float, sd: float, n: int, failed: dict[int, str] | None = None) -> str:
-    """'52.00 ± 2.00 (n=3)', '52.00 (n=1)' (one seed: no spread); with `failed` seeds,
-    '(n = 2 of 3: why)'."""
+    """'52.00 ± 2.00 (n=3)', '52.00 (n=1)'; with failed seeds '(n = 2 of 3: why)'."""
     spread = f" ± {100 * sd:.2f}" if n > 1 else ""
     if failed:
         why = "; ".join(f"seed {seed} failed: {reason}" for seed, reason in sorted(failed.items()))
@@ -74,52 +409,46 @@ def mean_sd(mean: float, sd: float, n: int, failed: dict[int, str] | None = None
     return f"{100 * mean:.2f}{spread} (n={n})"
 
 
-def weights_line(missing: dict[ConditionKey, NotProduced]) -> str:
+def weights_line(missing: dict[Key, NotProduced]) -> str:
     """One line for every cell that needs ImageNet weights not found here; '' if none."""
-    cells = sorted((k for k, v in missing.items() if v.weights), key=_order)
+    cells = sorted((k for k, v in missing.items() if v.weights), key=order)
+    if not cells:
+        return ""
     by_model: dict[str, list[str]] = {}
     for _, model, fraction in cells:
         by_model.setdefault(MODEL_TITLES[model], []).append(fraction_title(fraction))
     where = "; ".join(f"{model} at {', '.join(sizes)}" for model, sizes in by_model.items())
     files, n = ", ".join(sorted({missing[k].weights for k in cells})), len(cells)
-    if not n:
-        return ""
     return (
-        f"not produced: needs ImageNet weights: {_count(n, 'pretrained cell')} ({where}) "
+        f"not produced: needs ImageNet weights: {count(n, 'pretrained cell')} ({where}) "
         f"{'needs' if n == 1 else 'need'} {files}, not found on this machine."
     )
 
 
-def summary_table(
-    rows: list[Condition],
-    missing: dict[ConditionKey, NotProduced],
-    failed: dict[ConditionKey, dict[int, str]] | None = None,
-    profile: str = "full",
-) -> str:
-    """A row per cell and configuration and per failed cell, a line for those without weights."""
-    full, failed, out = profile == "full", failed or {}, []
-    for c in rows:
-        key, first = (c.setting, c.model, c.fraction), c.runs[0]
+SUMMARY = "model|data|setting|weights|train images:|epochs:|best val acc %:|test acc %:|TTA"
+
+
+def summary_table(a: Analysis) -> str:
+    """A row per cell and configuration and per failed cell; one line for those without weights."""
+    out = []
+    for c in a.rows:
+        first, failed = c.runs[0], a.failed.get(c.key)
         test = "" if first["test_images"] >= 10_000 else f" ({first['test_images']:,} imgs)"
         epochs, tta = (
             "/".join(sorted({str(r[k]) for r in c.runs})) for k in ("epochs", "test_tta")
         )
-        cells = [c.setting + (f" ({c.label})" if c.label else ""), weights_title(first)]
-        cells += [f"{first['train_images']:,}", epochs, mean_sd(*c.stat("best_val_acc"))]
-        cells += [mean_sd(*c.stat("test_acc"), failed.get(key)) + test, tta]
-        out.append((key, str(c.variant), cells, f"{c.stat('wall_time_s')[0]:.0f} s"))
-    for key, why in ((k, v) for k, v in missing.items() if v.failed):
+        images = images_title(first).removesuffix(" images").replace("images ", "")
+        cells = [c.setting + (f" ({c.label})" if c.label else ""), weights_title(first), images]
+        cells += [epochs, mean_sd(*c.stat("best_val_acc"))]
+        cells += [mean_sd(*c.stat("test_acc"), failed) + test, tta]
+        out.append((c.key, str(c.variant), cells, f"{c.stat('wall_time_s')[0]:.0f} s"))
+    for key, why in ((k, v) for k, v in a.missing.items() if v.failed):
         lost = [key[0], "–", "–", "–", "not produced", f"not produced: failed: {why.failed}", "–"]
         out.append((key, "", lost, "–"))
-    out.sort(key=lambda row: (*_order(row[0]), row[1]))
-    start = {k: [str(STARTING_POINT.get(k) or "–")] * full for k, *_ in out}
-    rows_md = [
-        [MODEL_TITLES[k[1]], fraction_title(k[2]), *cells, *start[k], wall]
-        for k, _, cells, wall in out
-    ]
-    line = weights_line(missing)
-    head = SUMMARY + "|starting point %:" * full + "|wall time / run:"
-    return table(head, rows_md) + (f"\n- {line}\n" if line else "")
+    out.sort(key=lambda row: (*order(row[0]), row[1]))
+    rows = [[MODEL_TITLES[k[1]], fraction_title(k[2]), *cells, wall] for k, _, cells, wall in out]
+    line = weights_line(a.missing)
+    return table(SUMMARY + "|wall time / run:", rows) + (f"\n- {line}\n" if line else "")
 
 
 def duration(seconds: float) -> str:
@@ -132,53 +461,49 @@ def duration(seconds: float) -> str:
     return f"{minutes:.0f} min" if minutes < 180 else f"{minutes / 60:.1f} h"
 
 
-def grid_time_line(t: Timing, elapsed: float | None = None, trained: int = 0) -> str:
-    """The grid's elapsed time (`elapsed`, measured by the call that trained `trained` runs;
-    else from the records), its time on one device and the differing estimates on several."""
-    if not t.runs:
+def busy_time(runs: list[Record]) -> float:
+    """Seconds during which at least one of the runs trained (the union of their intervals)."""
+    total, reach = 0.0, -np.inf
+    for start, end in sorted((moment(r["started_at"]), moment(r["finished_at"])) for r in runs):
+        total += max(0.0, end - max(start, reach))
+        reach = max(reach, end)
+    return total
+
+
+def grid_time_line(runs: list[Record], elapsed: float | None = None, trained: int = 0) -> str:
+    """The grid's time: measured by the call that trained `trained` runs, else from the records."""
+    if not runs:
         return ""
-    them = "the run" if t.runs == 1 else f"the {t.runs} runs"
-    out = [
-        f"Grid time: the call that trained {trained} of the {t.runs} runs above took "
-        f"{duration(elapsed)} from its start to this report, measured (its imports and checks, "
-        "the notebooks' start-up and the scaling figures included)."
-        if elapsed is not None
-        else f"Grid time: {them} above trained for {duration(t.busy)}, the time during which at "
-        "least one of them was training, from their recorded start and end."
-    ]
-    if t.shared:
-        out.append(
-            f"{t.shared} of them shared their device with another run at the same time, so their "
-            "wall times are stretched: they are left out of the sums below."
+    summed = duration(sum(r["wall_time_s"] for r in runs))
+    if elapsed is not None:
+        return (
+            f"Grid time: the call that trained {trained} of the {count(len(runs), 'run')} above "
+            f"took {duration(elapsed)} from its start to this report, measured; their wall "
+            f"times sum to {summed}.\n"
         )
-    if t.alone:
-        times = [duration(t.one)] + [duration(t.on[k]) for k in DEVICES]
-        more = ", ".join(
-            f"{k} devices {s}" for k, s, b in zip(DEVICES, times[1:], times, strict=False) if s != b
-        )
-        which = f"{t.alone} runs that had their device to themselves"
-        which = "run that had its device to itself" if t.alone == 1 else which
-        out.append(f"On one device, the {which} trained for {times[0]} in all (start-up excluded)")
-        estimate = "; on several devices like it, estimated from those times (each run to the"
-        out[-1] += f"{estimate} first free device, longest first): {more}." if more else "."
-    return " ".join(out) + "\n"
+    them = "the run" if len(runs) == 1 else f"the {len(runs)} runs"
+    return (
+        f"Grid time: {them} above trained for {duration(busy_time(runs))} from the first start "
+        f"to the last end their records give; their wall times sum to {summed}.\n"
+    )
 
 
-def _curve_tables(a: Analysis, images: Path, base: Path) -> str:
-    """Per setting and metric, models by rows and sizes by columns (one line if none ran)."""
-    have, out = {(c.setting, c.model, c.fraction) for c in a.drawn}, []
+def curve_tables(a: Analysis, images: Path, base: Path, metrics: Sequence[str]) -> str:
+    """Per setting with runs and metric, models by rows and sizes by columns, linking the PNGs."""
+    have, out = {c.key for c in a.drawn}, []
     absent = {
         k: f"not produced: {'failed' if v.failed else 'no weights'}" for k, v in a.missing.items()
     }
-    for setting in SETTING_DIRS:
-        keys = {k for k in have | set(a.missing) if k[0] == setting}
-        out.append(f"#### {SETTING_TITLES[setting][0].upper()}{SETTING_TITLES[setting][1:]}\n")
+    for setting in SETTINGS:
+        keys = {k for k in have | set(absent) if k[0] == setting}
         if not keys & have:
-            out.append("Not produced (see the summary table).\n" if keys else "No runs yet.\n")
             continue
-        models = [m for m in MODEL_TITLES if m in BASE_MODELS or any(k[1] == m for k in keys)]
-        fractions = sorted(set(SEED_FRACTIONS) | {k[2] for k in keys & have})
+        models = [m for m in MODEL_TITLES if any(k[1] == m for k in keys)]
+        fractions = sorted({k[2] for k in keys})
+        out.append(f"**{SETTING_TITLES[setting].capitalize()}**\n")
         for metric, word in (("acc", "Accuracy"), ("loss", "Loss")):
+            if metric not in metrics:
+                continue
             cell = dict(absent)
             for k in keys & have:
                 path = os.path.relpath(curve_path(images, *k, metric), base)
@@ -188,79 +513,96 @@ def _curve_tables(a: Analysis, images: Path, base: Path) -> str:
                 for m in models
             ]
             out.append(table("|".join([word, *map(fraction_title, fractions)]), rows))
-    return "\n".join(out)
-
-
-def _header(a: Analysis, command: str) -> str:
-    """Who made these numbers: the command, date, profile, hardware, versions, data, recipe."""
-    data = ", ".join(OUTSIDE if f.startswith("..") else f"`{f}/`" for f in a.data_dirs)
-    data += ": " + "; ".join(DATA_ORIGINS[o] for o in a.origins)
-    return (
-        f"_Generated by `{command}` on {time.strftime('%Y-%m-%d')}: profile `{a.profile}`, "
-        f"hardware {'; '.join(a.hardware) or 'none'}, {'; '.join(a.versions) or '–'}._"
-        f"{QUICK if a.quick else ''}\n\nData: CIFAR-10 from {data if a.data_dirs else '–'}.\n\n"
-        f"{recipe_line(a)}\n"
-    )
+    return "\n".join(out) or "No curves: no runs yet.\n"
 
 
 def recipe_line(a: Analysis) -> str:
-    """The recipe that made these numbers, per setting, read from the runs' own configurations."""
-    if not a.runs:
-        return ""
+    """The recipe that made these numbers, per setting, as the runs' configurations record it."""
     if not any(a.recipe.values()):
-        return "Recipe: today's (`common/config.py`, RECIPES), as the runs' configurations record."
+        return "Recipe: today's (`common/config.py`), as the runs' configurations record."
     parts = []
     for setting in (s for s in SETTINGS if s in a.recipe):
-        runs = "fine-tuned" if setting == "pretrained" else "from scratch"
         today = a.today.get(setting, {})
         differs = ", ".join(f"{k} {v} (today {today.get(k)})" for k, v in a.recipe[setting])
+        title = "fine-tuned" if setting == "pretrained" else "from scratch"
         parts.append(
-            f"{runs}: **a former recipe**; it differs from today's in {differs}"
+            f"{title}: **a former recipe**, unlike today's in {differs}"
             if differs
-            else f"{runs}: today's"
+            else f"{title}: today's"
         )
+    return f"Recipe, as the runs record it: {'; '.join(parts)}."
+
+
+def starting_point(a: Analysis) -> str:
+    """The seed notebooks' figures, as a reference apart from our numbers (full profile only)."""
+    models = {(c.setting, c.model) for c in a.cells} | {k[:2] for k in a.missing}
+    known = [(k, v) for k, v in STARTING_POINT.items() if k in models]
+    if a.quick or not known:
+        return ""
+    said = "; ".join(f"{MODEL_TITLES[m]} {SETTING_TITLES[s]} {v}%" for (s, m), v in known)
     return (
-        f"Recipe, as the runs' configurations record: {'; '.join(parts)}. Today's recipe has "
-        "not made the former recipe's numbers."
+        "Starting point, another measurement, not comparable with the numbers above: the "
+        "notebooks this suite grew from, one run each of 20 epochs on the original files with "
+        "all 50,000 training images (no validation split, so any best epoch was picked on the "
+        f"test set): {said}."
     )
 
 
+def provenance(a: Analysis, command: str, base: Path, readme: bool = False) -> str:
+    """Who made these numbers, one line each: command and hardware, data, weights; the recipe
+    and the starting point where the README's headline does not say them already."""
+    data = ", ".join(OUTSIDE if d.startswith("..") else f"`{d}/`" for d in a.data_dirs)
+    weights = sorted({weights_title(r) for r in a.runs if r["pretrained"]})
+    seen = ", ".join(f"{n:,}" for n in a.quick_images)
+    docs = os.path.relpath(REPO / "docs" / "results.md", base)
+    docs = f"[{docs}]({docs})" if base.is_relative_to(REPO) else "`docs/results.md`"
+    lines = [
+        f"_Generated by `{command}` on {time.strftime('%Y-%m-%d')}: profile `{a.profile}`, "
+        f"{'; '.join(a.hardware) or 'no hardware'}, {'; '.join(a.versions) or '–'}._",
+        f"**Quick profile: short CPU smoke runs, each saw {seen} training images whatever its "
+        "data size; not converged results.**" * a.quick,
+        f"Data: CIFAR-10 from {data or '–'}: {'; '.join(DATA_ORIGINS[o] for o in a.origins)}.",
+        "" if readme else recipe_line(a),
+        f"Fine-tuned from: {', '.join(weights)}." if weights else weights_line(a.missing),
+        "" if readme else starting_point(a),
+        f"How these runs were made, and what each label means: {docs}.",
+    ]
+    return "\n".join(f"- {line}" if i else line for i, line in enumerate(lines) if line) + "\n"
+
+
 def headline(a: Analysis) -> str:
-    """The README's first answer: test accuracy per model and size, scratch beside each set of
-    ImageNet weights fine-tuned, the recipe, and the starting point (full only)."""
+    """The README's first answer: test accuracy per model and size, from scratch beside each
+    set of ImageNet weights fine-tuned, with what keeps it from being misread."""
     keys = {(c.model, c.fraction) for c in a.cells} | {k[1:] for k in a.missing}
-    full, rows = a.profile == "full", []
-    for model, fraction in sorted(keys, key=lambda k: _order(("", *k))):
-        cell = {s: [] for s in SETTINGS}
+    rows = []
+    for model, fraction in sorted(keys, key=lambda k: order(("", *k))):
+        cell: dict[str, list[str]] = {s: [] for s in SETTINGS}
         for c in (c for c in a.cells if (c.model, c.fraction) == (model, fraction)):
             weights = f" ({weights_title(c.runs[0])})" if c.runs[0]["pretrained"] else ""
             cell[c.setting].append(mean_sd(*c.stat("test_acc")) + weights)
         for s in SETTINGS:
             cell[s] = cell[s] or ["not produced" if (s, model, fraction) in a.missing else "–"]
-        start = [STARTING_POINT.get((s, model, fraction)) for s in SETTINGS]
-        first = " / ".join(f"{v}" if v else "–" for v in start) if any(start) else "–"
         head = [MODEL_TITLES[model], fraction_title(fraction), cell["scratch"][0]]
-        rows += [[*head, right] + [first] * full for right in cell["pretrained"]]
-    columns = "model|data|from scratch:|fine-tuned:"
-    columns += "|starting point (scratch / fine-tuned):" * full
+        rows += [[*head, right] for right in cell["pretrained"]]
+    data = "; ".join(DATA_ORIGINS[o].split(":")[0] for o in a.origins) or "–"
+    quick = " **A pipeline check, not a result**: see [Results](#results)." if a.quick else ""
     return (
-        f"Test accuracy %, mean ± sd over seeds; profile `{a.profile}`, "
-        f"{'; '.join(a.hardware) or 'none yet'}."
-        + ("" if full else " A pipeline check, not a result: see [Results](#results).")
-        + f"\n\n{recipe_line(a)}\n\n{table(columns, rows)}"
+        f"Test accuracy %, mean ± sd over n seeds; profile `{a.profile}`, "
+        f"{'; '.join(a.hardware) or 'no runs yet'}; CIFAR-10 from {data}.{quick}\n\n"
+        f"{table('model|data|from scratch:|fine-tuned:', rows)}\n{recipe_line(a)}\n"
+        + (f"\n{starting_point(a)}\n" if starting_point(a) else "")
     )
 
 
 def notes(a: Analysis, call: Call) -> list[str]:
-    """Under the table: remedies, other configurations, inherited recipes, other weights."""
+    """Under the summary table: remedies, other configurations, inherited recipes, other weights."""
     out, models = list(call.notes), {c.model for c in a.cells}
     if a.others:
         n, labels = sum(len(c.runs) for c in a.others), sorted({c.label for c in a.others})
         out.append(
-            f"{_count(n, 'run')} of {_count(len(labels), 'other configuration')} "
+            f"{count(n, 'run')} of {count(len(labels), 'other configuration')} "
             f"({'; '.join(labels)}) in this folder trained differently from the main "
-            "configuration (that of most runs): "
-            f"separate rows of the table, {LEFT_OUT}."
+            f"configuration (that of most runs): separate rows of the table, {LEFT_OUT}."
         )
     out += [
         f"{MODEL_TITLES[m]} trains with {MODEL_TITLES[recipe_model(m)]}'s recipe, not tuned for "
@@ -271,12 +613,18 @@ def notes(a: Analysis, call: Call) -> list[str]:
     if a.apart:
         which = sorted({f"{MODEL_TITLES[r['model']]} from {weights_title(r)}" for r in a.apart})
         out.append(
-            f"{_count(len(a.apart), 'fine-tuned run')} started from other ImageNet weights than "
-            f"the latest runs of {'its' if len(a.apart) == 1 else 'their'} model "
-            f"({'; '.join(which)}): rows of their own in the table and the headline, {LEFT_OUT}, "
-            "which never pool two sets of weights."
+            f"{count(len(a.apart), 'fine-tuned run')} started from other ImageNet weights than "
+            f"the latest of their model ({'; '.join(which)}): rows of their own, {LEFT_OUT}."
         )
     return out
+
+
+def figure_links(names: Iterable[str], images: Path, base: Path, drawn: list[Path] | None) -> str:
+    """Links to the scaling figures `names` that exist (with `drawn`, that this call drew)."""
+    paths = [images / "scaling" / f"{name}.png" for name in names]
+    keep = {p.resolve() for p in (paths if drawn is None else drawn)}
+    linked = [p for p in paths if p.exists() and p.resolve() in keep]
+    return " ".join(f"![{p.stem}]({os.path.relpath(p, base)})" for p in linked)
 
 
 def write_report(
@@ -288,50 +636,74 @@ def write_report(
     call: Call,
 ) -> Path:
     """Build the analysis record once, draw every cell's curves, and render results/summary.md
-    and the README's headline and results section (see `keeps_full`) from it."""
+    and the README's headline and results section (unless `keeps_full`) from it."""
+    from . import analysis  # it reads this module's schema: imported here, not at the top
+
     images = Path(images_dir)
     a = analysis.build(collect(output_dir, profile), profile, call.missing, call.failed)
     for cell in a.drawn:
         save_curves(cell.runs, images)
-    rows = summary_table(a.rows, a.missing, a.failed, profile)
-    rows += "".join(f"\n- {note}" for note in notes(a, call)) + "\n"
+    rows = summary_table(a) + "".join(f"\n- {note}" for note in notes(a, call)) + "\n"
     elapsed = time.perf_counter() - call.started if call.trained else None
-    rows += f"\n{grid_time_line(a.timing, elapsed, call.trained)}" if a.cells else ""
-    header, summary = _header(a, call.command), Path(results_dir) / "summary.md"
-    scaled = _scaling(a, images, summary.resolve().parent, call.figures)
-    write_text(summary, f"# Summary\n\n{header}\n{rows}\n{DEVIATION_LIST}\n{scaled}")
+    rows += f"\n{grid_time_line([r for c in a.cells for r in c.runs], elapsed, call.trained)}"
+    summary = Path(results_dir) / "summary.md"
+    here = summary.resolve().parent
+    links = figure_links(analysis.FIGURES, images, here, call.figures)
+    departures = "".join(f"- {d}\n" for d in DEVIATIONS) * (not a.quick)
+    write_text(
+        summary,
+        f"# Summary\n\n{provenance(a, call.command, here)}\n### Summary table\n\n{rows}\n"
+        f"### Curves\n\n{curve_tables(a, images, here, ('acc', 'loss'))}\n{analysis.claims(a)}"
+        f"\n### Figures and fits\n\n{links or '(figures not drawn yet)'}\n\n{analysis.fits(a)}"
+        + (f"\n### Where the recipes depart from their sources\n\n{departures}" * bool(departures)),
+    )
     if not readme or keeps_full(Path(readme), profile):
         return summary
     base = Path(readme).resolve().parent
+    link = os.path.relpath(summary, base)
     block = (
-        f"{header}\n{DEVIATION_LIST}\n### Curves\n\n{_curve_tables(a, images, base)}\n"
-        f"### Summary table\n\n{rows}\n{_scaling(a, images, base, call.figures)}"
+        f"{provenance(a, call.command, base, readme=True)}\nThe full table, the loss curves, "
+        f"the figures and the fits: [{link}]({link}).\n\n"
+        f"### Curves\n\n{curve_tables(a, images, base, ('acc',))}\n{analysis.claims(a)}"
     )
     update(Path(readme), block, len(a.runs) + sum(len(c.runs) for c in a.others), headline(a))
     return summary
 
 
-def figure_links(names: Iterable[str], images: Path, base: Path, drawn: list[Path] | None) -> str:
-    """Links to the scaling figures `names` that exist (with `drawn`, that this call drew)."""
-    paths = [images / "scaling" / f"{name}.png" for name in names]
-    keep = {p.resolve() for p in (paths if drawn is None else drawn)}
-    linked = [p for p in paths if p.exists() and p.resolve() in keep]
-    return " ".join(f"![{p.stem}]({os.path.relpath(p, base)})" for p in linked)
+README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
+HEADLINE_START, HEADLINE_END = "<!-- headline:start -->", "<!-- headline:end -->"
 
 
-def _scaling(a: Analysis, images: Path, base: Path, drawn: list[Path] | None) -> str:
-    """The scaling figures, checks and observations; the model-size ones from AXIS_SIZES models."""
-    links = figure_links(DATA_FIGURES, images, base, drawn)
-    text = (
-        f"### Scaling with data\n\n{links or '(figures not drawn yet)'}\n\nFit on the smaller "
-        f"sizes, predict the largest:\n\n{extrapolation_table(a)}\n### Observations (generated "
-        "from the numbers above)\n\n" + "\n".join(f"- {line}" for line in observations(a)) + "\n"
-    )
-    if len({r["model"] for r in a.plotted}) < AXIS_SIZES:
-        return text
-    image = figure_links(["error_vs_parameters"], images, base, drawn) or "(figure not drawn yet)"
-    return (
-        f"{text}\n### Scaling with model size\n\n{image}\n\nThe joint fit over data and model "
-        "size, and fitted without the largest model or size, its prediction of what was left "
-        f"out:\n\n{joint_table(a)}"
-    )
+def replace_between(text: str, block: str, start: str, end: str) -> str:
+    """Put `block` between the marker lines `start` and `end` (appended if absent)."""
+    if start in text and end in text and text.index(start) < text.index(end):
+        head, rest = text.split(start, 1)
+        return f"{head}{start}\n{block.strip()}\n{end}{rest.split(end, 1)[1]}"
+    return f"{text.rstrip()}\n\n{start}\n{block.strip()}\n{end}\n"
+
+
+def _section(text: str) -> str:
+    return text.split(README_START, 1)[1].split(README_END, 1)[0] if README_END in text else ""
+
+
+def keeps_full(readme: Path, profile: str) -> bool:
+    """True when `readme` shows full-profile results, which a quick report must not replace."""
+    if profile != "quick" or not readme.exists():
+        return False
+    found = re.search(r"profile `(\w+)`", _section(readme.read_text()))
+    return bool(found) and found[1] == "full"
+
+
+def update(readme: Path, results: str, runs: int, headline: str) -> None:
+    """Put `results`, made from `runs` runs, in the README's results section (saying so when it
+    held more) and `headline` in its headline section where it has one."""
+    text = readme.read_text() if readme.exists() else ""
+    if (held := re.search(r"<!-- runs: (\d+) -->", _section(text))) and runs < int(held[1]):
+        print(
+            f"{readme}: its results section held {held[1]} runs and now shows {runs}: the "
+            "earlier section is replaced (it is in version control)"
+        )
+    text = replace_between(text, f"<!-- runs: {runs} -->\n{results}", README_START, README_END)
+    if HEADLINE_START in text and HEADLINE_END in text:
+        text = replace_between(text, headline, HEADLINE_START, HEADLINE_END)
+    write_text(readme, text)

@@ -31,12 +31,13 @@ from .data import fraction_label, fraction_title
 from .errors import ConfigError, UserError, one_line_in_jupyter
 from .files import read_json, write_json, write_text
 from .models import check_model, flops_per_image
-from .plots import plot_curves, save_figure
-from .results import (
+from .report import (
     EXECUTED,
     input_identity,
     load_metrics,
     make_metrics,
+    plot_curves,
+    save_figure,
     save_metrics,
     summary_line,
 )

@@ -15,7 +15,7 @@ import run_all
 from common import runner
 from common.config import make_config
 from common.errors import UserError
-from common.results import file_identity, make_metrics, save_metrics
+from common.report import file_identity, make_metrics, save_metrics
 from common.runner import Run, State, notebook_config, notebook_parameters, run_config, state
 from tests.conftest import fake_result
 from tests.test_paths import run_all as cli

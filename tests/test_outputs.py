@@ -1,25 +1,133 @@
-"""What a run and a report leave behind: readable files, no stray checkpoints, portable paths,
-no silently shrunk or overwritten README, rows that never mix weights or hide a failed seed."""
+"""What a run and a report leave behind: the summary and README sections made end to end from run
+folders, the committed report reproduced, readable files, no stray checkpoints or locks."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import re
 from pathlib import Path
 
 import pytest
 
 from common.checkpoint import BEST, LATEST, PREVIOUS
 from common.config import make_config
-from common.files import write_text
-from common.readme import HEADLINE_END, HEADLINE_START, README_END, README_START
-from common.report import Call, write_report
-from common.results import make_metrics, weights_title
+from common.files import write_json, write_text
+from common.report import (
+    HEADLINE_END,
+    HEADLINE_START,
+    README_END,
+    README_START,
+    Call,
+    make_metrics,
+    write_report,
+)
 from common.runner import KEEP_CHECKPOINTS, Busy, run_lock, save_run
-from common.scaling import load_all
 from tests.conftest import REPO, fake_result
+from tests.test_results import COMMITTED, record
+
+
+def write_runs(out: Path, runs: list[dict]) -> Path:
+    for i, m in enumerate(runs):
+        write_json(out / m["setting"] / f"run{i}" / "metrics.json", m)
+    return out
+
+
+def readme(tmp_path: Path) -> Path:
+    path = tmp_path / "README.md"
+    path.write_text(f"# t\n{HEADLINE_START}\n{HEADLINE_END}\n{README_START}\n{README_END}\n")
+    return path
+
+
+def test_a_full_report_answers_first_and_keeps_apart_what_differs(tmp_path, capsys):
+    runs = [
+        record(f, s, 0.6 + f / 5 + s / 100, m)
+        for m in ("resnet18", "resnet50")
+        for f in (1 / 16, 0.5, 1.0)
+        for s in (0, 1)
+    ]
+    runs += [record(1.0, s, 0.2, lr=0.01, when=-1) for s in (0, 2)]  # an older configuration
+    runs += [
+        record(1.0, 0, 0.9, "resnet50", pretrained=True, weights=w, when=i)
+        for i, w in enumerate(("V1", "V2"))
+    ]
+    failed = {("scratch", "resnet50", 0.5): {2: "TrainingError: diverged"}}
+    (tmp_path / "i" / "scaling").mkdir(parents=True)
+    (tmp_path / "i" / "scaling" / "error_vs_data.png").write_bytes(b"\x89PNG")  # left earlier
+    call = Call("python run_all.py", failed=failed, figures=[])
+    summary = write_report(
+        write_runs(tmp_path / "runs", runs),
+        tmp_path / "i",
+        tmp_path / "r",
+        readme(tmp_path),
+        "full",
+        call,
+    ).read_text()
+    text = (tmp_path / "README.md").read_text()
+    head = text.split(HEADLINE_START)[1].split(HEADLINE_END)[0]
+    assert "| ResNet-50 | 100% | 80.50 ± 0.71 (n=2) | 90.00 (n=1) (ImageNet V2) |" in head
+    assert "| 90.00 (n=1) (ImageNet V1) |" in head  # never pooled with V2
+    assert "Starting point, another measurement, not comparable" in head and "| 85.13" not in head
+    section = text.split(README_START)[1]
+    assert (
+        section.index("### Curves")
+        < section.index("### Tested claims")
+        < section.index("### Not tested")
+    )
+    assert "](i/from-scratch/resnet18_acc_50.png)" in section and "_loss_" not in section
+    assert "| ResNet-50 − ResNet-18, from scratch, 1/16 (2,812 images) |" in section
+    assert "Data: CIFAR-10 from `data/`" in section and str(REPO) not in section
+    assert "(n = 2 of 3: seed 2 failed: TrainingError: diverged)" in summary
+    assert (
+        "| scratch (lr=0.01) |" in summary
+        and "2 runs of 1 other configuration (lr=0.01)" in summary
+    )
+    assert "1 fine-tuned run started from other ImageNet weights" in summary
+    assert "error_vs_data.png" not in summary  # drawn by an earlier call, not this one
+    assert "### Where the recipes depart from their sources" in summary
+    assert len(list((tmp_path / "i" / "from-scratch").glob("*.png"))) == 12
+    fewer = [m for m in runs if m["model"] == "resnet18"]
+    write_report(
+        write_runs(tmp_path / "fewer", fewer),
+        tmp_path / "i",
+        tmp_path / "r",
+        tmp_path / "README.md",
+        "full",
+        Call("c"),
+    )
+    assert f"held {len(runs)} runs and now shows {len(fewer)}" in capsys.readouterr().out
+
+
+def test_a_quick_report_says_what_was_trained_and_leaves_full_results_alone(tmp_path):
+    readme(tmp_path)
+    write_report(
+        write_runs(tmp_path / "full", [record()]),
+        tmp_path / "i",
+        tmp_path / "r",
+        tmp_path / "README.md",
+        "full",
+        Call("c"),
+    )
+    committed = (tmp_path / "README.md").read_text()
+    cfg = make_config("resnet18", 1.0, profile="quick", output_dir="/nowhere")
+    result = dict(fake_result(0.3, epochs=4), train_images=45_000, steps_per_epoch=16)
+    quick = write_runs(tmp_path / "quick", [make_metrics(cfg, result)])
+    summary = write_report(
+        quick, tmp_path / "i2", tmp_path / "r2", tmp_path / "README.md", "quick", Call("c")
+    ).read_text()
+    assert (tmp_path / "README.md").read_text() == committed
+    seen = f"{4 * 16 * cfg.batch_size:,}"
+    assert (
+        f"| {seen} seen, drawn from 45,000 |" in summary
+        and f"each saw {seen} training images" in summary
+    )
+    for absent in ("depart from their sources", "Tested claims\n\n|", "Starting point", "e_N"):
+        assert absent not in summary
+
+
+def test_the_committed_runs_give_the_committed_summary_table(tmp_path):
+    summary = write_report(COMMITTED, tmp_path / "i", tmp_path / "r", None, "full", Call("c"))
+    rows = lambda text: [line for line in text.splitlines() if line.startswith("| ResNet")]  # noqa: E731
+    assert rows(summary.read_text())[:6] == rows((REPO / "results/summary.md").read_text())[:6]
 
 
 def test_atomic_writes_honour_the_umask(tmp_path):
@@ -29,140 +137,29 @@ def test_atomic_writes_honour_the_umask(tmp_path):
     assert (tmp_path / "summary.md").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
-def run_folder(tmp_path: Path, name: str = "run") -> Path:
-    folder = tmp_path / name
-    folder.mkdir()
-    for file in (LATEST, PREVIOUS, BEST):
-        (folder / file).write_bytes(b"x")
-    return folder
-
-
 def test_a_notebook_run_keeps_only_best_pt(tmp_path, monkeypatch):
-    monkeypatch.delenv(KEEP_CHECKPOINTS, raising=False)
-    folder = run_folder(tmp_path)
-    save_run(make_config(profile="quick", output_dir=str(folder)), fake_result(epochs=1))
-    assert sorted(p.name for p in folder.glob("*.pt")) == [BEST]
-    monkeypatch.setenv(KEEP_CHECKPOINTS, "1")  # run_all.py --keep-checkpoints
-    kept = run_folder(tmp_path, "kept")
-    save_run(make_config(profile="quick", output_dir=str(kept)), fake_result(epochs=1))
-    assert (kept / LATEST).exists() and (kept / PREVIOUS).exists()
-
-
-def report(tmp_path: Path, seeds: int, readme: Path) -> None:
-    out = tmp_path / f"runs{seeds}"
-    for seed in range(seeds):
-        cfg = make_config(seed=seed, profile="quick", output_dir=str(out / "scratch" / f"s{seed}"))
-        folder = Path(cfg.output_dir)
-        folder.mkdir(parents=True)
-        (folder / "metrics.json").write_text(json.dumps(make_metrics(cfg, fake_result(epochs=1))))
-    write_report(out, tmp_path / "img", tmp_path / "res", readme, "quick", Call("cmd"))
-
-
-def test_a_readme_section_with_fewer_runs_says_so(tmp_path, capsys):
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# t\n{README_START}\n{README_END}\n")
-    report(tmp_path, 3, readme)
-    assert "<!-- runs: 3 -->" in readme.read_text() and "held" not in capsys.readouterr().out
-    report(tmp_path, 1, readme)
-    assert "its results section held 3 runs and now shows 1" in capsys.readouterr().out
-
-
-def write_runs(out: Path, cells: list[tuple], profile: str = "full") -> None:
-    """metrics.json files for (setting, model, fraction, seed, acc, weights) tuples."""
-    for setting, model, fraction, seed, acc, weights in cells:
-        cfg = make_config(
-            model=model,
-            data_fraction=fraction,
-            pretrained=setting == "pretrained",
-            seed=seed,
-            profile=profile,
-            weights=weights,
-            weights_path=None if weights in (None, "V1", "V2") else weights,
-            output_dir=str(out / setting / f"{model}-{fraction}-{seed}-{Path(str(weights)).name}"),
+    for name, keep in (("run", None), ("kept", "1")):  # "1": run_all.py --keep-checkpoints
+        monkeypatch.setenv(KEEP_CHECKPOINTS, keep) if keep else monkeypatch.delenv(
+            KEEP_CHECKPOINTS, raising=False
         )
-        metrics = make_metrics(cfg, fake_result(acc))
-        Path(cfg.output_dir).mkdir(parents=True)
-        (Path(cfg.output_dir) / "metrics.json").write_text(json.dumps(metrics))
+        folder = tmp_path / name
+        folder.mkdir()
+        for file in (LATEST, PREVIOUS, BEST):
+            (folder / file).write_bytes(b"x")
+        save_run(make_config(profile="quick", output_dir=str(folder)), fake_result(epochs=1))
+        kept = sorted(p.name for p in folder.glob("*.pt"))
+        assert kept == (sorted([BEST, LATEST, PREVIOUS]) if keep else [BEST])
 
 
-def readme_with_markers(tmp_path: Path) -> Path:
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# t\n{HEADLINE_START}\n{HEADLINE_END}\n{README_START}\n{README_END}\n")
-    return readme
+def test_a_run_folder_keeps_no_lock_file_once_released(tmp_path):
+    with run_lock(tmp_path / "run"):
+        with pytest.raises(Busy), run_lock(tmp_path / "run"):
+            pass
+        assert (tmp_path / "run" / ".lock").exists()
+    assert not (tmp_path / "run" / ".lock").exists()
 
 
-def test_committed_metrics_hold_no_absolute_paths(tmp_path):
-    inside = make_config(profile="quick", data_dir="data", output_dir="runs/scratch/x")
-    outside = make_config(profile="quick", data_dir=str(tmp_path / "d"), output_dir=str(tmp_path))
-    for cfg in (inside, outside):
-        config = make_metrics(cfg, fake_result())["config"]
-        assert not any(Path(config[k]).is_absolute() for k in ("data_dir", "output_dir"))
-    assert make_metrics(inside, fake_result())["config"]["data_dir"] == "data"
-    assert make_metrics(outside, fake_result())["config"]["data_dir"] == "d"  # beside the run
-    for path in (REPO / "results").glob("**/metrics.json"):  # what the repository carries
-        assert not re.search(r'"/(work|root|tmp|home)/', path.read_text()), path
-
-
-def test_runs_from_different_imagenet_weights_never_share_a_headline_row(tmp_path):
-    own = tmp_path / "mine.pth"
-    own.write_bytes(b"x")
-    write_runs(
-        tmp_path / "runs",
-        [
-            ("scratch", "resnet50", 1.0, 0, 0.80, None),
-            ("pretrained", "resnet50", 1.0, 0, 0.90, "V1"),
-            ("pretrained", "resnet50", 1.0, 0, 0.92, "V2"),
-            ("pretrained", "resnet50", 1.0, 0, 0.85, str(own)),
-        ],
-    )
-    readme = readme_with_markers(tmp_path)
-    write_report(tmp_path / "runs", tmp_path / "i", tmp_path / "r", readme, "full", Call("c"))
-    head = readme.read_text().split(HEADLINE_START)[1].split(HEADLINE_END)[0]
-    for number, label in (("90.00", "ImageNet V1"), ("92.00", "ImageNet V2"), ("85.00", "mine")):
-        [row] = [line for line in head.splitlines() if f"{number} (" in line]
-        assert label in row and "| 80.00 (n=1) |" in row  # each beside the same from-scratch cell
-    # the curves and fits draw one set of weights per model: the latest runs', never a pool
-    summary = (tmp_path / "r" / "summary.md").read_text()
-    assert "2 fine-tuned runs started from other ImageNet weights" in summary
-    plotted = load_all(tmp_path / "runs", "full")
-    assert len({weights_title(m) for m in plotted if m["pretrained"]}) == 1
-
-
-def test_a_failed_seed_is_named_in_its_row(tmp_path):
-    write_runs(tmp_path / "runs", [("scratch", "resnet18", 1.0, s, 0.5, None) for s in (0, 2)])
-    call = Call("c", failed={("scratch", "resnet18", 1.0): {1: "TrainingError: diverged"}})
-    summary = write_report(tmp_path / "runs", tmp_path / "i", tmp_path / "r", None, "full", call)
-    assert "(n = 2 of 3: seed 1 failed: TrainingError: diverged)" in summary.read_text()
-
-
-def test_a_quick_call_leaves_the_readmes_full_results_alone(tmp_path, capsys):
-    readme = readme_with_markers(tmp_path)
-    write_runs(tmp_path / "full", [("scratch", "resnet18", 1.0, 0, 0.9, None)])
-    write_report(tmp_path / "full", tmp_path / "i", tmp_path / "r", readme, "full", Call("c"))
-    committed = readme.read_text()
-    assert "profile `full`" in committed
-    write_runs(tmp_path / "quick", [("scratch", "resnet18", 1.0, 0, 0.3, None)], profile="quick")
-    summary = write_report(
-        tmp_path / "quick", tmp_path / "i2", tmp_path / "r2", readme, "quick", Call("c")
-    )
-    assert readme.read_text() == committed and "30.00" in summary.read_text()
-
-
-def test_only_the_scaling_figures_this_call_drew_are_linked(tmp_path):
-    write_runs(tmp_path / "runs", [("scratch", "resnet18", 1.0, 0, 0.9, None)])
-    scaling = tmp_path / "i" / "scaling"
-    scaling.mkdir(parents=True)
-    for name in ("error_vs_data", "accuracy_vs_time"):
-        (scaling / f"{name}.png").write_bytes(b"\x89PNG")  # left by an earlier call
-    readme = readme_with_markers(tmp_path)
-    drawn = [scaling / "accuracy_vs_time.png"]
-    call = Call("c", figures=drawn)
-    write_report(tmp_path / "runs", tmp_path / "i", tmp_path / "r", readme, "full", call)
-    text = readme.read_text()
-    assert "accuracy_vs_time.png" in text and "error_vs_data.png" not in text
-
-
-def test_the_summary_says_which_data_the_runs_read(tmp_path, fake_data, monkeypatch):
+def test_a_run_records_which_data_it_read(tmp_path, fake_data, monkeypatch):
     from torchvision.datasets import CIFAR10
 
     from common import data
@@ -171,27 +168,9 @@ def test_the_summary_says_which_data_the_runs_read(tmp_path, fake_data, monkeypa
     assert make_metrics(cfg, fake_result())["data"] == "re-encoded"  # checksums differ
     folder = fake_data / "cifar-10-batches-py"
     md5 = {n: hashlib.md5((folder / n).read_bytes()).hexdigest() for n in os.listdir(folder)}
-    batches = [f"data_batch_{i}" for i in range(1, 6)]
-    monkeypatch.setattr(CIFAR10, "train_list", [[n, md5[n]] for n in batches])
+    monkeypatch.setattr(
+        CIFAR10, "train_list", [[f"data_batch_{i}", md5[f"data_batch_{i}"]] for i in range(1, 6)]
+    )
     monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", md5["test_batch"]]])
     assert data.data_origin(fake_data) == "original"
     assert data.data_origin(tmp_path / "nothing") == "unknown"
-
-
-def test_a_run_folder_keeps_no_lock_file_once_released(tmp_path):
-    folder = tmp_path / "run"
-    with run_lock(folder):
-        with pytest.raises(Busy), run_lock(folder):
-            pass
-        assert (folder / ".lock").exists()
-    assert not (folder / ".lock").exists()
-    with run_lock(folder):  # and it locks again
-        pass
-
-
-def test_a_run_on_gpu_3_is_labelled_from_its_own_record(tmp_path):
-    # its kernel saw GPU 3 alone, as cuda:0: the label must not ask torch about cuda:3
-    cfg = make_config(profile="quick", output_dir=str(tmp_path))
-    result = dict(fake_result(), device="cuda:3", device_name="NVIDIA H200")
-    metrics = make_metrics(cfg, result)
-    assert (metrics["device"], metrics["hardware"]) == ("cuda:3", "NVIDIA H200 (GPU)")

@@ -1,252 +1,171 @@
-"""metrics.json, curves, aggregation over seeds, the summary table and the README section."""
+"""The metrics.json schema, grouping runs into conditions, and the summary's pieces, on records
+made by make_metrics from fake results."""
 
 import json
+import re
+from pathlib import Path
 
-import pytest
-
-from common.analysis import grid_time, timing
-from common.config import make_config
+from common.analysis import build
+from common.config import make_config, train_images
 from common.files import read_json
-from common.plots import curve_path, plot_curves, save_curves
-from common.readme import HEADLINE_END, HEADLINE_START, README_END, README_START, replace_between
 from common.report import (
-    Call,
+    HEADLINE_END,
+    HEADLINE_START,
+    README_END,
+    README_START,
+    SCHEMA,
     NotProduced,
+    collect,
     grid_time_line,
-    summary_table,
-    weights_line,
-    write_report,
-)
-from common.results import (
-    REQUIRED_KEYS,
     group_conditions,
-    is_complete,
+    images_title,
+    keeps_full,
     load_metrics,
     make_metrics,
+    plot_curves,
+    replace_between,
+    save_curves,
+    split_configurations,
+    split_weights,
     stamp,
+    summary_table,
+    variant,
+    weights_line,
 )
 from common.runner import save_run
 from tests.conftest import REPO, fake_result
 
+COMMITTED = REPO / "results/runs-full-nvidia-h200"
 
-def metrics_for(tmp_path, model="resnet18", fraction=1.0, seed=0, acc=0.5, pretrained=False):
-    cfg = make_config(
-        model=model,
-        data_fraction=fraction,
-        seed=seed,
-        profile="quick",
-        pretrained=pretrained,
-        output_dir=str(tmp_path / f"{model}{fraction}{seed}"),
+
+def record(fraction=1.0, seed=0, acc=0.5, model="resnet18", profile="full", when=None, **sets):
+    """A run's metrics.json record; `when`: its finish, in seconds after an arbitrary moment."""
+    pretrained = sets.pop("pretrained", False)
+    cfg = make_config(model, fraction, pretrained, seed, profile, output_dir="/nowhere", **sets)
+    n = train_images(fraction)
+    m = make_metrics(cfg, dict(fake_result(acc), train_images=n, steps_per_epoch=n // 512))
+    if when is not None:
+        m.update(started_at=stamp(1e9 + when - 12), finished_at=stamp(1e9 + when))
+    return m
+
+
+def test_a_saved_run_reads_back_and_incomplete_or_older_records_do_not(tmp_path):
+    cfg = make_config("resnet50", "1/16", profile="quick", output_dir=str(tmp_path / "run"))
+    saved = save_run(cfg, fake_result())
+    assert load_metrics(tmp_path / "run") == saved == read_json(tmp_path / "run/metrics.json")
+    assert saved["schema"] == SCHEMA and saved["data_fraction"] == 1 / 16
+    assert all(
+        (tmp_path / "run" / f).read_bytes()[:4] == b"\x89PNG" for f in ("acc.png", "loss.png")
     )
-    return make_metrics(cfg, fake_result(acc))
+    (tmp_path / "run/metrics.json").write_text(json.dumps(dict(saved, schema=1)))
+    assert load_metrics(tmp_path / "run") is None  # an older schema: converted once, by a script
+    (tmp_path / "run/metrics.json").write_text('{"model": "resnet18"')
+    assert load_metrics(tmp_path / "run") is None
 
 
-def test_save_run_writes_documented_keys_and_pngs(tmp_path):
-    cfg = make_config(
-        model="resnet50", data_fraction="1/16", profile="quick", output_dir=str(tmp_path / "run")
-    )
-    metrics = save_run(cfg, fake_result())
-    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert set(REQUIRED_KEYS) <= set(saved) and saved == metrics
-    assert set(saved["history"][0]) >= {"epoch", "train_loss", "train_acc", "val_loss", "val_acc"}
-    assert saved["data_fraction"] == 1 / 16 and saved["profile"] == "quick"
-    assert saved["torch"] and saved["torchvision"] and saved["device"] == "cpu"
-    for name in ("acc.png", "loss.png"):
-        assert (tmp_path / "run" / name).read_bytes()[:4] == b"\x89PNG"
-    assert load_metrics(tmp_path / "run") == saved
+def test_the_committed_runs_are_todays_schema_with_portable_paths():
+    runs = collect(COMMITTED, "full")
+    assert len(runs) == 18 and {m["schema"] for m in runs} == {SCHEMA}
+    former = dict(variant(runs[0]))  # the former recipe, as its own configuration records it
+    assert (former["cutout"], former["pad_mode"], former["tta"]) == (0, "zeros", "none")
+    for path in COMMITTED.glob("*/*/metrics.json"):
+        assert not re.search(r'"/(work|root|tmp|home)/', path.read_text()), path
+    outside = make_config(profile="quick", data_dir="/elsewhere/d", output_dir="/elsewhere/r")
+    assert make_metrics(outside, fake_result())["config"]["data_dir"] == "../d"  # beside the run
 
 
-def test_incomplete_or_corrupt_metrics_are_not_done(tmp_path):
-    (tmp_path / "metrics.json").write_text('{"model": "resnet18"')
-    assert load_metrics(tmp_path) is None and read_json(tmp_path / "metrics.json") is None
-    assert not is_complete({"model": "resnet18"})
+def test_a_run_on_gpu_3_is_labelled_from_its_own_record():
+    cfg = make_config(profile="quick", output_dir="/nowhere")
+    m = make_metrics(cfg, dict(fake_result(), device="cuda:3", device_name="NVIDIA H200"))
+    assert (m["device"], m["hardware"]) == ("cuda:3", "NVIDIA H200 (GPU)")
 
 
-def test_curves_use_the_seed_names(tmp_path):
-    runs = [metrics_for(tmp_path, fraction=1 / 16)]
-    paths = save_curves(runs, tmp_path / "images")
-    assert [p.relative_to(tmp_path) for p in paths] == [
-        tmp_path.joinpath("images/from-scratch/resnet18_acc_1-16.png").relative_to(tmp_path),
-        tmp_path.joinpath("images/from-scratch/resnet18_loss_1-16.png").relative_to(tmp_path),
+def test_quick_runs_say_how_many_images_they_saw_beside_their_subset():
+    quick = make_config("resnet18", 1.0, profile="quick", output_dir="/nowhere")
+    m = make_metrics(quick, dict(fake_result(epochs=4), train_images=45_000, steps_per_epoch=16))
+    assert images_title(m) == f"{4 * 16 * quick.batch_size:,} images seen, drawn from 45,000"
+    assert images_title(record(1 / 16)) == f"{train_images(1 / 16):,} images"
+
+
+def test_configurations_are_grouped_apart_and_the_main_one_is_that_of_most_runs():
+    old = [record(f, s, 0.2, lr=0.01, when=1) for f in (1 / 16, 1.0) for s in (0, 1)]
+    new = [record(f, s, 0.6, when=2) for f in (1 / 16, 1.0) for s in (0, 1)]
+    assert variant(old[0]) == (("lr", 0.01),) and variant(new[0]) == ()
+    cells = group_conditions(old + new)
+    assert len(cells) == 4 and sorted({c.label for c in cells}) == ["lr: recipe", "lr=0.01"]
+    stray = record(1.0, 0, 0.9, epochs=1, when=3)  # a later notebook run
+    main, others = split_configurations([*old, *new, stray])
+    assert {m["test_acc"] for m in main} == {0.6} and len(others) == 5
+    tuned = [record(1.0, s, 0.9, pretrained=True, when=4) for s in (0, 1)]
+    labels = {(c.setting, c.label) for c in group_conditions(old + new + tuned)}
+    assert ("pretrained", "") in labels  # a setting of one configuration needs no label
+
+
+def test_fine_tuned_runs_of_other_weights_are_kept_apart():
+    runs = [
+        record(model="resnet50", pretrained=True, weights=w, when=i)
+        for i, w in enumerate(("V1", "V2"))
     ]
-    assert (
-        curve_path("images", "pretrained", "resnext50_32x4d", 1.0, "acc").as_posix()
-        == "images/finetune/resnext50_32x4d_acc_100.png"
-    )
+    plotted, apart = split_weights([record(), *runs])
+    assert [m["config"]["weights"] for m in apart] == ["V1"] and len(plotted) == 2
 
 
-def test_seeds_aggregate_to_mean_and_sample_sd(tmp_path):
-    runs = [metrics_for(tmp_path, seed=s, acc=a) for s, a in enumerate((0.50, 0.52, 0.54))]
-    [cell] = group_conditions(runs)
-    mean, sd, n = cell.stat("test_acc")
-    assert (mean, n) == (pytest.approx(0.52), 3) and sd == pytest.approx(0.02)
-    table = summary_table([cell], {})
-    assert "52.00 ± 2.00 (n=3)" in table and "85.13" in table  # starting point beside ours
-    save_curves(cell.runs, tmp_path / "images")  # the band over three seeds draws
-
-
-def test_one_seed_says_so_and_shows_no_spread(tmp_path):
-    [cell] = group_conditions([metrics_for(tmp_path / "one", model="resnet34", acc=0.61)])
-    table = summary_table([cell], {})
-    assert "| 61.00 (n=1) |" in table and "±" not in table
-
-
-def test_summary_lists_cells_that_could_not_run(tmp_path):
-    table = summary_table([], {("pretrained", "resnet50", 1.0): NotProduced(failed="OOM")})
-    assert "| ResNet-50 | 100% | pretrained |" in table
-    assert "not produced: failed: OOM" in table and "88.47" in table
-    # the cells that need weights not found on this machine: one line, not a row each
-    no_weights = {
-        ("pretrained", m, f): NotProduced(weights=f"{m}.pth")
-        for m in ("resnet18", "resnet50")
-        for f in (1 / 16, 0.5, 1.0)
+def test_the_summary_table_shows_seeds_failures_and_missing_weights():
+    runs = [record(seed=s, acc=a) for s, a in enumerate((0.50, 0.52, 0.54))]
+    runs += [record(model="resnet34", acc=0.61)]
+    failed = {("scratch", "resnet18", 1.0): {3: "TrainingError: diverged"}}
+    missing = {
+        ("pretrained", m, 1.0): NotProduced(weights=f"{m}.pth") for m in ("resnet18", "resnet50")
     }
-    table = summary_table([], no_weights)
-    assert "| pretrained |" not in table
-    (line,) = [t for t in table.splitlines() if "not produced" in t]
-    assert line == (
-        "- not produced: needs ImageNet weights: 6 pretrained cells (ResNet-18 at 1/16, 50%, "
-        "100%; ResNet-50 at 1/16, 50%, 100%) need resnet18.pth, resnet50.pth, not found on this "
-        "machine."
-    )
-    one = {("pretrained", "resnet50", 1.0): NotProduced(weights="resnet50.pth")}
-    assert weights_line(one) == (
-        "not produced: needs ImageNet weights: 1 pretrained cell (ResNet-50 at 100%) needs "
-        "resnet50.pth, not found on this machine."
-    )
+    missing[("pretrained", "resnext50_32x4d", 1.0)] = NotProduced(failed="OOM")
+    text = summary_table(build(runs, "full", missing, failed))
+    assert "52.00 ± 2.00 (n = 3 of 4: seed 3 failed: TrainingError: diverged)" in text
+    assert "| 61.00 (n=1) |" in text and "not produced: failed: OOM" in text
+    assert "85.13" not in text  # the starting point is no column beside ours
+    assert weights_line(missing) in text and "2 pretrained cells (ResNet-18 at 100%" in text
 
 
-def test_grid_time_puts_each_run_on_the_first_free_device_longest_first():
-    times = [30, 20, 20, 10, 10, 10]
-    assert grid_time(times, 1) == 100
-    assert grid_time(times, 2) == 50  # 30+10+10 | 20+20+10
-    assert grid_time(times, 8) == 30  # never below the longest run
-    assert grid_time([7, 7, 6, 5, 5], 2) == 17  # a heuristic: the best split gives 16
+def test_grid_time_is_measured_or_read_from_the_records():
+    runs = [record(seed=0, when=100), record(seed=1, when=150)]  # 12 s each, apart
+    assert grid_time_line(runs).startswith("Grid time: the 2 runs above trained for 24 s")
+    assert "took 2.8 min" in grid_time_line(runs, elapsed=170.0, trained=2)
 
 
-def timed(tmp_path, seed, start, wall, device="cpu"):
-    """A run that trained `wall` seconds from `start` (seconds after an arbitrary moment)."""
-    m = metrics_for(tmp_path, seed=seed)
-    m.update(started_at=stamp(1e9 + start), finished_at=stamp(1e9 + start + wall))
-    return dict(m, wall_time_s=wall, device=device)
-
-
-def test_grid_time_line_counts_its_runs_in_words(tmp_path):
-    [one] = group_conditions([timed(tmp_path, 0, 0, 12)])
-    assert grid_time_line(timing(one.runs)).startswith("Grid time: the run above trained for 12 s")
-    [two] = group_conditions([timed(tmp_path, 0, 0, 12), timed(tmp_path, 1, 12, 12)])
-    line = grid_time_line(timing(two.runs))
-    assert line.startswith("Grid time: the 2 runs above trained for 24 s")
-    assert "the 2 runs that had their device to themselves trained for 24 s in all" in line
-    assert "2 devices 12 s" in line
-
-
-def test_runs_that_shared_a_device_stay_out_of_the_one_device_time(tmp_path):
-    # --jobs 2 on one device: two 50 s runs side by side, each stretched to 100 s
-    runs = [timed(tmp_path, 0, 0, 100), timed(tmp_path, 1, 0, 100), timed(tmp_path, 2, 100, 60)]
-    [cell] = group_conditions(runs)
-    line = grid_time_line(timing(cell.runs), elapsed=170.0, trained=3)
-    assert line.startswith("Grid time: the call that trained 3 of the 3 runs above took 2.8 min")
-    assert "2 of them shared their device with another run at the same time" in line
-    assert "the run that had its device to itself trained for 60 s in all" in line
-    # the same runs on two GPUs of one machine had their devices to themselves
-    apart = [timed(tmp_path, 0, 0, 50, "cuda:0"), timed(tmp_path, 1, 0, 50, "cuda:1")]
-    [cell] = group_conditions(apart)
-    line = grid_time_line(timing(cell.runs))
-    assert "shared" not in line and "trained for 50 s, the time during which" in line
-    assert "trained for 1.7 min in all" in line and "2 devices 50 s" in line
-
-
-def test_curves_of_one_epoch_have_one_whole_epoch_tick(tmp_path):
-    fig = plot_curves([dict(metrics_for(tmp_path), **fake_result(epochs=1))], "acc")
+def test_curves_use_the_seed_names_and_one_epoch_has_one_tick(tmp_path):
+    paths = save_curves([record(1 / 16, s) for s in (0, 1)], tmp_path)
+    names = ["from-scratch/resnet18_acc_1-16.png", "from-scratch/resnet18_loss_1-16.png"]
+    assert [p.relative_to(tmp_path).as_posix() for p in paths] == names
+    fig = plot_curves([dict(record(), **fake_result(epochs=1))], "acc")
     fig.canvas.draw()
-    ax = fig.axes[0]
-    left, right = ax.get_xlim()
-    assert [t for t in ax.get_xticks() if left <= t <= right] == [1]
+    (left, right), ticks = fig.axes[0].get_xlim(), fig.axes[0].get_xticks()
+    assert [t for t in ticks if left <= t <= right] == [1]
 
 
-def test_readme_section_is_replaced_between_markers():
+def test_readme_sections_are_replaced_between_markers_and_a_quick_report_keeps_full_ones(
+    tmp_path: Path,
+):
     text = f"intro\n{README_START}\nold\n{README_END}\noutro\n"
     new = replace_between(text, "new", README_START, README_END)
     assert new == f"intro\n{README_START}\nnew\n{README_END}\noutro\n"
-    assert replace_between("intro", "b", "<a>", "</a>").endswith("<a>\nb\n</a>\n")
-
-
-def test_report_writes_summary_curves_and_readme(tmp_path):
-    out = tmp_path / "runs"
-    for fraction in (1 / 16, 0.5, 1.0):
-        m = metrics_for(tmp_path, fraction=fraction)
-        run_dir = out / "scratch" / f"r{fraction}"
-        run_dir.mkdir(parents=True)
-        (run_dir / "metrics.json").write_text(json.dumps(m))
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# t\n{HEADLINE_START}\n{HEADLINE_END}\n{README_START}\n{README_END}\n")
-    missing = {("pretrained", "resnet18", 1.0): NotProduced(weights="resnet18-f37072fd.pth")}
-    summary = write_report(
-        out,
-        tmp_path / "images",
-        tmp_path / "results",
-        readme,
-        "quick",
-        Call("python run_all.py", missing=missing),
+    assert replace_between("intro", "b", HEADLINE_START, HEADLINE_END).endswith(
+        "-->\nb\n<!-- headline:end -->\n"
     )
-    assert summary.read_text().count("| ResNet-18 |") == 3  # the missing cell: a line below
-    text = readme.read_text()
-    assert "images/from-scratch/resnet18_acc_50.png" in text and "Quick profile" in text
-    assert "not produced: needs ImageNet weights" in text
-    # paths relative to the repository, never this machine's
-    assert "Data: CIFAR-10 from `data/`: " in text and str(REPO) not in text
-    headline = text.split(HEADLINE_START)[1].split(HEADLINE_END)[0]
-    assert "profile `quick`" in headline and "A pipeline check, not a result" in headline
-    # the source notebooks' full-training figures sit beside full-profile rows only
-    assert "| ResNet-18 | 100% | 50.00 (n=1) | not produced |" in headline
-    assert "85.13" not in headline
-    assert len(list((tmp_path / "images" / "from-scratch").glob("*.png"))) == 6
-
-
-def test_a_report_builds_its_analysis_once_and_fits_each_line_once(tmp_path, monkeypatch):
-    import common.analysis as analysis
-
-    calls = {"build": 0, "analyse": 0}
-    build, analyse = analysis.build, analysis.analyse
-
-    def counted(name, f):
-        def wrapper(*args, **kwargs):
-            calls[name] += 1
-            return f(*args, **kwargs)
-
-        return wrapper
-
-    monkeypatch.setattr(analysis, "build", counted("build", build))
-    monkeypatch.setattr(analysis, "analyse", counted("analyse", analyse))
-    out = tmp_path / "runs"
-    for fraction in (1 / 16, 0.5, 1.0):
-        for seed in (0, 1):
-            m = metrics_for(tmp_path, fraction=fraction, seed=seed, acc=0.5 + fraction / 4)
-            m.update(profile="full", config=dict(m["config"], profile="full"))
-            m.update(train_images=int(45_000 * fraction), test_acc=m["test_acc"] + seed / 100)
-            (out / "scratch" / f"r{fraction}{seed}").mkdir(parents=True)
-            (out / "scratch" / f"r{fraction}{seed}" / "metrics.json").write_text(json.dumps(m))
     readme = tmp_path / "README.md"
-    readme.write_text(f"# t\n{HEADLINE_START}\n{HEADLINE_END}\n{README_START}\n{README_END}\n")
-    write_report(out, tmp_path / "i", tmp_path / "r", readme, "full", Call("c"))
-    assert calls == {"build": 1, "analyse": 1}  # one line (ResNet-18 from scratch), fitted once
-    assert "AICc (" in readme.read_text()
+    readme.write_text(replace_between("", "_Generated: profile `full`_", README_START, README_END))
+    assert keeps_full(readme, "quick") and not keeps_full(readme, "full")
 
 
-def test_a_committed_old_record_is_read_through_the_one_converter():
-    from common.results import SCHEMA, moment, variant
-
-    folder = REPO / "results/runs-full-nvidia-h200/scratch/resnet18_data-100_seed0"
-    raw = read_json(folder / "metrics.json")
-    assert "schema" not in raw and "started_at" not in raw  # written before both existed
-    m = load_metrics(folder)
-    assert m["schema"] == SCHEMA and m["test_tta"] == "none" and m["machine"] is None
-    assert (m["device_name"], m["device"]) == (raw["device"], "cuda")
-    assert moment(m["finished_at"]) - moment(m["started_at"]) == pytest.approx(
-        raw["wall_time_s"], abs=1e-3
-    )
-    # the former recipe, as its own configuration records it (settings that did not exist: off)
-    former = dict(variant(m))
-    assert (former["cutout"], former["pad_mode"], former["tta"]) == (0, "zeros", "none")
-    assert load_metrics(folder) == m and read_json(folder / "metrics.json") == raw  # untouched
+def test_the_conversion_script_makes_a_record_of_today_from_an_older_one(tmp_path):
+    namespace: dict = {"__file__": str(tmp_path / "convert.py")}  # converts nothing under it
+    exec(compile((COMMITTED / "convert.py").read_text(), "convert.py", "exec"), namespace)
+    today = json.loads(json.dumps(record(when=100)))
+    older = {k: v for k, v in today.items() if k not in ("schema", "started_at", "parameters")}
+    older.update(device="NVIDIA H200", config={**today["config"], "cutout": 0})
+    for key in ("test_tta", "machine", "device_name"):
+        del older[key]
+    for key in namespace["FORMER"]:
+        del older["config"][key]
+    new = namespace["convert"](older)
+    assert (new["device"], new["device_name"], new["schema"]) == ("cuda", "NVIDIA H200", SCHEMA)
+    assert (new["started_at"], new["parameters"]) == (today["started_at"], today["parameters"])
+    assert namespace["convert"](today) == today

@@ -427,7 +427,7 @@ def test_a_dry_run_on_ray_does_not_connect(workdir, monkeypatch, capsys):
 
 
 def test_progress_to_a_file_gives_one_line_per_run(tmp_path, capsys):
-    from common.results import make_metrics, save_metrics
+    from common.report import make_metrics, save_metrics
     from common.runner import Outcome, Run, follow, run_config
     from tests.conftest import fake_result
 
