@@ -94,7 +94,7 @@ SAME_RECIPE: dict[str, tuple[str, str]] = {
 }
 # How every run computes and keeps its state; evidence: docs/recipes.md#every-run
 SHARED: dict[str, Any] = dict(
-    precision="auto",  # by GPU capability, or measured once per CPU (common/precision.py)
+    precision="auto",  # by GPU capability, or measured once per CPU (common/training.py)
     channels_last=None,  # None: on with bf16/fp16, off with fp32
     checkpoint_every=300.0,  # seconds a kill may lose; a checkpoint each epoch filled disks
     max_evals=50,  # validation passes per run, at most
