@@ -1,8 +1,6 @@
 """The benchmarks, each run as `python benchmarks/<name>.py` from the repository's root, and what
 their result files share: where they go, the machine's name, the header lines, the timing."""
 
-from __future__ import annotations
-
 import os
 import shlex
 import sys

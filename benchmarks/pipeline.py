@@ -9,8 +9,6 @@ per image and a DataLoader with workers, each batch copied to the device. Data w
 blocked in next(batches), the copy included, over the total.
 """
 
-from __future__ import annotations
-
 import argparse
 import time
 from collections.abc import Callable, Iterator
@@ -99,7 +97,7 @@ def measure(
 
 
 def main(argv: list[str] | None = None) -> str:
-    """Measure every (model, pipeline), then write the table."""
+    """Measure each model with both pipelines, then write the table."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--models", default="resnet18,resnet50", help="comma-separated")
@@ -115,31 +113,27 @@ def main(argv: list[str] | None = None) -> str:
     with benchmarks.one_line_errors(__file__):
         args.device = resolve_device(args.device)
         data = load_cifar10(args.data_dir, download=False)
-        rows = [
-            (model, name, *measure(stream, model, data.train_x, data.train_y, args))
-            for model in args.models.split(",")
-            for name, stream in (("ours", ours), ("usual", usual))
+        lines = benchmarks.header(
+            "Data pipeline: ours vs the usual",
+            __file__,
+            argv,
+            *benchmarks.where(),
+            f"settings: {args.warmup} warm-up + {args.steps} timed steps per row, batch "
+            f"{args.batch_size}, {args.image_size} px, {args.stem} stem, the full recipe's "
+            f"optimizer, {'bf16 + channels-last' if args.device.type == 'cuda' else 'fp32'}, "
+            f"all {len(data.train_y):,} training images; usual: {args.workers} workers",
+        ) + [
+            "| model | pipeline | images/s | data wait % | ours / usual |",
+            "|---|---|---:|---:|---:|",
         ]
-    lines = benchmarks.header(
-        "Data pipeline: ours vs the usual",
-        __file__,
-        argv,
-        *benchmarks.where(),
-        f"settings: {args.warmup} warm-up + {args.steps} timed steps per row, batch "
-        f"{args.batch_size}, {args.image_size} px, {args.stem} stem, the full recipe's optimizer, "
-        f"{'bf16 + channels-last' if args.device.type == 'cuda' else 'fp32'}, all "
-        f"{len(data.train_y):,} training images; usual: {args.workers} DataLoader workers",
-    ) + [
-        "| model | pipeline | images/s | data wait % | ours / usual |",
-        "|---|---|---:|---:|---:|",
-    ]
-    for (model, _, mine, wait), (_, _, theirs, their_wait) in zip(
-        rows[::2], rows[1::2], strict=True
-    ):
-        lines += [
-            f"| {model} | ours | {mine:,.1f} | {wait:.1f} | {mine / theirs:.2f} |",
-            f"| {model} | usual | {theirs:,.1f} | {their_wait:.1f} | – |",
-        ]
+        for model in args.models.split(","):
+            (mine, wait), (theirs, their_wait) = (
+                measure(stream, model, data.train_x, data.train_y, args) for stream in (ours, usual)
+            )
+            lines += [
+                f"| {model} | ours | {mine:,.1f} | {wait:.1f} | {mine / theirs:.2f} |",
+                f"| {model} | usual | {theirs:,.1f} | {their_wait:.1f} | – |",
+            ]
     out = args.out or benchmarks.RESULTS / f"pipeline-{benchmarks.machine(str(args.device))}.md"
     benchmarks.write(out, "\n".join(lines) + "\n")
     return str(out)

@@ -1,5 +1,4 @@
-"""The commands behind every committed GPU number and recipe check, in the order to run them,
-each with its estimated time on one NVIDIA H200.
+"""The commands behind every GPU result and recipe check, in order, with their H200 estimates.
 
     python benchmarks/plan.py --list                      # the commands, estimates, what is done
     python benchmarks/plan.py --budget 3600 --dry-run     # what would start in an hour
@@ -9,8 +8,6 @@ each with its estimated time on one NVIDIA H200.
 `--budget SECONDS` starts, in order, each command not done whose estimate fits in what is left.
 Done is read from the runs' own records, so the same call resumes where the last stopped.
 """
-
-from __future__ import annotations
 
 import argparse
 import shlex
@@ -121,15 +118,10 @@ STEPS = [
 ]  # fmt: skip
 
 
-def line(step: Step, args: argparse.Namespace) -> str:
-    """The step's command as it would run here."""
-    return step.command.format(**vars(args))
-
-
 def estimate(step: Step, args: argparse.Namespace) -> tuple[float, bool]:
     """(estimated seconds, done): its runs' records, or its result file, say whether it is."""
     if step.runs is None:  # a benchmark: done when the file after its --out exists
-        return step.seconds, (REPO / shlex.split(line(step, args))[-1]).exists()
+        return step.seconds, (REPO / shlex.split(step.command.format(**vars(args)))[-1]).exists()
     runs = step.runs(args)
     return sum(map(run_seconds, runs)), all(state(cfg) == State.DONE for cfg in runs)
 
@@ -144,7 +136,7 @@ def run_plan(args: argparse.Namespace) -> int:
             why = "done" if done else f"skipped (about {seconds:.0f} s, {max(left, 0):.0f} s left)"
             print(f"{why}: {step.why}")
             continue
-        command = line(step, args)
+        command = step.command.format(**vars(args))
         print(f"{'would start' if args.dry_run else 'starting'} ({seconds:.0f} s): {command}")
         planned += seconds if args.dry_run else 0.0
         if not args.dry_run:
@@ -157,9 +149,8 @@ def pack(file: Path, out: str) -> None:
     """A tarball of the results: run folders, result files, figures; no weights, no data."""
 
     def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
-        return (
-            None if info.name.endswith((".pt", ".pth", ".tmp")) or "/data/" in info.name else info
-        )
+        skip = info.name.endswith((".pt", ".pth", ".tmp")) or "/data/" in info.name
+        return None if skip else info
 
     with tarfile.open(file, "w:gz") as tar:
         for folder in (Path(out).resolve(), benchmarks.RESULTS, REPO / "results"):
@@ -184,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         for step in STEPS:
             seconds, done = estimate(step, args)
             mark = "done" if done else f"{seconds:5.0f} s"
-            print(f"{mark:>8}  {step.why}\n          {line(step, args)}")
+            print(f"{mark:>8}  {step.why}\n          {step.command.format(**vars(args))}")
     status = run_plan(args) if args.budget is not None else 0
     if args.pack is not None:
         pack(args.pack, args.out)

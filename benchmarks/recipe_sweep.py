@@ -10,8 +10,6 @@ skipped when done, resumed), in <out-dir>/<name>-<machine>/<variant>/seed<N>/. T
 ± sd of validation accuracy over seeds, goes to <name>-<machine>.md; it shows no test accuracy.
 """
 
-from __future__ import annotations
-
 import argparse
 import re
 import statistics

@@ -3,15 +3,11 @@
     python benchmarks/throughput.py --models resnet18,resnet50 --compile --batch 1024
     python benchmarks/throughput.py --device cpu --precision fp32,bf16 --batch 32 --steps 3
 
-Each row times the training step of one model as a full-profile run takes it: the recipe's
-batch, image size, stem (`--setting`), optimizer and arithmetic (`--precision`, auto: bf16 +
-channels-last on a GPU), on random images already on the device (no augmentation). A training
-image costs three times its forward FLOPs (`common.models.flops_per_image`). `--compile` adds a
-torch.compile row per model, its first step (the compilation) timed apart. The file is
-rewritten after each row, so a stopped run keeps what it measured.
+Each row times one model's training step as a full-profile run takes it (`--setting`'s batch,
+size, stem, optimizer; `--precision` auto: bf16 + channels-last on a GPU) on random images on
+the device. A training image costs 3x its forward FLOPs. `--compile` adds a torch.compile row
+per model, its first step (the compilation) timed apart. The file is rewritten after each row.
 """
-
-from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
@@ -48,10 +44,6 @@ class Row:
     images_per_s: float
     flops_per_image: float
     first_step_s: float  # the first step alone: with --compile, the compilation
-
-    @property
-    def tflops(self) -> float:
-        return self.images_per_s * self.flops_per_image / 1e12
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -130,11 +122,12 @@ def report(rows: list[Row], peak: float | None, argv: list[str] | None) -> str:
         "|---|---|---:|---:|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        share = f"{100 * r.tflops / peak:.1f}%" if peak else "–"
+        tflops = r.images_per_s * r.flops_per_image / 1e12
+        share = f"{100 * tflops / peak:.1f}%" if peak else "–"
         lines.append(
             f"| {r.model} | {r.stem} | {r.size} | {r.batch} | {r.arithmetic} | "
             f"{'yes' if r.compiled else 'no'} | {r.images_per_s:,.1f} | "
-            f"{r.flops_per_image / 1e9:.2f} | {r.tflops:.3f} | {share} | {r.first_step_s:.1f} |"
+            f"{r.flops_per_image / 1e9:.2f} | {tflops:.3f} | {share} | {r.first_step_s:.1f} |"
         )
     pairs = [(e, c) for e, c in pairwise(rows) if c.compiled and not e.compiled]
     if pairs:
