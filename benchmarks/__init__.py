@@ -45,12 +45,12 @@ def where() -> list[str]:
 
 def timed(device: torch.device, work: Callable[[], object], times: int = 1) -> float:
     """Seconds that `times` calls of `work` take, the device's queued work included."""
-    sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
-    sync()
+    sync = torch.cuda.synchronize if device.type == "cuda" else lambda _: None
+    sync(device)
     start = time.perf_counter()
     for _ in range(times):
         work()
-    sync()
+    sync(device)
     return time.perf_counter() - start
 
 
