@@ -47,71 +47,47 @@ PARAMETER_OPTIONS = {"data_dir": "--data-dir", "device": "--device", "weights": 
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The options, every default shown in --help, and the paths made absolute before papermill
+    moves into notebooks/."""
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     g = p.add_argument_group("the grid and its recipe")
     g.add_argument("--settings", default="scratch,pretrained", help="default: %(default)s")
-    g.add_argument("--models", help=f"comma list of: {MODELS} (default: the seed's 13 runs)")
+    g.add_argument("--models", help=f"any of {MODELS} (default: the seed's 13 runs)")
     g.add_argument(
-        "--fractions", default="1/16,0.5,1", help="e.g. 1/16, 0.5, 50%% (default: %(default)s)"
+        "--fractions", default="1/16,0.5,1", help="e.g. 1/16, 50%% (default: %(default)s)"
     )
-    g.add_argument(
-        "--seeds", default="0", help="each cell runs once per seed (default: %(default)s)"
-    )
+    g.add_argument("--seeds", default="0", help="each cell runs once per seed (default: 0)")
     g.add_argument("--epochs", type=int, help="every run's epochs (default: the recipe's)")
     g.add_argument(
-        "--profile", choices=("full", "quick"), help="default: full with a GPU, else quick"
+        "--profile", choices=("full", "quick"), help="default: full on a GPU, else quick"
     )
+    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="e.g. lr=0.4")
+    g.add_argument("--weights", action="append", default=[], help="V1 (default), V2 or MODEL=FILE")
+    g = p.add_argument_group("where things are (default: the repository's folders for runs/)")
     g.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a recipe value, e.g. --set lr=0.4 (repeatable)",
+        "--data-dir", default=str(REPO / "data"), help="holds cifar-10-batches-py/ (data)"
     )
-    g.add_argument(
-        "--weights",
-        action="append",
-        default=[],
-        metavar="V1|V2|MODEL=FILE",
-        help="ImageNet weights of the pretrained runs (default: V1; repeatable)",
-    )
-    g = p.add_argument_group("where things are")
-    g.add_argument(
-        "--data-dir", default=str(REPO / "data"), help="holds cifar-10-batches-py/ (default: data)"
-    )
-    g.add_argument("--output-dir", default=str(REPO / "runs"), help="run folders (default: runs)")
-    g.add_argument(
-        "--images-dir", help="curves (default: images/ for runs/, else OUTPUT_DIR/images)"
-    )
-    g.add_argument(
-        "--results-dir", help="summary (default: results/ for runs/, else OUTPUT_DIR/results)"
-    )
-    g.add_argument(
-        "--readme", help="README to update, or none (default: README.md for runs/, else none)"
-    )
-    g.add_argument(
-        "--weights-dir", help="ImageNet weight files under torchvision's names (default: none)"
-    )
+    g.add_argument("--output-dir", default=str(REPO / "runs"), help="the run folders (runs/)")
+    g.add_argument("--images-dir", help="the curves (images/, else OUTPUT_DIR/images)")
+    g.add_argument("--results-dir", help="the summary (results/, else OUTPUT_DIR/results)")
+    g.add_argument("--readme", help="the README to update, or none (README.md, else none)")
+    g.add_argument("--weights-dir", help="ImageNet weight files under torchvision's names")
     g = p.add_argument_group("how it runs")
-    g.add_argument(
-        "--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)"
-    )
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     g.add_argument("--jobs", type=int, help="runs at once (default: one per GPU, else 1)")
-    g.add_argument("--ray", metavar="ADDRESS", help="run on the Ray cluster at host:port or auto")
+    g.add_argument("--ray", metavar="ADDRESS", help="on the Ray cluster at host:port or auto")
     g.add_argument("--ray-cpus", type=int, default=1, help="CPUs a run asks of Ray (default: 1)")
     g.add_argument("--kernel", default="big-vs-small", help="Jupyter kernel (default: %(default)s)")
-    g.add_argument("--direct", action="store_true", help="train in this process, without notebooks")
+    g.add_argument("--direct", action="store_true", help="train in this process, no notebooks")
     g.add_argument("--force", action="store_true", help="re-run runs that are done")
     g.add_argument("--keep-checkpoints", action="store_true", help="keep done runs' checkpoints")
     g.add_argument("--dry-run", action="store_true", help="list the runs and their state only")
-    g.add_argument(
-        "--report-only", action="store_true", help="report the runs in --output-dir only"
-    )
+    g.add_argument("--report-only", action="store_true", help="report the runs in --output-dir")
     args = p.parse_args(argv)
     for name in ("data_dir", "output_dir", "images_dir", "results_dir", "readme", "weights_dir"):
-        value = getattr(args, name)  # absolute before papermill moves into notebooks/
+        value = getattr(args, name)
         if value is not None and not (name == "readme" and value == "none"):
             setattr(args, name, str(Path(value).expanduser().absolute()))
     return args
