@@ -165,7 +165,7 @@ def run_task(
     if weights is not None:
         folder = weights.materialize(cache / "weights" / weights.key)
         paths["weights_path"] = str(folder / weights.names[0])
-    key = digest([overrides, data.key, weights and weights.key])
+    key = digest([repr(run), overrides, data.key, weights and weights.key])
     cfg = runner.run_config(run, cache / "runs" / key, **paths, **overrides)
     run_dir = Path(cfg.output_dir)
     if resume is not None and not (run_dir / LATEST).exists():
