@@ -1,17 +1,10 @@
-"""The grid on a Ray cluster: each run a Ray task that hands its files back to the driver.
-
-Nothing assumes a shared file system. The driver puts the CIFAR-10 files, and the ImageNet
-weights of pretrained runs, into Ray's object store once; a task writes them to a cache on its
-node (once per node), executes the run's notebook there exactly as a local run does, and returns
-the run folder's files, which the driver writes into the local output folder. Ray starts a task
-again when its worker dies; on the same node the retry resumes from the last epoch's checkpoint.
-An interrupted driver cancels its tasks, each of which stops its kernel first.
-Ray itself is optional (requirements-cluster.txt) and imported only here, when asked for.
-"""
+"""The grid on a Ray cluster with no shared file system: data and weights go through the object
+store once, each run executes as a Ray task in its node's cache, and its files come back to the
+driver's output folder. Ray is optional (requirements-cluster.txt) and imported only here."""
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -26,37 +19,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import runner
 from .checkpoint import LATEST, PREVIOUS
 from .config import REPO, RunConfig
 from .errors import UserError
 from .files import write_with
 from .report import METRICS, input_identity, portable
-from .runner import (
-    FAILED,
-    Busy,
-    Outcome,
-    Run,
-    State,
-    execute,
-    mark_finished,
-    record_failure,
-    run_config,
-    run_lock,
-    state,
-    stop_notebooks,
-)
+from .runner import Outcome, Run, execute, stop_notebooks
 
 RETRIES = 3  # times Ray starts a run again after its worker died
 CANCEL_GRACE_S = 5.0  # a cancelled task's time to stop its kernel before its worker is killed
-CACHE = "big-vs-small"  # the nodes' cache, under their temporary folder
 
 Files = dict[str, bytes]  # a folder's plain files by name
 
 
 def connect(address: str, excludes: Iterable[str] = ()) -> list[dict[str, float]]:
-    """Join the Ray cluster at `address` (host:port of its head, or auto) from one of its nodes,
-    shipping this repository's code to the workers (less `excludes`, gitignore patterns);
-    return the resources of each live node, e.g. [{"CPU": 16.0, "GPU": 2.0, ...}, ...]."""
+    """Join the Ray cluster at `address`, shipping the code less `excludes`; its live nodes."""
     try:
         import ray
     except ImportError:
@@ -66,36 +44,27 @@ def connect(address: str, excludes: Iterable[str] = ()) -> list[dict[str, float]
         try:  # ray.init waits minutes for an address where nothing listens
             socket.create_connection((where[1], int(where[2])), timeout=5).close()
         except OSError as e:
-            raise UserError(
-                f"no Ray cluster answers at {address} ({e.strerror or e}): start one with "
-                "`ray start --head`, or check the address"
-            ) from None
+            why = f"no Ray cluster answers at {address} ({e.strerror or e})"
+            raise UserError(f"{why}: start one (ray start --head) or check the address") from None
     elif address != "auto":
         raise UserError(f"--ray takes host:port or auto, got {address!r}")
-    # Quiet Ray's notice that it no longer ships .git and .venv: neither is needed.
+    # Ray warns that it ships neither .git nor .venv: neither is needed
     logging.getLogger("ray._private.worker").addFilter(
         lambda record: "ignored by default when packaging" not in record.getMessage()
     )
+    env = {"working_dir": str(REPO), "excludes": list(excludes)}
     try:
-        ray.init(
-            address=address,
-            runtime_env={"working_dir": str(REPO), "excludes": list(excludes)},
-            logging_level="WARNING",
-            log_to_driver=False,
-        )
+        ray.init(address, runtime_env=env, logging_level="WARNING", log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:
-        raise UserError(
-            f"cannot join the Ray cluster at {address}: {first_line(e)} (run run_all.py on a "
-            "node of the cluster, with the cluster's Ray and Python versions)"
-        ) from None
+        why = f"cannot join the Ray cluster at {address}: {first_line(e)}"
+        raise UserError(f"{why} (run this on a node of it, with its Ray and Python)") from None
     return [node["Resources"] for node in ray.nodes() if node["Alive"]]
 
 
 def join(
     address: str, device: str, jobs: int | None, cpus: int, repo: Path, folders: list[str | None]
 ) -> bool:
-    """Join the Ray cluster of --ray, shipping the code of `repo` but not the data and output
-    `folders` inside it; whether each run gets a GPU of it."""
+    """Join --ray's cluster, shipping `repo` less the `folders` in it; whether runs get GPUs."""
     if jobs is not None:
         raise UserError("--jobs and --ray don't mix: Ray runs as many runs at once as fit")
     if device not in ("auto", "cpu"):
@@ -104,12 +73,11 @@ def join(
             "(each run gets a GPU of the cluster) or use --device cpu"
         )
     excludes = ["/results/", "/benchmarks/results/"]
-    for folder in filter(None, folders):
-        path = Path(folder).resolve()
+    for path in (Path(f).resolve() for f in folders if f):
         if path.is_relative_to(repo) and path != repo:
             excludes.append(f"/{path.relative_to(repo).as_posix()}/")
     nodes = connect(address, excludes)
-    gpus = sum(n.get("GPU", 0) for n in nodes)
+    gpus, cpus_in_all = (sum(n.get(r, 0) for n in nodes) for r in ("GPU", "CPU"))
     gpu = gpus > 0 and device == "auto"
     largest = max((n.get("CPU", 0) for n in nodes), default=0)
     if not gpu and cpus > largest:
@@ -118,17 +86,16 @@ def join(
             f"{largest:g}: lower --ray-cpus"
         )
     each = "one GPU" if gpu else f"{cpus} CPU{'s' * (cpus != 1)}"
-    total = sum(n.get("CPU", 0) for n in nodes)
     print(
         f"Ray cluster at {address}: {len(nodes)} node{'s' * (len(nodes) != 1)}, {gpus:g} GPUs, "
-        f"{total:g} CPUs; each run asks for {each}"
+        f"{cpus_in_all:g} CPUs; each run asks for {each}"
     )
     return gpu
 
 
 def first_line(exc: BaseException) -> str:
-    """`Type: message`, its first line, without the colour codes Ray puts in its errors."""
-    exc = getattr(exc, "cause", None) or exc  # a RayTaskError's own exception
+    """`Type: message` of a (Ray task's) error, its first line, without Ray's colour codes."""
+    exc = getattr(exc, "cause", None) or exc
     text = re.sub(r"\x1b\[[0-9;]*m", "", f"{type(exc).__name__}: {exc}").strip()
     return text.splitlines()[0]
 
@@ -145,19 +112,15 @@ def unpack(files: Files, folder: Path) -> None:
         write_with(folder / name, lambda f, data=files[name]: f.write(data), mode="wb")
 
 
-def digest(*parts: bytes) -> str:
-    """A short hash of `parts` (each length-prefixed, so no two sequences share one)."""
-    h = hashlib.sha256()
-    for part in parts:
-        h.update(len(part).to_bytes(8, "little") + part)
-    return h.hexdigest()[:16]
+def digest(value: Any) -> str:
+    """A short hash of `value`, a JSON-able value."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
 class Bundle:
-    """Files in Ray's object store, named by their content. A task gets the reference, which
-    Ray does not resolve when it is nested in an argument: the task fetches the files only when
-    its node does not hold them yet."""
+    """Files in the object store, named by content; Ray leaves a nested reference unresolved,
+    so a node fetches them only when it lacks them."""
 
     key: str
     names: tuple[str, ...]
@@ -167,40 +130,16 @@ class Bundle:
     def put(cls, files: Files) -> Bundle:
         import ray
 
-        key = digest(*(part for n in sorted(files) for part in (n.encode(), files[n])))
+        key = digest({name: hashlib.sha256(b).hexdigest() for name, b in files.items()})
         return cls(key, tuple(sorted(files)), ray.put(files))
 
-    def fetch(self) -> Files:
+    def materialize(self, folder: Path) -> Path:
+        """`folder` holding the files, fetched where one is missing (each written atomically)."""
         import ray
 
-        return ray.get(self.ref)
-
-    def materialize(self, folder: Path) -> Path:
-        """`folder` holding the files, written on first use (a whole folder appears at once)."""
-        if all((folder / name).is_file() for name in self.names):
-            return folder
-        if folder.exists():  # partly removed by a cleaner of temporary files: start again
-            shutil.rmtree(folder, ignore_errors=True)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-        try:
-            unpack(self.fetch(), tmp)
-            tmp.rename(folder)
-        except OSError:  # another task on this node was first
-            if not folder.is_dir():
-                raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        if not all((folder / name).is_file() for name in self.names):
+            unpack(ray.get(self.ref), folder)
         return folder
-
-
-def node_cache() -> Path:
-    """This user's cache on the node, which no other user can write to."""
-    cache = Path(tempfile.gettempdir()) / f"{CACHE}-{os.getuid()}"
-    cache.mkdir(mode=0o700, exist_ok=True)
-    if cache.stat().st_uid != os.getuid() or cache.stat().st_mode & 0o077:
-        raise PermissionError(f"{cache} is open to other users: remove it")
-    return cache
 
 
 def run_task(
@@ -211,42 +150,35 @@ def run_task(
     resume: Bundle | None,
     options: dict[str, Any],
 ) -> tuple[bool, str, Files]:
-    """On a worker: execute one run in the node's cache; return (ok, message, the run's files).
-    Its folder is named for the training settings, data and weights, so Ray's retry after a worker
-    died resumes it on the same node; once packed it is removed (the driver keeps a failed run's
-    checkpoints and ships them with the next attempt)."""
+    """On a worker: execute one run in a folder named for its training and inputs, so that a
+    retry on this node resumes it; (ok, message, the run's files)."""
     import ray
 
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
     os.environ["OMP_NUM_THREADS"] = str(max(1, int(cpus)))  # the kernel's torch threads
-    cache = node_cache()
+    cache = Path(tempfile.gettempdir()) / f"big-vs-small-{os.getuid()}"
+    cache.mkdir(mode=0o700, exist_ok=True)
+    if (mode := cache.stat()).st_uid != os.getuid() or mode.st_mode & 0o077:
+        raise PermissionError(f"{cache} is open to other users: remove it")
     data_dir = data.materialize(cache / "data" / data.key / "cifar-10-batches-py").parent
     paths: dict[str, Any] = {"data_dir": str(data_dir)}
     if weights is not None:
         folder = weights.materialize(cache / "weights" / weights.key)
         paths["weights_path"] = str(folder / weights.names[0])
-    cfg = run_config(run, cache / "runs", **paths, **overrides)
-    settings = json.dumps(cfg.training_key(), sort_keys=True).encode()
-    key = digest(settings, data.key.encode(), (weights.key if weights else "").encode())
-    cfg = run_config(run, cache / "runs" / key, **paths, **overrides)
+    key = digest([repr(run), overrides, data.key, weights and weights.key])
+    cfg = runner.run_config(run, cache / "runs" / key, **paths, **overrides)
     run_dir = Path(cfg.output_dir)
     if resume is not None and not (run_dir / LATEST).exists():
-        unpack(resume.fetch(), run_dir)
+        unpack(ray.get(resume.ref), run_dir)
     try:
         outcome = execute(run, cfg, **options)
-    except KeyboardInterrupt:  # ray.cancel: the run keeps its checkpoint in the node's cache
-        stop_notebooks(final=False)  # the worker goes on to other tasks
+    except KeyboardInterrupt:  # ray.cancel: the checkpoint stays, the worker takes other tasks
+        stop_notebooks(final=False)
         raise
-    files = {
-        name: content
-        for name, content in pack(run_dir).items()
-        if not name.startswith(".") and name != FAILED
-    }
-    shutil.rmtree(run_dir, ignore_errors=True)
-    for empty in (run_dir.parent, run_dir.parent.parent):  # runs/<key>/<setting>
-        with contextlib.suppress(OSError):
-            empty.rmdir()
-    return outcome.ok, outcome.message, files
+    files = pack(run_dir)
+    shutil.rmtree(cache / "runs" / key, ignore_errors=True)  # the driver keeps the checkpoints
+    kept = {n: b for n, b in files.items() if not n.startswith(".") and n != runner.FAILED}
+    return outcome.ok, outcome.message, kept
 
 
 def run_on_ray(
@@ -259,77 +191,46 @@ def run_on_ray(
     weights: dict[str, str],
     options: dict[str, Any],
 ) -> Iterator[Outcome]:
-    """Submit every run of `todo` as a Ray task (one GPU each, or `cpus` CPUs) and yield their
-    outcomes as they finish, each run's files written into its local folder first.
-
-    `overrides`: the run settings without paths (the worker has its own); `data_dir`: the local
-    folder of cifar-10-batches-py/; `weights`: the local weight files by model; `options`:
-    `execute`'s keywords. The local run folders stay locked until the last run has ended, so
-    that no other process runs them meanwhile."""
+    """Run `todo` as Ray tasks (one GPU or `cpus` CPUs each), yielding outcomes as they finish,
+    each run's files written locally first; the local folders stay locked until all end."""
     import ray
 
-    task = ray.remote(max_retries=RETRIES)(run_task).options(
-        num_gpus=1 if gpu else 0, num_cpus=1 if gpu else cpus
-    )
-    data, shipped = ship(todo, data_dir, weights)
+    task = ray.remote(num_gpus=int(gpu), num_cpus=1 if gpu else cpus, max_retries=RETRIES)(run_task)
+    data = Bundle.put(pack(Path(data_dir) / "cifar-10-batches-py"))
+    ship = functools.cache(lambda path: Bundle.put(pack(Path(path).parent, [Path(path).name])))
     pending = {}
     with ExitStack() as locks:
         try:
             for run in todo:
                 cfg = configs[run]
-                run_dir = Path(cfg.output_dir)
                 try:
-                    locks.enter_context(run_lock(run_dir))
-                except Busy as e:
+                    locks.enter_context(runner.run_lock(Path(cfg.output_dir)))
+                except runner.Busy as e:
                     yield Outcome(run, False, str(e))
                     continue
-                done = state(cfg) == State.DONE
+                done = runner.state(cfg) == runner.State.DONE
                 if done and not options.get("force"):
                     yield Outcome(run, True, "done by another process")
                     continue
-                # of an earlier, unfinished attempt; --force retrains a finished run anew
-                checkpoints = {} if done else pack(run_dir, (LATEST, PREVIOUS))
+                # an unfinished attempt's checkpoints; --force retrains a finished run anew
+                checkpoints = {} if done else pack(Path(cfg.output_dir), (LATEST, PREVIOUS))
                 resume = Bundle.put(checkpoints) if checkpoints else None
-                model_weights = shipped.get(run.model) if run.pretrained else None
-                # the run's own weights label: one's own file keeps it whatever its name
+                path = weights.get(run.model) if run.pretrained else None
+                # the run's own weights label, which a local weights file keeps whatever its name
                 mine = dict(overrides, weights=cfg.weights)
-                pending[task.remote(run, mine, data, model_weights, resume, options)] = run
+                pending[task.remote(run, mine, data, path and ship(path), resume, options)] = run
             while pending:
                 [ref], _ = ray.wait(list(pending), num_returns=1)
                 run = pending.pop(ref)
                 yield store(run, configs[run], ref, options.get("keep_checkpoints", False))
-        finally:  # interrupted (Ctrl-C) while tasks are running: they stop too
-            cancel(list(pending))
-
-
-def ship(
-    todo: list[Run], data_dir: str, weights: dict[str, str]
-) -> tuple[Bundle, dict[str, Bundle]]:
-    """The CIFAR-10 files, and the weights file of each model with a pretrained run in `todo`,
-    put into Ray's object store once."""
-    data = Bundle.put(pack(Path(data_dir) / "cifar-10-batches-py"))
-    needed = {r.model for r in todo if r.pretrained}
-    shipped = {
-        m: Bundle.put(pack(Path(p).parent, [Path(p).name]))
-        for m, p in weights.items()
-        if m in needed
-    }
-    return data, shipped
-
-
-def cancel(refs: list[Any], grace: float = CANCEL_GRACE_S) -> None:
-    """Stop the tasks of `refs`: Ray raises KeyboardInterrupt in each running one, whose run
-    stops its kernel and keeps its checkpoint on its node (`run_task`); a task still running
-    after `grace` seconds has its worker killed."""
-    import ray
-
-    if not refs:
-        return
-    for ref in refs:
-        ray.cancel(ref)
-    _, running = ray.wait(refs, num_returns=len(refs), timeout=grace)
-    for ref in running:
-        ray.cancel(ref, force=True)
+        finally:  # Ctrl-C: each task stops its kernel; those still running after a grace die
+            refs = list(pending)
+            for ref in refs:
+                ray.cancel(ref)
+            if refs:
+                _, running = ray.wait(refs, num_returns=len(refs), timeout=CANCEL_GRACE_S)
+                for ref in running:
+                    ray.cancel(ref, force=True)
 
 
 def store(run: Run, cfg: RunConfig, ref: Any, keep_checkpoints: bool) -> Outcome:
@@ -339,28 +240,20 @@ def store(run: Run, cfg: RunConfig, ref: Any, keep_checkpoints: bool) -> Outcome
     run_dir = Path(cfg.output_dir)
     try:
         ok, message, files = ray.get(ref)
-    except ray.exceptions.WorkerCrashedError:
-        ok, message, files = False, f"its Ray worker died {RETRIES + 1} times", {}
-    except ray.exceptions.RayError as e:
+    except ray.exceptions.RayError as e:  # its worker died RETRIES + 1 times, say
         ok, message, files = False, first_line(e), {}
     try:
-        if ok and METRICS in files:
-            files[METRICS] = localize(files[METRICS], cfg)
+        if ok and METRICS in files:  # the driver's paths, portable, and its inputs' identity
+            metrics = json.loads(files[METRICS])
+            for key in ("data_dir", "output_dir", "weights_path"):
+                metrics["config"][key] = portable(getattr(cfg, key), cfg.output_dir)
+            metrics["inputs"] = input_identity(cfg.data_dir, cfg.weights_path)
+            files[METRICS] = (json.dumps(metrics, indent=2) + "\n").encode()
         unpack(files, run_dir)
         if ok:
-            mark_finished(run_dir, keep_checkpoints)
+            runner.mark_finished(run_dir, keep_checkpoints)
         else:
-            record_failure(run_dir, message, run_dir / f"{run.name}.ipynb")
+            runner.record_failure(run_dir, message, run_dir / f"{run.name}.ipynb")
     except OSError as e:
         return Outcome(run, False, f"its results could not be written to {run_dir}: {e}")
     return Outcome(run, ok, message)
-
-
-def localize(raw: bytes, cfg: RunConfig) -> bytes:
-    """metrics.json with the worker's paths replaced by the local ones (portable, as every
-    metrics.json keeps them)."""
-    metrics = json.loads(raw)
-    for key in ("data_dir", "output_dir", "weights_path"):
-        metrics["config"][key] = portable(getattr(cfg, key), cfg.output_dir)
-    metrics["inputs"] = input_identity(cfg.data_dir, cfg.weights_path)  # not the node's copies
-    return (json.dumps(metrics, indent=2) + "\n").encode()
