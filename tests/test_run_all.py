@@ -138,7 +138,7 @@ def test_the_grid_with_weights_then_everything_is_skipped(grid):
             assert json.loads((run / "metrics.json").read_text())["executed"] == "papermill"
     assert (workdir / "images/finetune/resnext50_32x4d_acc_100.png").exists()
     summary = (workdir / "results" / "summary.md").read_text()
-    assert summary.count("| ResNeXt50_32x4d |") == 1 and "not produced" not in summary
+    assert "| ResNeXt50_32x4d | 100% | pretrained |" in summary and "not produced" not in summary
     assert "<!-- results:start -->" in (workdir / "README.md").read_text()
     assert "5 runs: 0 to run, 5 done and skipped" in grid.second.stdout
     assert "ERROR" not in grid.first.stdout + grid.first.stderr  # the kernels' shutdown noise
@@ -154,7 +154,6 @@ def test_the_summary_gives_the_grids_measured_time(grid):
     assert took, summary
     seconds = float(took[1]) * (60 if took[2] == "min" else 1)
     assert abs(seconds - grid.elapsed) <= 0.2 * grid.elapsed, (seconds, grid.elapsed)
-    assert "shared their device with another run at the same time" in summary
 
 
 @pytest.mark.xdist_group("grid")
