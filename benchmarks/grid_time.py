@@ -31,13 +31,14 @@ from pathlib import Path
 import torch
 
 from benchmarks import output
-from common.checkpoint import BEST, LATEST, save_weights
 from common.config import REPO, RunConfig
 from common.data import CIFAR_MEAN, CIFAR_STD, Batches, fraction_title, make_splits
 from common.grid import build_grid, run_config
 from common.models import build_model
 from common.results import MODEL_TITLES, hardware
 from common.training import (
+    BEST,
+    LATEST,
     Progress,
     Trainer,
     eval_every,
@@ -45,6 +46,7 @@ from common.training import (
     make_optimizer,
     place,
     resolve_device,
+    save_weights,
     train_epoch,
 )
 

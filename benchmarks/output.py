@@ -19,7 +19,7 @@ import torch
 from common.config import REPO
 from common.errors import ConfigError, UserError
 from common.files import write_text
-from common.precision import machine_slug
+from common.training import machine_slug
 
 RESULTS = REPO / "benchmarks" / "results"
 

@@ -39,9 +39,8 @@ from common.config import REPO
 from common.data import CIFAR_MEAN, CIFAR_STD, Batches, data_origin, load_cifar10, make_splits
 from common.errors import ConfigError
 from common.models import MIN_IMAGE_SIZE, STEMS, build_model, check_model
-from common.precision import Arithmetic
 from common.results import hardware, portable
-from common.training import param_groups, resolve_device, train_step
+from common.training import Arithmetic, param_groups, resolve_device, train_step
 
 # Defaults; per-device values are keyed by device type. Every one can be set on the command line.
 SETTINGS = dict(

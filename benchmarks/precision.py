@@ -3,7 +3,7 @@
     python benchmarks/precision.py                         # the three CPU configurations below
     python benchmarks/precision.py --device cuda --batch-size 256
 
-Each row times the same training step (`common.precision.train_throughput`: random images, SGD,
+Each row times the same training step (`common.training.train_throughput`: random images, SGD,
 cross-entropy) of one model after a warm-up step, in fp32 and in bf16 + channels-last, and says
 which one `precision='auto'` would pick there (the faster). Some CPUs compute bf16 natively
 (AMX-BF16, AVX512-BF16), others emulate it, so the answer is a property of the machine. Writes
@@ -21,9 +21,8 @@ import torch
 from benchmarks import output
 from common.errors import ConfigError
 from common.models import build_model, check_model
-from common.precision import Arithmetic, train_throughput
 from common.results import hardware
-from common.training import resolve_device
+from common.training import Arithmetic, resolve_device, train_throughput
 
 # The configurations measured, MODEL:STEM:IMAGE_SIZE. The CIFAR stem at 32 px is the full
 # scratch recipe's; the ImageNet stem at 32 px the quick profile's; 96 px an upsampled fine-tune.

@@ -25,9 +25,8 @@ from benchmarks.pipeline import PilCifar  # the usual pipeline
 from common import build_model, load_cifar10, make_config, make_splits, train
 from common.config import REPO, RunConfig
 from common.data import CIFAR_MEAN, CIFAR_STD, Batches, fraction_title
-from common.precision import Arithmetic
 from common.results import hardware
-from common.training import evaluate, train_step
+from common.training import Arithmetic, evaluate, train_step
 
 SEED_RECIPE = dict(
     lr=1e-3,  # torch.optim.Adam's, default betas

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import LATEST, PREVIOUS
 from .config import REPO, RunConfig
 from .errors import UserError
 from .files import write_with
@@ -34,6 +33,7 @@ from .grid import Run, run_config
 from .results import METRICS, input_identity, portable
 from .rundir import FAILED, Busy, State, mark_finished, record_failure, run_lock, state
 from .sweep import Outcome, execute, stop_kernels
+from .training import LATEST, PREVIOUS
 
 RETRIES = 3  # times Ray starts a run again after its worker died
 CANCEL_GRACE_S = 5.0  # a cancelled task's time to stop its kernel before its worker is killed

@@ -22,7 +22,7 @@ from .models import (
     weights_file,
     weights_version,
 )
-from .precision import PRECISIONS, cuda_usable
+from .training import PRECISIONS, cuda_usable
 
 REPO = Path(__file__).resolve().parent.parent
 PROFILES = ("full", "quick")

@@ -25,7 +25,7 @@ from .data import FOLDER, TEST_FILE, TRAIN_FILES, data_origin, fraction_title
 from .errors import UserError
 from .files import read_json, write_json
 from .models import CUSTOM, parameter_count
-from .precision import cpu_name
+from .training import cpu_name
 
 METRICS = "metrics.json"
 # How a run was executed, as metrics.json records it: run_all.py sets EXECUTED=papermill in the

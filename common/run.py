@@ -10,12 +10,12 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 
-from .checkpoint import KEEP_CHECKPOINTS, prune_checkpoints
 from .config import RunConfig
 from .errors import ConfigError
 from .plots import plot_curves, save_figure
 from .results import EXECUTED, load_metrics, make_metrics, save_metrics
 from .rundir import Busy, run_lock, same_run
+from .training import KEEP_CHECKPOINTS, prune_checkpoints
 
 
 def train_or_reuse(cfg: RunConfig) -> dict[str, Any]:

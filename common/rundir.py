@@ -14,10 +14,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import prune_checkpoints
 from .config import RunConfig
 from .files import read_json, write_json
 from .results import input_identity, load_metrics
+from .training import prune_checkpoints
 
 FAILED = "failed.json"
 LOCK = ".lock"

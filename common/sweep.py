@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import KEEP_CHECKPOINTS, prune_checkpoints
 from .config import RunConfig
 from .errors import UserError
 from .files import write_text
@@ -27,6 +26,7 @@ from .grid import NOTEBOOKS, Run, notebook_parameters
 from .results import EXECUTED, load_metrics
 from .run import train_and_save
 from .rundir import Busy, State, mark_finished, record_failure, run_lock, state
+from .training import KEEP_CHECKPOINTS, prune_checkpoints
 
 KERNEL_START_RETRIES = 3
 # The Jupyter kernel of the project's virtual environment, which the set-up command registers

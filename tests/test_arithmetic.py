@@ -3,16 +3,16 @@ the way they run on a GPU; `auto` resolves per device, on a CPU by measurement."
 
 from __future__ import annotations
 
+import common.precision as precision
 import pytest
 import torch
 import torch.nn.functional as F
+from common.precision import Arithmetic, choose_arithmetic, gpu_precision
 
-import common.precision as precision
 from common.config import default_profile, make_config
 from common.data import CIFAR_MEAN, CIFAR_STD, Batches, load_cifar10
 from common.errors import ConfigError
 from common.models import build_model
-from common.precision import Arithmetic, choose_arithmetic, gpu_precision
 from common.training import resolve_device, train
 from tests.conftest import TINY
 

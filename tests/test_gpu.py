@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from common.precision import choose_arithmetic, gpu_precision
 
 import common.data as data_module
 from common.config import RunConfig, make_config
 from common.data import Cifar10, augment, epoch_draws, load_cifar10
 from common.models import build_model
-from common.precision import choose_arithmetic, gpu_precision
 from common.run import save_run
 from common.training import evaluate, make_batches, make_optimizer, place, train, train_epoch
 from tests.conftest import TINY

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from common.checkpoint import BEST, LATEST, PREVIOUS
 from common.config import make_config
 from common.files import write_text
 from common.readme import HEADLINE_END, HEADLINE_START, README_END, README_START
@@ -20,6 +19,7 @@ from common.results import make_metrics, weights_title
 from common.run import KEEP_CHECKPOINTS, save_run
 from common.rundir import Busy, run_lock
 from common.scaling import load_all
+from common.training import BEST, LATEST, PREVIOUS
 from tests.conftest import REPO, fake_result
 
 

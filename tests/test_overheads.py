@@ -7,10 +7,10 @@ from collections import Counter
 
 import pytest
 import torch
+from common.checkpoint import LATEST, load_checkpoint
 
 import common.data as data_module
 import common.training as train_module
-from common.checkpoint import LATEST, load_checkpoint
 from common.config import make_config
 from common.data import load_cifar10
 from common.models import build_model

@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from common.checkpoint import BEST, LATEST, PREVIOUS, load_checkpoint
+from common.precision import Arithmetic
 
 import common.training as train_module
-from common.checkpoint import BEST, LATEST, PREVIOUS, load_checkpoint
 from common.config import make_config
 from common.data import CIFAR_MEAN, CIFAR_STD, Batches, load_cifar10
 from common.errors import ConfigError, TrainingError
 from common.models import build_model
-from common.precision import Arithmetic
 from common.training import evaluate, lr_factor, make_optimizer, train
 from tests.conftest import TINY
 
