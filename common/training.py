@@ -24,17 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .data import (
-    CIFAR_MEAN,
-    CIFAR_STD,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    Batches,
-    Cifar10,
-    make_splits,
-    stratified_subset,
-    to_device,
-)
+from . import data as cifar
+from .data import Batches, Cifar10
 from .errors import ConfigError, TrainingError
 from .files import atomic_path, read_json, write_json
 
@@ -49,9 +40,7 @@ PROBE_STEPS = 2
 # bf16 without native support is many times slower (benchmarks/results/precision-cpu-amd-epyc.md)
 PROBE_MAX_BATCH = 32
 NVIDIA_DRIVER = Path("/proc/driver/nvidia/version")  # there while an NVIDIA driver is loaded
-LATEST = "checkpoint.pt"
-PREVIOUS = "checkpoint.prev.pt"  # the fallback when LATEST is unreadable
-BEST = "best.pt"
+LATEST, PREVIOUS, BEST = "checkpoint.pt", "checkpoint.prev.pt", "best.pt"
 # set in a kernel's environment (run_all.py --keep-checkpoints): a finished run keeps LATEST
 KEEP_CHECKPOINTS = "BIG_VS_SMALL_KEEP_CHECKPOINTS"
 clock = time.perf_counter  # wall time and the checkpoint interval (tests replace it)
@@ -91,13 +80,11 @@ def unusable_gpu() -> str | None:
 
 def cuda_usable() -> bool:
     """torch.cuda.is_available(); where an NVIDIA GPU is there all the same, says once why not."""
-    if torch.cuda.is_available():
-        return True
-    reason = unusable_gpu()
+    reason = None if torch.cuda.is_available() else unusable_gpu()
     if reason and reason not in _reported:
         _reported.add(reason)
         print(reason, file=sys.stderr)
-    return False
+    return torch.cuda.is_available()
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -109,9 +96,7 @@ def resolve_device(name: str = "auto") -> torch.device:
     except RuntimeError:
         raise ConfigError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(
-            f"device {name!r} asked for but no GPU is visible: set `device` to cpu or auto"
-        )
+        raise ConfigError(f"device {name!r} asked for but no GPU is visible: use cpu or auto")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
         raise ConfigError(
             f"device {name!r} does not exist: {torch.cuda.device_count()} GPU(s) visible"
@@ -171,35 +156,28 @@ def gpu_precision(device: torch.device) -> str:
 
 
 def train_throughput(
-    model: nn.Module,
-    arithmetic: Arithmetic,
-    batch_size: int,
-    image_size: int,
-    steps: int,
-    give_up_after: float | None = None,
+    model: nn.Module, arithmetic: Arithmetic, batch: int, side: int, give_up_after: float
 ) -> float:
     """Training images/s of a copy of `model` on random data, after untimed warm-up steps; 0.0
     when those outlast `give_up_after` seconds. The model and the global RNG are untouched."""
     device = next(model.parameters()).device
     probe = copy.deepcopy(model).to(memory_format=arithmetic.memory_format).train()
-    opt = torch.optim.SGD(probe.parameters(), lr=1e-3, momentum=0.9)
-    scaler = arithmetic.scaler()
+    opt, scaler = torch.optim.SGD(probe.parameters(), lr=1e-3, momentum=0.9), arithmetic.scaler()
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(batch_size, 3, image_size, image_size, generator=gen).to(device)
+    x = torch.randn(batch, 3, side, side, generator=gen).to(device)
     x = x.contiguous(memory_format=arithmetic.memory_format)
-    y = torch.randint(0, 10, (batch_size,), generator=gen).to(device)
+    y = torch.randint(0, 10, (batch,), generator=gen).to(device)
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-    begun = time.perf_counter()
-    for _ in range(PROBE_WARMUP_STEPS):
+    begun = start = time.perf_counter()
+    for i in range(PROBE_WARMUP_STEPS + PROBE_STEPS):
+        if i == PROBE_WARMUP_STEPS:
+            sync()
+            start = time.perf_counter()
+            if start - begun > give_up_after:
+                return 0.0
         train_step(probe, opt, scaler, arithmetic, x, y)
     sync()
-    start = time.perf_counter()
-    if give_up_after is not None and start - begun > give_up_after:
-        return 0.0
-    for _ in range(steps):
-        train_step(probe, opt, scaler, arithmetic, x, y)
-    sync()
-    return steps * batch_size / (time.perf_counter() - start)
+    return PROBE_STEPS * batch / (time.perf_counter() - start)
 
 
 def cpu_precision(model: nn.Module, what: str, batch_size: int, image_size: int) -> str:
@@ -215,24 +193,19 @@ def cpu_precision(model: nn.Module, what: str, batch_size: int, image_size: int)
     if cache.get(key, {}).get("precision") in ("bf16", "fp32"):
         return cache[key]["precision"]
     # fp32 first; bf16 is given up on once its warm-up alone outlasts all of fp32's steps
-    batch, steps = min(batch_size, PROBE_MAX_BATCH), PROBE_STEPS
-    fp32 = train_throughput(model, Arithmetic("fp32", False, "cpu"), batch, image_size, steps)
-    fp32_seconds = (PROBE_WARMUP_STEPS + steps) * batch / fp32
-    bf16_cl = Arithmetic("bf16", True, "cpu")
-    bf16 = train_throughput(model, bf16_cl, batch, image_size, steps, fp32_seconds)
+    batch = min(batch_size, PROBE_MAX_BATCH)
+    fp32 = train_throughput(model, Arithmetic("fp32", False, "cpu"), batch, image_size, math.inf)
+    fp32_seconds = (PROBE_WARMUP_STEPS + PROBE_STEPS) * batch / fp32
+    bf16 = train_throughput(model, Arithmetic("bf16", True, "cpu"), batch, image_size, fp32_seconds)
     speeds = {"fp32": fp32, "bf16": bf16}
     choice = max(speeds, key=speeds.get)
-    cache[key] = {
-        "precision": choice,
-        **{f"{k}_images_per_s": round(v, 1) for k, v in speeds.items()},
+    cache[key] = {"precision": choice} | {
+        f"{k}_images_per_s": round(v, 1) for k, v in speeds.items()
     }
     with contextlib.suppress(OSError):  # a read-only home only costs the next run a probe
         write_json(path, cache)
-    tqdm.write(
-        f"precision auto on this CPU ({what}, {image_size} px, batch {batch_size}): fp32 "
-        f"{fp32:.0f} images/s, bf16 + channels-last "
-        f"{f'{bf16:.0f}' if bf16 else 'gave up (far slower)'} -> {choice}"
-    )
+    bf16_text = f"{bf16:.0f} images/s" if bf16 else "gave up (far slower)"
+    tqdm.write(f"precision auto ({key}): fp32 {fp32:.0f} images/s, bf16 {bf16_text} -> {choice}")
     return choice
 
 
@@ -252,15 +225,6 @@ def place(model: nn.Module, cfg: RunConfig) -> tuple[torch.device, Arithmetic]:
     arithmetic = Arithmetic(precision, bool(channels_last), device.type)
     model.to(memory_format=arithmetic.memory_format)
     return device, arithmetic
-
-
-def save_checkpoint(run_dir: str | Path, state: dict[str, Any]) -> None:
-    """Write `state` atomically as the latest checkpoint; the one it replaces becomes PREVIOUS."""
-    run_dir = Path(run_dir)
-    with atomic_path(run_dir / LATEST) as tmp:
-        torch.save(state, tmp)
-        if (run_dir / LATEST).exists():
-            os.replace(run_dir / LATEST, run_dir / PREVIOUS)
 
 
 def load_checkpoint(run_dir: str | Path, key: dict[str, Any]) -> dict[str, Any] | None:
@@ -357,29 +321,21 @@ def make_batches(
     data: Cifar10, cfg: RunConfig, device: torch.device, arithmetic: Arithmetic
 ) -> dict[str, Batches]:
     """The run's train, val and test batches, their images copied to `device` once."""
-    splits = make_splits(data.train_y, cfg.val_size, cfg.data_fraction, cfg.seed)
+    splits = cifar.make_splits(data.train_y, cfg.val_size, cfg.data_fraction, cfg.seed)
     val_idx, test_idx = splits.val, torch.arange(len(data.test_y))
     if cfg.eval_images:
-        val_idx = val_idx[stratified_subset(data.train_y[val_idx], cfg.eval_images // 2)]
-        test_idx = stratified_subset(data.test_y, cfg.eval_images)
-    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if cfg.pretrained else (CIFAR_MEAN, CIFAR_STD)
+        val_idx = val_idx[cifar.stratified_subset(data.train_y[val_idx], cfg.eval_images // 2)]
+        test_idx = cifar.stratified_subset(data.test_y, cfg.eval_images)
+    imagenet = (cifar.IMAGENET_MEAN, cifar.IMAGENET_STD)
+    mean, std = imagenet if cfg.pretrained else (cifar.CIFAR_MEAN, cifar.CIFAR_STD)
     gen = torch.Generator().manual_seed(cfg.seed)  # batch order and augmentation
+    shared = dict(image_size=cfg.image_size, gen=gen, memory_format=arithmetic.memory_format)
     aug = dict(cutout=cfg.cutout, pad_mode=cfg.pad_mode, resize=cfg.resize, mixup=cfg.mixup)
 
     def batches(x: torch.Tensor, y: torch.Tensor, train: bool) -> Batches:
-        return Batches(
-            to_device(x, device),
-            to_device(y, device),
-            cfg.batch_size,
-            train,
-            mean,
-            std,
-            image_size=cfg.image_size,
-            gen=gen,
-            limit=cfg.steps_per_epoch if train else None,
-            memory_format=arithmetic.memory_format,
-            **(aug if train else {}),
-        )
+        x, y = cifar.to_device(x, device), cifar.to_device(y, device)
+        extra = dict(limit=cfg.steps_per_epoch, **aug) if train else {}
+        return Batches(x, y, cfg.batch_size, train, mean, std, **shared, **extra)
 
     return {
         "train": batches(data.train_x[splits.train], data.train_y[splits.train], True),
@@ -465,9 +421,7 @@ class Progress:
     def read_back(self, cfg: RunConfig) -> None:
         """Move the pending epochs' figures into `history` in one host sync; a loss that is not
         finite ends the run."""
-        if not self.pending:
-            return
-        rows = torch.stack([totals for _, _, totals, _ in self.pending]).tolist()
+        rows = torch.stack([t for _, _, t, _ in self.pending]).tolist() if self.pending else []
         for (epoch, lr, _, n), (loss_sum, correct) in zip(self.pending, rows, strict=True):
             if not math.isfinite(loss_sum / n):
                 raise TrainingError(
@@ -478,52 +432,64 @@ class Progress:
             self.history.append(row)
         self.pending.clear()
 
+    def out_of_patience(self, patience: int | None) -> bool:
+        """True once the last evaluated epoch is `patience` epochs past the best."""
+        last = self.history[-1] if self.history else {}
+        return bool(patience) and "val_acc" in last and last["epoch"] - self.best_epoch >= patience
 
-@dataclass
-class Trainer:
-    """The objects whose state a checkpoint saves, beside `Progress`."""
+    def record(self, model: nn.Module, val_loss: float, val_acc: float) -> str:
+        """Add the last epoch's validation figures, copy the weights on the device if best, and
+        say how the epoch went."""
+        h = self.history[-1]
+        h.update(val_loss=val_loss, val_acc=val_acc)
+        if val_acc > self.best_val_acc:
+            self.best_val_acc, self.best_epoch = val_acc, h["epoch"]
+            self.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return (
+            f"train loss {h['train_loss']:.3f} acc {h['train_acc']:.3f} | "
+            f"val loss {val_loss:.3f} acc {val_acc:.3f}"
+        )
 
-    model: nn.Module
-    opt: torch.optim.Optimizer
-    sched: torch.optim.lr_scheduler.LambdaLR
-    scaler: torch.amp.GradScaler
-    gen: torch.Generator  # batch order and augmentation draws
 
-    def save(self, run_dir: str | Path, cfg: RunConfig, run: Progress, elapsed: float) -> None:
-        """Write a resumable checkpoint (the pending figures read back first)."""
-        run.read_back(cfg)
-        state = {
-            "key": cfg.training_key(),
-            "model": self.model.state_dict(),
-            "optimizer": self.opt.state_dict(),
-            "scheduler": self.sched.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "data_rng": self.gen.get_state(),
-            "rng": {"torch": torch.get_rng_state()},  # nothing draws from a CUDA generator
-            "history": run.history,
-            "best": {"val_acc": run.best_val_acc, "epoch": run.best_epoch},
-            "best_weights": run.best_weights,
-            "elapsed": elapsed,
-        }
-        save_checkpoint(run_dir, state)
+def save_state(
+    run_dir: str | Path, cfg: RunConfig, parts: dict[str, Any], run: Progress, elapsed: float
+) -> None:
+    """Checkpoint atomically the states of `parts` (model, optimizer, scheduler, scaler, data
+    generator) and of `run`, its pending figures read back first."""
+    run.read_back(cfg)
+    state = {k: v.get_state() if k == "data_rng" else v.state_dict() for k, v in parts.items()}
+    state |= {
+        "key": cfg.training_key(),
+        "rng": {"torch": torch.get_rng_state()},  # nothing draws from a CUDA generator
+        "history": run.history,
+        "best": {"val_acc": run.best_val_acc, "epoch": run.best_epoch},
+        "best_weights": run.best_weights,
+        "elapsed": elapsed,
+    }
+    with atomic_path(Path(run_dir) / LATEST) as tmp:  # the one it replaces becomes PREVIOUS
+        torch.save(state, tmp)
+        if (Path(run_dir) / LATEST).exists():
+            os.replace(Path(run_dir) / LATEST, Path(run_dir) / PREVIOUS)
 
-    def resume(self, run_dir: str | Path | None, cfg: RunConfig, device: torch.device) -> Progress:
-        """Load the states of `run_dir`'s checkpoint of this training, from any machine, and
-        return its progress (else a fresh one)."""
-        state = load_checkpoint(run_dir, cfg.training_key()) if run_dir else None
-        if not state:
-            return Progress()
-        tqdm.write(f"resuming {cfg.model} from epoch {len(state['history'])}/{cfg.epochs}")
-        self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["optimizer"])
-        self.sched.load_state_dict(state["scheduler"])
-        if state["scaler"]:  # empty where the scaler is off
-            self.scaler.load_state_dict(state["scaler"])
-        self.gen.set_state(state["data_rng"])
-        torch.set_rng_state(state["rng"]["torch"])  # CUDA states, if any, are ignored
-        best, weights = state["best"], state["best_weights"]
-        weights = {k: to_device(v, device) for k, v in weights.items()} if weights else None
-        return Progress(state["history"], best["val_acc"], best["epoch"], weights, state["elapsed"])
+
+def resume(
+    run_dir: str | Path | None, cfg: RunConfig, parts: dict[str, Any], device: torch.device
+) -> Progress:
+    """The progress of `run_dir`'s checkpoint of this training, from any machine, its states
+    loaded into `parts`; a fresh one where there is none."""
+    state = load_checkpoint(run_dir, cfg.training_key()) if run_dir else None
+    if not state:
+        return Progress()
+    tqdm.write(f"resuming {cfg.model} from epoch {len(state['history'])}/{cfg.epochs}")
+    for name, part in parts.items():
+        if name == "data_rng":
+            part.set_state(state[name])
+        elif state[name]:  # a scaler that is off saves nothing
+            part.load_state_dict(state[name])
+    torch.set_rng_state(state["rng"]["torch"])  # CUDA states, if any, are ignored
+    best, weights = state["best"], state["best_weights"]
+    weights = {k: cifar.to_device(v, device) for k, v in weights.items()} if weights else None
+    return Progress(state["history"], best["val_acc"], best["epoch"], weights, state["elapsed"])
 
 
 def train(
@@ -545,18 +511,14 @@ def train(
     batches = make_batches(data, cfg, device, arithmetic)
     train_b, val_b = batches["train"], batches["val"]
     opt, sched = make_optimizer(model, cfg, len(train_b))
-    trainer = Trainer(model, opt, sched, arithmetic.scaler(), train_b.gen)
-    run = trainer.resume(run_dir, cfg, device)
+    scaler = arithmetic.scaler()
+    parts = dict(model=model, optimizer=opt, scheduler=sched, scaler=scaler, data_rng=train_b.gen)
+    run = resume(run_dir, cfg, parts, device)
     every = eval_every(cfg, len(train_b) * train_b.batch_size, len(val_b.x))
     saved_epoch, last_save = len(run.history), clock()
     try:
         for epoch in range(len(run.history) + 1, cfg.epochs + 1):
-            last = run.history[-1] if run.history else {}
-            if (
-                cfg.patience
-                and "val_acc" in last
-                and last["epoch"] - run.best_epoch >= cfg.patience
-            ):
+            if run.out_of_patience(cfg.patience):
                 tqdm.write(f"early stop: no better validation accuracy for {cfg.patience} epochs")
                 break
             # train: the epoch's figures stay on the device until read back
@@ -566,31 +528,22 @@ def train(
                 train_b, desc, leave=False, disable=not progress, mininterval=2, file=sys.stdout
             )
             totals, seen = train_epoch(
-                model, bar, opt, sched, trainer.scaler, arithmetic, cfg.label_smoothing
+                model, bar, opt, sched, scaler, arithmetic, cfg.label_smoothing
             )
             run.pending.append((epoch, sched.get_last_lr()[0], totals, seen))
             # evaluate on the cadence, the best weights kept on the device
             if epoch % every == 0 or epoch == cfg.epochs:
                 run.read_back(cfg)
-                h = run.history[-1]
-                h["val_loss"], h["val_acc"] = evaluate(model, val_b, arithmetic, cfg.tta)
-                if h["val_acc"] > run.best_val_acc:
-                    run.best_val_acc, run.best_epoch = h["val_acc"], epoch
-                    run.best_weights = {
-                        k: v.detach().clone() for k, v in model.state_dict().items()
-                    }
-                tqdm.write(
-                    f"{desc}: train loss {h['train_loss']:.3f} acc {h['train_acc']:.3f} | "
-                    f"val loss {h['val_loss']:.3f} acc {h['val_acc']:.3f}"
-                )
+                figures = run.record(model, *evaluate(model, val_b, arithmetic, cfg.tta))
+                tqdm.write(f"{desc}: {figures}")
             # checkpoint now if the next epoch's end would leave more than the interval unsaved
             now = clock()
             if run_dir and now - last_save + (now - epoch_started) >= cfg.checkpoint_every:
-                trainer.save(run_dir, cfg, run, run.elapsed + clock() - started)
+                save_state(run_dir, cfg, parts, run, run.elapsed + clock() - started)
                 saved_epoch, last_save = epoch, clock()
         run.read_back(cfg)
         if run_dir and saved_epoch != len(run.history):  # the end of the run
-            trainer.save(run_dir, cfg, run, run.elapsed + clock() - started)
+            save_state(run_dir, cfg, parts, run, run.elapsed + clock() - started)
 
         # test: the best validation epoch's weights, saved as BEST
         model.load_state_dict(run.best_weights)
