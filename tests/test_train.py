@@ -1,6 +1,9 @@
 """The training loop: learning, resume with identical results, checkpoints, schedules, early
 stopping, divergence and out-of-memory errors."""
 
+import contextlib
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +12,7 @@ import torch.nn.functional as F
 import common.training as train_module
 from common.config import make_config
 from common.data import CIFAR_MEAN, CIFAR_STD, Batches, load_cifar10
-from common.errors import ConfigError, TrainingError
+from common.errors import TrainingError
 from common.models import build_model
 from common.training import (
     BEST,
@@ -52,6 +55,23 @@ def fit(data, cfg, run_dir=None):
     return train(build_model(cfg.model, stem=cfg.stem), data, cfg, run_dir, progress=False)
 
 
+@contextlib.contextmanager
+def die_at_evaluation(monkeypatch: pytest.MonkeyPatch, n: int) -> Iterator[None]:
+    """A kill (Ctrl-C) at the `n`th validation pass of the run inside."""
+    real, calls = train_module.evaluate, []
+
+    def evaluate_then_die(*args: object) -> tuple[float, float]:
+        calls.append(1)
+        if len(calls) == n:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(train_module, "evaluate", evaluate_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        yield
+    monkeypatch.setattr(train_module, "evaluate", real)
+
+
 def test_a_few_steps_lower_the_loss(data, tmp_path):
     cfg = config(tmp_path, epochs=4, steps_per_epoch=4, lr=2e-3)
     result = fit(data, cfg)
@@ -67,20 +87,9 @@ def test_resume_after_interruption_gives_identical_results(data, tmp_path, monke
     cfg = config(tmp_path, epochs=3, **settings)
     reference = fit(data, cfg)
     run_dir = tmp_path / "interrupted"
-    real_evaluate = train_module.evaluate
-    calls = {"n": 0}
-
-    def evaluate_then_die(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:  # validation of epoch 2: epoch 1's checkpoint is on disk
-            raise KeyboardInterrupt
-        return real_evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(train_module, "evaluate", evaluate_then_die)
-    with pytest.raises(KeyboardInterrupt):
+    with die_at_evaluation(monkeypatch, 2):  # epoch 2's: epoch 1's checkpoint is on disk
         fit(data, cfg, run_dir)
     assert len(load_checkpoint(run_dir, cfg.training_key())["history"]) == 1
-    monkeypatch.setattr(train_module, "evaluate", real_evaluate)
     resumed = fit(data, cfg, run_dir)
     assert resumed["history"] == reference["history"]
     assert resumed["test_acc"] == reference["test_acc"]
@@ -109,13 +118,11 @@ def test_out_of_memory_is_one_line(data, tmp_path, monkeypatch):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(train_module, "evaluate", no_memory)
-    with pytest.raises(
-        TrainingError, match="out of GPU memory with batch_size 16 at image_size 32"
-    ):
+    with pytest.raises(TrainingError, match="out of GPU memory with batch_size 16 at image_size"):
         fit(data, config(tmp_path))
 
 
-def test_early_stopping_stops_after_patience(data, tmp_path, monkeypatch):
+def test_early_stopping_waits_for_patience(data, tmp_path, monkeypatch):
     accs = iter([0.5, 0.4, 0.3, 0.2, 0.1, 0.9])
     monkeypatch.setattr(train_module, "evaluate", lambda *args: (1.0, next(accs)))
     result = fit(data, config(tmp_path, epochs=6, patience=2))
@@ -131,13 +138,6 @@ def test_schedule_warms_up_then_decays_to_zero():
     triangle = [lr_factor(s, 4, 20, "linear") for s in range(21)]
     assert triangle[:4] == factors[:4] and triangle[12] == pytest.approx(0.5)
     assert triangle[20] == 0.0 and triangle[8] - triangle[9] == pytest.approx(1 / 16)
-
-
-def test_cuda_without_gpu_is_refused():
-    if torch.cuda.is_available():
-        pytest.skip("this machine has a GPU")
-    with pytest.raises(ConfigError, match="no GPU is visible"):
-        train_module.resolve_device("cuda")
 
 
 def lrs_over_the_run(tmp_path, steps_per_epoch: int, **settings) -> list[float]:
@@ -211,5 +211,3 @@ def test_zero_head_starts_training_from_a_zero_classifier(data, tmp_path, monkey
     model = build_model("resnet18", seed=0)
     train(model, data, config(tmp_path, epochs=1, head_init="zero"), progress=False)
     assert heads == [0.0] and model.fc.weight.abs().sum() > 0  # zero at the start, then it learns
-    fit(data, config(tmp_path, epochs=1))
-    assert heads[1] > 0  # the default initialisation
