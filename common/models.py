@@ -1,6 +1,5 @@
-"""The torchvision ResNets and ResNeXt with a 10-class head, from scratch (CIFAR or ImageNet stem)
-or from ImageNet weights (torchvision's V1 or V2, found or downloaded, or one's own file), and
-their size as trained: parameters and FLOPs per image."""
+"""torchvision's ResNets and ResNeXt with a 10-class head, from scratch or from ImageNet weights
+(torchvision's, found or downloaded, or one's own file), and their size: parameters and FLOPs."""
 
 from __future__ import annotations
 
@@ -24,8 +23,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 }
 # torchvision's IMAGENET1K_<version> weights; V1 is the default: ResNet-18 and -34 have no other
 VERSIONS = ("V1", "V2")
-CUSTOM = "custom: "  # the label of one's own file: "custom: <name> (sha256 <HASH_CHARS digits>)"
-HASH_CHARS = 8  # enough to tell one's own files apart
+CUSTOM = "custom: "  # the label of one's own file: "custom: <name> (sha256 <8 hex digits>)"
 STEMS = ("cifar", "imagenet")
 MIN_IMAGE_SIZE = 32  # five stride-2 stages: smaller inputs vanish before the pooling layer
 Where = str | Path | None  # a folder or file, if any
@@ -48,7 +46,7 @@ def weights_version(name: str, asked: str = "V1") -> str:
 def custom_label(path: str | Path) -> str:
     """One's own weights file by name and content hash, so two files of one name never pool."""
     try:
-        digest = f"sha256 {file_hash(path, 'sha256')[:HASH_CHARS]}"
+        digest = f"sha256 {file_hash(path, 'sha256')[:8]}"  # enough to tell files apart
     except OSError:
         digest = "file not found"
     return f"{CUSTOM}{Path(path).name} ({digest})"
@@ -93,21 +91,20 @@ def locate_weights(
     try:
         torch.hub.download_url_to_file(_url(name, version), str(target), prefix, progress=False)
         return target, ""
-    except BaseException as e:
-        for folder in made:  # deepest first; each only if empty
-            with contextlib.suppress(OSError):
-                folder.rmdir()
+    except Exception as e:
         if isinstance(e, RuntimeError) and "invalid hash" in str(e):
             raise WeightsError(
                 f"the download of {_url(name, version)} does not match torchvision's hash "
                 f"(SHA-256 starting {prefix}) and was not kept: try again, or copy the file from "
                 "a machine where it downloads whole"
             ) from None
-        if not isinstance(e, Exception):  # Ctrl-C
-            raise
         # a URLError's reason names e.g. the name resolution that failed
         text = " ".join(str(getattr(e, "reason", None) or e).split()) or "no detail"
         return None, f"the download failed ({type(e).__name__}: {text})"
+    finally:
+        for folder in [] if target.exists() else made:  # deepest first; each only if empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
 def ensure_weights(
@@ -125,13 +122,6 @@ def ensure_weights(
     )
 
 
-def _use_cifar_stem(model: nn.Module) -> None:
-    """3x3 stride-1 first convolution and no max-pool: keeps 32x32 resolution into layer1."""
-    model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
-    nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
-    model.maxpool = nn.Identity()
-
-
 def build_model(
     name: str,
     pretrained: bool = False,
@@ -141,7 +131,8 @@ def build_model(
     weights: str | None = "V1",
 ) -> nn.Module:
     """A 10-class model: from scratch with `stem`, or pretrained (ImageNet stem) from
-    `weights_path` or torchvision's `weights` version, never other weights; `seed` seeds init."""
+    `weights_path` or torchvision's `weights` version, never other weights; `seed` seeds init.
+    Pretrained weights may be float16 and lack the ImageNet head, which is replaced anyway."""
     check_model(name)
     if seed is not None:
         torch.manual_seed(seed)
@@ -150,34 +141,24 @@ def build_model(
     if not pretrained:
         # each residual block starts as the identity: stable at high lr (Goyal et al., 2017)
         model = MODELS[name](weights=None, num_classes=10, zero_init_residual=True)
-        if stem == "cifar":
-            _use_cifar_stem(model)
+        if stem == "cifar":  # 3x3 stride 1, no max-pool: 32 px reach layer1 whole
+            model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+            nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
+            model.maxpool = nn.Identity()
         return model
     weights = weights or "V1"
     if not weights_path and weights.startswith(CUSTOM):
         raise WeightsError(f"weights {weights!r} need their file: pass weights_path")
     path = Path(weights_path) if weights_path else ensure_weights(name, version=weights)
     model = MODELS[name](weights=None)
-    _load_backbone(model, name, path)
-    model.fc = nn.Linear(model.fc.in_features, 10)
-    return model
-
-
-def _load_backbone(model: nn.Module, name: str, path: Path) -> None:
-    """Load ImageNet weights, float16 or not, with or without the head (replaced anyway), into
-    `model`; one line when the file is no state dict of that model."""
-    try:
+    try:  # a file of torch.save(model.state_dict()), or of a dict holding one as "state_dict"
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # missing, unreadable, or more than tensors
+        state = dict(state.get("state_dict", state))
+    except Exception as e:
         raise WeightsError(
             f"cannot read weights file {path} ({type(e).__name__}): "
             "pass a state dict saved with torch.save(model.state_dict(), path)"
         ) from None
-    state = state.get("state_dict", state) if isinstance(state, dict) else state
-    if not isinstance(state, dict):
-        raise WeightsError(
-            f"{path} holds no state dict: save one with torch.save(model.state_dict())"
-        )
     try:
         result = model.load_state_dict(state, strict=False)  # still refuses a size mismatch
         missing = [k for k in result.missing_keys if not k.startswith("fc.")]
@@ -193,6 +174,8 @@ def _load_backbone(model: nn.Module, name: str, path: Path) -> None:
             f"weights file {path} does not fit {name} ({detail.strip()[:200]}): "
             f"pass ImageNet weights saved from torchvision's {name}, e.g. {weights_file(name)}"
         )
+    model.fc = nn.Linear(model.fc.in_features, 10)
+    return model
 
 
 def grid_weights(
@@ -204,21 +187,21 @@ def grid_weights(
     check: bool,
 ) -> tuple[dict[str, str], dict[str, str]]:
     """Each model's weights file (from `custom`, or torchvision's) and why others have none;
-    with `check` each is loaded once, so a wrong file stops the grid before it starts."""
+    with `check`, each file is loaded into its model once."""
     files, not_possible = {}, {}
     for model in sorted(set(models)):
+        found, why = custom.get(model), ""
         try:
-            found, why = custom.get(model), ""
             if found is None:
                 found, why = locate_weights(model, weights_dir, download, version)
         except WeightsError as e:  # a download that does not match its hash
-            found, why = None, str(e)
+            why = str(e)
         if found is None:
             not_possible[model] = why
             continue
         files[model] = str(found)
-        if check:
-            build_model(model, pretrained=True, weights_path=files[model])
+        if check:  # a wrong file stops the grid before any run starts
+            build_model(model, pretrained=True, weights_path=found)
     return files, not_possible
 
 
@@ -244,26 +227,18 @@ def weights_remedy(models: Iterable[str], version: str) -> str:
     )
 
 
-def _skeleton(name: str, stem: str) -> nn.Module:
-    """The model as trained (10-class head, `stem`) on the meta device: shapes, no memory."""
-    check_model(name)
-    with torch.device("meta"):
-        model = MODELS[name](weights=None, num_classes=10)
-        if stem == "cifar":
-            _use_cifar_stem(model)
-    return model
-
-
 @functools.cache
 def parameter_count(name: str, stem: str = "cifar") -> int:
     """The parameters of `name` as trained here, with its 10-class head and `stem`."""
-    return sum(p.numel() for p in _skeleton(name, stem).parameters())
+    with torch.device("meta"):  # shapes only: no memory, no time
+        return sum(p.numel() for p in build_model(name, stem=stem).parameters())
 
 
 @functools.cache
 def flops_per_image(name: str, stem: str = "cifar", image_size: int = 32) -> int:
     """The forward FLOPs of one image through `name`, counted on the meta device."""
-    image = torch.empty(1, 3, image_size, image_size, device="meta")
+    with torch.device("meta"):
+        model, image = build_model(name, stem=stem), torch.empty(1, 3, image_size, image_size)
     with FlopCounterMode(display=False) as counter:
-        _skeleton(name, stem)(image)
+        model(image)
     return int(counter.get_total_flops())

@@ -133,7 +133,7 @@ def test_checkpoints_follow_the_wall_clock_and_a_kill_loses_at_most_the_interval
     cfg = make_config(
         "resnet18",
         profile="quick",
-        **(TINY | dict(epochs=7, steps_per_epoch=1, checkpoint_every=250)),
+        **(TINY | dict(epochs=7, steps_per_epoch=1, checkpoint_every=250, device="cpu")),
     )
     FakeClock(monkeypatch, per_epoch=100)
     saved, real_save = [], train_module.save_state
