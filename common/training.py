@@ -1,5 +1,5 @@
-"""Training: the arithmetic chosen per device, checkpoints, the optimizer and its schedule, and
-`train`, one loop in named phases that runs the same on every device."""
+"""Training: the device and the arithmetic chosen there, checkpoints, the optimizer and its
+schedule, and `train`, one loop in named phases that runs the same on every device."""
 
 from __future__ import annotations
 
