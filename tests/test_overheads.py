@@ -40,18 +40,10 @@ def count_calls(monkeypatch, counts: Counter, name: str, owner: object, attr: st
 
 def test_full_profile_1_16_run_has_bounded_overheads(data, tmp_path, monkeypatch):
     # The full recipe's 1/16 cell (104 epochs, all its defaults), on a small model and batch.
-    cfg = make_config(
-        model="resnet18",
-        data_fraction=1 / 16,
-        profile="full",
-        stem="imagenet",
-        batch_size=8,
-        eval_images=20,
-        val_size=40,
-        precision="fp32",
-        device="cpu",
-        output_dir=str(tmp_path),
+    small = dict(
+        device="cpu", stem="imagenet", batch_size=8, eval_images=20, val_size=40, precision="fp32"
     )
+    cfg = make_config("resnet18", 1 / 16, profile="full", output_dir=str(tmp_path), **small)
     assert cfg.epochs == 104 and cfg.checkpoint_every >= 60
     assert (cfg.max_evals, cfg.eval_share) == (50, 0.5)
     counts: Counter = Counter()
