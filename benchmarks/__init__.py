@@ -13,9 +13,8 @@ import torch
 
 from common.errors import UserError
 from common.files import write_text
-from common.precision import machine_slug
 from common.report import hardware
-from common.training import resolve_device
+from common.training import machine_slug, resolve_device
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LOAD = os.getloadavg()[0]  # read at import: the load before this benchmark's own work

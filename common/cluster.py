@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from . import runner
-from .checkpoint import LATEST, PREVIOUS
 from .config import REPO, RunConfig
 from .errors import UserError
 from .files import write_with
 from .report import METRICS, input_identity, portable
 from .runner import Outcome, Run, execute, stop_notebooks
+from .training import LATEST, PREVIOUS
 
 RETRIES = 3  # times Ray starts a run again after its worker died
 CANCEL_GRACE_S = 5.0  # a cancelled task's time to stop its kernel before its worker is killed

@@ -16,7 +16,7 @@ from typing import Any
 from . import models
 from .data import SIDE, fraction_label, parse_fraction
 from .errors import ConfigError, UserError
-from .precision import PRECISIONS, cuda_usable
+from .training import PRECISIONS, cuda_usable
 
 REPO = Path(__file__).resolve().parent.parent
 PROFILES = ("full", "quick")

@@ -1,4 +1,5 @@
-"""CIFAR-10 as uint8 tensors: loading, nested stratified splits, batched on-device augmentation."""
+"""CIFAR-10 as uint8 tensors: safe loading, nested stratified splits, batches augmented on the
+device, and how a data fraction is written."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -31,11 +32,10 @@ CIFAR_STD = (0.2470, 0.2435, 0.2616)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SIDE = 32  # CIFAR-10's images are SIDE x SIDE px
-AUG_PAD = 4  # random crops of 32 px from the image zero-padded by 4 px each side
+AUG_PAD = 4  # random crops of SIDE px from the image zero-padded by AUG_PAD px each side
 
 
-@dataclass
-class Cifar10:
+class Cifar10(NamedTuple):
     """The two official splits as uint8 images (N, 3, 32, 32) and int64 labels."""
 
     train_x: torch.Tensor
@@ -44,17 +44,14 @@ class Cifar10:
     test_y: torch.Tensor
 
 
-@dataclass
-class Splits:
+class Splits(NamedTuple):
     """Index sets into the official training split; the test split is used whole."""
 
     train: torch.Tensor
     val: torch.Tensor
 
 
-# What a CIFAR-10 batch's pickle may load beyond dicts, lists, str, bytes and numbers: numpy
-# arrays (the function numpy pickles them with, in whichever module this numpy keeps it).
-_RECONSTRUCT = np.zeros(1).__reduce__()[0]
+_RECONSTRUCT = np.zeros(1).__reduce__()[0]  # numpy's array reconstructor, where this numpy has it
 BATCH_GLOBALS = {
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
@@ -63,101 +60,70 @@ BATCH_GLOBALS = {
 }
 
 
-class _NotABatch(Exception):
-    """The pickle asks for something a CIFAR-10 batch does not hold."""
-
-
 class _BatchUnpickler(pickle.Unpickler):
-    """An unpickler that loads only what BATCH_GLOBALS admits, so a crafted file runs nothing."""
+    """Loads plain values and numpy arrays only (BATCH_GLOBALS), so a crafted file runs nothing."""
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in BATCH_GLOBALS:
-            raise _NotABatch(f"{module}.{name}")
+            raise pickle.UnpicklingError(f"it asks to load {module}.{name}")
         return BATCH_GLOBALS[(module, name)]
 
 
 def _read_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """One pickled batch's images (N, 3, 32, 32) and labels, read (only the types the format
-    holds) and checked for CIFAR's shapes, dtype and labels."""
+    """One pickled batch's images (N, 3, 32, 32) and labels, checked for CIFAR's shapes."""
+    fix = f"re-create {FOLDER}"
     try:
         with open(path, "rb") as f:
             batch = _BatchUnpickler(f, encoding="latin1").load()
         data = np.asarray(batch["data"])
         labels = np.asarray(batch["labels"], dtype=np.int64)
-    except _NotABatch as e:
+    except Exception as e:  # a crafted or truncated file, another format, missing keys
         raise DataError(
-            f"{path} is not a CIFAR-10 batch: it asks to load {e}; re-create the {FOLDER} folder"
+            f"{path} is not a CIFAR-10 batch ({type(e).__name__}: {e}); {fix}"
         ) from None
-    except Exception as e:  # truncated file, wrong format, missing keys
+    labels_ok = labels.shape == (len(data),) and ((labels >= 0) & (labels <= 9)).all()
+    if data.dtype != np.uint8 or data.shape[1:] != (3072,) or not labels_ok:
         raise DataError(
-            f"{path} is not a CIFAR-10 batch ({type(e).__name__}: {e}); "
-            f"re-create the {FOLDER} folder"
-        ) from None
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        raise DataError(
-            f"{path}: expected uint8 images of shape (N, 3072), got {data.dtype} "
-            f"{data.shape}; re-create the {FOLDER} folder"
-        )
-    if labels.shape != (data.shape[0],) or labels.min(initial=0) < 0 or labels.max(initial=0) > 9:
-        raise DataError(
-            f"{path}: expected one label in 0..9 per image; re-create the {FOLDER} folder"
+            f"{path}: expected uint8 images of shape (N, 3072) and one label in 0..9 each, got "
+            f"{data.dtype} {data.shape} and labels {labels.shape}; {fix}"
         )
     return torch.from_numpy(data).view(-1, 3, SIDE, SIDE), torch.from_numpy(labels)
 
 
-def _download(root: Path) -> None:
-    """Fetch the official archive with torchvision; one clear line when that is impossible, and
-    no folder left behind that this call created."""
-    from torchvision.datasets import CIFAR10
-
-    created = not root.exists()
-    try:
-        CIFAR10(str(root), train=True, download=True)
-    except Exception as e:
-        if created:
-            shutil.rmtree(root, ignore_errors=True)
-        raise DataError(
-            f"CIFAR-10 is not in {root / FOLDER} and could not be downloaded "
-            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no detail'}); "
-            f"put the standard '{FOLDER}' folder (data_batch_1..5, test_batch) inside {root} "
-            f"or point `data_dir` at its parent"
-        ) from None
-
-
-def _unpack(archive: Path) -> None:
-    """Unpack the official archive beside itself (no network: an offline machine's copy); one
-    clear line when it is not that archive, and no half-unpacked folder left behind."""
-    folder = archive.parent / FOLDER
-    try:
-        with tarfile.open(archive) as tar, tempfile.TemporaryDirectory(dir=archive.parent) as tmp:
-            tar.extractall(tmp, filter="data")
-            os.replace(Path(tmp) / FOLDER, folder)
-    except (OSError, tarfile.TarError) as e:
-        raise DataError(
-            f"{archive} is not CIFAR-10's python archive ({type(e).__name__}: {e}): download "
-            f"{ARCHIVE} again from https://www.cs.toronto.edu/~kriz/cifar.html"
-        ) from None
-
-
 def ensure_cifar10(data_dir: str | Path, download: bool = True) -> Path:
-    """Return the folder holding the standard layout: unpacked from the official archive when
-    `data_dir` holds that, else downloaded into `data_dir` if absent (and `download`)."""
+    """The standard folder under `data_dir`: there already, unpacked from the official archive
+    there, or else downloaded (if `download`); one line when none of these works."""
     root = Path(data_dir).expanduser()
     folder = root / FOLDER
-    if not folder.is_dir():
-        if root.is_file():
+    if root.is_file():
+        raise DataError(f"data_dir {root} is a file: give the folder of {FOLDER}/ or {ARCHIVE}")
+    if not folder.is_dir() and (root / ARCHIVE).is_file():
+        try:  # unpacked beside the archive, never left half-unpacked
+            with tarfile.open(root / ARCHIVE) as tar, tempfile.TemporaryDirectory(dir=root) as tmp:
+                tar.extractall(tmp, filter="data")
+                os.replace(Path(tmp) / FOLDER, folder)
+        except (OSError, tarfile.TarError) as e:
             raise DataError(
-                f"data_dir {root} is a file: give the folder that holds {FOLDER}/ or "
-                f"{ARCHIVE} instead"
-            )
-        if (root / ARCHIVE).is_file():
-            _unpack(root / ARCHIVE)
-        elif not download:
+                f"{root / ARCHIVE} is not CIFAR-10's python archive ({type(e).__name__}: {e}): "
+                f"download {ARCHIVE} again from https://www.cs.toronto.edu/~kriz/cifar.html"
+            ) from None
+    elif not folder.is_dir() and not download:
+        raise DataError(f"CIFAR-10 is not in {root}: put the '{FOLDER}' folder or {ARCHIVE} there")
+    elif not folder.is_dir():
+        from torchvision.datasets import CIFAR10
+
+        created = not root.exists()
+        try:
+            CIFAR10(str(root), train=True, download=True)
+        except Exception as e:
+            if created:  # leave no folder behind that this call made
+                shutil.rmtree(root, ignore_errors=True)
+            why = (str(e) or "no detail").splitlines()[0]
             raise DataError(
-                f"CIFAR-10 is not in {root}: put the '{FOLDER}' folder or {ARCHIVE} there"
-            )
-        else:
-            _download(root)
+                f"CIFAR-10 is not in {folder} and could not be downloaded ({type(e).__name__}: "
+                f"{why}); put the standard '{FOLDER}' folder (data_batch_1..5, test_batch) in "
+                f"{root} or point `data_dir` at its parent"
+            ) from None
     missing = [n for n in [*TRAIN_FILES, TEST_FILE] if not (folder / n).is_file()]
     if missing:
         raise DataError(f"{folder} is incomplete (missing {', '.join(missing)}): re-create it")
@@ -165,11 +131,7 @@ def ensure_cifar10(data_dir: str | Path, download: bool = True) -> Path:
 
 
 def load_cifar10(data_dir: str | Path, download: bool = True) -> Cifar10:
-    """Load CIFAR-10 from `data_dir/cifar-10-batches-py` (the standard python layout).
-
-    Reads the pickles directly and validates them, so a re-encoded copy whose checksums differ
-    from the originals is accepted. Downloads with torchvision when the folder is absent.
-    """
+    """CIFAR-10 from `data_dir`, its pickles read and validated (so a re-encoded copy loads)."""
     folder = ensure_cifar10(data_dir, download)
     parts = [_read_batch(folder / n) for n in TRAIN_FILES]
     train_x, train_y = (torch.cat(p) for p in zip(*parts, strict=True))
@@ -177,279 +139,183 @@ def load_cifar10(data_dir: str | Path, download: bool = True) -> Cifar10:
 
 
 def data_origin(data_dir: str | Path) -> str:
-    """Which CIFAR-10 files a run read: "original" when every file's MD5 matches the one
-    torchvision publishes for the official release, "re-encoded" when any differs (a copy
-    rebuilt from images, e.g. JPEG: its accuracies are not comparable with published ones),
-    "unknown" when a file is missing."""
+    """'original' when every file has torchvision's MD5 of the official release, 're-encoded'
+    when any differs (not comparable with published accuracies), 'unknown' when one is absent."""
     from torchvision.datasets import CIFAR10
 
-    folder = Path(data_dir) / FOLDER
+    folder, files = Path(data_dir) / FOLDER, [*CIFAR10.train_list, *CIFAR10.test_list]
     try:
-        same = [
-            file_hash(folder / name, "md5") == md5
-            for name, md5 in [*CIFAR10.train_list, *CIFAR10.test_list]
-        ]
+        same = [file_hash(folder / name, "md5") == md5 for name, md5 in files]
     except OSError:
         return "unknown"
     return "original" if all(same) else "re-encoded"
 
 
-def _class_counts(total: int, weights: np.ndarray) -> np.ndarray:
-    """Split `total` over classes in proportion to `weights` (largest remainders)."""
-    exact = total * weights / weights.sum()
+def _per_class(labels: torch.Tensor, total: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Each class's positions in `labels`, and `total` shared out over the classes in
+    proportion to their sizes (largest remainders)."""
+    y = labels.numpy()
+    per_class = [np.flatnonzero(y == c) for c in range(NUM_CLASSES)]
+    sizes = np.array([len(p) for p in per_class], dtype=float)
+    exact = total * sizes / sizes.sum()
     counts = np.floor(exact).astype(int)
-    order = np.argsort(-(exact - counts), kind="stable")
-    counts[order[: total - counts.sum()]] += 1
-    return counts
+    counts[np.argsort(-(exact - counts), kind="stable")[: total - counts.sum()]] += 1
+    return per_class, counts
+
+
+def _positions(parts: list[np.ndarray]) -> torch.Tensor:
+    return torch.from_numpy(np.sort(np.concatenate(parts)))
 
 
 def make_splits(labels: torch.Tensor, val_size: int, fraction: float, seed: int) -> Splits:
-    """A fixed stratified validation split, and a stratified `fraction` of the rest.
-
-    The validation set depends only on `val_size` (never on `seed`). The training subset is a
-    per-class prefix of a permutation drawn from `seed`, so for one seed a smaller fraction is
-    always inside a larger one (nested), and every class keeps its share.
-    """
-    y = labels.numpy()
-    classes = np.arange(NUM_CLASSES)
-    per_class = [np.flatnonzero(y == c) for c in classes]
-    sizes = np.array([len(p) for p in per_class])
-    if not 0 <= val_size < len(y):
-        raise DataError(f"val_size {val_size} must be in [0, {len(y)}): pick a smaller one")
-    val_counts = _class_counts(val_size, sizes)
-    val_rng = np.random.default_rng(VAL_SEED)
-    rng = np.random.default_rng(seed)
+    """A stratified validation split fixed by `val_size` alone, and a stratified `fraction` of
+    the rest: a per-class prefix of a permutation drawn from `seed`, so fractions nest."""
+    if not 0 <= val_size < len(labels):
+        raise DataError(f"val_size {val_size} must be in [0, {len(labels)}): pick a smaller one")
+    per_class, val_counts = _per_class(labels, val_size)
+    val_rng, rng = np.random.default_rng(VAL_SEED), np.random.default_rng(seed)
+    share = float(Fraction(fraction).limit_denominator(10_000))
     val, train = [], []
     for idx, n_val in zip(per_class, val_counts, strict=True):
         idx = val_rng.permutation(idx)
         val.append(idx[:n_val])
         rest = rng.permutation(idx[n_val:])
-        n_train = round(float(Fraction(fraction).limit_denominator(10_000)) * len(rest))
-        train.append(rest[:n_train])
+        train.append(rest[: round(share * len(rest))])
     if min(len(t) for t in train) < 1:
-        smallest = 1 / (sizes - val_counts).min()
+        smallest = 1 / min(len(p) - n for p, n in zip(per_class, val_counts, strict=True))
         raise DataError(
             f"data fraction {fraction:g} leaves a class with no training image: "
             f"use at least {smallest:.2g}"
         )
-    return Splits(
-        train=torch.from_numpy(np.sort(np.concatenate(train))),
-        val=torch.from_numpy(np.sort(np.concatenate(val))),
-    )
+    return Splits(_positions(train), _positions(val))
 
 
 def stratified_subset(labels: torch.Tensor, n: int) -> torch.Tensor:
     """Positions of a fixed, class-stratified subset of `n` of `labels` (all if n >= len)."""
     if n >= len(labels):
         return torch.arange(len(labels))
-    y = labels.numpy()
-    per_class = [np.flatnonzero(y == c) for c in range(NUM_CLASSES)]
-    counts = _class_counts(n, np.array([len(p) for p in per_class], dtype=float))
+    per_class, counts = _per_class(labels, n)
     rng = np.random.default_rng(VAL_SEED)
     picked = [rng.permutation(p)[:k] for p, k in zip(per_class, counts, strict=True)]
-    return torch.from_numpy(np.sort(np.concatenate(picked)))
+    return _positions(picked)
 
 
 def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Copy a host tensor to `device`. Every host-to-device copy of the training path goes
-    through here (the tests count them). To an accelerator the copy starts from pinned memory
-    and does not block, so the host queues it and goes on instead of waiting for the device."""
+    """Copy to `device` from pinned memory, so the host need not wait (the tests count copies)."""
     if device.type == "cpu":
         return t
     return t.pin_memory().to(device, non_blocking=True)
 
 
-def augment(
-    x: torch.Tensor,
-    dy: torch.Tensor,
-    dx: torch.Tensor,
-    flip: torch.Tensor,
-    pad: int = AUG_PAD,
-    mode: str = "zeros",
-    fill: torch.Tensor | None = None,
-    size: int | None = None,
+def _resize(x: torch.Tensor, side: int) -> torch.Tensor:
+    return F.interpolate(x, size=side, mode="bilinear", align_corners=False)
+
+
+def crop_flip(
+    padded: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor, size: int
 ) -> torch.Tensor:
-    """Crop each image of the batch `x` (N, C, H, W) to `size` (default: H) at offset (`dy`,
-    `dx`) of its copy padded by `pad` px, and mirror it where `flip`; all on `x`'s device, no
-    host transfer. The border: `mode` "zeros" fills it with `fill` (one value per channel;
-    default 0), "reflect" mirrors the image at its edge."""
-    n, c, h, w = x.shape
-    size = size or h
-    if pad and mode == "reflect":
-        padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
-    elif pad:
-        padded = x.new_zeros(n, c, h + 2 * pad, w + 2 * pad)
-        if fill is not None:  # a per-channel border, set exactly (no arithmetic on the image)
-            padded[:] = fill.view(1, c, 1, 1)
-        padded[:, :, pad : pad + h, pad : pad + w] = x
-    else:
-        padded = x
-    rows = (dy[:, None] + torch.arange(size, device=x.device))[:, None, :, None]
-    cols = dx[:, None] + torch.arange(size, device=x.device)
+    """The `size`-px window at (`dy`, `dx`) of each image of `padded`, mirrored where `flip`."""
+    n, c = padded.shape[:2]
+    span = torch.arange(size, device=padded.device)
+    rows = (dy[:, None] + span)[:, None, :, None]
+    cols = dx[:, None] + span
     cols = torch.where(flip[:, None], cols.flip(1), cols)[:, None, None, :]
-    batch = torch.arange(n, device=x.device)[:, None, None, None]
-    chans = torch.arange(c, device=x.device)[None, :, None, None]
+    batch = torch.arange(n, device=padded.device)[:, None, None, None]
+    chans = torch.arange(c, device=padded.device)[None, :, None, None]
     return padded[batch, chans, rows, cols]
 
 
-def square_masks(corner: torch.Tensor, side: int, h: int, w: int) -> torch.Tensor:
-    """(N, 1, h, w) masks, True on the `side` x `side` square whose top-left corner is
-    `corner[:, i]` = (row, column) of image i."""
-    ys = torch.arange(h, device=corner.device)[None, :, None] - corner[0][:, None, None]
-    xs = torch.arange(w, device=corner.device)[None, None, :] - corner[1][:, None, None]
-    return ((ys >= 0) & (ys < side) & (xs >= 0) & (xs < side))[:, None]
-
-
-@dataclass(frozen=True)
-class Augment:
-    """Training augmentation beyond the crop and flip; each part off by default.
-
-    cutout: side (px) of a square zeroed (after normalisation: the mean colour) at a random
-    place of each SIDE-px image, before the translate, as airbench does. pad_mode: the translate's
-    border. resize: resize to this side, then crop `image_size` at random, no translate.
-    mixup: alpha of MixUp (BiT): each batch blended with a permutation of itself, weight
-    lambda ~ Beta(alpha, alpha), the targets blended alike."""
-
-    cutout: int = 0
-    pad_mode: str = "zeros"
-    resize: int | None = None
-    mixup: float = 0.0
-
-
-@dataclass
-class Draws:
-    """One epoch's random numbers, on the device: the order of the images, and for the `used`
-    first of them crop offsets, flips, cutout corners and MixUp partners and weights."""
-
-    order: torch.Tensor
-    dy: torch.Tensor
-    dx: torch.Tensor
-    flip: torch.Tensor
-    corner: torch.Tensor | None = None  # (2, used): cutout squares' top-left (row, column)
-    keys: torch.Tensor | None = None  # (used,): sorting a batch's keys gives its MixUp partners
-    lam: torch.Tensor | None = None  # (steps,): each batch's MixUp weight
-
-
-def epoch_draws(
-    n: int,
-    used: int,
-    gen: torch.Generator,
-    device: torch.device,
-    span: int = 2 * AUG_PAD,
-    aug: Augment = Augment(),
-    steps: int = 0,
-) -> Draws:
-    """One epoch's random numbers: the order of `n` images; crop offsets in [0, `span`], flips,
-    and the cutout and MixUp draws `aug` asks for, for the `used` first of them (`steps`
-    batches). Drawn from the CPU generator `gen` (reproducible and resumable on any device; the
-    draws of the parts that are off are skipped, so turning one on leaves the others' draws
-    alone) and sent to `device` in one copy."""
-    order = torch.randperm(n, generator=gen)
-    offsets = torch.randint(0, span + 1, (2, used), generator=gen)
-    flip = torch.rand(used, generator=gen) < 0.5
-    parts = [order, offsets.flatten(), flip.long()]
-    if aug.cutout:
-        parts.append(torch.randint(0, SIDE - aug.cutout + 1, (2 * used,), generator=gen))
-    if aug.mixup:
-        parts.append(torch.randint(0, 2**31, (used,), generator=gen))
-        seed = int(torch.randint(0, 2**62, (1,), generator=gen))
-        lam = np.random.default_rng(seed).beta(aug.mixup, aug.mixup, steps)
-        # bit-cast into the integer copy: one transfer for everything
-        parts.append(torch.from_numpy(lam.astype(np.float32)).view(torch.int32).long())
-    draws = to_device(torch.cat(parts), device).split([p.numel() for p in parts])
-    out = Draws(draws[0], *draws[1].view(2, used), draws[2].bool())
-    rest = list(draws[3:])
-    if aug.cutout:
-        out.corner = rest.pop(0).view(2, used)
-    if aug.mixup:
-        out.keys, out.lam = rest[0], rest[1].int().view(torch.float32)
-    return out
-
-
+@dataclass(eq=False)
 class Batches:
-    """Mini-batches from uint8 images resident on the training device.
+    """Mini-batches of uint8 images resident on their device, normalized and resized there to
+    `image_size`; training batches shuffled and augmented too. `limit` caps a pass's batches."""
 
-    Training batches are shuffled and augmented (crop + flip, and what `aug` adds) as whole
-    tensors on the device, from random numbers sent there once per epoch; all batches are
-    normalized, resized to `image_size` when it is not 32, and laid out in `memory_format`.
-    With MixUp a training batch's targets are class probabilities (N, 10), else labels.
-    `limit` caps the number of batches per pass (the quick profile). Iterating makes no
-    host-device copy but that one.
-    """
+    x: torch.Tensor
+    y: torch.Tensor
+    batch_size: int
+    train: bool
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    image_size: int = SIDE
+    gen: torch.Generator | None = None
+    limit: int | None = None
+    memory_format: torch.memory_format = torch.contiguous_format
+    cutout: int = 0  # side (px) of a square set to the mean colour
+    pad_mode: str = "zeros"  # the translate's border: zeros or reflect
+    resize: int | None = None  # resize to this side, then crop image_size (no translate)
+    mixup: float = 0.0  # alpha of MixUp: targets become class probabilities
 
-    def __init__(
-        self,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        batch_size: int,
-        *,
-        train: bool,
-        mean: tuple[float, ...],
-        std: tuple[float, ...],
-        image_size: int = 32,
-        gen: torch.Generator | None = None,
-        limit: int | None = None,
-        memory_format: torch.memory_format = torch.contiguous_format,
-        aug: Augment = Augment(),
-    ) -> None:
-        self.x, self.y, self.batch_size, self.train = x, y, batch_size, train
-        self.gen, self.image_size, self.memory_format = gen, image_size, memory_format
-        self.aug = aug
-        scale = to_device(torch.tensor([mean, std]).view(2, 1, 3, 1, 1) * 255, x.device)
-        self.mean, self.std = scale[0], scale[1]
-        self.black = (-self.mean / self.std).flatten()  # a zero pixel, normalized
-        full = len(x) // batch_size if train and len(x) >= batch_size else -(-len(x) // batch_size)
-        self.steps = min(full, limit) if limit else full
+    def __post_init__(self) -> None:
+        norm = torch.tensor([self.mean, self.std]).view(2, 1, 3, 1, 1) * 255
+        self.norm = to_device(norm, self.x.device)
+        self.black = -self.norm[0] / self.norm[1]  # a zero pixel, normalized
+        n, bs = len(self.x), self.batch_size
+        full = n // bs if self.train and n >= bs else -(-n // bs)
+        self.steps = min(full, self.limit) if self.limit else full
 
     def __len__(self) -> int:
         return self.steps
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        bs = self.batch_size
-        if self.train:
-            used = min(len(self.x), self.steps * bs)
-            span = self.aug.resize - self.image_size if self.aug.resize else 2 * AUG_PAD
-            draws = epoch_draws(
-                len(self.x), used, self.gen, self.x.device, span, self.aug, self.steps
-            )
+        draws = self.draws() if self.train else {}
         for i in range(self.steps):
-            part = slice(i * bs, (i + 1) * bs)
+            part = slice(i * self.batch_size, (i + 1) * self.batch_size)
+            idx = draws["order"][part] if self.train else part
+            xb, yb = self.normalize(self.x[idx]), self.y[idx]
             if self.train:
-                xb, yb = self.train_batch(draws, i, part)
-            else:
-                xb, yb = self.normalize(self.x[part]), self.y[part]
-                if self.image_size != xb.shape[-1]:
-                    xb = self.resize(xb, self.image_size)
+                xb = self.augment(xb, draws, part)
+            if self.image_size != xb.shape[-1]:
+                xb = _resize(xb, self.image_size)
+            if self.train and self.mixup:  # BiT's mixup_data: the batch against a permutation
+                lam, partner = draws["lam"][i], draws["keys"][part].argsort()
+                xb = lam * xb + (1 - lam) * xb[partner]
+                onehot = F.one_hot(yb, NUM_CLASSES).float()
+                yb = lam * onehot + (1 - lam) * onehot[partner]
             yield xb.contiguous(memory_format=self.memory_format), yb
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        return (x.float() - self.mean) / self.std
+        return (x.float() - self.norm[0]) / self.norm[1]
 
-    @staticmethod
-    def resize(x: torch.Tensor, side: int) -> torch.Tensor:
-        return F.interpolate(x, size=side, mode="bilinear", align_corners=False)
+    def draws(self) -> dict[str, torch.Tensor]:
+        """One epoch's random numbers, drawn from the CPU generator (reproducible on any device)
+        and sent to the images' device in one copy; a part that is off draws nothing."""
+        gen, used = self.gen, min(len(self.x), self.steps * self.batch_size)
+        span = self.resize - self.image_size if self.resize else 2 * AUG_PAD
+        parts = {"order": torch.randperm(len(self.x), generator=gen)}
+        parts["dy"], parts["dx"] = torch.randint(0, span + 1, (2, used), generator=gen)
+        parts["flip"] = (torch.rand(used, generator=gen) < 0.5).long()
+        if self.cutout:
+            high = SIDE - self.cutout + 1
+            parts["cy"], parts["cx"] = torch.randint(0, high, (2, used), generator=gen)
+        if self.mixup:
+            parts["keys"] = torch.randint(0, 2**31, (used,), generator=gen)
+            seed = int(torch.randint(0, 2**62, (1,), generator=gen))
+            lam = np.random.default_rng(seed).beta(self.mixup, self.mixup, self.steps)
+            parts["lam"] = torch.from_numpy(lam.astype(np.float32)).view(torch.int32).long()
+        sent = to_device(torch.cat(list(parts.values())), self.x.device)
+        draws = dict(zip(parts, sent.split([p.numel() for p in parts.values()]), strict=True))
+        draws["flip"] = draws["flip"].bool()
+        if self.mixup:
+            draws["lam"] = draws["lam"].int().view(torch.float32)  # the bit-cast undone
+        return draws
 
-    def train_batch(self, d: Draws, i: int, part: slice) -> tuple[torch.Tensor, torch.Tensor]:
-        """Training batch `i` (positions `part` of the epoch's order), augmented."""
-        idx, aug = d.order[part], self.aug
-        xb, yb = self.normalize(self.x[idx]), self.y[idx]
-        if aug.cutout:  # on the 32-px image, before the translate (airbench)
-            xb = xb.masked_fill(square_masks(d.corner[:, part], aug.cutout, *xb.shape[-2:]), 0)
-        if aug.resize:  # BiT: resize, then a random crop of image_size, no padding
-            xb = self.resize(xb, aug.resize)
-            xb = augment(xb, d.dy[part], d.dx[part], d.flip[part], 0, size=self.image_size)
-        else:
-            xb = augment(
-                xb, d.dy[part], d.dx[part], d.flip[part], AUG_PAD, aug.pad_mode, self.black
-            )
-            if self.image_size != xb.shape[-1]:
-                xb = self.resize(xb, self.image_size)
-        if aug.mixup:  # BiT's mixup_data: the batch against a permutation of itself
-            lam, partner = d.lam[i], d.keys[part].argsort()
-            xb = lam * xb + (1 - lam) * xb[partner]
-            onehot = F.one_hot(yb, NUM_CLASSES).float()
-            yb = lam * onehot + (1 - lam) * onehot[partner]
-        return xb, yb
+    def augment(self, xb: torch.Tensor, d: dict[str, torch.Tensor], part: slice) -> torch.Tensor:
+        """Cutout, then the translate (or BiT's resize and crop) and flip of a training batch."""
+        n, c, h, w = xb.shape
+        if self.cutout:  # on the 32-px image, before the translate, as airbench does
+            ys = torch.arange(h, device=xb.device)[None, :, None] - d["cy"][part, None, None]
+            xs = torch.arange(w, device=xb.device)[None, None, :] - d["cx"][part, None, None]
+            square = (ys >= 0) & (ys < self.cutout) & (xs >= 0) & (xs < self.cutout)
+            xb = xb.masked_fill(square[:, None], 0)
+        p, size = AUG_PAD, w
+        if self.resize:
+            padded, size = _resize(xb, self.resize), self.image_size
+        elif self.pad_mode == "reflect":
+            padded = F.pad(xb, (p, p, p, p), mode="reflect")
+        else:  # the border is a zero pixel, set exactly
+            padded = self.black.expand(n, c, h + 2 * p, w + 2 * p).clone()
+            padded[:, :, p : p + h, p : p + w] = xb
+        return crop_flip(padded, d["dy"][part], d["dx"][part], d["flip"][part], size)
 
 
 def fraction_label(fraction: float) -> str:
@@ -472,14 +338,9 @@ def fraction_title(fraction: float) -> str:
 def parse_fraction(text: str) -> float:
     """Parse '1/16', '0.5', '50%' or a file label like '1-16' into a fraction in (0, 1]."""
     s = text.strip()
+    s = "1/" + s[2:] if s.startswith("1-") else s  # a file label
     try:
-        if s.endswith("%"):
-            value = float(s[:-1]) / 100
-        elif "/" in s or (s.startswith("1-") and s[2:].isdigit()):
-            num, den = s.replace("-", "/", 1).split("/")
-            value = float(num) / float(den)
-        else:
-            value = float(s)
+        value = float(s[:-1]) / 100 if s.endswith("%") else float(Fraction(s))
     except (ValueError, ZeroDivisionError):
         raise DataError(
             f"cannot read data fraction {text!r}: write it as 1/16, 0.5 or 50%"

@@ -30,7 +30,7 @@ from .data import FOLDER, TEST_FILE, TRAIN_FILES, data_origin, fraction_label, f
 from .errors import UserError
 from .files import atomic_path, read_json, write_json, write_text
 from .models import CUSTOM, parameter_count
-from .precision import cpu_name
+from .training import cpu_name
 
 if TYPE_CHECKING:
     from .analysis import Analysis

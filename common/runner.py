@@ -25,7 +25,6 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from .checkpoint import KEEP_CHECKPOINTS, LATEST, prune_checkpoints
 from .config import LIFT, SETTINGS, RunConfig, make_config, run_name
 from .data import fraction_label, fraction_title
 from .errors import ConfigError, UserError, one_line_in_jupyter
@@ -41,7 +40,7 @@ from .report import (
     save_metrics,
     summary_line,
 )
-from .training import resolve_device
+from .training import KEEP_CHECKPOINTS, LATEST, prune_checkpoints, resolve_device
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 KERNEL = "big-vs-small"  # the project's Jupyter kernel, which the README's set-up registers

@@ -1,45 +1,90 @@
-"""The training loop, in named phases: batches, optimizer and schedule, training epochs,
-evaluation on a bounded cadence, the best weights kept on the device, checkpoints on a wall-clock
-interval, and the final test. One code path for every device: only the device's choice, its
-name and out-of-memory handling know about CUDA."""
+"""Training: the device and the arithmetic chosen there, checkpoints, the optimizer and its
+schedule, and `train`, one loop in named phases that runs the same on every device."""
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import math
 import os
+import platform
+import re
+import shutil
 import socket
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .checkpoint import load_checkpoint, save_checkpoint, save_weights
-from .config import LR_DROP, RunConfig
-from .data import (
-    CIFAR_MEAN,
-    CIFAR_STD,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    Augment,
-    Batches,
-    Cifar10,
-    make_splits,
-    stratified_subset,
-    to_device,
-)
+from . import data as cifar
+from .data import Batches, Cifar10
 from .errors import ConfigError, TrainingError
-from .precision import Arithmetic, choose_arithmetic, cpu_name, cuda_usable
+from .files import atomic_path, read_json, write_json
 
+if TYPE_CHECKING:
+    from .config import RunConfig
+
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+LR_DROP = 0.1  # the "steps" schedule's factor at each drop: BiT's bit_hyperrule divides by 10
+PROBE_WARMUP_STEPS = 1  # untimed: the allocator and oneDNN settle first
+PROBE_STEPS = 2
+# bf16 without native support is many times slower (benchmarks/results/precision-cpu-amd-epyc.md)
+PROBE_MAX_BATCH = 32
+NVIDIA_DRIVER = Path("/proc/driver/nvidia/version")  # there while an NVIDIA driver is loaded
+LATEST, PREVIOUS, BEST = "checkpoint.pt", "checkpoint.prev.pt", "best.pt"
+# set in a kernel's environment (run_all.py --keep-checkpoints): a finished run keeps LATEST
+KEEP_CHECKPOINTS = "BIG_VS_SMALL_KEEP_CHECKPOINTS"
 clock = time.perf_counter  # wall time and the checkpoint interval (tests replace it)
+_reported: set[str] = set()  # the GPU reasons this process has printed
+
+
+def cpu_name() -> str:
+    """The CPU model as /proc/cpuinfo names it (the machine type where it does not)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def unusable_gpu() -> str | None:
+    """Why torch cannot use this machine's NVIDIA GPU, in one line; None where it can, where
+    there is none, or where CUDA_VISIBLE_DEVICES hides it on purpose."""
+    if torch.cuda.is_available() or os.environ.get("CUDA_VISIBLE_DEVICES") in ("", "-1"):
+        return None
+    if not NVIDIA_DRIVER.exists() and shutil.which("nvidia-smi") is None:
+        return None
+    why = "without CUDA"
+    if torch.version.cuda is not None:
+        found = None
+        with contextlib.suppress(OSError):
+            found = re.search(r"\s(\d+\.\d+(?:\.\d+)?)\s", NVIDIA_DRIVER.read_text())
+        driver = found[1] if found else "(version unknown)"
+        why = f"for CUDA {torch.version.cuda}, which NVIDIA driver {driver} does not run"
+    return (
+        f"an NVIDIA GPU is here but torch cannot use it: torch {torch.__version__} is built {why}; "
+        "install torch's build for the CUDA version nvidia-smi shows (pip install torch "
+        "torchvision --index-url https://download.pytorch.org/whl/cuXXX, see README) or a newer "
+        "driver. Using the CPU."
+    )
+
+
+def cuda_usable() -> bool:
+    """torch.cuda.is_available(); where an NVIDIA GPU is there all the same, says once why not."""
+    reason = None if torch.cuda.is_available() else unusable_gpu()
+    if reason and reason not in _reported:
+        _reported.add(reason)
+        print(reason, file=sys.stderr)
+    return torch.cuda.is_available()
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -50,16 +95,165 @@ def resolve_device(name: str = "auto") -> torch.device:
         device = torch.device(name)
     except RuntimeError:
         raise ConfigError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                f"device {name!r} asked for but no GPU is visible: set `device` to cpu or auto"
-            )
-        if (device.index or 0) >= torch.cuda.device_count():
-            raise ConfigError(
-                f"device {name!r} does not exist: {torch.cuda.device_count()} GPU(s) visible"
-            )
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for but no GPU is visible: use cpu or auto")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(
+            f"device {name!r} does not exist: {torch.cuda.device_count()} GPU(s) visible"
+        )
     return device
+
+
+def machine_slug(device: torch.device) -> str:
+    """The GPU's or the CPU's model as a file-name part: 'amd-epyc', 'nvidia-h100-80gb-hbm3'."""
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def device_record(device: torch.device) -> dict[str, str]:
+    """Where a run trained: the device as the whole machine numbers it (whatever
+    CUDA_VISIBLE_DEVICES shows the kernel), its name, and an anonymous id of the machine."""
+    machine = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+    if device.type != "cuda":
+        return {"device": "cpu", "device_name": cpu_name(), "machine": machine}
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")
+    physical = visible[index].strip() if index < len(visible) and visible[index].strip() else index
+    name = torch.cuda.get_device_name(device)
+    return {"device": f"cuda:{physical}", "device_name": name, "machine": machine}
+
+
+@dataclass(frozen=True)
+class Arithmetic:
+    """How a run computes: autocast dtype (fp32: none), memory format, gradient scaling."""
+
+    precision: str  # bf16 | fp16 | fp32
+    channels_last: bool
+    device_type: str  # cpu | cuda
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=DTYPES[self.precision])
+
+    def scaler(self) -> torch.amp.GradScaler:
+        """Active for fp16 only: bf16 has fp32's exponent range."""
+        return torch.amp.GradScaler(self.device_type, enabled=self.precision == "fp16")
+
+    def describe(self) -> str:
+        layout = " + channels-last" if self.channels_last else ""
+        return ("fp32" if self.precision == "fp32" else f"{self.precision} autocast") + layout
+
+
+def gpu_precision(device: torch.device) -> str:
+    """bf16 where the GPU computes it natively, fp16 (+ scaler) on tensor cores, else fp32."""
+    major, _ = torch.cuda.get_device_capability(device)
+    return "bf16" if major >= 8 else "fp16" if major >= 7 else "fp32"
+
+
+def train_throughput(
+    model: nn.Module, arithmetic: Arithmetic, batch: int, side: int, give_up_after: float
+) -> float:
+    """Training images/s of a copy of `model` on random data, after untimed warm-up steps; 0.0
+    when those outlast `give_up_after` seconds. The model and the global RNG are untouched."""
+    device = next(model.parameters()).device
+    probe = copy.deepcopy(model).to(memory_format=arithmetic.memory_format).train()
+    opt, scaler = torch.optim.SGD(probe.parameters(), lr=1e-3, momentum=0.9), arithmetic.scaler()
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, 3, side, side, generator=gen).to(device)
+    x = x.contiguous(memory_format=arithmetic.memory_format)
+    y = torch.randint(0, 10, (batch,), generator=gen).to(device)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    begun = start = time.perf_counter()
+    for i in range(PROBE_WARMUP_STEPS + PROBE_STEPS):
+        if i == PROBE_WARMUP_STEPS:
+            sync()
+            start = time.perf_counter()
+            if start - begun > give_up_after:
+                return 0.0
+        train_step(probe, opt, scaler, arithmetic, x, y)
+    sync()
+    return PROBE_STEPS * batch / (time.perf_counter() - start)
+
+
+def cpu_precision(model: nn.Module, what: str, batch_size: int, image_size: int) -> str:
+    """'bf16' or 'fp32', whichever trains `model` faster on this CPU, measured once per CPU
+    model, thread count, torch version and configuration (`what` names the model and stem)."""
+    key = (
+        f"{cpu_name()} | {torch.get_num_threads()} threads | torch {torch.__version__} | "
+        f"{what} | {image_size} px | batch {batch_size}"
+    )
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    path = Path(root) / "big-vs-small" / "precision.json"
+    cache: dict[str, Any] = read_json(path) or {}
+    if cache.get(key, {}).get("precision") in ("bf16", "fp32"):
+        return cache[key]["precision"]
+    # fp32 first; bf16 is given up on once its warm-up alone outlasts all of fp32's steps
+    batch = min(batch_size, PROBE_MAX_BATCH)
+    fp32 = train_throughput(model, Arithmetic("fp32", False, "cpu"), batch, image_size, math.inf)
+    fp32_seconds = (PROBE_WARMUP_STEPS + PROBE_STEPS) * batch / fp32
+    bf16 = train_throughput(model, Arithmetic("bf16", True, "cpu"), batch, image_size, fp32_seconds)
+    speeds = {"fp32": fp32, "bf16": bf16}
+    choice = max(speeds, key=speeds.get)
+    cache[key] = {"precision": choice} | {
+        f"{k}_images_per_s": round(v, 1) for k, v in speeds.items()
+    }
+    with contextlib.suppress(OSError):  # a read-only home only costs the next run a probe
+        write_json(path, cache)
+    bf16_text = f"{bf16:.0f} images/s" if bf16 else "gave up (far slower)"
+    tqdm.write(f"precision auto ({key}): fp32 {fp32:.0f} images/s, bf16 {bf16_text} -> {choice}")
+    return choice
+
+
+def place(model: nn.Module, cfg: RunConfig) -> tuple[torch.device, Arithmetic]:
+    """Move `model` to the run's device, in the memory format of the arithmetic chosen there:
+    'auto' by the GPU's generation, or measured on a CPU; channels-last with bf16/fp16."""
+    device = resolve_device(cfg.device)
+    torch.backends.cudnn.benchmark = True  # fixed shapes: cuDNN may time and pick its kernels
+    model.to(device)
+    precision = cfg.precision
+    if precision == "auto" and device.type == "cuda":
+        precision = gpu_precision(device)
+    elif precision == "auto":
+        what = f"{cfg.model}, {cfg.stem} stem"
+        precision = cpu_precision(model, what, cfg.batch_size, cfg.image_size)
+    channels_last = precision != "fp32" if cfg.channels_last is None else cfg.channels_last
+    arithmetic = Arithmetic(precision, bool(channels_last), device.type)
+    model.to(memory_format=arithmetic.memory_format)
+    return device, arithmetic
+
+
+def load_checkpoint(run_dir: str | Path, key: dict[str, Any]) -> dict[str, Any] | None:
+    """The newest readable checkpoint of the same training `key`, else None (start over)."""
+    for path in (Path(run_dir) / LATEST, Path(run_dir) / PREVIOUS):
+        if not path.exists():
+            continue
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            tqdm.write(f"checkpoint {path} is unreadable ({type(e).__name__}): trying an older one")
+            continue
+        if state.get("key") != key:
+            tqdm.write(f"checkpoint {path} was written with other settings: starting over")
+            return None
+        return state
+    return None
+
+
+def save_weights(run_dir: str | Path, state_dict: dict[str, torch.Tensor]) -> None:
+    """Save the best weights as a state dict of CPU tensors (BEST), which loads anywhere."""
+    with atomic_path(Path(run_dir) / BEST) as tmp:
+        torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, tmp)
+
+
+def prune_checkpoints(run_dir: str | Path) -> None:
+    """Drop the resumable checkpoints of a finished run, keeping BEST."""
+    for name in (LATEST, PREVIOUS):
+        (Path(run_dir) / name).unlink(missing_ok=True)
 
 
 def lr_factor(
@@ -70,14 +264,9 @@ def lr_factor(
     start: float = 0.0,
     drops: Iterable[float] = (),
 ) -> float:
-    """The lr of `step` as a multiple of the peak.
-
-    cosine, linear: linear warm-up from ~0 to 1 over `warmup_steps`, then a cosine or linear
-    decay to 0 at `total_steps`. triangle (airbench's np.interp over [0, warm-up, total] of
-    [start, 1, 0]): from `start` up to 1 at `warmup_steps`, then down to 0 at `total_steps`.
-    steps (BiT's bit_hyperrule.get_lr): step / warmup_steps during the warm-up, then 1, times
-    LR_DROP after each share of `total_steps` in `drops`.
-    """
+    """The lr of `step` as a multiple of the peak: after a linear warm-up, a cosine or linear
+    decay to 0; "triangle" (airbench) from `start` up and down to 0; "steps" (BiT's
+    bit_hyperrule.get_lr) x LR_DROP after each share of the run in `drops`."""
     if schedule == "triangle":
         if step < warmup_steps:
             return start + (1 - start) * step / warmup_steps
@@ -92,58 +281,16 @@ def lr_factor(
     return 1 - progress if schedule == "linear" else 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def warmup_steps(cfg: RunConfig, total: int, steps_per_epoch: int) -> int:
-    """The warm-up in steps: `warmup_share` of `total` rounded down (airbench's int(0.2 *
-    total)), or `warmup_epochs` epochs (at least one step)."""
-    if cfg.warmup_share is not None:
-        return int(cfg.warmup_share * total)
-    return min(total, max(1, round(cfg.warmup_epochs * steps_per_epoch)))
-
-
 def eval_every(cfg: RunConfig, train_images: int, val_images: int) -> int:
-    """Epochs between validation passes: at most `cfg.max_evals` of them per run, and at most
-    `cfg.eval_share` validation images per training image (`train_images` an epoch)."""
+    """Epochs between validation passes: at most `max_evals` a run, and at most `eval_share`
+    validation images per training image."""
     by_count = math.ceil(cfg.epochs / cfg.max_evals)
     by_cost = math.ceil(val_images / (cfg.eval_share * train_images))
     return max(1, by_count, by_cost)
 
 
-def make_batches(
-    data: Cifar10, cfg: RunConfig, device: torch.device, arithmetic: Arithmetic
-) -> dict[str, Batches]:
-    """The run's train, val and test batches, their images copied to `device` once."""
-    splits = make_splits(data.train_y, cfg.val_size, cfg.data_fraction, cfg.seed)
-    val_idx, test_idx = splits.val, torch.arange(len(data.test_y))
-    if cfg.eval_images:
-        val_idx = val_idx[stratified_subset(data.train_y[val_idx], cfg.eval_images // 2)]
-        test_idx = stratified_subset(data.test_y, cfg.eval_images)
-    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if cfg.pretrained else (CIFAR_MEAN, CIFAR_STD)
-    gen = torch.Generator().manual_seed(cfg.seed)  # batch order and augmentation
-
-    def batches(x: torch.Tensor, y: torch.Tensor, train: bool) -> Batches:
-        return Batches(
-            to_device(x, device),
-            to_device(y, device),
-            cfg.batch_size,
-            train=train,
-            mean=mean,
-            std=std,
-            image_size=cfg.image_size,
-            gen=gen,
-            limit=cfg.steps_per_epoch if train else None,
-            memory_format=arithmetic.memory_format,
-            aug=Augment(cfg.cutout, cfg.pad_mode, cfg.resize, cfg.mixup) if train else Augment(),
-        )
-
-    return {
-        "train": batches(data.train_x[splits.train], data.train_y[splits.train], True),
-        "val": batches(data.train_x[val_idx], data.train_y[val_idx], False),
-        "test": batches(data.test_x[test_idx], data.test_y[test_idx], False),
-    }
-
-
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """The parameters to optimize: weight decay on the weights, none on BN and biases."""
+    """Weight decay on the weights, none on BN and biases."""
     return [
         {"params": [p for p in model.parameters() if p.ndim > 1], "weight_decay": weight_decay},
         {"params": [p for p in model.parameters() if p.ndim <= 1], "weight_decay": 0.0},
@@ -153,18 +300,48 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 def make_optimizer(
     model: nn.Module, cfg: RunConfig, steps_per_epoch: int
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW or SGD + Nesterov over `param_groups`, with `lr_factor`'s `cfg.schedule`."""
+    """AdamW or SGD + Nesterov at `cfg.lr`, scheduled by `lr_factor`."""
     groups = param_groups(model, cfg.weight_decay)
     if cfg.optimizer == "adamw":
         opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
     else:
         opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
     total = cfg.epochs * steps_per_epoch
-    warmup = warmup_steps(cfg, total, steps_per_epoch)
+    if cfg.warmup_share is not None:  # airbench's int(0.2 * total)
+        warmup = int(cfg.warmup_share * total)
+    else:
+        warmup = min(total, max(1, round(cfg.warmup_epochs * steps_per_epoch)))
     drops = tuple(cfg.lr_drops)
     return opt, torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_factor(s, warmup, total, cfg.schedule, cfg.lr_start_factor, drops)
     )
+
+
+def make_batches(
+    data: Cifar10, cfg: RunConfig, device: torch.device, arithmetic: Arithmetic
+) -> dict[str, Batches]:
+    """The run's train, val and test batches, their images copied to `device` once."""
+    splits = cifar.make_splits(data.train_y, cfg.val_size, cfg.data_fraction, cfg.seed)
+    val_idx, test_idx = splits.val, torch.arange(len(data.test_y))
+    if cfg.eval_images:
+        val_idx = val_idx[cifar.stratified_subset(data.train_y[val_idx], cfg.eval_images // 2)]
+        test_idx = cifar.stratified_subset(data.test_y, cfg.eval_images)
+    imagenet = (cifar.IMAGENET_MEAN, cifar.IMAGENET_STD)
+    mean, std = imagenet if cfg.pretrained else (cifar.CIFAR_MEAN, cifar.CIFAR_STD)
+    gen = torch.Generator().manual_seed(cfg.seed)  # batch order and augmentation
+    shared = dict(image_size=cfg.image_size, gen=gen, memory_format=arithmetic.memory_format)
+    aug = dict(cutout=cfg.cutout, pad_mode=cfg.pad_mode, resize=cfg.resize, mixup=cfg.mixup)
+
+    def batches(x: torch.Tensor, y: torch.Tensor, train: bool) -> Batches:
+        x, y = cifar.to_device(x, device), cifar.to_device(y, device)
+        extra = dict(limit=cfg.steps_per_epoch, **aug) if train else {}
+        return Batches(x, y, cfg.batch_size, train, mean, std, **shared, **extra)
+
+    return {
+        "train": batches(data.train_x[splits.train], data.train_y[splits.train], True),
+        "val": batches(data.train_x[val_idx], data.train_y[val_idx], False),
+        "test": batches(data.test_x[test_idx], data.test_y[test_idx], False),
+    }
 
 
 def train_step(
@@ -196,9 +373,8 @@ def train_epoch(
     arithmetic: Arithmetic,
     label_smoothing: float,
 ) -> tuple[torch.Tensor, int]:
-    """One pass of training steps. Returns (loss sum, correct) still on the device, so that no
-    step waits for the host, and the number of images. A target of class probabilities
-    (MixUp) counts as correct where the prediction is its largest class."""
+    """One pass of steps: (loss sum, correct) left on the device so no step waits for the host,
+    and the number of images; with MixUp's targets, correct means their largest class."""
     model.train()
     totals, seen = torch.zeros(2, device=next(model.parameters()).device), 0
     for xb, yb in batches:
@@ -214,9 +390,8 @@ def train_epoch(
 def evaluate(
     model: nn.Module, batches: Batches, arithmetic: Arithmetic, tta: str = "none"
 ) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of `model` over `batches` (one host sync, at the end).
-    `tta` "flip": the logits are the mean of the image's and its mirror's (airbench's
-    infer_mirror, tta_level 1)."""
+    """Mean cross-entropy and accuracy over `batches`, one host sync; `tta` "flip" averages the
+    logits of each image and its mirror (airbench's infer_mirror)."""
     model.eval()
     totals, n = torch.zeros(2, device=batches.x.device), 0
     for xb, yb in batches:
@@ -231,40 +406,22 @@ def evaluate(
     return loss_sum / n, correct / n
 
 
-@contextlib.contextmanager
-def out_of_memory_is_one_line(cfg: RunConfig) -> Iterator[None]:
-    """Turn running out of GPU memory, in training or evaluation, into a one-line error."""
-    try:
-        yield
-    except torch.OutOfMemoryError:
-        raise TrainingError(
-            f"out of GPU memory with batch_size {cfg.batch_size} at "
-            f"image_size {cfg.image_size}: lower one of them"
-        ) from None
-
-
 @dataclass
 class Progress:
-    """What a run has achieved so far: the checkpoint holds it beside the training state."""
+    """What a run has achieved so far; a checkpoint holds it beside the training state."""
 
     history: list[dict[str, float]] = field(default_factory=list)
     best_val_acc: float = -1.0
     best_epoch: int = 0
     best_weights: dict[str, torch.Tensor] | None = None  # a copy on the training device
     elapsed: float = 0.0  # seconds spent by earlier sessions of this run
-    # epochs trained but not yet read back from the device: (epoch, lr, totals, images)
+    # epochs not yet read back from the device: (epoch, lr, totals, images)
     pending: list[tuple[int, float, torch.Tensor, int]] = field(default_factory=list)
 
-    @property
-    def epochs_done(self) -> int:
-        return len(self.history) + len(self.pending)
-
     def read_back(self, cfg: RunConfig) -> None:
-        """Move the pending epochs' training figures into `history` in one host sync, and end
-        the run at the first epoch whose loss is not finite."""
-        if not self.pending:
-            return
-        rows = torch.stack([totals for _, _, totals, _ in self.pending]).tolist()
+        """Move the pending epochs' figures into `history` in one host sync; a loss that is not
+        finite ends the run."""
+        rows = torch.stack([t for _, _, t, _ in self.pending]).tolist() if self.pending else []
         for (epoch, lr, _, n), (loss_sum, correct) in zip(self.pending, rows, strict=True):
             if not math.isfinite(loss_sum / n):
                 raise TrainingError(
@@ -275,111 +432,64 @@ class Progress:
             self.history.append(row)
         self.pending.clear()
 
-    def record_eval(self, model: nn.Module, val_loss: float, val_acc: float) -> None:
-        """Add the last epoch's validation figures; copy the weights on the device if best."""
-        self.history[-1].update(val_loss=val_loss, val_acc=val_acc)
-        if val_acc > self.best_val_acc:
-            self.best_val_acc, self.best_epoch = val_acc, self.history[-1]["epoch"]
-            self.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    def out_of_patience(self, patience: int | None) -> bool:
+        """True once the last evaluated epoch is `patience` epochs past the best."""
+        last = self.history[-1] if self.history else {}
+        return bool(patience) and "val_acc" in last and last["epoch"] - self.best_epoch >= patience
 
-    def last_epoch_line(self) -> str:
+    def record(self, model: nn.Module, val_loss: float, val_acc: float) -> str:
+        """Add the last epoch's validation figures, copy the weights on the device if best, and
+        say how the epoch went."""
         h = self.history[-1]
+        h.update(val_loss=val_loss, val_acc=val_acc)
+        if val_acc > self.best_val_acc:
+            self.best_val_acc, self.best_epoch = val_acc, h["epoch"]
+            self.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
         return (
             f"train loss {h['train_loss']:.3f} acc {h['train_acc']:.3f} | "
-            f"val loss {h['val_loss']:.3f} acc {h['val_acc']:.3f}"
+            f"val loss {val_loss:.3f} acc {val_acc:.3f}"
         )
 
-    def out_of_patience(self, patience: int | None) -> bool:
-        """True after an evaluated epoch `patience` epochs past the best one."""
-        if not patience or self.pending or not self.history or "val_acc" not in self.history[-1]:
-            return False
-        return self.history[-1]["epoch"] - self.best_epoch >= patience
+
+def save_state(
+    run_dir: str | Path, cfg: RunConfig, parts: dict[str, Any], run: Progress, elapsed: float
+) -> None:
+    """Checkpoint atomically the states of `parts` (model, optimizer, scheduler, scaler, data
+    generator) and of `run`, its pending figures read back first."""
+    run.read_back(cfg)
+    state = {k: v.get_state() if k == "data_rng" else v.state_dict() for k, v in parts.items()}
+    state |= {
+        "key": cfg.training_key(),
+        "rng": {"torch": torch.get_rng_state()},  # nothing draws from a CUDA generator
+        "history": run.history,
+        "best": {"val_acc": run.best_val_acc, "epoch": run.best_epoch},
+        "best_weights": run.best_weights,
+        "elapsed": elapsed,
+    }
+    with atomic_path(Path(run_dir) / LATEST) as tmp:  # the one it replaces becomes PREVIOUS
+        torch.save(state, tmp)
+        if (Path(run_dir) / LATEST).exists():
+            os.replace(Path(run_dir) / LATEST, Path(run_dir) / PREVIOUS)
 
 
-@dataclass
-class Trainer:
-    """The objects whose state a checkpoint saves, beside `Progress`."""
-
-    model: nn.Module
-    opt: torch.optim.Optimizer
-    sched: torch.optim.lr_scheduler.LambdaLR
-    scaler: torch.amp.GradScaler
-    gen: torch.Generator  # batch order and augmentation draws
-
-    def save(self, run_dir: str | Path, cfg: RunConfig, run: Progress, elapsed: float) -> None:
-        """Write a resumable checkpoint (the training figures read back first)."""
-        save_checkpoint(
-            run_dir,
-            {
-                "key": cfg.training_key(),
-                "model": self.model.state_dict(),
-                "optimizer": self.opt.state_dict(),
-                "scheduler": self.sched.state_dict(),
-                "scaler": self.scaler.state_dict(),
-                "data_rng": self.gen.get_state(),
-                "rng": {"torch": torch.get_rng_state()},  # nothing draws from a CUDA generator
-                "history": run.history,
-                "best": {"val_acc": run.best_val_acc, "epoch": run.best_epoch},
-                "best_weights": run.best_weights,
-                "elapsed": elapsed,
-            },
-        )
-
-    def resume(self, run_dir: str | Path | None, cfg: RunConfig, device: torch.device) -> Progress:
-        """Load the states of `run_dir`'s checkpoint of the same training, if any, and return its
-        progress (else a fresh one). A checkpoint from any machine, GPU or not, resumes here
-        (CUDA generator states it may carry are ignored: nothing uses them)."""
-        state = load_checkpoint(run_dir, cfg.training_key()) if run_dir else None
-        if not state:
-            return Progress()
-        tqdm.write(f"resuming {cfg.model} from epoch {len(state['history'])}/{cfg.epochs}")
-        self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["optimizer"])
-        self.sched.load_state_dict(state["scheduler"])
-        if state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        self.gen.set_state(state["data_rng"])
-        torch.set_rng_state(state["rng"]["torch"])
-        best, weights = state["best"], state["best_weights"]
-        weights = {k: to_device(v, device) for k, v in weights.items()} if weights else None
-        return Progress(state["history"], best["val_acc"], best["epoch"], weights, state["elapsed"])
-
-
-def final_test(
-    model: nn.Module,
-    run: Progress,
-    test: Batches,
-    arithmetic: Arithmetic,
-    cfg: RunConfig,
-    run_dir: str | Path | None,
-) -> tuple[float, float]:
-    """Test loss and accuracy of the best validation epoch's weights (saved as best.pt)."""
-    model.load_state_dict(run.best_weights)
-    if run_dir:
-        save_weights(run_dir, run.best_weights)
-    with out_of_memory_is_one_line(cfg):
-        return evaluate(model, test, arithmetic, cfg.tta)
-
-
-def init_head(model: nn.Module, cfg: RunConfig) -> None:
-    """head_init "zero": the classifier's weights and bias set to 0 (BiT's zero_head), so that
-    fine-tuning starts from uniform predictions; a resumed run loads its own afterwards."""
-    if cfg.head_init == "zero":
-        nn.init.zeros_(model.fc.weight)
-        nn.init.zeros_(model.fc.bias)
-
-
-def place(model: nn.Module, cfg: RunConfig) -> tuple[torch.device, Arithmetic]:
-    """Move `model` to the run's device in the memory format of the arithmetic chosen there."""
-    device = resolve_device(cfg.device)
-    torch.backends.cudnn.benchmark = True  # fixed shapes: cuDNN may time and pick its kernels
-    model.to(device)
-    what = f"{cfg.model}, {cfg.stem} stem"
-    arithmetic = choose_arithmetic(
-        cfg.precision, cfg.channels_last, device, model, what, cfg.batch_size, cfg.image_size
-    )
-    model.to(memory_format=arithmetic.memory_format)
-    return device, arithmetic
+def resume(
+    run_dir: str | Path | None, cfg: RunConfig, parts: dict[str, Any], device: torch.device
+) -> Progress:
+    """The progress of `run_dir`'s checkpoint of this training, from any machine, its states
+    loaded into `parts`; a fresh one where there is none."""
+    state = load_checkpoint(run_dir, cfg.training_key()) if run_dir else None
+    if not state:
+        return Progress()
+    tqdm.write(f"resuming {cfg.model} from epoch {len(state['history'])}/{cfg.epochs}")
+    for name, part in parts.items():
+        if name == "data_rng":
+            part.set_state(state[name])
+        elif state[name]:  # a scaler that is off saves nothing
+            part.load_state_dict(state[name])
+    torch.set_rng_state(state["rng"]["torch"])  # CUDA states, if any, are ignored
+    best, weights = state["best"], state["best_weights"]
+    weights = {k: cifar.to_device(v, device) for k, v in weights.items()} if weights else None
+    return Progress(state["history"], best["val_acc"], best["epoch"], weights, state["elapsed"])
 
 
 def train(
@@ -389,57 +499,62 @@ def train(
     run_dir: str | Path | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Train `model` on the run's subset of CIFAR-10 and return its results.
-
-    Validates every `eval_every` epochs and after the last (with `cfg.tta`, as the final test),
-    keeps the best validation epoch's weights (stopping `cfg.patience` epochs after it, if set)
-    and tests them. With `run_dir`, checkpoints atomically so that a kill loses at most
-    `cfg.checkpoint_every` seconds (for shorter epochs), and resumes from there (with identical
-    results on a CPU; on a GPU cuDNN may pick other kernels).
-    """
+    """Train `model` on the run's subset of CIFAR-10, keep and test the best validation epoch's
+    weights; with `run_dir`, checkpoint on a wall-clock interval and resume from there."""
     started, started_at = clock(), time.time()
-    init_head(model, cfg)
-    # the device, its arithmetic, the data there, the optimizer, earlier sessions' progress
+    if cfg.head_init == "zero":  # BiT's zero_head: fine-tuning starts from uniform predictions
+        nn.init.zeros_(model.fc.weight)
+        nn.init.zeros_(model.fc.bias)
+
+    # setup: the device and its arithmetic, the data there, the optimizer, earlier progress
     device, arithmetic = place(model, cfg)
     batches = make_batches(data, cfg, device, arithmetic)
     train_b, val_b = batches["train"], batches["val"]
     opt, sched = make_optimizer(model, cfg, len(train_b))
-    trainer = Trainer(model, opt, sched, arithmetic.scaler(), train_b.gen)
-    run = trainer.resume(run_dir, cfg, device)
+    scaler = arithmetic.scaler()
+    parts = dict(model=model, optimizer=opt, scheduler=sched, scaler=scaler, data_rng=train_b.gen)
+    run = resume(run_dir, cfg, parts, device)
     every = eval_every(cfg, len(train_b) * train_b.batch_size, len(val_b.x))
-    saved_epoch, last_save = run.epochs_done, clock()
-
-    # epochs: train, evaluate on the cadence, checkpoint on the interval
-    for epoch in range(run.epochs_done + 1, cfg.epochs + 1):
-        epoch_started = clock()
-        if run.out_of_patience(cfg.patience):
-            tqdm.write(f"early stop: no better validation accuracy for {cfg.patience} epochs")
-            break
-        desc = f"{cfg.model} epoch {epoch}/{cfg.epochs}"
-        # stdout, where the epoch lines go: in Jupyter stderr is an output of its own, which the
-        # cleared bar (leave=False) left behind as an empty pink stripe
-        bar = tqdm(train_b, desc, leave=False, disable=not progress, mininterval=2, file=sys.stdout)
-        with out_of_memory_is_one_line(cfg):
-            totals, seen = train_epoch(
-                model, bar, opt, sched, trainer.scaler, arithmetic, cfg.label_smoothing
+    saved_epoch, last_save = len(run.history), clock()
+    try:
+        for epoch in range(len(run.history) + 1, cfg.epochs + 1):
+            if run.out_of_patience(cfg.patience):
+                tqdm.write(f"early stop: no better validation accuracy for {cfg.patience} epochs")
+                break
+            # train: the epoch's figures stay on the device until read back
+            epoch_started, desc = clock(), f"{cfg.model} epoch {epoch}/{cfg.epochs}"
+            # to stdout, where the epoch lines go: Jupyter shows stderr as a stripe of its own
+            bar = tqdm(
+                train_b, desc, leave=False, disable=not progress, mininterval=2, file=sys.stdout
             )
-        run.pending.append((epoch, sched.get_last_lr()[0], totals, seen))
-        if epoch % every == 0 or epoch == cfg.epochs:
-            run.read_back(cfg)
-            with out_of_memory_is_one_line(cfg):
-                run.record_eval(model, *evaluate(model, val_b, arithmetic, cfg.tta))
-            tqdm.write(f"{desc}: {run.last_epoch_line()}")
-        # save now if waiting for the next epoch's end would leave more than the interval unsaved
-        now = clock()
-        if run_dir and now - last_save + (now - epoch_started) >= cfg.checkpoint_every:
-            run.read_back(cfg)
-            trainer.save(run_dir, cfg, run, run.elapsed + clock() - started)
-            saved_epoch, last_save = epoch, clock()
-    run.read_back(cfg)
-    if run_dir and saved_epoch != run.epochs_done:  # the end of the run
-        trainer.save(run_dir, cfg, run, run.elapsed + clock() - started)
+            totals, seen = train_epoch(
+                model, bar, opt, sched, scaler, arithmetic, cfg.label_smoothing
+            )
+            run.pending.append((epoch, sched.get_last_lr()[0], totals, seen))
+            # evaluate on the cadence, the best weights kept on the device
+            if epoch % every == 0 or epoch == cfg.epochs:
+                run.read_back(cfg)
+                figures = run.record(model, *evaluate(model, val_b, arithmetic, cfg.tta))
+                tqdm.write(f"{desc}: {figures}")
+            # checkpoint now if the next epoch's end would leave more than the interval unsaved
+            now = clock()
+            if run_dir and now - last_save + (now - epoch_started) >= cfg.checkpoint_every:
+                save_state(run_dir, cfg, parts, run, run.elapsed + clock() - started)
+                saved_epoch, last_save = epoch, clock()
+        run.read_back(cfg)
+        if run_dir and saved_epoch != len(run.history):  # the end of the run
+            save_state(run_dir, cfg, parts, run, run.elapsed + clock() - started)
 
-    test_loss, test_acc = final_test(model, run, batches["test"], arithmetic, cfg, run_dir)
+        # test: the best validation epoch's weights, saved as BEST
+        model.load_state_dict(run.best_weights)
+        if run_dir:
+            save_weights(run_dir, run.best_weights)
+        test_loss, test_acc = evaluate(model, batches["test"], arithmetic, cfg.tta)
+    except torch.OutOfMemoryError:
+        raise TrainingError(
+            f"out of GPU memory with batch_size {cfg.batch_size} at image_size {cfg.image_size}: "
+            "lower one of them"
+        ) from None
     return {
         "history": run.history,
         "best_epoch": run.best_epoch,
@@ -450,21 +565,7 @@ def train(
         "steps_per_epoch": len(train_b),
         "evaluations": sum("val_acc" in h for h in run.history),
         "precision": arithmetic.describe(),
-        "wall_time_s": run.elapsed + clock() - started,
-        "started_at": started_at,  # this session's, in seconds since the epoch; the earlier
-        **device_record(device),  # sessions of an interrupted run count in wall_time_s only
+        "wall_time_s": run.elapsed + clock() - started,  # earlier sessions' time included
+        "started_at": started_at,  # this session's start, in seconds since the epoch
+        **device_record(device),
     }
-
-
-def device_record(device: torch.device) -> dict[str, str]:
-    """Where a run trained: the device as the whole machine numbers it ("cuda:3" even where
-    CUDA_VISIBLE_DEVICES shows the kernel that GPU alone, as cuda:0), its name, and an anonymous
-    id of the machine, which tells runs that shared a device from runs on two machines."""
-    machine = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
-    if device.type != "cuda":
-        return {"device": "cpu", "device_name": cpu_name(), "machine": machine}
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")
-    physical = visible[index].strip() if index < len(visible) and visible[index].strip() else index
-    name = torch.cuda.get_device_name(device)
-    return {"device": f"cuda:{physical}", "device_name": name, "machine": machine}

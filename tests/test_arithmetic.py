@@ -3,92 +3,69 @@ the way they run on a GPU; `auto` resolves per device, on a CPU by measurement."
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-import common.precision as precision
+import common.training as training
 from common.config import default_profile, make_config
 from common.data import CIFAR_MEAN, CIFAR_STD, Batches, load_cifar10
 from common.errors import ConfigError
 from common.models import build_model
-from common.precision import Arithmetic, choose_arithmetic, gpu_precision
-from common.training import resolve_device, train
+from common.training import Arithmetic, gpu_precision, place, resolve_device, train
 from tests.conftest import TINY
-
-CPU = torch.device("cpu")
-
-
-@pytest.fixture(scope="module")
-def data(fake_data):
-    return load_cifar10(fake_data, download=False)
 
 
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path, monkeypatch):
     """Each test probes into its own cache, never the user's."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "big-vs-small" / "precision.json"
 
 
-def test_bf16_channels_last_step_has_the_dtypes_and_layouts_of_the_gpu_path(data):
+def config(**kw):
+    return make_config(
+        "resnet18", profile="quick", **(TINY | dict(device="cpu", stem="imagenet") | kw)
+    )
+
+
+def test_bf16_channels_last_step_has_the_dtypes_and_layouts_of_the_gpu_path(fake_data):
+    data = load_cifar10(fake_data, download=False)
     arithmetic = Arithmetic("bf16", True, "cpu")
-    model = build_model("resnet18", stem="imagenet", seed=0).to(
-        memory_format=arithmetic.memory_format
-    )
+    model = build_model("resnet18", stem="imagenet", seed=0)
+    model.to(memory_format=arithmetic.memory_format)
+    gen = torch.Generator().manual_seed(0)
     batches = Batches(
-        data.train_x[:32],
-        data.train_y[:32],
-        16,
-        train=True,
-        mean=CIFAR_MEAN,
-        std=CIFAR_STD,
-        image_size=40,  # the upsampling branch too
-        gen=torch.Generator().manual_seed(0),
-        memory_format=arithmetic.memory_format,
-    )
-    xb, yb = next(iter(batches))
+        data.train_x[:32], data.train_y[:32], 16, True, CIFAR_MEAN, CIFAR_STD,
+        image_size=40, gen=gen, memory_format=arithmetic.memory_format,
+    )  # fmt: skip
+    xb, yb = next(iter(batches))  # 40 px: the upsampling branch too
     assert xb.dtype == torch.float32 and xb.shape == (16, 3, 40, 40)
     assert xb.is_contiguous(memory_format=torch.channels_last)
     assert model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     with arithmetic.autocast():
         out = model(xb)
-    loss = F.cross_entropy(out.float(), yb)
-    assert out.dtype == torch.bfloat16 and loss.dtype == torch.float32
+    assert out.dtype == torch.bfloat16 and F.cross_entropy(out.float(), yb).dtype == torch.float32
     assert not arithmetic.scaler().is_enabled()
-
-
-def test_fp32_has_no_autocast_and_keeps_the_default_layout():
-    arithmetic = Arithmetic("fp32", False, "cpu")
-    model = build_model("resnet18", stem="imagenet", seed=0)
-    with arithmetic.autocast():
-        out = model(torch.randn(2, 3, 32, 32))
-    assert out.dtype == torch.float32 and arithmetic.memory_format == torch.contiguous_format
+    assert Arithmetic("fp16", True, "cpu").scaler().is_enabled()
+    fp32 = Arithmetic("fp32", False, "cpu")
+    with fp32.autocast():
+        assert model(xb).dtype == torch.float32
+    assert fp32.memory_format == torch.contiguous_format
 
 
 @pytest.mark.parametrize(
     ("setting", "described"),
     [("bf16", "bf16 autocast + channels-last"), ("fp16", "fp16 autocast + channels-last")],
 )
-def test_mixed_precision_trains_through_the_same_loop(data, tmp_path, setting, described):
-    cfg = make_config(
-        model="resnet18",
-        profile="quick",
-        **(TINY | dict(precision=setting, device="cpu", output_dir=str(tmp_path))),
-    )
-    result = train(build_model("resnet18", stem=cfg.stem, seed=0), data, cfg, progress=False)
+def test_mixed_precision_trains_through_the_same_loop(fake_data, setting, described):
+    cfg = config(precision=setting, stem="cifar")
+    data = load_cifar10(fake_data, download=False)
+    result = train(build_model("resnet18", seed=0), data, cfg, progress=False)
     assert result["precision"] == described
     assert all(torch.isfinite(torch.tensor(h["train_loss"])) for h in result["history"])
-
-
-def test_the_probe_gives_up_on_a_precision_that_is_far_slower():
-    model = build_model("resnet18", stem="imagenet", seed=0)
-    arithmetic = Arithmetic("fp32", False, "cpu")
-    assert precision.train_throughput(model, arithmetic, 4, 32, 1, give_up_after=0.0) == 0.0
-    assert precision.train_throughput(model, arithmetic, 4, 32, 1, give_up_after=60.0) > 0
-
-
-def test_fp16_scales_its_gradients():
-    assert Arithmetic("fp16", True, "cpu").scaler().is_enabled()
 
 
 @pytest.mark.parametrize(
@@ -103,37 +80,36 @@ def test_auto_on_a_gpu_follows_its_compute_capability(monkeypatch, capability, e
 def test_auto_on_a_cpu_picks_the_faster_and_remembers_it(monkeypatch):
     measured = []
 
-    def fake_throughput(model, arithmetic, batch_size, image_size, steps, give_up_after=None):
+    def fake_throughput(model, arithmetic, batch_size, image_size, give_up_after):
         measured.append((arithmetic.precision, batch_size, image_size))
         return {"fp32": 10.0, "bf16": 25.0}[arithmetic.precision]
 
-    monkeypatch.setattr(precision, "train_throughput", fake_throughput)
+    monkeypatch.setattr(training, "train_throughput", fake_throughput)
     model = build_model("resnet18", stem="imagenet", seed=0)
-    chosen = choose_arithmetic("auto", None, CPU, model, "resnet18, imagenet stem", 16, 32)
-    assert chosen == Arithmetic("bf16", True, "cpu") and len(measured) == 2
-    again = choose_arithmetic("auto", None, CPU, model, "resnet18, imagenet stem", 16, 32)
-    assert again == chosen and len(measured) == 2  # cached: no second probe
-    choose_arithmetic("auto", None, CPU, model, "resnet18, imagenet stem", 16, 64)
+    assert place(model, config(precision="auto"))[1] == Arithmetic("bf16", True, "cpu")
+    assert len(measured) == 2
+    assert place(model, config(precision="auto"))[1] == Arithmetic("bf16", True, "cpu")
+    assert len(measured) == 2  # cached: no second probe
+    place(model, config(precision="auto", image_size=64))
     assert len(measured) == 4  # another configuration is measured on its own
-    assert choose_arithmetic("auto", False, CPU, model, "resnet18, imagenet stem", 16, 32) == (
-        Arithmetic("bf16", False, "cpu")
-    )
+    chosen = place(model, config(precision="auto", channels_last=False))[1]
+    assert chosen == Arithmetic("bf16", False, "cpu")
 
 
-def test_auto_on_a_cpu_measures_for_real():
+def test_auto_on_a_cpu_measures_for_real_and_gives_up_on_the_far_slower(private_cache):
     model = build_model("resnet18", stem="imagenet", seed=0)
     weights = {k: v.clone() for k, v in model.state_dict().items()}
     rng = torch.get_rng_state()
-    chosen = choose_arithmetic("auto", None, CPU, model, "resnet18, imagenet stem", 4, 32)
-    assert chosen.precision in ("fp32", "bf16")
-    cache = precision.read_json(precision.cache_file())
-    (entry,) = cache.values()
+    chosen = place(model, config(precision="auto", batch_size=4))[1]
+    (entry,) = json.loads(private_cache.read_text()).values()
     assert entry["fp32_images_per_s"] > 0 and entry["bf16_images_per_s"] >= 0  # 0: gave up
     faster = max(("fp32", "bf16"), key=lambda p: entry[f"{p}_images_per_s"])
     assert entry["precision"] == chosen.precision == faster
     # the probe trains a copy: the run's weights and random stream are untouched
     assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
     assert torch.equal(rng, torch.get_rng_state())
+    fp32 = Arithmetic("fp32", False, "cpu")
+    assert training.train_throughput(model, fp32, 4, 32, give_up_after=0.0) == 0.0
 
 
 @pytest.mark.parametrize(
@@ -142,11 +118,9 @@ def test_auto_on_a_cpu_measures_for_real():
         ({"precision": "fp8"}, "unknown precision 'fp8'"),
         ({"channels_last": "yes"}, "channels_last must be True, False or None"),
         ({"checkpoint_every": -1}, "checkpoint_every must be a number of seconds"),
-        ({"max_evals": 0}, "max_evals must be a positive whole number"),
-        ({"eval_share": 0}, "eval_share must be a positive number"),
     ],
 )
-def test_bad_arithmetic_and_cadence_settings_are_one_line(override, message):
+def test_bad_arithmetic_settings_are_one_line(override, message):
     with pytest.raises(ConfigError, match=message):
         make_config(profile="quick", **override)
 
@@ -154,20 +128,20 @@ def test_bad_arithmetic_and_cadence_settings_are_one_line(override, message):
 def test_a_gpu_torch_cannot_use_is_reported_once_in_one_line(monkeypatch, tmp_path, capsys):
     driver = tmp_path / "version"
     driver.write_text("NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.129.03  Thu Oct 19\n")
-    monkeypatch.setattr(precision, "NVIDIA_DRIVER", driver)
-    monkeypatch.setattr(precision, "_reported", set())
+    monkeypatch.setattr(training, "NVIDIA_DRIVER", driver)
+    monkeypatch.setattr(training, "_reported", set())
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.version, "cuda", "13.0")
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    assert default_profile() == "quick" and resolve_device("auto") == CPU
+    assert default_profile() == "quick" and resolve_device("auto") == torch.device("cpu")
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "CUDA 13.0" in err and "driver 535.129.03" in err
     assert "download.pytorch.org/whl/cu" in err and "Using the CPU" in err
     monkeypatch.setattr(torch.version, "cuda", None)
-    assert "built without CUDA" in precision.unusable_gpu()
+    assert "built without CUDA" in training.unusable_gpu()
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    assert precision.unusable_gpu() is None  # hidden on purpose
+    assert training.unusable_gpu() is None  # hidden on purpose
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
-    monkeypatch.setattr(precision, "NVIDIA_DRIVER", tmp_path / "absent")
-    monkeypatch.setattr(precision.shutil, "which", lambda name: None)
-    assert precision.unusable_gpu() is None  # no NVIDIA GPU: nothing to say
+    monkeypatch.setattr(training, "NVIDIA_DRIVER", tmp_path / "absent")
+    monkeypatch.setattr(training.shutil, "which", lambda name: None)
+    assert training.unusable_gpu() is None  # no NVIDIA GPU: nothing to say

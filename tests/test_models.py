@@ -1,16 +1,23 @@
 """Model builders, stems and ImageNet weight handling (with test-made weight files)."""
 
 import hashlib
-import os
 import socket
 import urllib.error
+import urllib.request
 
 import pytest
 import torch
 
 from common.config import make_config
 from common.errors import ConfigError, WeightsError
-from common.models import MODELS, build_model, ensure_weights, find_weights, weights_file
+from common.models import (
+    MODELS,
+    build_model,
+    ensure_weights,
+    find_weights,
+    hub_dir,
+    weights_file,
+)
 from tests.conftest import write_test_weights
 
 
@@ -22,11 +29,15 @@ def test_models_return_ten_logits(name, stem):
         assert model(torch.empty(2, 3, 32, 32)).shape == (2, 10)
 
 
-def test_cifar_stem_keeps_resolution():
+def test_cifar_stem_keeps_resolution_and_unknown_names_are_refused():
     model = build_model("resnet18", stem="cifar")
     assert model.conv1.stride == (1, 1) and model.conv1.kernel_size == (3, 3)
     assert isinstance(model.maxpool, torch.nn.Identity)
     assert build_model("resnet18", stem="imagenet").conv1.stride == (2, 2)
+    with pytest.raises(ConfigError, match="unknown model 'vgg16'"):
+        build_model("vgg16")
+    with pytest.raises(ConfigError, match="unknown stem"):
+        build_model("resnet18", stem="tiny")
 
 
 def test_weights_file_names_are_torchvisions_for_each_version():
@@ -60,66 +71,57 @@ def test_the_weights_setting_labels_every_kind_of_weights(tmp_path):
     )
     with pytest.raises(ConfigError, match="neither V1 nor V2 nor a file"):
         label("resnet50", weights="V3")
+    other = tmp_path / "b" / "keras.pth"  # another file of the same name: another label
+    other.parent.mkdir()
+    other.write_bytes(b"y")
+    assert label("resnet50", weights=str(other))[0] not in (mine, None)
 
 
-def test_pretrained_loads_from_torchvision_cache_and_replaces_head(torch_home):
+def test_pretrained_loads_from_the_cache_or_a_weights_dir_and_replaces_head(torch_home, tmp_path):
     path = write_test_weights("resnet18", torch_home / "hub" / "checkpoints")
     assert find_weights("resnet18") == path
     model = build_model("resnet18", pretrained=True)
     saved = torch.load(path)
     assert torch.equal(model.layer1[0].conv1.weight, saved["layer1.0.conv1.weight"])
     assert model.fc.out_features == 10 and model.conv1.stride == (2, 2)
+    own = write_test_weights("resnet18", tmp_path / "w")
+    assert ensure_weights("resnet18", tmp_path / "w", download=False) == own
 
 
-def test_pretrained_from_weights_dir_and_weights_path(torch_home, tmp_path):
-    path = write_test_weights("resnet18", tmp_path / "w")
-    assert ensure_weights("resnet18", tmp_path / "w", download=False) == path
-    assert build_model("resnet18", pretrained=True, weights_path=path).fc.out_features == 10
-
-
-def test_missing_weights_offline_fail_with_the_remedy(torch_home, no_network):
-    with pytest.raises(WeightsError) as e:
-        build_model("resnet50", pretrained=True)
-    message = str(e.value)
-    assert "\n" not in message and "resnet50-0676ba61.pth" in message  # V1, the default
-    assert str(torch_home / "hub" / "checkpoints") in message and "download failed" in message
-
-
-def test_the_missing_weights_message_gives_the_downloads_reason(torch_home, monkeypatch):
+def test_missing_weights_fail_in_one_line_with_folders_reason_and_remedy(
+    torch_home, tmp_path, monkeypatch
+):
     def offline(*args: object, **kwargs: object) -> None:
         raise urllib.error.URLError(socket.gaierror(-3, "Temporary failure in name resolution"))
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    (tmp_path / "w").mkdir()
     with pytest.raises(WeightsError) as e:
-        ensure_weights("resnet50")
+        build_model("resnet50", pretrained=True, weights_path=None)
+    assert "resnet50-0676ba61.pth" in str(e.value)  # V1, the default
+    with pytest.raises(WeightsError) as e:
+        ensure_weights("resnet50", tmp_path / "w")
     message = str(e.value)
-    assert "\n" not in message
+    assert "\n" not in message and f"not in {tmp_path / 'w'} or {hub_dir()}" in message
     reason = "the download failed (URLError: [Errno -3] Temporary failure in name resolution)"
     assert f"{reason}; download https://download.pytorch.org/models/resnet50-" in message
+    assert f"put it in {tmp_path / 'w'} under that name" in message
+    assert not (torch_home / "hub").exists()  # no folder left that the download made
 
 
-def test_two_different_files_of_one_name_get_different_labels(tmp_path):
-    def label(path: object) -> str:
-        cfg = make_config("resnet50", 1.0, pretrained=True, profile="quick", weights=str(path))
-        return cfg.weights
-
-    one, other, copy = tmp_path / "a" / "w.pth", tmp_path / "b" / "w.pth", tmp_path / "c" / "w.pth"
-    for path, content in ((one, b"one"), (other, b"two"), (copy, b"one")):
-        path.parent.mkdir()
-        path.write_bytes(content)
-    assert label(one) != label(other) and label(one).startswith("custom: w.pth (sha256 ")
-    assert label(one) == label(copy)  # the same weights under one name: one row
-    # the hash is computed once per (path, size, mtime): a rewrite that keeps both is not seen,
-    # one that changes the mtime is
-    stat = one.stat()
-    one.write_bytes(b"two")
-    os.utime(one, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    assert label(one) == label(copy)
-    os.utime(one, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
-    assert label(one) == label(other)
+def test_a_download_that_does_not_match_torchvisions_hash_is_refused(
+    torch_home, tmp_path, monkeypatch
+):
+    fake = tmp_path / "served.pth"
+    fake.write_bytes(b"not the weights torchvision published")
+    monkeypatch.setattr(torch.hub, "urlopen", lambda request: urllib.request.urlopen(fake.as_uri()))
+    with pytest.raises(WeightsError, match="does not match torchvision's hash") as e:
+        ensure_weights("resnet18")
+    assert "\n" not in str(e.value) and "f37072fd" in str(e.value)
+    assert not (hub_dir() / weights_file("resnet18")).exists()  # the wrong file is not kept
 
 
-def test_a_float16_state_dict_without_the_head_loads_as_ones_own(tmp_path):
+def test_a_float16_state_dict_without_the_head_loads_and_others_are_refused(tmp_path):
     torch.manual_seed(0)
     full = MODELS["resnet50"](weights=None).state_dict()
     backbone = {k: v.half() for k, v in full.items() if v.is_floating_point() and "fc." not in k}
@@ -129,29 +131,16 @@ def test_a_float16_state_dict_without_the_head_loads_as_ones_own(tmp_path):
     assert model.fc.out_features == 10 and model.layer4[2].conv3.weight.dtype == torch.float32
     assert torch.equal(model.layer4[2].conv3.weight, backbone["layer4.2.conv3.weight"].float())
     assert torch.equal(model.bn1.running_var, backbone["bn1.running_var"].float())
-    # any other key missing or extra is still refused, in one line
-    for name, broken in (
-        ("missing", {k: v for k, v in backbone.items() if k != "layer1.0.conv1.weight"}),
-        ("unexpected", dict(backbone, **{"head.weight": torch.zeros(1)})),
+    for name, broken, message in (
+        ("missing", {k: v for k, v in backbone.items() if k != "layer1.0.conv1.weight"}, ""),
+        ("unexpected", dict(backbone, **{"head.weight": torch.zeros(1)}), ""),
+        ("resnet18", MODELS["resnet18"](weights=None).state_dict(), "does not fit resnet50"),
+        ("junk", b"not a checkpoint", "cannot read weights file"),
     ):
-        torch.save(broken, tmp_path / f"{name}.pth")
-        with pytest.raises(WeightsError, match=f"does not fit resnet50 \\({name} key") as e:
-            build_model("resnet50", pretrained=True, weights_path=tmp_path / f"{name}.pth")
-        assert "\n" not in str(e.value)
-
-
-def test_weights_that_do_not_fit_are_rejected(torch_home, tmp_path):
-    wrong = write_test_weights("resnet18", tmp_path)  # ResNet-18 weights for a ResNet-50
-    with pytest.raises(WeightsError, match="does not fit resnet50"):
-        build_model("resnet50", pretrained=True, weights_path=wrong)
-    junk = tmp_path / "junk.pth"
-    junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(WeightsError, match="cannot read weights file"):
-        build_model("resnet18", pretrained=True, weights_path=junk)
-
-
-def test_unknown_model_and_stem():
-    with pytest.raises(ConfigError, match="unknown model 'vgg16'"):
-        build_model("vgg16")
-    with pytest.raises(ConfigError, match="unknown stem"):
-        build_model("resnet18", stem="tiny")
+        path = tmp_path / f"{name}.pth"
+        if isinstance(broken, bytes):
+            path.write_bytes(broken)
+        else:
+            torch.save(broken, path)
+        with pytest.raises(WeightsError, match=message or f"does not fit resnet50 .{name} key"):
+            build_model("resnet50", pretrained=True, weights_path=path)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from common.checkpoint import BEST, LATEST, PREVIOUS
 from common.config import make_config
 from common.files import write_json, write_text
 from common.report import (
@@ -22,6 +21,7 @@ from common.report import (
     write_report,
 )
 from common.runner import KEEP_CHECKPOINTS, Busy, run_lock, save_run
+from common.training import BEST, LATEST, PREVIOUS
 from tests.conftest import REPO, fake_result
 from tests.test_results import COMMITTED, record
 

@@ -10,12 +10,12 @@ import torch
 
 import common.data as data_module
 import common.training as train_module
-from common.checkpoint import LATEST, load_checkpoint
 from common.config import make_config
 from common.data import load_cifar10
 from common.models import build_model
-from common.training import train
+from common.training import LATEST, eval_every, load_checkpoint, train
 from tests.conftest import TINY
+from tests.test_train import die_at_evaluation
 
 
 @pytest.fixture(scope="module")
@@ -40,28 +40,19 @@ def count_calls(monkeypatch, counts: Counter, name: str, owner: object, attr: st
 
 def test_full_profile_1_16_run_has_bounded_overheads(data, tmp_path, monkeypatch):
     # The full recipe's 1/16 cell (104 epochs, all its defaults), on a small model and batch.
-    cfg = make_config(
-        model="resnet18",
-        data_fraction=1 / 16,
-        profile="full",
-        stem="imagenet",
-        batch_size=8,
-        eval_images=20,
-        val_size=40,
-        precision="fp32",
-        device="cpu",
-        output_dir=str(tmp_path),
+    small = dict(
+        device="cpu", stem="imagenet", batch_size=8, eval_images=20, val_size=40, precision="fp32"
     )
+    cfg = make_config("resnet18", 1 / 16, profile="full", output_dir=str(tmp_path), **small)
     assert cfg.epochs == 104 and cfg.checkpoint_every >= 60
     assert (cfg.max_evals, cfg.eval_share) == (50, 0.5)
     counts: Counter = Counter()
     for name, owner, attr in [
         ("copies", data_module, "to_device"),
-        ("copies", train_module, "to_device"),
         ("syncs", torch.Tensor, "item"),
         ("syncs", torch.Tensor, "tolist"),
         ("syncs", torch.Tensor, "cpu"),
-        ("checkpoints", train_module, "save_checkpoint"),
+        ("checkpoints", train_module, "save_state"),
         ("evaluations", train_module, "evaluate"),
     ]:
         count_calls(monkeypatch, counts, name, owner, attr)
@@ -120,90 +111,40 @@ class FakeClock:
         monkeypatch.setattr(train_module, "clock", lambda: self.now)
 
 
-def saved_epochs(monkeypatch) -> list[int]:
-    saved: list[int] = []
-    real_save = train_module.save_checkpoint
-
-    def save(run_dir, state):
-        saved.append(len(state["history"]))
-        real_save(run_dir, state)
-
-    monkeypatch.setattr(train_module, "save_checkpoint", save)
-    return saved
+def test_the_cadence_bounds_evaluation_images_per_training_image():
+    cfg = make_config("resnet18", profile="quick", epochs=10, max_evals=10, eval_share=0.5)
+    # 40 validation images against 16 training images: every 5th epoch keeps the share at 0.5,
+    # although max_evals would allow every epoch
+    assert eval_every(cfg, train_images=16, val_images=40) == 5
+    assert eval_every(cfg, train_images=1000, val_images=40) == 1
 
 
-def test_the_cadence_bounds_evaluation_images_per_training_image(data, tmp_path):
-    # 40 validation images against 16 training images an epoch: every 5th epoch keeps the share
-    # at 0.5, although max_evals would allow every epoch
-    cfg = make_config(
-        model="resnet18",
-        profile="quick",
-        **(TINY | dict(epochs=10, steps_per_epoch=1, eval_images=80, val_size=80, eval_share=0.5)),
-    )
-    result = fit(data, cfg)
-    assert [h["epoch"] for h in result["history"] if "val_acc" in h] == [5, 10]
-    assert result["val_images"] == 40 and result["best_epoch"] in (5, 10)
-
-
-def test_checkpoints_follow_the_wall_clock_and_a_kill_loses_at_most_the_interval(
+def test_checkpoints_follow_the_wall_clock_and_a_kill_loses_at_most_the_interval_anywhere(
     data, tmp_path, monkeypatch
 ):
     cfg = make_config(
-        model="resnet18",
+        "resnet18",
         profile="quick",
         **(TINY | dict(epochs=7, steps_per_epoch=1, checkpoint_every=250, device="cpu")),
     )
     FakeClock(monkeypatch, per_epoch=100)
-    saved = saved_epochs(monkeypatch)
+    saved, real_save = [], train_module.save_state
+
+    def save(run_dir, cfg, parts, run, elapsed):
+        real_save(run_dir, cfg, parts, run, elapsed)
+        saved.append(len(run.history))
+
+    monkeypatch.setattr(train_module, "save_state", save)
     reference = fit(data, cfg, tmp_path / "reference")
     # saved before a 100-s epoch would take the unsaved time past 250 s, and at the end
     assert saved == [2, 4, 6, 7]
-
-    real_evaluate = train_module.evaluate
-    calls = {"n": 0}
-
-    def die_in_epoch_6(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 6:  # validation of epoch 6, before its checkpoint
-            raise KeyboardInterrupt
-        return real_evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(train_module, "evaluate", die_in_epoch_6)
-    with pytest.raises(KeyboardInterrupt):
+    with die_at_evaluation(monkeypatch, 6):  # epoch 6's, before its checkpoint
         fit(data, cfg, tmp_path / "killed")
     kept = load_checkpoint(tmp_path / "killed", cfg.training_key())
     assert len(kept["history"]) == 4 and cfg.checkpoint_every >= (6 - 4) * 100
-    monkeypatch.setattr(train_module, "evaluate", real_evaluate)
+    # as if written where 8 GPUs were visible: one CUDA generator state each, ignored here
+    kept["rng"]["cuda"] = [torch.zeros(16, dtype=torch.uint8)] * (torch.cuda.device_count() + 8)
+    torch.save(kept, tmp_path / "killed" / LATEST)
     resumed = fit(data, cfg, tmp_path / "killed")
-    assert resumed["history"] == reference["history"]
-    assert resumed["test_acc"] == reference["test_acc"]
-
-
-def test_a_checkpoint_from_more_gpus_resumes_here(data, tmp_path, monkeypatch):
-    cfg = make_config(
-        model="resnet18",
-        profile="quick",
-        **(TINY | dict(epochs=3, steps_per_epoch=1, device="cpu", output_dir=str(tmp_path))),
-    )
-    reference = fit(data, cfg)
-    real_evaluate = train_module.evaluate
-    calls = {"n": 0}
-
-    def die_in_epoch_2(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real_evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(train_module, "evaluate", die_in_epoch_2)
-    with pytest.raises(KeyboardInterrupt):
-        fit(data, cfg, tmp_path)
-    monkeypatch.setattr(train_module, "evaluate", real_evaluate)
-    # as if written where 8 GPUs were visible: one CUDA generator state each
-    state = torch.load(tmp_path / LATEST, weights_only=False)
-    visible = torch.cuda.device_count()
-    state["rng"]["cuda"] = [torch.zeros(16, dtype=torch.uint8)] * (visible + 8)
-    torch.save(state, tmp_path / LATEST)
-    resumed = fit(data, cfg, tmp_path)
     assert resumed["history"] == reference["history"]
     assert resumed["test_acc"] == reference["test_acc"]

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from common.errors import UserError
-from common.models import hub_dir, weights_file
 from tests.conftest import REPO, TINY, subprocess_env, write_test_weights
 
 TINY_SETS = [f"--set={k}={v}" for k, v in TINY.items()]
@@ -80,37 +79,6 @@ def test_a_weights_dir_that_does_not_exist_is_refused(here, monkeypatch):
     with pytest.raises(UserError) as e:
         cli.main(["--data-dir", "data", "--weights-dir", "nowhere"])
     assert f"--weights-dir {here / 'nowhere'} is not a folder" in str(e.value)
-
-
-def test_missing_weights_name_every_folder_searched(torch_home, no_network, tmp_path):
-    from common.errors import WeightsError
-    from common.models import ensure_weights
-
-    (tmp_path / "w").mkdir()
-    with pytest.raises(WeightsError) as e:
-        ensure_weights("resnet18", tmp_path / "w")
-    message = str(e.value)
-    assert f"not in {tmp_path / 'w'} or {hub_dir()}" in message and "\n" not in message
-    assert f"put it in {tmp_path / 'w'} under that name" in message
-
-
-def test_a_download_that_does_not_match_torchvisions_hash_is_refused(
-    torch_home, tmp_path, monkeypatch
-):
-    import urllib.request
-
-    import torch
-
-    from common.errors import WeightsError
-    from common.models import ensure_weights
-
-    fake = tmp_path / "served.pth"
-    fake.write_bytes(b"not the weights torchvision published")
-    monkeypatch.setattr(torch.hub, "urlopen", lambda request: urllib.request.urlopen(fake.as_uri()))
-    with pytest.raises(WeightsError, match="does not match torchvision's hash") as e:
-        ensure_weights("resnet18")
-    assert "\n" not in str(e.value) and "f37072fd" in str(e.value)
-    assert not (hub_dir() / weights_file("resnet18")).exists()  # the wrong file is not kept
 
 
 def test_a_notebooks_relative_paths_are_relative_to_the_repository():
