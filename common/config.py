@@ -24,7 +24,6 @@ SETTINGS = ("scratch", "pretrained")
 VAL_SIZE = 5000  # validation images held out of CIFAR-10's training split
 TRAIN_SPLIT = 50_000
 LIFT = "none"  # an override of "none" sets a field to None, e.g. eval_images: no cap
-LR_DROP = 0.1  # the "steps" schedule's factor at each drop, as BiT's get_lr
 CHOICES: dict[str, tuple[str, ...]] = dict(
     optimizer=("sgd", "adamw"),  # SGD is always Nesterov
     schedule=("cosine", "linear", "triangle", "steps"),  # after the warm-up (docs/running.md)
