@@ -69,7 +69,16 @@ NOISE = (  # kernel log lines that are not the run's
     "Kernel is running over TCP without encryption",  # ipykernel 7, on the loopback
 )
 EPOCH = re.compile(r" epoch (\d+/\d+): ")  # training's line after each evaluated epoch
-notebook_setup = one_line_in_jupyter  # a notebook's first call: UserErrors as one line
+
+
+def notebook_setup() -> None:
+    """A notebook's first call: a UserError shows as its one line, and the kernel's log drops
+    the line jupyter_client's interrupt before every shutdown makes it write."""
+    one_line_in_jupyter()
+    from IPython import get_ipython
+
+    if kernel := getattr(get_ipython(), "kernel", None):
+        kernel.log.addFilter(lambda record: NOISE[0] not in record.getMessage())
 
 
 @dataclass(frozen=True)

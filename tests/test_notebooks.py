@@ -3,6 +3,8 @@ notebook trains its own model; importing `common` leaves IPython as it was."""
 
 import importlib
 import json
+import logging
+from types import SimpleNamespace
 
 import nbformat
 import papermill as pm
@@ -122,15 +124,20 @@ class FakeShell:
         self.handled.append(types)
 
 
-def test_importing_common_leaves_ipython_as_it_was(monkeypatch):
+def test_importing_common_leaves_ipython_as_it_was(monkeypatch, caplog):
     import IPython
 
     shell = FakeShell()
+    shell.kernel = SimpleNamespace(log=logging.getLogger("IPKernelApp"))
     monkeypatch.setattr(IPython, "get_ipython", lambda: shell)
     importlib.reload(common)  # its import, in a shell
     assert shell.handled == []
     common.notebook_setup()  # what the notebooks call
     assert shell.handled == [(UserError,)]
+    # the line jupyter_client's interrupt before shutdown makes the kernel log goes; others stay
+    shell.kernel.log.error("KeyboardInterrupt caught in kernel.")
+    shell.kernel.log.error("Exception in message handler:")
+    assert [r.getMessage() for r in caplog.records] == ["Exception in message handler:"]
 
 
 def execute(name: str, out_dir, executed, **params) -> nbformat.NotebookNode:
