@@ -633,8 +633,9 @@ def _figure(title: str, a: Analysis) -> tuple[Figure, Axes]:
 
 def plot_error_vs_data(a: Analysis) -> Figure:
     """Test error against training images, log-log: mean ± sd per cell, the fits dashed."""
-    fig, ax = _figure("Test error vs training-set size: mean ± sd over seeds; dashed: the fit", a)
     fitted = {(c.setting, c.model): c.fit for c in a.curves if c.fit}
+    dashed = "; dashed: the fit" if fitted else ""
+    fig, ax = _figure(f"Test error vs training-set size: mean ± sd over seeds{dashed}", a)
     for key in sorted({(c.setting, c.model) for c in a.drawn}, key=lambda k: order((*k, 0))):
         cells = [c for c in a.drawn if (c.setting, c.model) == key]
         n = np.array([c.runs[0]["train_images"] for c in cells])
