@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
-import json
 import os
 import queue
 import re
@@ -366,8 +365,10 @@ def run_notebook(
 ) -> None:
     """Execute `notebook` into `output` with papermill in a child process whose kernel gets `env`
     (e.g. the one GPU a job owns), then export it to HTML; a kernel that dies is started again."""
+    import yaml  # papermill reads -y as YAML, where JSON's 5e-05 would be a string
+
     command = [sys.executable, "-m", "papermill", str(notebook), str(output), "-k", kernel]
-    command += ["-y", json.dumps(params), "--cwd", str(notebook.parent), "--no-progress-bar"]
+    command += ["-y", yaml.safe_dump(params), "--cwd", str(notebook.parent), "--no-progress-bar"]
     for attempt in range(1, KERNEL_TRIES + 1):
         with _CHILDREN_LOCK:
             if _STOPPED.is_set():

@@ -226,6 +226,7 @@ def test_sigkill_mid_grid_then_resume_matches_an_uninterrupted_run(workdir, tmp_
         "--fractions",
         "1",
         "--set=epochs=4",
+        "--set=weight_decay=5e-05",  # reaches the notebook a float (YAML reads JSON's as text)
         "--keep-checkpoints",
     )
     proc = cli(workdir, *args, background=True)
@@ -250,6 +251,7 @@ def test_sigkill_mid_grid_then_resume_matches_an_uninterrupted_run(workdir, tmp_
         for d in (workdir, clean)
     )
     assert a["history"] == b["history"] and a["test_acc"] == b["test_acc"]
+    assert a["config"]["weight_decay"] == b["config"]["weight_decay"] == 5e-05
     assert "1 to run" in resumed.stdout
 
 
@@ -381,6 +383,7 @@ def test_parallel_jobs_give_the_same_metrics_as_one_job(grid, tmp_path_factory):
     )
     assert a["threads"] == b["threads"] == share
     assert a["history"] == b["history"] and a["test_acc"] == b["test_acc"]
+    assert a["config"]["weight_decay"] == b["config"]["weight_decay"] == 5e-05
 
 
 def test_direct_runs_need_no_notebook_and_report_only_reports_them(
