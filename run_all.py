@@ -44,6 +44,8 @@ OWN_OPTIONS = {
     "profile": "--profile",
 }
 PARAMETER_OPTIONS = {"data_dir": "--data-dir", "device": "--device", "weights": "--weights"}
+PATHS = ("data_dir", "output_dir", "images_dir", "results_dir", "readme", "weights_dir")
+Plan = dict[str, Any]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -55,9 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g = p.add_argument_group("the grid and its recipe")
     g.add_argument("--settings", default="scratch,pretrained", help="default: %(default)s")
     g.add_argument("--models", help=f"any of {MODELS} (default: the seed's 13 runs)")
-    g.add_argument(
-        "--fractions", default="1/16,0.5,1", help="e.g. 1/16, 50%% (default: %(default)s)"
-    )
+    g.add_argument("--fractions", default="1/16,0.5,1", help="1/16, 50%%... (default: %(default)s)")
     g.add_argument("--seeds", default="0", help="each cell runs once per seed (default: 0)")
     g.add_argument("--epochs", type=int, help="every run's epochs (default: the recipe's)")
     g.add_argument(
@@ -66,9 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="e.g. lr=0.4")
     g.add_argument("--weights", action="append", default=[], help="V1 (default), V2 or MODEL=FILE")
     g = p.add_argument_group("where things are (default: the repository's folders for runs/)")
-    g.add_argument(
-        "--data-dir", default=str(REPO / "data"), help="holds cifar-10-batches-py/ (data)"
-    )
+    g.add_argument("--data-dir", default=str(REPO / "data"), help="holds cifar-10-batches-py/")
     g.add_argument("--output-dir", default=str(REPO / "runs"), help="the run folders (runs/)")
     g.add_argument("--images-dir", help="the curves (images/, else OUTPUT_DIR/images)")
     g.add_argument("--results-dir", help="the summary (results/, else OUTPUT_DIR/results)")
@@ -82,15 +80,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--kernel", default="big-vs-small", help="Jupyter kernel (default: %(default)s)")
     g.add_argument("--direct", action="store_true", help="train in this process, no notebooks")
     g.add_argument("--force", action="store_true", help="re-run runs that are done")
-    g.add_argument("--keep-checkpoints", action="store_true", help="keep done runs' checkpoints")
     g.add_argument("--dry-run", action="store_true", help="list the runs and their state only")
     g.add_argument("--report-only", action="store_true", help="report the runs in --output-dir")
     args = p.parse_args(argv)
-    for name in ("data_dir", "output_dir", "images_dir", "results_dir", "readme", "weights_dir"):
-        value = getattr(args, name)
-        if value is not None and not (name == "readme" and value == "none"):
+    for name in PATHS:
+        if (value := getattr(args, name)) is not None and value != "none":
             setattr(args, name, str(Path(value).expanduser().absolute()))
     return args
+
+
+if __name__ == "__main__" and {"-h", "--help"} & set(sys.argv[1:]):
+    parse_args()  # --help answers before the imports below, which take seconds (torch)
+
+from common import cluster, config, data, models, report, runner  # noqa: E402
 
 
 def split(text: str) -> list[str]:
@@ -99,17 +101,16 @@ def split(text: str) -> list[str]:
 
 def parse_weights(items: list[str]) -> tuple[str, dict[str, str]]:
     """--weights: (torchvision's version, {model: one's own file})."""
-    from common.models import VERSIONS, check_model
 
     version, custom = "V1", {}
     for item in items:
         model, sep, file = item.partition("=")
         if not sep:
-            if item not in VERSIONS:
+            if item not in models.VERSIONS:
                 raise UserError(f"--weights {item}: give V1, V2 or MODEL=FILE")
             version = item
             continue
-        check_model(model)
+        models.check_model(model)
         path = Path(file).expanduser().absolute()
         if not path.is_file():
             raise UserError(
@@ -122,9 +123,8 @@ def parse_weights(items: list[str]) -> tuple[str, dict[str, str]]:
 
 def set_options(items: list[str]) -> dict[str, Any]:
     """The --set values, refusing settings that have options of their own."""
-    from common.config import parse_sets
 
-    sets = parse_sets(items)
+    sets = config.parse_sets(items)
     if own := next((key for key in sets if key in OWN_OPTIONS), None):
         raise UserError(f"--set {own}: use {OWN_OPTIONS[own]} instead")
     return sets
@@ -134,19 +134,9 @@ def choose_profile(args: argparse.Namespace) -> str | None:
     """The profile the options imply (None: it depends on the GPUs), saying why."""
     if args.profile:
         return args.profile
-    if args.report_only:
-        found = {
-            m.get("profile")
-            for m in map(read_json, Path(args.output_dir).glob("*/*/metrics.json"))
-            if m
-        }
-        if len(found) != 1:
-            what = ", ".join(sorted(map(str, found))) or "none"
-            raise UserError(
-                f"--report-only: the runs in {args.output_dir} have profiles {what}: choose "
-                "with --profile"
-            )
-        return found.pop()
+    if args.report_only:  # that of most runs, as the scaling notebook's default
+        records = [m for m in map(read_json, Path(args.output_dir).glob("*/*/metrics.json")) if m]
+        return max(("full", "quick"), key=lambda p: sum(m.get("profile") == p for m in records))
     if args.device == "cpu":
         print("--device cpu: using --profile quick (--profile full trains the full recipe)")
         return "quick"
@@ -156,23 +146,18 @@ def choose_profile(args: argparse.Namespace) -> str | None:
     return None
 
 
-def make_plan(args: argparse.Namespace) -> dict[str, Any]:
+def make_plan(args: argparse.Namespace) -> Plan:
     """The grid, its profile, where its runs go (local slots or Ray) and their overrides."""
-    from common.cluster import join
-    from common.config import default_profile
-    from common.data import parse_fraction
-    from common.runner import build_grid, job_slots
 
-    fractions = [parse_fraction(f) for f in split(args.fractions)]
-    try:
-        seeds = [int(s) for s in split(args.seeds)]
-    except ValueError:
-        raise UserError(f"--seeds takes whole numbers, e.g. 0,1,2; got {args.seeds!r}") from None
+    fractions = [data.parse_fraction(f) for f in split(args.fractions)]
+    if not all(s.isdigit() for s in split(args.seeds)):
+        raise UserError(f"--seeds takes whole numbers, e.g. 0,1,2; got {args.seeds!r}")
     for count in ("epochs", "jobs", "ray_cpus"):
         if (value := getattr(args, count)) is not None and value < 1:
             raise UserError(f"--{count.replace('_', '-')} must be 1 or more, got {value}")
     models = split(args.models) if args.models else None
-    grid = build_grid(split(args.settings), models, fractions, seeds)
+    seeds = [int(s) for s in split(args.seeds)]
+    grid = runner.build_grid(split(args.settings), models, fractions, seeds)
     if not grid:
         raise UserError("the grid is empty: give at least one setting, fraction and seed")
     version, custom = parse_weights(args.weights)
@@ -181,48 +166,35 @@ def make_plan(args: argparse.Namespace) -> dict[str, Any]:
             f"--weights {unused[0]}=...: no pretrained run of {unused[0]} in this grid: check "
             "--models and --settings"
         )
-    sets = set_options(args.set)
-    idle = args.dry_run or args.report_only
-    slots, ray_gpu, profile = [], False, choose_profile(args)
-    if args.ray and not idle:
-        ray_gpu = join(args.ray, args.device, args.jobs, args.ray_cpus, REPO, outputs(args))
-        profile = profile or ("full" if ray_gpu else "quick")
+    sets, profile = set_options(args.set), choose_profile(args)
+    plan = dict(grid=grid, version=version, custom=custom, slots=[], ray_gpu=False)
+    if args.ray and not (args.dry_run or args.report_only):
+        folders = [getattr(args, name) for name in PATHS]
+        plan["ray_gpu"] = cluster.join(
+            args.ray, args.device, args.jobs, args.ray_cpus, REPO, folders
+        )
+        profile = profile or ("full" if plan["ray_gpu"] else "quick")
     elif not args.ray:
-        slots, sharing = job_slots(args.device, args.jobs)
-        if sharing and not idle:
+        plan["slots"], sharing = runner.job_slots(args.device, args.jobs)
+        if sharing and not (args.dry_run or args.report_only):
             print(sharing)
-    if profile is None:
-        profile = default_profile()
-        if profile == "quick":
-            print("no usable GPU: using --profile quick (short CPU smoke runs)")
-    overrides = sets | dict(
+    if profile is None and (profile := config.default_profile()) == "quick":
+        print("no usable GPU: using --profile quick (short CPU smoke runs)")
+    plan["profile"] = profile
+    plan["overrides"] = sets | dict(
         profile=profile, device=args.device, data_dir=args.data_dir, weights=version
     )
     if args.epochs is not None:
-        overrides["epochs"] = args.epochs
-    return dict(
-        grid=grid,
-        profile=profile,
-        overrides=overrides,
-        version=version,
-        custom=custom,
-        slots=slots,
-        ray_gpu=ray_gpu,
-    )
-
-
-def outputs(args: argparse.Namespace) -> list[str]:
-    """The folders this call reads or writes."""
-    return [args.data_dir, args.output_dir, args.images_dir, args.results_dir, args.weights_dir]
+        plan["overrides"]["epochs"] = args.epochs
+    return plan
 
 
 def report_places(args: argparse.Namespace, profile: str) -> None:
     """The repository's images/, results/ and README for its own runs/ (but never a quick
     report over full-profile results); beside the runs otherwise."""
-    from common.report import keeps_full
 
     own = Path(args.output_dir).resolve() == (REPO / "runs").resolve()
-    protected = own and args.readme is None and keeps_full(REPO / "README.md", profile)
+    protected = own and args.readme is None and report.keeps_full(REPO / "README.md", profile)
     base = REPO if own and not protected else Path(args.output_dir)
     args.images_dir = args.images_dir or str(base / "images")
     args.results_dir = args.results_dir or str(base / "results")
@@ -244,156 +216,130 @@ def check_writable(folder: Path) -> None:
         raise UserError(f"cannot write to {folder} ({e.strerror}): pick another folder") from None
 
 
-def preflight(args: argparse.Namespace, plan: dict[str, Any]) -> None:
-    """Check what every run needs before any starts; build each run's config and find its
-    state."""
-    from common.data import ensure_cifar10, load_cifar10, make_splits
-    from common.models import grid_weights
-    from common.runner import Run, State, run_config, state
+def preflight(args: argparse.Namespace, plan: Plan) -> None:
+    """Check what every run needs before any starts: folders, weights, data, each subset; then
+    build each run's config and find its state."""
 
-    if not args.dry_run:
-        for folder in (args.output_dir, args.images_dir, args.results_dir):
-            check_writable(Path(folder))
     idle = args.dry_run or args.report_only
-    grid, custom = plan["grid"], plan["custom"]
-    weights, not_possible = grid_weights(
-        (r.model for r in grid if r.pretrained),
-        custom,
+    for folder in [] if args.dry_run else (args.output_dir, args.images_dir, args.results_dir):
+        check_writable(Path(folder))
+    pretrained = (r.model for r in plan["grid"] if r.pretrained)
+    weights, not_possible = models.grid_weights(
+        pretrained,
+        plan["custom"],
         plan["version"],
         args.weights_dir,
-        download=not idle,
-        check=not args.report_only,
+        not idle,
+        not args.report_only,
     )
-
-    def config(run: Run):
+    configs = {}
+    for run in plan["grid"]:
         file = weights.get(run.model) if run.pretrained else None
-        own = {"weights": file} if file and run.model in custom else {}  # 'custom: FILE'
-        return run_config(run, args.output_dir, **(plan["overrides"] | own), weights_path=file)
-
-    configs = {run: config(run) for run in grid}
+        own = {"weights": file} if file and run.model in plan["custom"] else {}  # 'custom: FILE'
+        configs[run] = runner.run_config(
+            run, args.output_dir, **(plan["overrides"] | own), weights_path=file
+        )
     if not args.report_only:
-        ensure_cifar10(args.data_dir, download=not args.dry_run)
-        labels = load_cifar10(args.data_dir, download=False).train_y
+        data.ensure_cifar10(args.data_dir, download=not args.dry_run)
+        labels = data.load_cifar10(args.data_dir, download=False).train_y
         for fraction, seed, val in {
             (c.data_fraction, c.seed, c.val_size) for c in configs.values()
         }:
-            make_splits(labels, val, fraction, seed)  # each must leave every class an image
-    blocked = {r for r in grid if r.pretrained and r.model in not_possible}
-    plan.update(configs=configs, weights=weights, not_possible=not_possible)
-    plan["states"] = {r: State.NOT_POSSIBLE if r in blocked else state(configs[r]) for r in grid}
+            data.make_splits(labels, val, fraction, seed)  # each must leave every class an image
+    blocked = {r for r in plan["grid"] if r.pretrained and r.model in not_possible}
+    states = {
+        r: runner.State.NOT_POSSIBLE if r in blocked else runner.state(configs[r]) for r in configs
+    }
+    plan.update(configs=configs, weights=weights, not_possible=not_possible, states=states)
 
 
-def runs(plan: dict[str, Any], *states: str) -> list:
+def runs(plan: Plan, *states: str) -> list:
     return [r for r, s in plan["states"].items() if s in states]
 
 
-def show_plan(args: argparse.Namespace, plan: dict[str, Any], todo: list) -> None:
+def show_plan(args: argparse.Namespace, plan: Plan, todo: list) -> None:
     """What cannot run and why, the counts, and with --dry-run every run's state."""
-    from common.models import missing_weights
-    from common.runner import failure_reason, resume_epoch
 
     grid, blocked = plan["grid"], runs(plan, "not possible")
     if blocked:
-        why = missing_weights(plan["not_possible"], plan["version"], args.weights_dir)
+        why = models.missing_weights(plan["not_possible"], plan["version"], args.weights_dir)
         if len(blocked) == len(grid) and not (args.dry_run or args.report_only):
             raise UserError(f"no run of this grid is possible here: {why}")
         print(f"{len(blocked)} of {len(grid)} runs are not possible here: {why}")
-    skipped = [r for r in runs(plan, "done") if r not in todo]
+    skipped = len([r for r in runs(plan, "done") if r not in todo])
     print(
-        f"{len(grid)} run{'s' * (len(grid) != 1)}: {len(todo)} to run, {len(skipped)} done and "
+        f"{len(grid)} run{'s' * (len(grid) != 1)}: {len(todo)} to run, {skipped} done and "
         f"skipped, {len(blocked)} not possible; profile {plan['profile']}"
     )
-    if not args.dry_run:
-        return
-    for run in grid:
+    for run in grid if args.dry_run else []:
         cfg, now = plan["configs"][run], plan["states"][run]
-        why = failure_reason(cfg.output_dir) if now == "failed" else ""
-        if now in ("todo", "failed") and (epoch := resume_epoch(cfg)) is not None:
-            why = f"resumes at epoch {epoch} of {cfg.epochs} {why or ''}"
-        print(f"  {now:>12}  {run.setting:<10} {run.name}  {why or ''}")
+        why = (runner.failure_reason(cfg.output_dir) if now == "failed" else "") or ""
+        if now in ("todo", "failed") and (epoch := runner.resume_epoch(cfg)) is not None:
+            why = f"resumes at epoch {epoch} of {cfg.epochs} {why}"
+        print(f"  {now:>12}  {run.setting:<10} {run.name}  {why}")
 
 
-def dispatch(args: argparse.Namespace, plan: dict[str, Any], todo: list) -> list:
+def dispatch(args: argparse.Namespace, plan: Plan, todo: list) -> list:
     """Run `todo` here or on Ray, showing progress; the failures."""
-    from common.cluster import run_on_ray
-    from common.runner import follow, run_locally
 
     options = dict(
         direct=args.direct,
         kernel=args.kernel,
-        keep_checkpoints=args.keep_checkpoints,
         extra_keys=list(plan["overrides"]),
         force=args.force,
     )
-    configs = plan["configs"]
+    configs, overrides = plan["configs"], dict(plan["overrides"])
     if not args.ray:
-        return follow(run_locally(todo, configs, plan["slots"], options), todo, configs)
-    overrides = {k: v for k, v in plan["overrides"].items() if k != "data_dir"}
-    outcomes = run_on_ray(
-        todo,
-        configs,
-        overrides,
-        args.data_dir,
-        plan["ray_gpu"],
-        args.ray_cpus,
-        plan["weights"],
-        options,
-    )
-    return follow(
-        outcomes, todo, configs, "finished runs are kept; the others resume on their Ray nodes"
-    )
+        return runner.follow(
+            runner.run_locally(todo, configs, plan["slots"], options), todo, configs
+        )
+    del overrides["data_dir"]  # each Ray node has its own copy
+    ray = (args.data_dir, plan["ray_gpu"], args.ray_cpus, plan["weights"], options)
+    note = "finished runs are kept; the others resume on their Ray nodes"
+    return runner.follow(cluster.run_on_ray(todo, configs, overrides, *ray), todo, configs, note)
 
 
-def report(args: argparse.Namespace, plan: dict[str, Any], failures: list, call: Any) -> int:
+def report_grid(args: argparse.Namespace, plan: Plan, failures: list, call: Any) -> int:
     """The figures, the summary and the README's section; the exit status."""
-    from common.models import weights_file, weights_remedy
-    from common.report import NotProduced, write_report
-    from common.runner import execute_scaling
 
     blocked = runs(plan, "not possible")
-    file = weights_file
-    call.missing = {
-        r.condition: NotProduced(weights=file(r.model, plan["version"])) for r in blocked
-    }
+    for run in blocked:
+        call.missing[run.condition] = report.NotProduced(
+            weights=models.weights_file(run.model, plan["version"])
+        )
     for run, why in failures:
         call.failed.setdefault(run.condition, {})[run.seed] = why
-    call.notes = [weights_remedy(plan["not_possible"], plan["version"])] if blocked else []
+    call.notes = [models.weights_remedy(plan["not_possible"], plan["version"])] if blocked else []
     places = (args.output_dir, args.images_dir, args.results_dir)
     if args.direct:
         print("--direct: no scaling notebook (a call without --direct, or --report-only, runs it)")
     else:
-        call.figures, error = execute_scaling(*places, plan["profile"], args.kernel)
+        call.figures, error = runner.execute_scaling(*places, plan["profile"], args.kernel)
         if error:
             print(f"the scaling notebook failed: {error}")
     readme = None if args.readme == "none" else args.readme
-    print(f"summary: {write_report(*places, readme, plan['profile'], call)}")
+    print(f"summary: {report.write_report(*places, readme, plan['profile'], call)}")
     if len(blocked) == len(plan["grid"]):
         print("no run of this grid is possible here (see above): nothing was trained")
-        return 1
-    if failures:
-        print(
-            f"{len(failures)} run(s) failed (details in each run folder's failed.json and .html):"
-        )
+    elif failures:
+        print(f"{len(failures)} run(s) failed (details in each run folder's failed.json, .html):")
         for run, why in failures:
             print(f"  {run.setting} {run.name}: {why}")
-        return 1
-    return 0
+    return int(len(blocked) == len(plan["grid"]) or bool(failures))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from common.report import Call
-    from common.runner import check_kernel
 
     command = "python run_all.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    call = Call(command, started=STARTED if argv is None else time.perf_counter())
+    call = report.Call(command, started=STARTED if argv is None else time.perf_counter())
     if args.weights_dir is not None and not Path(args.weights_dir).is_dir():
         raise UserError(
             f"--weights-dir {args.weights_dir} is not a folder: create it and put torchvision's "
             "weight files in it, or leave the option out"
         )
     if not args.direct:
-        check_kernel(args.kernel)
+        runner.check_kernel(args.kernel)
     plan = make_plan(args)
     report_places(args, plan["profile"])
     preflight(args, plan)
@@ -401,25 +347,24 @@ def main(argv: list[str] | None = None) -> int:
     todo.sort(key=lambda r: r.cost, reverse=True)  # with parallel runs the grid ends sooner
     if args.report_only:
         print(f"report only: the runs in {args.output_dir} as they are, none trained")
-        return report(args, plan, [], call)
+        return report_grid(args, plan, [], call)
     show_plan(args, plan, todo)
     if args.dry_run:
         return 0
     failures = dispatch(args, plan, todo)
     call.trained = len(todo) - len(failures)
-    return report(args, plan, failures, call)
+    return report_grid(args, plan, failures, call)
 
 
 def stop(interrupted: KeyboardInterrupt) -> None:
     """After Ctrl-C or SIGTERM: end every notebook this call runs, then this process (whose
     threads hold the direct runs); each unfinished run keeps its last checkpoint."""
-    from common.runner import stop_notebooks
 
     for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut this short
         signal.signal(sig, signal.SIG_IGN)
-    stop_notebooks()
+    runner.stop_notebooks()
     why = interrupted.args[0] if interrupted.args else "finished runs are kept"
-    with contextlib.suppress(OSError, ValueError):
+    with contextlib.suppress(OSError, ValueError):  # a closed pipe
         sys.stdout.flush()
     print(f"run_all.py: interrupted; {why}", file=sys.stderr, flush=True)
     os._exit(130)  # without waiting for the threads of runs in flight

@@ -40,7 +40,7 @@ from .report import (
     save_metrics,
     summary_line,
 )
-from .training import KEEP_CHECKPOINTS, LATEST, prune_checkpoints, resolve_device
+from .training import LATEST, prune_checkpoints, resolve_device
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 KERNEL = "big-vs-small"  # the project's Jupyter kernel, which the README's set-up registers
@@ -48,18 +48,8 @@ SEED_FRACTIONS = (1 / 16, 0.5, 1.0)  # the sizes the six notebooks are named for
 BASE_MODELS = ("resnet18", "resnet50")  # every fraction and setting; each has named notebooks
 EXTRA_MODEL = "resnext50_32x4d"  # the seed's extra run: pretrained, on 100% only
 # The run notebooks' parameters cell; any other RunConfig field goes into its `overrides`.
-NOTEBOOK_PARAMETERS = (
-    "model",
-    "data_fraction",
-    "pretrained",
-    "seed",
-    "epochs",
-    "data_dir",
-    "weights",
-    "profile",
-    "output_dir",
-    "device",
-)
+NOTEBOOK_PARAMETERS = ["model", "data_fraction", "pretrained", "seed", "epochs", "data_dir"]
+NOTEBOOK_PARAMETERS += ["weights", "profile", "output_dir", "device"]
 FAILED, LOCK = "failed.json", ".lock"
 KERNEL_TRIES = 3  # a kernel that dies or fails to start is started again
 STOP_GRACE_S = 3.0  # a stopped notebook's time to end on SIGTERM before SIGKILL
@@ -248,11 +238,10 @@ def record_failure(run_dir: Path, reason: str, notebook: Path) -> None:
     write_json(run_dir / FAILED, {"error": reason, "notebook": str(notebook), "at": at})
 
 
-def mark_finished(run_dir: Path, keep_checkpoints: bool) -> None:
-    """Forget an earlier failure; prune the resumable checkpoints unless asked to keep them."""
+def mark_finished(run_dir: Path) -> None:
+    """Forget an earlier failure and drop the resumable checkpoints."""
     (run_dir / FAILED).unlink(missing_ok=True)
-    if not keep_checkpoints:
-        prune_checkpoints(run_dir)
+    prune_checkpoints(run_dir)
 
 
 def train_or_reuse(cfg: RunConfig) -> dict[str, Any]:
@@ -281,12 +270,7 @@ def train_or_reuse(cfg: RunConfig) -> dict[str, Any]:
     return metrics
 
 
-def train_and_save(
-    cfg: RunConfig,
-    keep_checkpoints: bool | None = None,
-    executed: str | None = None,
-    direct: bool = False,
-) -> dict[str, Any]:
+def train_and_save(cfg: RunConfig, executed: str | None = None, direct: bool = False) -> dict:
     """Build the model, load the data, train (resuming from a checkpoint) and save the run;
     `direct`: in run_all.py's own process, which fetched the data, with no progress bars."""
     from .data import load_cifar10
@@ -298,56 +282,45 @@ def train_and_save(
     )
     data = load_cifar10(cfg.data_dir, download=not direct)
     result = train(model, data, cfg, run_dir=cfg.output_dir, progress=not direct)
-    return save_run(cfg, result, keep_checkpoints, executed)
+    return save_run(cfg, result, executed)
 
 
-def save_run(
-    cfg: RunConfig,
-    result: dict[str, Any],
-    keep_checkpoints: bool | None = None,
-    executed: str | None = None,
-) -> dict[str, Any]:
-    """Write the run's curves, then its metrics.json (it marks the run done), then prune its
-    resumable checkpoints unless asked (None: as run_all.py told the kernel)."""
+def save_run(cfg: RunConfig, result: dict[str, Any], executed: str | None = None) -> dict:
+    """Write the run's curves, then its metrics.json (it marks the run done), then drop its
+    resumable checkpoints."""
     metrics = make_metrics(cfg, result, executed)
     for metric in ("acc", "loss"):
         save_figure(plot_curves([metrics], metric), Path(cfg.output_dir) / f"{metric}.png")
     save_metrics(cfg.output_dir, metrics)
-    if not (os.environ.get(KEEP_CHECKPOINTS) if keep_checkpoints is None else keep_checkpoints):
-        prune_checkpoints(cfg.output_dir)
+    prune_checkpoints(cfg.output_dir)
     return metrics
 
 
-def show_curves(metrics: dict[str, Any]) -> None:
-    """Draw the run's accuracy and loss curves inline."""
+def show_run(metrics: dict[str, Any]) -> None:
+    """Draw the run's accuracy and loss curves inline, and say how it went in one line."""
     import matplotlib.pyplot as plt
 
     for metric in ("acc", "loss"):
         plot_curves([metrics], metric)
     plt.show()
+    print(summary_line(metrics))
 
 
 def check_kernel(name: str) -> None:
     """A one-line UserError unless Jupyter has the kernel `name` and its Python exists."""
     from jupyter_client.kernelspec import KernelSpecManager
 
-    manager = KernelSpecManager()
-    specs = manager.find_kernel_specs()
+    specs = KernelSpecManager().find_kernel_specs()
     register = (
-        f"`{sys.executable} -m ipykernel install --sys-prefix --name {name} "
-        f'--display-name "Python ({name})"`'
+        f"register this environment's with `{sys.executable} -m ipykernel install --sys-prefix "
+        f'--name {name} --display-name "Python ({name})"`'
     )
-    if name not in specs and name != KERNEL:
-        have = ", ".join(sorted(specs))
-        raise UserError(
-            f"Jupyter has no kernel named {name!r} (it has: {have}): pick one with --kernel"
-        )
     if name not in specs:
         raise UserError(
-            f"Jupyter has no kernel named {name!r}: register this environment's with {register}, "
-            "or pass --kernel python3"
+            f"Jupyter has no kernel named {name!r} (it has: {', '.join(sorted(specs))}): "
+            f"{register}, or pick one with --kernel"
         )
-    program = Path(manager.get_kernel_spec(name).argv[0])
+    program = Path(KernelSpecManager().get_kernel_spec(name).argv[0])
     if program.is_absolute() and not program.exists():
         raise UserError(f"the Jupyter kernel {name!r} runs {program}, which is gone: {register}")
 
@@ -460,7 +433,6 @@ def execute(
     *,
     direct: bool = False,
     kernel: str = KERNEL,
-    keep_checkpoints: bool = False,
     extra_keys: list[str] = (),
     device: str | None = None,
     env: dict[str, str] | None = None,
@@ -480,15 +452,15 @@ def execute(
             if (epoch := resume_epoch(cfg)) is not None:
                 tqdm.write(f"resuming {run.setting}/{run.name} from epoch {epoch} of {cfg.epochs}")
             if direct:
-                train_and_save(cfg, keep_checkpoints, executed="direct", direct=True)
+                train_and_save(cfg, executed="direct", direct=True)
             else:
                 env = (env or {}) | {EXECUTED: "papermill"}  # the record says how it ran
-                env |= {KEEP_CHECKPOINTS: "1"} if keep_checkpoints else {}
-                params = notebook_parameters(cfg, extra_keys)
-                run_notebook(run.notebook, output, params, kernel, env)
+                run_notebook(
+                    run.notebook, output, notebook_parameters(cfg, extra_keys), kernel, env
+                )
             if not load_metrics(run_dir):
                 raise RuntimeError("the run finished without writing metrics.json")
-            mark_finished(run_dir, keep_checkpoints)
+            mark_finished(run_dir)
             return Outcome(run, True, "done")
     except Busy as e:
         return Outcome(run, False, str(e))
@@ -540,21 +512,12 @@ def job_slots(device: str, jobs: int | None) -> tuple[list[Slot], str | None]:
     resolved = resolve_device(device)
     if resolved.type != "cuda":
         return [Slot("cpu", {"CUDA_VISIBLE_DEVICES": ""})] * (jobs or 1), None
-    ids = gpu_ids()
-    if device in ("auto", "cuda"):
-        jobs = jobs or len(ids)
-        chosen = [ids[i % len(ids)] for i in range(jobs)]
-    else:  # cuda:N
-        jobs = jobs or 1
-        chosen = [ids[resolved.index or 0]] * jobs
+    ids = gpu_ids() if device in ("auto", "cuda") else [gpu_ids()[resolved.index or 0]]
+    chosen = [ids[i % len(ids)] for i in range(jobs or len(ids))]
     slots = [Slot("cuda", {"CUDA_VISIBLE_DEVICES": gpu}) for gpu in chosen]
-    gpus = len(set(chosen))
-    if gpus == jobs:
+    if len(set(chosen)) == len(chosen):
         return slots, None
-    return slots, (
-        f"{jobs} jobs on {gpus} GPU{'s' * (gpus != 1)}: runs share GPUs, so each is slower and "
-        "the summary leaves them out of its time estimates"
-    )
+    return slots, f"{len(chosen)} jobs on {len(set(chosen))} GPU(s): runs share GPUs, each slower"
 
 
 def run_locally(
