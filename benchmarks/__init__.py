@@ -5,13 +5,11 @@ import os
 import shlex
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from common.errors import UserError
 from common.files import write_text
 from common.report import hardware
 from common.training import machine_slug, resolve_device
@@ -57,12 +55,3 @@ def write(out: str | Path, text: str) -> None:
     """Write the result file (atomically) and print it."""
     write_text(out, text)
     print(f"{text}\nwritten to {out}")
-
-
-@contextmanager
-def one_line_errors(script: str) -> Iterator[None]:
-    """A bad input (UserError) ends the benchmark with its one line, not a traceback."""
-    try:
-        yield
-    except UserError as e:
-        raise SystemExit(f"{Path(script).name}: error: {e}") from None

@@ -22,6 +22,7 @@ from torchvision import transforms
 import benchmarks
 from common.config import RunConfig, make_config
 from common.data import CIFAR_MEAN, CIFAR_STD, Batches, load_cifar10
+from common.errors import one_line_exit
 from common.models import build_model
 from common.training import make_optimizer, place, resolve_device, train_step
 
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--data-dir", default="data", help="folder holding cifar-10-batches-py")
     p.add_argument("--out", help="default: benchmarks/results/pipeline-<machine>.md")
     args = p.parse_args(argv)
-    with benchmarks.one_line_errors(__file__):
+    with one_line_exit("pipeline.py"):
         args.device = resolve_device(args.device)
         data = load_cifar10(args.data_dir, download=False)
         lines = benchmarks.header(

@@ -18,7 +18,7 @@ from typing import Any
 
 import benchmarks
 from common.config import RunConfig, make_config, parse_sets
-from common.errors import ConfigError
+from common.errors import ConfigError, one_line_exit
 from common.report import load_metrics
 from common.runner import Run, State, execute, state
 
@@ -114,7 +114,7 @@ def render(
 def main(argv: list[str] | None = None) -> str:
     """Execute every run not done, then write and print the table of the finished ones."""
     args = parse_args(argv)
-    with benchmarks.one_line_errors(__file__):
+    with one_line_exit("recipe_sweep.py"):
         runs = sweep_runs(args)
     failed = []
     for spec, run, cfg in runs:

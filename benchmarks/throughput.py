@@ -18,7 +18,7 @@ import torch
 
 import benchmarks
 from common.config import make_config
-from common.errors import ConfigError
+from common.errors import ConfigError, one_line_exit
 from common.models import MODELS, build_model, flops_per_image
 from common.training import make_optimizer, place, resolve_device, train_step
 
@@ -139,7 +139,7 @@ def report(rows: list[Row], peak: float | None, argv: list[str] | None) -> str:
 def main(argv: list[str] | None = None) -> str:
     """Measure every model and precision (eager, then compiled if asked), writing each row."""
     args = parse_args(argv)
-    with benchmarks.one_line_errors(__file__):
+    with one_line_exit("throughput.py"):
         for key in ("batch", "image_size", "steps", "warmup"):
             if (value := getattr(args, key)) is not None and value < 1:
                 raise ConfigError(f"--{key.replace('_', '-')} must be at least 1, got {value}")

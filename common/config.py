@@ -1,12 +1,10 @@
-"""The recipe table, RunConfig and make_config; sources and measurements: docs/recipes.md.
-
-`python -m common.config --show MODEL SETTING FRACTION` prints a run's values and their sources.
-"""
+"""The recipe table, RunConfig, make_config, and `python -m common.config --show MODEL SETTING
+FRACTION`, which prints a run's values and their sources. Evidence: docs/recipes.md."""
 
 from __future__ import annotations
 
+import argparse
 import ast
-import copy
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
@@ -15,14 +13,13 @@ from typing import Any
 
 from . import models
 from .data import SIDE, fraction_label, parse_fraction
-from .errors import ConfigError, UserError
+from .errors import ConfigError, one_line_exit
 from .training import PRECISIONS, cuda_usable
 
 REPO = Path(__file__).resolve().parent.parent
 PROFILES = ("full", "quick")
 SETTINGS = ("scratch", "pretrained")
-VAL_SIZE = 5000  # validation images held out of CIFAR-10's training split
-TRAIN_SPLIT = 50_000
+VAL_SIZE = 5000  # validation images held out of CIFAR-10's 50,000 training images
 LIFT = "none"  # an override of "none" sets a field to None, e.g. eval_images: no cap
 CHOICES: dict[str, tuple[str, ...]] = dict(
     optimizer=("sgd", "adamw"),  # SGD is always Nesterov
@@ -35,8 +32,7 @@ CHOICES: dict[str, tuple[str, ...]] = dict(
     precision=PRECISIONS,
 )
 
-# One column per (profile, setting, data regime), one row per value; `--set` and notebook
-# parameters override it per run. Each column's sources and measurements: docs/recipes.md.
+# One column per (profile, setting, data regime); `--set` and notebooks override it per run
 COLUMNS = (
     ("full", "scratch", "all"),
     ("full", "pretrained", "from 20,000 images"),
@@ -53,7 +49,7 @@ RECIPES: dict[str, tuple[Any, ...]] = dict(
     image_size=     (32,          128,          128,          32,          32),  # BiT's crop
     resize=         (None,        160,          160,          None,        None),  # BiT's resize
     budget=         ("sqrt",      "sqrt",       "bit",        "sqrt",      "sqrt"),
-    # at 100%; 17 is not BiT's: docs/recipes.md#full-pretrained-from-20000-images
+    # at 100% of the data; the pretrained budget is ours, not BiT's: docs/recipes.md
     epochs=         (26,          17,           17,           4,           4),
     batch_size=     (500,         512,          512,          64,          64),
     # quick: chosen on validation; evidence: docs/recipes.md#quick-scratch, #quick-pretrained
@@ -76,14 +72,6 @@ RECIPES: dict[str, tuple[Any, ...]] = dict(
     eval_images=    (None,        None,         None,         2000,        2000),
 )
 # fmt: on
-# Values of the table not measured for a model that trains with them: (values, why).
-UNMEASURED: dict[tuple[str, str, str], tuple[tuple[str, ...], str]] = {
-    ("full", "scratch", "resnet50"): (
-        ("lr", "weight_decay", "epochs"),
-        "airbench's ResNet-18 values; airbench has no ResNet-50 recipe (benchmarks/plan.py "
-        "checks lr 0.1 and 0.4)",
-    ),
-}
 # Models that train with another model's recipe: (that model, why); docs/recipes.md explains
 SAME_RECIPE: dict[str, tuple[str, str]] = {
     "resnet34": ("resnet18", "the same basic (two 3x3 convolution) blocks, more of them"),
@@ -91,28 +79,6 @@ SAME_RECIPE: dict[str, tuple[str, str]] = {
     "resnet152": ("resnet50", "the same bottleneck blocks, more of them in stages two and three"),
     "resnext50_32x4d": ("resnet50", "the same depth and stages, grouped 3x3 convolutions"),
 }
-# How every run computes and keeps its state; evidence: docs/recipes.md#every-run
-SHARED: dict[str, Any] = dict(
-    precision="auto",  # by GPU capability, or measured once per CPU (common/training.py)
-    channels_last=None,  # None: on with bf16/fp16, off with fp32
-    checkpoint_every=300.0,  # seconds a kill may lose; a checkpoint each epoch filled disks
-    max_evals=50,  # validation passes per run, at most
-    eval_share=0.5,  # validation images per training image, at most
-)
-# Where the recipes depart from their sources, shown in the README by common/report.py.
-DEVIATIONS = (
-    "`zero_init_residual=True` from scratch: each residual block's last BatchNorm starts at "
-    "zero (Goyal et al. 2017); Kuang Liu's CIFAR ResNet-18, which airbench's baseline trains, "
-    "keeps PyTorch's default init.",
-    "BatchNorm in the fine-tuned networks, as torchvision's ImageNet weights have it; BiT, "
-    "whose fine-tuning rule the full recipe follows, uses GroupNorm with weight "
-    "standardisation.",
-    "Test-time augmentation at airbench's level 1 (the image and its mirror); the source's "
-    "final figure is at level 2 (mirrors and translations).",
-    "No weight decay on BatchNorm weights and biases; the source decays every parameter.",
-    "5,000 of CIFAR-10's 50,000 training images are held out for validation: 100% of the "
-    "data is 45,000 training images.",
-)
 
 
 def recipe_model(model: str) -> str:
@@ -122,7 +88,7 @@ def recipe_model(model: str) -> str:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything that determines one run; built by `make_config`."""
+    """Everything that determines one run; the fields with a default are every recipe's."""
 
     model: str
     data_fraction: float
@@ -159,11 +125,11 @@ class RunConfig:
     device: str = "auto"
     weights: str | None = None  # "V1", "V2" or "custom: <file> (sha256 <hash>)"; None: scratch
     weights_path: str | None = None  # the weights' file; None: torchvision's cache or download
-    precision: str = SHARED["precision"]
-    channels_last: bool | None = SHARED["channels_last"]
-    checkpoint_every: float = SHARED["checkpoint_every"]
-    max_evals: int = SHARED["max_evals"]
-    eval_share: float = SHARED["eval_share"]
+    precision: str = "auto"  # by the device's capability (common/training.py)
+    channels_last: bool | None = None  # None: on with bf16/fp16, off with fp32
+    checkpoint_every: float = 300.0  # seconds a kill may lose; a checkpoint each epoch filled disks
+    max_evals: int = 50  # validation passes per run, at most
+    eval_share: float = 0.5  # validation images per training image, at most
 
     @property
     def setting(self) -> str:
@@ -179,8 +145,7 @@ class RunConfig:
 
 
 def parse_sets(items: list[str]) -> dict[str, Any]:
-    """KEY=VALUE overrides (`--set lr=0.4`): a Python literal where one parses, else text;
-    None lifts the recipe's value (eval_images=None: no cap)."""
+    """KEY=VALUE overrides (`--set lr=0.4`): Python literals, else text; None lifts a value."""
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -204,69 +169,51 @@ def default_profile() -> str:
     return "full" if cuda_usable() else "quick"
 
 
-def _drops(value: Any) -> list[float]:
-    """lr_drops as floats: a list of shares, or one share."""
-    return [float(d) for d in ([value] if isinstance(value, int | float) else value)]
-
-
+# (what a value must be, its test, the type it is kept as); None passes where RunConfig allows it
 Rule = tuple[str, Callable[[Any], bool], Callable[[Any], Any]]
-_WHOLE: Rule = ("a positive whole number", lambda v: float(v) > 0 and float(v) == int(v), int)
-_POSITIVE: Rule = ("a positive number", lambda v: float(v) > 0, float)
+_WHOLE: Rule = ("a positive whole number", lambda v: v > 0 and v == int(v), int)
+_DROPS = "increasing shares of the run in (0, 1), e.g. [0.3, 0.6, 0.9]"
 _SIZE = f"a whole number of px, not below the {models.MIN_IMAGE_SIZE} px these models accept"
-# (what a value must be, its test, the type it is kept as); those in NULLABLE may be None
-RULES: dict[str, Rule] = dict.fromkeys(
-    ("batch_size", "epochs", "steps_per_epoch", "eval_images", "patience", "resize", "val_size"),
-    _WHOLE,
-) | dict(
-    image_size=(_SIZE, lambda v: float(v) >= models.MIN_IMAGE_SIZE and float(v) == int(v), int),
-    max_evals=_WHOLE,
-    lr=_POSITIVE,
-    eval_share=_POSITIVE,
+_WHOLES = "batch_size epochs steps_per_epoch eval_images patience resize val_size max_evals"
+RULES: dict[str, Rule] = dict.fromkeys(_WHOLES.split(), _WHOLE) | dict(
+    image_size=(_SIZE, lambda v: v >= models.MIN_IMAGE_SIZE and v == int(v), int),
+    seed=("a whole number", lambda v: float(v) == int(v), int),
+    lr=("a positive number", lambda v: v > 0, float),
+    eval_share=("a positive number", lambda v: v > 0, float),
     cutout=(f"a side in px from 0 (off) to {SIDE}", lambda v: v == int(v) and 0 <= v <= SIDE, int),
     mixup=("0 (off) or a positive alpha such as 0.1", lambda v: v >= 0, float),
-    warmup_share=("a number from 0 up to (not including) 1", lambda v: 0 <= float(v) < 1, float),
-    warmup_epochs=("a number 0 or more", lambda v: 0 <= float(v) < math.inf, float),
+    warmup_share=("a number from 0 up to (not including) 1", lambda v: 0 <= v < 1, float),
+    warmup_epochs=("a number 0 or more", lambda v: 0 <= v < math.inf, float),
     lr_start_factor=("a multiple of the peak in [0, 1]", lambda v: 0 <= v <= 1, float),
-    lr_drops=(
-        "increasing shares of the run in (0, 1), e.g. [0.3, 0.6, 0.9]",
-        lambda v: all(0 < d < 1 for d in _drops(v)) and _drops(v) == sorted(set(_drops(v))),
-        _drops,
-    ),
-    checkpoint_every=("a number of seconds, 0 or more", lambda v: float(v) >= 0, float),
+    lr_drops=(_DROPS, lambda v: all(0 < d < 1 for d in v) and list(v) == sorted(set(v)), list),
+    checkpoint_every=("a number of seconds, 0 or more", lambda v: v >= 0, float),
     channels_last=("True, False or None (follow the precision)", lambda v: v in (0, 1), bool),
 )
-NULLABLE = {"epochs", "steps_per_epoch", "eval_images", "patience", "resize", "max_evals"}
-NULLABLE |= {"warmup_share", "warmup_epochs", "channels_last"}
+# "bit" budgets compute their epochs; _check refuses None epochs under any other budget
+NULLABLE = {f.name for f in fields(RunConfig) if "None" in str(f.type)} | {"epochs"}
 
 
 def _check(values: dict[str, Any], pretrained: bool) -> None:
     """Validate (in place) a run's values: numbers, choices, warm-up, sizes, stem, schedule."""
-    if values["epochs"] is None and values["budget"] != "bit":  # "bit" computes them
+    if values["epochs"] is None and values["budget"] != "bit":
         raise ConfigError(f"budget {values['budget']!r} needs epochs (at 100% of the data)")
     if (values["warmup_epochs"] is None) == (values["warmup_share"] is None):
-        raise ConfigError(
-            "set exactly one of warmup_epochs and warmup_share (lift the other with 'none')"
-        )
+        raise ConfigError("set exactly one of warmup_epochs and warmup_share (lift one: 'none')")
     for name, (what, ok, kind) in RULES.items():
         if name not in values or (values[name] is None and name in NULLABLE):
             continue
         try:
             good = ok(values[name])
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             good = False
         if not good:
             raise ConfigError(f"{name} must be {what}, got {values[name]!r}")
         values[name] = kind(values[name])
     for name, allowed in CHOICES.items():
-        if name in values and values[name] not in allowed:
-            raise ConfigError(
-                f"unknown {name} {values[name]!r}: choose one of {', '.join(allowed)}"
-            )
-    if values["resize"] is not None and values["resize"] < values["image_size"]:
-        raise ConfigError(
-            f"resize {values['resize']} is below image_size {values['image_size']}: "
-            "the random crop is taken from the resized image, so resize >= image_size"
-        )
+        if (value := values.get(name, allowed[0])) not in allowed:
+            raise ConfigError(f"unknown {name} {value!r}: choose one of {', '.join(allowed)}")
+    if (resize := values["resize"]) is not None and resize < (size := values["image_size"]):
+        raise ConfigError(f"resize {resize} is below image_size {size}: set it to {size} or more")
     if pretrained and values["stem"] != "imagenet":
         raise ConfigError("pretrained models keep the ImageNet stem: drop stem='cifar'")
     if values["schedule"] == "steps" and not values["lr_drops"]:
@@ -276,8 +223,7 @@ def _check(values: dict[str, Any], pretrained: bool) -> None:
 def resolve_weights(
     model: str, pretrained: bool, weights: str | None, path: str | None
 ) -> tuple[str | None, str | None]:
-    """(label, file) of a run's ImageNet weights: a version ("V1", "V2") or one's own file,
-    labelled "custom: <file name> (sha256 <hash prefix>)". From scratch: (None, None)."""
+    """(label, file) of a run's ImageNet weights: a version, or one's own file as models.CUSTOM."""
     if not pretrained:
         return None, None
     weights = str(weights or "V1")
@@ -290,42 +236,21 @@ def resolve_weights(
     elif not weights.startswith(models.CUSTOM):  # the path of one's own state dict
         path = str(REPO / Path(weights).expanduser())
         if not Path(path).is_file():
-            raise ConfigError(
-                f"weights {weights!r} is neither {' nor '.join(models.VERSIONS)} nor a file: "
-                "give a version or the path of an ImageNet state dict"
-            )
+            raise ConfigError(f"weights {weights!r} is not {'/'.join(models.VERSIONS)} nor a file")
     return models.custom_label(path), path
 
 
-def train_images(fraction: float, val_size: Any = None) -> int:
+def train_images(fraction: float, val_size: Any = VAL_SIZE) -> int:
     """About how many training images a fraction leaves (CIFAR-10's 50,000 less validation)."""
-    try:
-        held = int(val_size) if val_size not in (None, LIFT) else VAL_SIZE
-    except (TypeError, ValueError):
-        held = VAL_SIZE  # make_config's own check reports a bad val_size
-    return round(fraction * (TRAIN_SPLIT - held))
+    held = val_size if isinstance(val_size, int | float) else VAL_SIZE  # _check refuses others
+    return round(fraction * (50_000 - held))
 
 
-def recipe_column(profile: str, setting: str, fraction: float, val_size: Any = None) -> int:
+def recipe_column(profile: str, setting: str, fraction: float, val_size: Any = VAL_SIZE) -> int:
     """The index in COLUMNS of the recipe a run trains with."""
     few = train_images(fraction, val_size) < BIT_STEPS["below"]
     regime = "under 20,000 images" if few else "from 20,000 images"
-    return next(
-        i
-        for i, (p, s, r) in enumerate(COLUMNS)
-        if (p, s) == (profile, setting) and r in ("all", regime)
-    )
-
-
-def budget_epochs(values: dict[str, Any], fraction: float, capped: bool) -> int:
-    """The run's epochs under its `budget`: 'sqrt' scales the epochs at 100% by 1 / sqrt(f)
-    unless the recipe caps steps per epoch (`capped`); 'bit' gives BiT's steps as epochs."""
-    if values["budget"] == "bit":
-        images = train_images(fraction, values.get("val_size"))
-        steps = BIT_STEPS["few"] if images < BIT_STEPS["below"] else BIT_STEPS["many"]
-        per_epoch = max(1, images // values["batch_size"])
-        return math.ceil(steps / min(per_epoch, values["steps_per_epoch"] or per_epoch))
-    return values["epochs"] if capped else max(1, round(values["epochs"] / math.sqrt(fraction)))
+    return [c[:2] == (profile, setting) and c[2] in ("all", regime) for c in COLUMNS].index(True)
 
 
 def make_config(
@@ -339,46 +264,47 @@ def make_config(
     """The run's recipe column with `overrides` (None keeps a value, LIFT sets None), validated.
     Profile None: full on a GPU, else quick. Relative paths are relative to the repository."""
     models.check_model(model)
-    profile = profile or default_profile()
-    if profile not in PROFILES:
+    if (profile := profile or default_profile()) not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
-    text = data_fraction if isinstance(data_fraction, str) else repr(float(data_fraction))
-    fraction = parse_fraction(text)
+    fraction = parse_fraction(str(data_fraction))
     setting = "pretrained" if pretrained else "scratch"
-    unknown = set(overrides) - {f.name for f in fields(RunConfig)}
-    if unknown:
+    if unknown := set(overrides) - {f.name for f in fields(RunConfig)}:
         raise ConfigError(f"unknown parameter(s) {', '.join(sorted(unknown))}: see RunConfig")
     column = recipe_column(profile, setting, fraction, overrides.get("val_size"))
-    values = {k: copy.copy(v[column]) for k, v in RECIPES.items()}  # a list of its own
-    capped = values["steps_per_epoch"] is not None  # the recipe's epochs are capped
+    values = {k: v[column] for k, v in RECIPES.items()}  # _check copies lr_drops
     given = {k: None if v == LIFT else v for k, v in overrides.items() if v is not None}
     for one, other in (("warmup_epochs", "warmup_share"), ("warmup_share", "warmup_epochs")):
         if given.get(one) is not None and other not in given:  # one warm-up replaces the other
             values[other] = None
-    values.update(given)
+    values.update(given, seed=seed)
     for name in ("data_dir", "output_dir", "weights_path"):
         if values.get(name):
             values[name] = str(REPO / Path(values[name]).expanduser())
     _check(values, pretrained)
-    if "epochs" not in given:  # given epochs are this run's
-        values["epochs"] = budget_epochs(values, fraction, capped)
+    if values["budget"] == "bit" and "epochs" not in given:  # BiT's steps, as whole epochs
+        images = train_images(fraction, values.get("val_size"))
+        steps = BIT_STEPS["few"] if images < BIT_STEPS["below"] else BIT_STEPS["many"]
+        per_epoch = max(1, images // values["batch_size"])
+        values["epochs"] = math.ceil(steps / min(per_epoch, values["steps_per_epoch"] or per_epoch))
+    elif RECIPES["steps_per_epoch"][column] is None and "epochs" not in given:  # not capped
+        values["epochs"] = max(1, round(values["epochs"] / math.sqrt(fraction)))
     values["weights"], values["weights_path"] = resolve_weights(
         model, pretrained, values.get("weights"), values.get("weights_path")
     )
-    try:
-        seed = int(seed)
-    except (TypeError, ValueError):
-        raise ConfigError(f"seed must be a whole number, got {seed!r}") from None
     if not values.get("output_dir"):
-        values["output_dir"] = str(REPO / "runs" / setting / run_name(model, fraction, seed))
-    return RunConfig(model, fraction, bool(pretrained), seed, profile, **values)
+        name = run_name(model, fraction, values["seed"])
+        values["output_dir"] = str(REPO / "runs" / setting / name)
+    return RunConfig(model, fraction, bool(pretrained), profile=profile, **values)
 
 
 def unmeasured(model: str, setting: str, profile: str) -> tuple[tuple[str, ...], str]:
     """The recipe values not measured for `model` in (profile, setting), and why it has them."""
     if model in SAME_RECIPE:
         return tuple(RECIPES), f"{recipe_model(model)}'s recipe: {SAME_RECIPE[model][1]}"
-    return UNMEASURED.get((profile, setting, model), ((), ""))
+    if (profile, setting, model) == ("full", "scratch", "resnet50"):
+        why = "airbench's ResNet-18 values: airbench has no ResNet-50 recipe"
+        return ("lr", "weight_decay", "epochs"), why
+    return (), ""
 
 
 def sources(
@@ -389,11 +315,10 @@ def sources(
     column = recipe_column(profile, setting, cfg.data_fraction, cfg.val_size)
     recipe = "recipe " + " ".join(c for c in COLUMNS[column] if c != "all")
     where = dict.fromkeys(["model", "data_fraction", "pretrained", "seed", "profile"], "asked")
-    where |= dict.fromkeys(RECIPES, recipe) | dict.fromkeys(SHARED, "SHARED (every run)")
+    where |= dict.fromkeys(RECIPES, recipe)
+    where["epochs"] = f"{recipe}: {RECIPES['epochs'][column]} at 100%, / sqrt(fraction)"
     if cfg.budget == "bit":
         where["epochs"] = f"{recipe}, budget bit: BiT's steps as whole epochs"
-    else:
-        where["epochs"] = f"{recipe}: {RECIPES['epochs'][column]} at 100%, / sqrt(fraction)"
     where |= dict.fromkeys(sets, "--set")
     names = unmeasured(model, setting, profile)[0]
     return [
@@ -404,8 +329,6 @@ def sources(
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m common.config --show MODEL SETTING FRACTION`: a run's values and sources."""
-    import argparse
-
     parser = argparse.ArgumentParser(prog="python -m common.config", description=main.__doc__)
     parser.add_argument("--show", nargs=3, metavar=("MODEL", "SETTING", "FRACTION"), required=True)
     parser.add_argument("--profile", default="full", choices=PROFILES)
@@ -414,18 +337,14 @@ def main(argv: list[str] | None = None) -> None:
     model, setting, fraction = args.show
     if setting not in SETTINGS:
         raise ConfigError(f"unknown setting {setting!r}: choose one of {', '.join(SETTINGS)}")
-    rows = sources(model, setting, fraction, args.profile, parse_sets(args.set))
     print(f"{model} {setting} {fraction}, profile {args.profile}:")
-    for name, value, where in rows:
+    for name, value, where in sources(model, setting, fraction, args.profile, parse_sets(args.set)):
         print(f"  {name:<16} {value!s:<36} {where}")
-    names, why = unmeasured(model, setting, args.profile)
-    if names:
-        print(f"unmeasured for {model}: {', '.join(names)}: {why}")
+    if why := unmeasured(model, setting, args.profile)[1]:
+        print(f"unmeasured for {model}: {why}")
     print("each recipe's sources and measurements: docs/recipes.md, a section per recipe")
 
 
 if __name__ == "__main__":
-    try:
+    with one_line_exit("python -m common.config"):
         main()
-    except UserError as error:
-        raise SystemExit(f"error: {error}") from None

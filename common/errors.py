@@ -1,11 +1,13 @@
-"""Errors whose one line tells the user what to do, and the hook that shows them so in Jupyter."""
+"""Errors whose one line tells the user what to do, shown as that line in commands and Jupyter."""
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 class UserError(Exception):
-    """Bad input or a missing resource: the message is the whole story. It names parameters in
-    backticks (`data_dir`), which a command line replaces by its options (`with_options`)."""
+    """Bad input or a missing resource. Parameters named in backticks (`data_dir`) become a
+    command line's options through `with_options`."""
 
 
 class ConfigError(UserError):
@@ -28,12 +30,19 @@ def with_options(message: str, options: dict[str, str]) -> str:
     return re.sub(r"`(\w+)`", lambda m: options.get(m.group(1), m.group(0)), message)
 
 
+@contextmanager
+def one_line_exit(prog: str) -> Iterator[None]:
+    """A command's UserError ends it with `prog: error: <message>`, not a traceback."""
+    try:
+        yield
+    except UserError as e:
+        raise SystemExit(f"{prog}: error: {e}") from None
+
+
 def one_line_in_jupyter() -> None:
     """In IPython or Jupyter, show a UserError as its one line, not a traceback."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return
+    from IPython import get_ipython  # jupyter's, a requirement
+
     if (shell := get_ipython()) is None:
         return
 

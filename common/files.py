@@ -1,5 +1,4 @@
-"""Files written atomically (a reader sees the old file or the new one, never half of one), read
-back as JSON, and hashed."""
+"""Atomic file writes (a reader sees the old file or the new, never half), JSON and hashes."""
 
 from __future__ import annotations
 
@@ -7,14 +6,11 @@ import functools
 import hashlib
 import json
 import os
-import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
-
-UMASK = os.umask(0)  # read once at import, where no other thread sees it changed
-os.umask(UMASK)
 
 
 @contextmanager
@@ -22,17 +18,14 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary path beside `path`, fsynced and renamed onto it on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.fchmod(fd, 0o666 & ~UMASK)  # mkstemp makes 0600: what open() would have made
-    os.close(fd)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        yield Path(tmp)
+        yield tmp
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
 
 
 def write_with(path: str | Path, write: Callable[[IO[Any]], None], mode: str = "w") -> None:

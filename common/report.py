@@ -25,7 +25,7 @@ import torchvision
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .config import DEVIATIONS, REPO, SAME_RECIPE, SETTINGS, RunConfig, make_config, recipe_model
+from .config import REPO, SAME_RECIPE, SETTINGS, RunConfig, make_config, recipe_model
 from .data import FOLDER, TEST_FILE, TRAIN_FILES, data_origin, fraction_label, fraction_title
 from .errors import UserError
 from .files import atomic_path, read_json, write_json, write_text
@@ -649,7 +649,8 @@ def write_report(
     summary = Path(results_dir) / "summary.md"
     here = summary.resolve().parent
     links = figure_links(analysis.FIGURES, images, here, call.figures)
-    departures = "".join(f"- {d}\n" for d in DEVIATIONS) * (not a.quick)
+    recipes = os.path.relpath(REPO / "docs" / "recipes.md", here)
+    departures = f"[docs/recipes.md]({recipes}#where-we-depart-from-the-sources)\n" * (not a.quick)
     write_text(
         summary,
         f"# Summary\n\n{provenance(a, call.command, here)}\n### Summary table\n\n{rows}\n"

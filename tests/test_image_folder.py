@@ -1,5 +1,4 @@
-"""tools.image_folder on a tiny image folder that the tests draw (PNG and JPEG, every class),
-and both commands' one-line exit."""
+"""tools.image_folder on a tiny drawn image folder (PNG, JPEG), and both tools' one-line exit."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""tools.keras_weights on a fake TensorFlow.js export of Keras' ResNet50 that the tests write
-(random values at Keras' names and shapes): the folds, the package forms, one-line errors."""
+"""tools.keras_weights on a fake TensorFlow.js export of Keras' ResNet50 (random, its shapes)."""
 
 from __future__ import annotations
 
@@ -58,21 +57,13 @@ def export(tmp_path_factory) -> tuple[Path, dict[str, np.ndarray], torch.nn.Modu
     return root, weights, net.eval()
 
 
-def keras_conv(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, stride: int = 1, pad: int = 0):
-    """Keras' Conv2D on NHWC input with an HWIO kernel, zero-padded by `pad`, in float64."""
-    nchw = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2)
-    oihw = torch.from_numpy(kernel).double().permute(3, 2, 0, 1)
-    return conv2d(nchw, oihw, stride=stride, padding=pad).permute(0, 2, 3, 1).numpy() + bias
-
-
-def keras_bn(x: np.ndarray, w: dict[str, np.ndarray], name: str) -> np.ndarray:
-    """Keras' BatchNormalization at inference, epsilon 1e-3, on the last axis."""
-    scale = w[name + "/gamma"] / np.sqrt(w[name + "/moving_variance"] + 1e-3)
-    return (x - w[name + "/moving_mean"]) * scale + w[name + "/beta"]
-
-
 def keras_unit(x: np.ndarray, w: dict, conv: str, bn: str, pad: int = 0, stride: int = 1):
-    return keras_bn(keras_conv(x, w[conv + "/kernel"], w[conv + "/bias"], stride, pad), w, bn)
+    """Keras' Conv2D (NHWC, HWIO kernel, zero padding) and BatchNorm (eps 1e-3), in float64."""
+    nchw = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2)
+    oihw = torch.from_numpy(w[conv + "/kernel"]).double().permute(3, 2, 0, 1)
+    y = conv2d(nchw, oihw, stride=stride, padding=pad).permute(0, 2, 3, 1).numpy()
+    scale = w[bn + "/gamma"] / np.sqrt(w[bn + "/moving_variance"] + 1e-3)
+    return (y + w[conv + "/bias"] - w[bn + "/moving_mean"]) * scale + w[bn + "/beta"]
 
 
 def test_the_stem_on_torchvision_input_computes_keras_stem_on_caffe_input(export):
@@ -120,12 +111,10 @@ def test_the_npm_tgz_gives_a_compact_file_of_the_same_values_and_bytes(export, t
 
 
 def test_bad_input_gets_one_line_and_no_file(tmp_path):
-    def small(name: str, **change: np.ndarray) -> Path:
+    def small(name: str, kernel: tuple[int, ...] = (7, 7, 3, 64)) -> Path:
         """A two-tensor export in two shards, enough to fail before the shapes are checked."""
-        weights = {"conv1/kernel": np.zeros((7, 7, 3, 64)), "conv1/bias": np.zeros(64)} | change
-        return write_export(
-            tmp_path / name, {k: v.astype(np.float32) for k, v in weights.items()}, 1 << 15
-        )
+        weights = {"conv1/kernel": np.zeros(kernel, np.float32), "conv1/bias": np.zeros(64, "f")}
+        return write_export(tmp_path / name, weights, 1 << 15)
 
     (small("gone") / "group1-shard2.bin").unlink()
     (small("short") / "group1-shard2.bin").write_bytes(b"\0" * 8)
@@ -137,7 +126,7 @@ def test_bad_input_gets_one_line_and_no_file(tmp_path):
         "text": "not a TensorFlow.js model.json with a weightsManifest",
         ".": "model.json files, not one in ResNet50/",
     }
-    small("wrong", **{"conv1/kernel": np.zeros((3, 3, 3, 64))})
+    small("wrong", kernel=(3, 3, 3, 64))
     for source, expected in cases.items():
         with pytest.raises(WeightsError) as e:
             main([str(tmp_path / source), str(tmp_path / "out.pth")])

@@ -18,7 +18,6 @@ import os
 import pickle
 import posixpath
 import shutil
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from common.data import FOLDER, TEST_FILE, TRAIN_FILES
-from common.errors import DataError, UserError
+from common.errors import DataError, one_line_exit
 from common.files import write_with
 from tools import read_tree
 
@@ -156,7 +155,5 @@ def main(argv: list[str] | None = None) -> str:
 
 
 if __name__ == "__main__":
-    try:
+    with one_line_exit("image_folder"):
         print(main())
-    except UserError as e:
-        sys.exit(f"image_folder: error: {e}")

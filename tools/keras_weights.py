@@ -24,7 +24,6 @@ import argparse
 import io
 import json
 import posixpath
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +31,7 @@ import torch
 import torchvision.models as tvm
 
 from common.data import IMAGENET_MEAN, IMAGENET_STD
-from common.errors import UserError, WeightsError
+from common.errors import WeightsError, one_line_exit
 from common.files import write_with
 from tools import read_tree
 
@@ -198,7 +197,5 @@ def main(argv: list[str] | None = None) -> str:
 
 
 if __name__ == "__main__":
-    try:
+    with one_line_exit("keras_weights"):
         print(main())
-    except UserError as e:
-        sys.exit(f"keras_weights: error: {e}")
