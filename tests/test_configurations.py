@@ -110,10 +110,3 @@ def test_fine_tuning_keeps_bits_500_steps_under_20000_images_and_1500_at_most_ab
     assert steps(full) > steps(half) > steps(small)
     for cfg in (half, full):  # BiT's shape: 5% warm-up, /10 at 30, 60, 90%, MixUp 0.1
         assert (cfg.warmup_share, cfg.lr_drops, cfg.mixup) == (0.05, [0.3, 0.6, 0.9], 0.1)
-
-
-@pytest.mark.parametrize("fraction", [0.5, 1.0])
-def test_bits_cited_10000_steps_are_one_setting_away(fraction):
-    cfg = make_config("resnet50", fraction, True, profile="full", budget="bit")
-    per_epoch = train_images(fraction) // cfg.batch_size
-    assert BIT_STEPS["many"] <= steps(cfg) < BIT_STEPS["many"] + per_epoch

@@ -66,17 +66,14 @@ def test_fitted_without_the_largest_model_it_predicts_that_model():
     assert "2 training-set sizes" in three["reason"] and "cells" not in three
 
 
-@pytest.mark.parametrize(
-    "cells, reason",
-    [
+def test_the_joint_fit_refuses_what_its_points_cannot_identify():
+    for cells, reason in (
         ([(M[i], N[j]) for i in range(2) for j in range(5)], "2 model sizes"),
         ([(M[i], N[j]) for i in range(5) for j in range(2)], "2 training-set sizes"),
         ([(M[i], N[i]) for i in range(5)], "5 (model, size) cells for 5 parameters"),
-    ],
-)
-def test_the_joint_fit_refuses_what_its_points_cannot_identify(cells, reason):
-    m, n = (np.repeat(v, 3) for v in zip(*cells, strict=True))
-    assert reason in joint_refusal(m, n)
+    ):
+        m, n = (np.repeat(v, 3) for v in zip(*cells, strict=True))
+        assert reason in joint_refusal(m, n)
 
 
 def test_three_models_at_three_sizes_get_the_joint_fit_and_the_model_size_figure(tmp_path):
