@@ -69,12 +69,8 @@ def test_the_committed_runs_are_todays_schema_with_portable_paths():
         assert not re.search(r'"/(work|root|tmp|home)/', path.read_text()), path
     outside = make_config(profile="quick", data_dir="/elsewhere/d", output_dir="/elsewhere/r")
     assert make_metrics(outside, fake_result())["config"]["data_dir"] == "../d"  # beside the run
-
-
-def test_a_run_on_gpu_3_is_labelled_from_its_own_record():
-    cfg = make_config(profile="quick", output_dir="/nowhere")
-    m = make_metrics(cfg, dict(fake_result(), device="cuda:3", device_name="NVIDIA H200"))
-    assert (m["device"], m["hardware"]) == ("cuda:3", "NVIDIA H200 (GPU)")
+    gpu = make_metrics(outside, dict(fake_result(), device="cuda:3", device_name="NVIDIA H200"))
+    assert (gpu["device"], gpu["hardware"]) == ("cuda:3", "NVIDIA H200 (GPU)")  # its own GPU
 
 
 def test_quick_runs_say_how_many_images_they_saw_beside_their_subset():

@@ -1,5 +1,5 @@
 """The analysis record on synthetic grids: the tested claims with Holm, what is not tested, the
-fits' tables, the scaling figures, and the scaling notebook through papermill."""
+fits' tables, the scaling figures, and the scaling notebook's code (papermill: test_paths.py)."""
 
 from __future__ import annotations
 
@@ -60,13 +60,6 @@ def test_a_full_grid_claims_the_pretraining_gap_and_fits_every_line():
     assert "None." in single and "100% (45,000 images): one seed on a side." in single
 
 
-def test_quick_runs_claim_and_fit_nothing():
-    a = build(grid("quick"), "quick")
-    assert not a.comparisons and not a.curves and fits(a) == ""
-    (line,) = claims(a).split("### Not tested\n\n")[1].splitlines()
-    assert line.startswith("- Everything: quick runs check the pipeline. Each saw ")
-
-
 def test_the_figures_that_apply_are_drawn_and_plot_what_their_axes_say(tmp_path):
     names = lambda paths: [p.name for p in paths]  # noqa: E731
     full = write_scaling(build(grid(), "full"), tmp_path)
@@ -76,6 +69,9 @@ def test_the_figures_that_apply_are_drawn_and_plot_what_their_axes_say(tmp_path)
         "pretrained_gap.png",
     ]
     scratch = [r for r in grid("quick") if not r["pretrained"]]
+    quick = build(grid("quick"), "quick")  # a pipeline check: nothing claimed or fitted
+    assert not quick.comparisons and not quick.curves and fits(quick) == ""
+    assert claims(quick).split("### Not tested\n\n- ")[1].startswith("Everything: quick runs")
     assert names(write_scaling(build(scratch, "quick"), tmp_path)) == names(full)[:2]
     from common.analysis import plot_error_vs_data
 
@@ -86,7 +82,7 @@ def test_the_figures_that_apply_are_drawn_and_plot_what_their_axes_say(tmp_path)
     assert fig.legends and not ax.get_legend()  # the legend sits outside the data
 
 
-def test_the_scaling_notebooks_code_draws_and_renders_the_analysis(tmp_path, capsys):
+def test_the_scaling_notebooks_code_draws_and_renders_the_analysis(tmp_path):
     from IPython.display import Markdown
 
     path = NOTEBOOKS / "scaling.ipynb"  # through papermill: tests/test_paths.py
