@@ -1,8 +1,8 @@
 """The analysis of a report, computed once and rendered by every table and figure: test accuracy
-compared by paired t over seeds (Welch's t where the seeds differ), Holm-corrected across the
-report; power-law fits over data size chosen by AICc, with their extrapolation check; the joint
-fit over data and model size (Rosenfeld et al. 2020) with its leave-one-out checks; their tables
-and the scaling figures. Intervals are 95% t-intervals over each seed's own fit."""
+compared by paired t over seeds, Holm-corrected across the report; power-law fits over data size
+chosen by AICc, checked on the largest size; the joint fit over data and model size (Rosenfeld et
+al. 2020), checked on the largest model; their tables and the scaling figures. Intervals are 95%
+t-intervals over each seed's own fit."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 from scipy.optimize import least_squares
 from scipy.stats import t as student
-from scipy.stats import ttest_ind, ttest_rel
+from scipy.stats import ttest_rel
 
 from .config import PROFILES, REPO
 from .data import fraction_title
@@ -105,8 +105,7 @@ def least(f: Callable, err: np.ndarray, starts: list, upper: list[float]) -> np.
 
 
 def fit_curve(n: Any, err: Any, form: str = FLOOR) -> PowerLaw:
-    """The least-squares `form` through (n, err) with a, b >= 0 and 0 <= c < min(err), the
-    flat line where the errors do not fall with n (Hestness et al. 2017)."""
+    """The least-squares `form` with a, b >= 0 and 0 <= c < min(err); flat where err won't fall."""
     n, err = np.asarray(n, dtype=float), np.clip(np.asarray(err, dtype=float), EPS, None)
     flat = PowerLaw(0.0, 0.0, float(err.mean()))
     n0 = float(np.exp(np.log(n).mean()))  # the optimizer sees sizes near 1
@@ -131,8 +130,7 @@ def sse(fit: Callable, n: np.ndarray, err: np.ndarray) -> float:
 
 
 def choose(n: Any, err: Any) -> tuple[str, dict[str, float]]:
-    """The simplest curve within DELTA_AIC of the lowest AICc (m·ln(SSE/m) + 2k + 2k(k+1)/(m-k-1)),
-    and each candidate's; a candidate needs more runs than k + 1 and k distinct sizes."""
+    """The simplest curve within DELTA_AIC of the lowest AICc, and each candidate's AICc."""
     n, err = np.asarray(n, dtype=float), np.clip(np.asarray(err, dtype=float), EPS, None)
     scores, m = {}, n.size
     for name, k in PARAMS.items():
@@ -170,8 +168,7 @@ def held_out(predict: Callable, draws: list, measured: float, **where: int) -> d
 
 @dataclass(frozen=True)
 class Curve:
-    """One (setting, model)'s learning curve over data size, fitted and checked; below 3 sizes
-    only its points."""
+    """One (setting, model)'s curve over data size, fitted and checked; below 3 sizes its points."""
 
     setting: str
     model: str
@@ -180,14 +177,12 @@ class Curve:
     aic: dict[str, float] | None = None
     fit: PowerLaw | None = None
     b: Bounds = None
-    e_n: tuple[float, Bounds] = (0.0, None)  # Hoiem et al. 2021: the error at the largest size N
-    beta_n: tuple[float, Bounds] = (0.0, None)  # ... and its fall per doubling of the data at N
     check: dict[str, Any] | None = None  # fitted without the largest size, its prediction of it
 
 
 def learning_curve(setting: str, model: str, runs: list[Record]) -> Curve:
-    """The curve of `runs` chosen by AICc (with its floor where a power law is chosen: dropping
-    c narrows b's interval around a biased value), and the curve without the largest size."""
+    """The curve chosen by AICc, fitted with its floor (without it b's interval narrows around a
+    biased value), and its check on the largest size."""
     n = np.array([r["train_images"] for r in runs], dtype=float)
     err = np.array([1 - r["test_acc"] for r in runs])
     seeds = np.array([r["seed"] for r in runs])
@@ -203,15 +198,12 @@ def learning_curve(setting: str, model: str, runs: list[Record]) -> Curve:
         return chosen, scores, fit_curve(n[s], err[s], form), draws
 
     big = float(sizes[-1])
-    gain = lambda f: f.a * f.b * big**-f.b * math.log(2)  # noqa: E731  -de/dlog2(n) at N
     chosen, scores, fit, draws = fitted(n > 0)
     _, _, part, part_draws = fitted(n < big)
     check = held_out(lambda f: f(big), part_draws, err[n == big].mean(), n=int(big))
     check.update(predicted=float(part(big)), fit_on=[int(s) for s in sizes[:-1]])
     b = interval([d.b for d in draws]) if chosen != FLAT else None
-    e_n = (float(fit(big)), interval([float(d(big)) for d in draws]))
-    beta_n = (gain(fit), interval([gain(d) for d in draws]))
-    return Curve(setting, model, points, chosen, scores, fit, b, e_n, beta_n, check)
+    return Curve(setting, model, points, chosen, scores, fit, b, check)
 
 
 def joint_refusal(m: np.ndarray, n: np.ndarray) -> str:
@@ -225,8 +217,7 @@ def joint_refusal(m: np.ndarray, n: np.ndarray) -> str:
 
 
 def fit_joint(m: np.ndarray, n: np.ndarray, err: np.ndarray) -> JointLaw:
-    """The joint form by bounded least squares (m and n over their geometric means), started
-    from each axis's own curve with the floor at 0 and at half the smallest error."""
+    """The joint form by bounded least squares, started from each axis's own curve."""
     m0, n0 = float(np.exp(np.log(m).mean())), float(np.exp(np.log(n).mean()))
     alpha, beta = fit_curve(n, err).b or 1.0, fit_curve(m, err).b or 1.0
     spread = float(err.max() - err.min()) / 2 or float(err.mean())
@@ -240,8 +231,7 @@ def fit_joint(m: np.ndarray, n: np.ndarray, err: np.ndarray) -> JointLaw:
 
 @dataclass(frozen=True)
 class Joint:
-    """One setting's joint fit with intervals over seeds and its leave-one-out checks ("model",
-    "size"), or why it is not tested."""
+    """One setting's joint fit, its intervals and its check on the largest model, or why not."""
 
     setting: str
     models: dict[int, str]  # parameter count -> model title
@@ -250,12 +240,11 @@ class Joint:
     fit: JointLaw | None = None
     alpha: Bounds = None
     beta: Bounds = None
-    left_out: dict[str, dict[str, Any]] | None = None
+    check: dict[str, Any] | None = None  # fitted without the largest model, its prediction of it
 
 
 def joint(setting: str, runs: list[Record]) -> Joint:
-    """The joint fit of `runs`, then fitted without the largest model and without the largest
-    size, each left-out cell's measured error against the prediction's interval."""
+    """The joint fit of `runs`, and fitted without the largest model, its prediction of it."""
     m = np.array([r["parameters"] for r in runs], dtype=float)
     n = np.array([r["train_images"] for r in runs], dtype=float)
     err, seeds = np.array([1 - r["test_acc"] for r in runs]), np.array([r["seed"] for r in runs])
@@ -267,24 +256,17 @@ def joint(setting: str, runs: list[Record]) -> Joint:
     def draws(s: np.ndarray) -> list[JointLaw]:
         return per_seed(cells[s], seeds[s], lambda d: fit_joint(m[s][d], n[s][d], err[s][d]))
 
-    checks = {}
-    for axis, key in (("model", m), ("size", n)):
-        kept = key < key.max()
-        check = checks[axis] = {
-            "left_out": int(key.max()),
-            "reason": joint_refusal(m[kept], n[kept]),
-        }
-        if check["reason"]:
-            continue
+    big, kept = m.max(), m < m.max()
+    check = dict(model=int(big), reason=joint_refusal(m[kept], n[kept]), cells=[])
+    if not check["reason"]:
         part, part_draws = fit_joint(m[kept], n[kept], err[kept]), draws(kept)
-        check["cells"] = []
-        for mi, ni in sorted(set(zip(m[~kept], n[~kept], strict=True))):
-            measured = err[(m == mi) & (n == ni)].mean()
-            cell = held_out(lambda d: d(mi, ni), part_draws, measured, m=int(mi), n=int(ni))  # noqa: B023
-            check["cells"].append(dict(cell, predicted=float(part(mi, ni))))
+        for ni in sorted(set(n[~kept])):
+            measured = err[~kept & (n == ni)].mean()
+            cell = held_out(lambda d: d(big, ni), part_draws, measured, n=int(ni))  # noqa: B023
+            check["cells"].append(dict(cell, predicted=float(part(big, ni))))
     every = draws(m > 0)
     alpha, beta = (interval([getattr(d, k) for d in every]) for k in ("alpha", "beta"))
-    return Joint(setting, models, len(runs), "", fit_joint(m, n, err), alpha, beta, checks)
+    return Joint(setting, models, len(runs), "", fit_joint(m, n, err), alpha, beta, check)
 
 
 def holm(pvalues: list[float]) -> list[float]:
@@ -298,26 +280,25 @@ def holm(pvalues: list[float]) -> list[float]:
 
 
 def compare(kind: str, first: Condition, second: Condition) -> dict[str, Any]:
-    """Test accuracy of `first` minus `second` (`kind` 'model' or 'pretraining'): paired t over
-    the seeds both ran (a seed fixes the subset, order and init) when they ran the same ones,
-    else Welch's t; the difference, its 95% interval and p, or why it is `untested`."""
+    """Test accuracy of `first` minus `second` by paired t over seeds (a seed fixes the subset,
+    order and init): the difference, its 95% interval and p, or why it is `untested`."""
     a = {r["seed"]: r["test_acc"] for r in first.runs}
     b = {r["seed"]: r["test_acc"] for r in second.runs}
     x, y = np.array([a[s] for s in sorted(a)]), np.array([b[s] for s in sorted(b)])
     out = dict(kind=kind, first=first, second=second, diff=float(np.mean(x) - np.mean(y)))
     if len(a) < 2 or len(b) < 2:
         return dict(out, untested="one seed on a side")
-    paired = set(a) == set(b)
-    if (np.var(x - y) if paired else np.var(x) + np.var(y)) < 1e-12:  # t undefined: no spread
-        return dict(out, test="paired t", interval=(out["diff"],) * 2, p=float(out["diff"] == 0))
-    result = ttest_rel(x, y) if paired else ttest_ind(x, y, equal_var=False)
-    ci, test = result.confidence_interval(0.95), "paired t" if paired else "Welch's t"
-    return dict(out, test=test, interval=(ci.low, ci.high), p=float(result.pvalue))
+    if set(a) != set(b):
+        return dict(out, untested="different seeds")
+    if np.var(x - y) < 1e-12:  # t undefined: no spread
+        return dict(out, interval=(out["diff"],) * 2, p=float(out["diff"] == 0))
+    result = ttest_rel(x, y)
+    ci = result.confidence_interval(0.95)
+    return dict(out, interval=(ci.low, ci.high), p=float(result.pvalue))
 
 
 def comparisons(drawn: list[Condition]) -> list[dict[str, Any]]:
-    """ResNet-50 against ResNet-18 and fine-tuned against from scratch per cell, Holm-corrected
-    together."""
+    """ResNet-50 against ResNet-18 and fine-tuned against from scratch per cell, with Holm."""
     cells, out = {c.key: c for c in drawn}, []
     for (setting, model, fraction), small in cells.items():
         big = cells.get((setting, "resnet50", fraction))
@@ -357,6 +338,10 @@ class Analysis:
     @property
     def runs(self) -> list[Record]:
         return [r for c in self.cells for r in c.runs]
+
+    @property
+    def hardware(self) -> str:
+        return "; ".join(sorted({r["hardware"] for r in self.runs}))
 
     @property
     def seen(self) -> str:
@@ -468,19 +453,19 @@ def untested(a: Analysis) -> list[str]:
     return out
 
 
-CLAIMS = "comparison|difference (points):|95% interval:|p (test):|Holm-adjusted p:|verdict"
+CLAIMS = "comparison|difference (points):|95% interval:|paired p:|Holm-adjusted p:|verdict"
 
 
 def claims(a: Analysis) -> str:
     """The tested claims as one table, then what was not tested."""
     rows = []
     for c in (c for c in a.comparisons if "p" in c):
-        verdict = "beyond seed noise" if c["p_holm"] < ALPHA else "not a clear difference"
-        bounds = span(c["interval"], lambda v: f"{100 * v:+.2f}")
-        rows.append(
-            [claim_title(c), f"{100 * c['diff']:+.2f}", bounds, f"{c['p']:.2g} ({c['test']})"]
+        verdict = (
+            "a difference beyond seed noise" if c["p_holm"] < ALPHA else "not a clear difference"
         )
-        rows[-1] += [f"{c['p_holm']:.2g}", verdict.replace("beyond", "a difference beyond")]
+        bounds = span(c["interval"], lambda v: f"{100 * v:+.2f}")
+        rows.append([claim_title(c), f"{100 * c['diff']:+.2f}", bounds, f"{c['p']:.2g}"])
+        rows[-1] += [f"{c['p_holm']:.2g}", verdict]
     text = "### Tested claims\n\n" + (
         f"Test accuracy; Holm's correction over the report's {count(len(rows), 'test')}; a "
         f"difference is clear at an adjusted p < {ALPHA}.\n\n{table(CLAIMS, rows)}\n"
@@ -490,7 +475,6 @@ def claims(a: Analysis) -> str:
     return text + "### Not tested\n\n" + "".join(f"- {line}\n" for line in untested(a))
 
 
-CURVES = "model|setting|runs:|curve (AICc)|fit|b|e_N %|β_N (points per doubling)"
 CHECK = "predicted error %:|95% interval %:|measured error %:|inside?"
 INSIDE = {None: "–", True: "yes", False: "no"}  # measured inside the interval? (None: none)
 
@@ -507,36 +491,35 @@ def checked(where: list[str], k: dict[str, Any]) -> list[str]:
 
 
 def fits(a: Analysis) -> str:
-    """The curves over data size, their extrapolation checks and the joint fits, as tables."""
+    """The curves over data size, their checks on the largest size and the joint fits, as tables."""
     rows, checks, two = [], [], lambda v: f"{v:.2f}"
     for c in (c for c in a.curves if c.chosen):
         name, k = [MODEL_TITLES[c.model], SETTING_TITLES[c.setting]], c.check
         aic = ", ".join(f"{name} {v:.1f}" for name, v in c.aic.items())
         b = f"{c.fit.b:.2f} ({span(c.b, two)})" if c.chosen != FLAT else "–"
         rows.append([*name, len(c.points), f"{c.chosen} ({aic})", c.fit.describe(), b])
-        rows[-1] += [f"{pct(v)} ({span(bounds)})" for v, bounds in (c.e_n, c.beta_n)]
         checks.append(checked([*name, ", ".join(f"{s:,}" for s in k["fit_on"]), f"{k['n']:,}"], k))
     if not rows:
         return ""
     out = (
         "Curves over data size, chosen by AICc (lower is better; a curve with more parameters "
-        "must lower it by more than 2); e_N and β_N after Hoiem et al. 2021; 95% t-intervals "
-        f"over the seeds' own fits:\n\n{table(CURVES, rows)}\nFitted on the smaller sizes, "
+        "must lower it by more than 2); b's 95% t-interval over the seeds' own fits:\n\n"
+        f"{table('model|setting|runs:|curve (AICc)|fit|b', rows)}\nFitted on the smaller sizes, "
         "predicting the largest:\n\n"
         + table(f"model|setting|fit on (images)|largest n:|{CHECK}", checks)
     )
     for j in (j for j in a.joints if j.fit):
-        left = []
-        for axis, k in j.left_out.items():
-            gone = j.models[k["left_out"]] if axis == "model" else f"{k['left_out']:,} images"
-            if k["reason"]:
-                left.append([gone, f"not tested: {k['reason']}", "–", "–", "–", "–"])
-            for c in k.get("cells", []):
-                left.append(checked([gone, f"{j.models[c['m']]} at {c['n']:,} images"], c))
+        k, big = j.check, j.models[j.check["model"]]
+        rows = [checked([f"{big} at {c['n']:,} images"], c) for c in k["cells"]]
+        said = (
+            f"not tested: {k['reason']}.\n"
+            if k["reason"]
+            else "\n\n" + table(f"cell|{CHECK}", rows)
+        )
         out += (
             f"\nJoint fit, {SETTING_TITLES[j.setting]} ({j.runs} runs): {j.fit.describe()}; "
             f"alpha {span(j.alpha, two)}, beta {span(j.beta, two)}; fitted without the largest "
-            f"model or size:\n\n{table('left out|cell|' + CHECK, left)}"
+            f"model ({big}), predicting it: {said}"
         )
     return out
 
@@ -662,8 +645,7 @@ def plot_pretrained_gap(a: Analysis) -> Figure:
 
 
 def write_scaling(a: Analysis, images_dir: str | Path | None) -> list[Path]:
-    """Save the figures that apply under images_dir/scaling/ (None: images/ in the repository):
-    the model-size one with 3 or more models, the pretraining gap where a cell has both settings."""
+    """Save the figures that apply under images_dir/scaling/ (None: images/ in the repository)."""
     folder = (REPO / "images" if images_dir is None else Path(images_dir)) / "scaling"
     plots = {"error_vs_data": plot_error_vs_data, "accuracy_vs_time": plot_accuracy_vs_time}
     if any(c["kind"] == "pretraining" for c in a.comparisons):
@@ -674,8 +656,7 @@ def write_scaling(a: Analysis, images_dir: str | Path | None) -> list[Path]:
 
 
 def load(output_dir: str | Path | None, profile: str | None) -> Analysis:
-    """The analysis of the runs under `output_dir` (None: runs/) of `profile` (None: the profile
-    of most runs), as the scaling notebook reads them."""
+    """The analysis of `output_dir` (None: runs/) for `profile` (None: that of most runs)."""
     output_dir = REPO / "runs" if output_dir is None else Path(output_dir)
     if profile is None:
         profile = max(PROFILES, key=lambda p: len(collect(output_dir, p)))

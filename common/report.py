@@ -41,15 +41,6 @@ EXECUTED = "BIG_VS_SMALL_EXECUTED"
 SCHEMA = 2  # older records are not read: results/runs-full-nvidia-h200/convert.py shows the step
 REQUIRED_KEYS = ("model", "data_fraction", "pretrained", "seed", "epochs", "train_images")
 REQUIRED_KEYS += ("history", "best_val_acc", "test_acc", "wall_time_s", "device", "torch")
-# The notebooks this suite grew from: one run each, 20 epochs, the original files, all 50,000
-# training images (docs/results.md#starting-point)
-STARTING_POINT = {
-    ("scratch", "resnet18"): 85.13,
-    ("scratch", "resnet50"): 84.64,
-    ("pretrained", "resnet18"): 87.03,
-    ("pretrained", "resnet50"): 88.47,
-    ("pretrained", "resnext50_32x4d"): 89.31,
-}
 DEPTHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 MODEL_TITLES = {m: f"ResNet-{m[6:]}" for m in DEPTHS} | {"resnext50_32x4d": "ResNeXt50_32x4d"}
 SETTING_TITLES = {"scratch": "from scratch", "pretrained": "fine-tuned from ImageNet"}
@@ -62,6 +53,8 @@ DATA_ORIGINS = {  # data.data_origin's verdicts
 }
 LEFT_OUT = "left out of the curves, figures, fits and claims"
 DEPARTURES = "docs/recipes.md#where-we-depart-from-the-sources"
+README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
+HEADLINE_START, HEADLINE_END = "<!-- headline:start -->", "<!-- headline:end -->"
 Record = dict[str, Any]
 Key = tuple[str, str, float]  # (setting, model, fraction)
 Variant = tuple[tuple[str, Any], ...]
@@ -78,8 +71,7 @@ def hardware(device: str | None = None, name: str | None = None) -> str:
 
 
 def portable(path: str | None, run_dir: str | Path) -> str | None:
-    """`path` relative to the repository when inside it, else to the run folder: no machine's
-    absolute paths travel with the results."""
+    """`path` relative to the repository when inside it, else to the run folder."""
     if not path:
         return path
     resolved = Path(path).resolve()
@@ -148,9 +140,8 @@ def moment(text: str) -> float:
 
 
 def save_metrics(run_dir: str | Path, metrics: Record) -> Path:
-    path = Path(run_dir) / METRICS
-    write_json(path, metrics)
-    return path
+    write_json(Path(run_dir) / METRICS, metrics)
+    return Path(run_dir) / METRICS
 
 
 def load_metrics(run_dir: str | Path) -> Record | None:
@@ -175,8 +166,7 @@ def weights_title(m: Record) -> str:
 
 
 def images_title(m: Record) -> str:
-    """'45,000 images', or '4,096 images seen, drawn from 45,000' where an epoch saw fewer
-    images than its subset holds by more than a batch (quick runs cap their steps)."""
+    """'45,000 images', or '4,096 images seen, drawn from 45,000' where quick runs cap the steps."""
     batch = m["config"]["batch_size"]
     if (m["steps_per_epoch"] + 1) * batch > m["train_images"]:
         return f"{m['train_images']:,} images"
@@ -200,9 +190,7 @@ def summary_line(m: Record) -> str:
         f"{cell_title(m)}, seed {m['seed']}: best val acc {100 * m['best_val_acc']:.2f}% (epoch "
         f"{m['best_epoch']}), test acc {100 * m['test_acc']:.2f}% on {m['test_images']:,} "
         f"images, {m['wall_time_s']:.0f} s on {device}"
-        + " [quick profile]"
-        * (m["profile"] == "quick")
-    )
+    ) + " [quick profile]" * (m["profile"] == "quick")
 
 
 def today_recipe(m: Record) -> RunConfig:
@@ -210,8 +198,7 @@ def today_recipe(m: Record) -> RunConfig:
 
 
 def variant(m: Record) -> Variant:
-    """What a run's training differs in from today's recipe for its cell, as sorted (field,
-    value) pairs; the seed and the weights (rows of their own) do not count."""
+    """The (field, value) pairs a run's training differs in from today's (seed, weights aside)."""
     try:
         recipe = today_recipe(m).training_key()
     except UserError:  # a model or profile this version no longer knows
@@ -256,9 +243,7 @@ def order(key: Key) -> tuple:
 
 
 def group_conditions(runs: Iterable[Record]) -> list[Condition]:
-    """Runs grouped by cell, weights and configuration, in display order, each labelled with
-    the fields that tell its configuration from the others of its setting ('lr=0.01', 'lr:
-    recipe')."""
+    """Runs by cell, weights and configuration, labelled by what differs ('lr=0.01')."""
     cells: dict[tuple, Condition] = {}
     for m in runs:
         key = (m["setting"], m["model"], m["data_fraction"], weights_title(m), variant(m))
@@ -274,20 +259,13 @@ def group_conditions(runs: Iterable[Record]) -> list[Condition]:
     return sorted(cells.values(), key=lambda c: (*order(c.key), str(c.variant)))
 
 
-def curve_path(
-    images_dir: str | Path, setting: str, model: str, fraction: float, metric: str
-) -> Path:
+def curve_path(images: PathLike, setting: str, model: str, fraction: float, metric: str) -> Path:
     """images/from-scratch/resnet18_acc_1-16.png, images/finetune/resnet50_loss_100.png, ..."""
-    return (
-        Path(images_dir)
-        / SETTING_DIRS[setting]
-        / f"{model}_{metric}_{fraction_label(fraction)}.png"
-    )
+    return Path(images, SETTING_DIRS[setting], f"{model}_{metric}_{fraction_label(fraction)}.png")
 
 
 def plot_curves(runs: list[Record], metric: str) -> Figure:
-    """Train and validation `metric` ('acc' or 'loss') per epoch of one cell's seeds: the mean,
-    and a band of one sd with several seeds, over the epochs they share."""
+    """Train and validation `metric` ('acc' or 'loss') per epoch of one cell's seeds: mean ± sd."""
     fig, ax = plt.subplots(figsize=(7.2, 4.2), dpi=110, layout="constrained")
     length = min(len(r["history"]) for r in runs)
     for split, color in (("train", "tab:blue"), ("val", "tab:orange")):
@@ -384,7 +362,7 @@ SUMMARY = "model|data|setting|weights|train images:|epochs:|best val acc %:|test
 
 
 def summary_table(a: Analysis) -> str:
-    """A row per cell and configuration and per failed cell; one line for those without weights."""
+    """A row per cell and configuration, and per failed cell."""
     out = []
     for c in a.rows:
         first, failed = c.runs[0], a.failed.get(c.key)
@@ -401,8 +379,7 @@ def summary_table(a: Analysis) -> str:
         out.append((key, "", [key[0], "–", "–", "–", "not produced", failed, "–", "–"]))
     out.sort(key=lambda row: (*order(row[0]), row[1]))
     rows = [[MODEL_TITLES[k[1]], fraction_title(k[2]), *cells] for k, _, cells in out]
-    line = weights_line(a.missing)
-    return table(f"{SUMMARY}|wall time / run:", rows) + (f"\n- {line}\n" if line else "")
+    return table(f"{SUMMARY}|wall time / run:", rows)
 
 
 def duration(seconds: float) -> str:
@@ -416,8 +393,7 @@ def duration(seconds: float) -> str:
 
 
 def grid_time_line(runs: list[Record], elapsed: float | None = None, trained: int = 0) -> str:
-    """The grid's time: measured by the call that trained `trained` runs, else the union of the
-    runs' own intervals, from their records."""
+    """The grid's time: measured by the call that trained, else the union of the runs' intervals."""
     if not runs:
         return ""
     summed = f"their wall times sum to {duration(sum(r['wall_time_s'] for r in runs))}.\n"
@@ -429,10 +405,9 @@ def grid_time_line(runs: list[Record], elapsed: float | None = None, trained: in
     busy, reach = 0.0, -np.inf
     for start, end in sorted((moment(r["started_at"]), moment(r["finished_at"])) for r in runs):
         busy, reach = busy + max(0.0, end - max(start, reach)), max(reach, end)
-    them = "the run" if len(runs) == 1 else f"the {len(runs)} runs"
     return (
-        f"Grid time: {them} above trained for {duration(busy)} from the first start to the last "
-        f"end their records give; {summed}"
+        f"Grid time: the {count(len(runs), 'run')} above trained for {duration(busy)} from the "
+        f"first start to the last end their records give; {summed}"
     )
 
 
@@ -476,21 +451,6 @@ def recipe_line(a: Analysis) -> str:
     return f"Recipe, as the runs record it: {'; '.join(parts)}."
 
 
-def starting_point(a: Analysis) -> str:
-    """The seed notebooks' figures, as a reference apart from our numbers (full profile only)."""
-    models = {(c.setting, c.model) for c in a.cells} | {k[:2] for k in a.missing}
-    known = [(k, v) for k, v in STARTING_POINT.items() if k in models]
-    if a.quick or not known:
-        return ""
-    said = "; ".join(f"{MODEL_TITLES[m]} {SETTING_TITLES[s]} {v}%" for (s, m), v in known)
-    return (
-        "Starting point, another measurement, not comparable with the numbers above: the "
-        "notebooks this suite grew from, one run each of 20 epochs on the original files with "
-        "all 50,000 training images (no validation split, so any best epoch was picked on the "
-        f"test set): {said}."
-    )
-
-
 def link(path: str, base: Path) -> str:
     """A Markdown link from `base` to `path` in the repository, or the path where base is not."""
     to = os.path.relpath(REPO / path, base)
@@ -498,8 +458,7 @@ def link(path: str, base: Path) -> str:
 
 
 def provenance(a: Analysis, command: str, base: Path, readme: bool = False) -> str:
-    """Who made these numbers, one line each: command and hardware, data, weights; the recipe,
-    its departures from the sources and the starting point where no headline says them."""
+    """Who made these numbers, one line each; the recipe where no headline says it."""
     data = ", ".join(
         "a folder outside the repository" if d.startswith("..") else f"`{d}/`"
         for d in sorted({r["config"]["data_dir"] for r in a.runs})
@@ -511,7 +470,7 @@ def provenance(a: Analysis, command: str, base: Path, readme: bool = False) -> s
     )
     lines = [
         f"_Generated by `{command}` on {time.strftime('%Y-%m-%d')}: profile `{a.profile}`, "
-        f"{'; '.join(hardware_of(a)) or 'no hardware'}, {versions or '–'}._",
+        f"{a.hardware or 'no hardware'}, {versions or '–'}._",
         f"**Quick profile: short CPU smoke runs, each saw {a.seen} training images whatever "
         "its data size; not converged results.**" * a.quick,
         f"Data: CIFAR-10 from {data or '–'}: {origins}.",
@@ -519,19 +478,13 @@ def provenance(a: Analysis, command: str, base: Path, readme: bool = False) -> s
         f"Where the recipes depart from their sources: {link(DEPARTURES, base)}."
         * (not readme and not a.quick),
         f"Fine-tuned from: {', '.join(weights)}." if weights else weights_line(a.missing),
-        "" if readme else starting_point(a),
         f"How these runs were made, and what each label means: {link('docs/results.md', base)}.",
     ]
     return "\n".join(f"- {line}" if i else line for i, line in enumerate(lines) if line) + "\n"
 
 
-def hardware_of(a: Analysis) -> list[str]:
-    return sorted({r["hardware"] for r in a.runs})
-
-
 def headline(a: Analysis) -> str:
-    """The README's first answer: test accuracy per model and size, from scratch beside each
-    set of ImageNet weights fine-tuned, with what keeps it from being misread."""
+    """The README's first answer: test accuracy per model and size and setting."""
     keys = {(c.model, c.fraction) for c in a.cells} | {k[1:] for k in a.missing}
     rows = []
     for model, fraction in sorted(keys, key=lambda k: order(("", *k))):
@@ -547,12 +500,10 @@ def headline(a: Analysis) -> str:
         ]
     data = "; ".join(DATA_ORIGINS[o].split(":")[0] for o in sorted({r["data"] for r in a.runs}))
     quick = " **A pipeline check, not a result**: see [Results](#results)." if a.quick else ""
-    start = starting_point(a)
     return (
         f"Test accuracy %, mean ± sd over n seeds; profile `{a.profile}`, "
-        f"{'; '.join(hardware_of(a)) or 'no runs yet'}; CIFAR-10 from {data or '–'}.{quick}\n\n"
+        f"{a.hardware or 'no runs yet'}; CIFAR-10 from {data or '–'}.{quick}\n\n"
         f"{table('model|data|from scratch:|fine-tuned:', rows)}\n{recipe_line(a)}\n"
-        + (f"\n{start}\n" if start else "")
     )
 
 
@@ -588,8 +539,7 @@ def write_report(
     profile: str,
     call: Call,
 ) -> Path:
-    """Build the analysis once, draw every cell's curves, and render results/summary.md and the
-    README's headline and results section (unless `keeps_full`) from it."""
+    """Analyse once; draw the curves; render results/summary.md and the README's sections."""
     from . import analysis  # it reads this module's schema: imported here, not at the top
 
     images, summary = Path(images_dir), Path(results_dir) / "summary.md"
@@ -621,12 +571,12 @@ def write_report(
             f"the figures and the fits: [{to}]({to}).\n\n"
             f"### Curves\n\n{curve_tables(a, images, base, ('acc',))}\n{analysis.claims(a)}"
         )
-        update(Path(readme), block, sum(len(c.runs) for c in a.rows), headline(a))
+        text = Path(readme).read_text() if Path(readme).exists() else ""
+        text = replace_between(text, block, README_START, README_END)
+        if HEADLINE_START in text and HEADLINE_END in text:
+            text = replace_between(text, headline(a), HEADLINE_START, HEADLINE_END)
+        write_text(Path(readme), text)
     return summary
-
-
-README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
-HEADLINE_START, HEADLINE_END = "<!-- headline:start -->", "<!-- headline:end -->"
 
 
 def replace_between(text: str, block: str, start: str, end: str) -> str:
@@ -637,30 +587,8 @@ def replace_between(text: str, block: str, start: str, end: str) -> str:
     return f"{text.rstrip()}\n\n{start}\n{block.strip()}\n{end}\n"
 
 
-def _section(text: str) -> str:
-    return text.split(README_START, 1)[1].split(README_END, 1)[0] if README_END in text else ""
-
-
 def keeps_full(readme: Path, profile: str) -> bool:
     """True when `readme` shows full-profile results, which a quick report must not replace."""
-    found = (
-        profile == "quick"
-        and readme.exists()
-        and re.search(r"profile `(\w+)`", _section(readme.read_text()))
-    )
-    return bool(found) and found[1] == "full"
-
-
-def update(readme: Path, results: str, runs: int, headline: str) -> None:
-    """Put `results`, made from `runs` runs, in the README's results section (saying so when it
-    held more) and `headline` in its headline section where it has one."""
-    text = readme.read_text() if readme.exists() else ""
-    if (held := re.search(r"<!-- runs: (\d+) -->", _section(text))) and runs < int(held[1]):
-        print(
-            f"{readme}: its results section held {held[1]} runs and now shows {runs}: the "
-            "earlier section is replaced (it is in version control)"
-        )
-    text = replace_between(text, f"<!-- runs: {runs} -->\n{results}", README_START, README_END)
-    if HEADLINE_START in text and HEADLINE_END in text:
-        text = replace_between(text, headline, HEADLINE_START, HEADLINE_END)
-    write_text(readme, text)
+    text = readme.read_text() if profile == "quick" and readme.exists() else ""
+    section = text.split(README_START, 1)[1].split(README_END, 1)[0] if README_END in text else ""
+    return bool(found := re.search(r"profile `(\w+)`", section)) and found[1] == "full"

@@ -1,4 +1,4 @@
-"""The recipe's settings: bad values refused in one line, warm-ups, BiT's step budget, the
+"""The recipe's settings: bad values refused in one line, BiT's step budget, the
 values unmeasured for a model, `--show`, and test-time augmentation recorded per run."""
 
 from __future__ import annotations
@@ -46,15 +46,6 @@ def test_new_settings_refuse_bad_values_in_one_line(bad, says):
     with pytest.raises(ConfigError, match=None) as e:
         make_config("resnet18", 1.0, profile="quick", **bad)
     assert says in str(e.value) and "\n" not in str(e.value)
-
-
-def test_one_warm_up_given_replaces_the_other():
-    full = make_config("resnet18", 1.0, profile="full")
-    assert full.warmup_share is not None and full.warmup_epochs is None
-    epochs = make_config("resnet18", 1.0, profile="full", warmup_epochs=2)
-    assert (epochs.warmup_epochs, epochs.warmup_share) == (2.0, None)
-    share = make_config("resnet18", 1.0, profile="quick", warmup_share=0.1)
-    assert (share.warmup_epochs, share.warmup_share) == (None, 0.1)
 
 
 def test_a_model_unmeasured_with_its_recipe_says_which_values():

@@ -63,11 +63,7 @@ def test_a_full_grid_claims_the_pretraining_gap_and_fits_every_line():
 def test_the_figures_that_apply_are_drawn_and_plot_what_their_axes_say(tmp_path):
     names = lambda paths: [p.name for p in paths]  # noqa: E731
     full = write_scaling(build(grid(), "full"), tmp_path)
-    assert names(full) == [
-        "error_vs_data.png",
-        "accuracy_vs_time.png",
-        "pretrained_gap.png",
-    ]
+    assert names(full) == ["error_vs_data.png", "accuracy_vs_time.png", "pretrained_gap.png"]
     scratch = [r for r in grid("quick") if not r["pretrained"]]
     quick = build(grid("quick"), "quick")  # a pipeline check: nothing claimed or fitted
     assert not quick.comparisons and not quick.curves and fits(quick) == ""
