@@ -1,6 +1,6 @@
-"""The report: what a run records in metrics.json and how runs group into conditions; each cell's
-curves; the summary and the README's generated sections, rendered from the one analysis record
-of a report (common/analysis.py)."""
+"""The report: what a run records in metrics.json and how runs group into cells and
+configurations; each cell's curves; the summary and the README's generated sections, rendered
+from the one analysis record of a report (common/analysis.py)."""
 
 from __future__ import annotations
 
@@ -41,23 +41,8 @@ EXECUTED = "BIG_VS_SMALL_EXECUTED"
 SCHEMA = 2  # older records are not read: results/runs-full-nvidia-h200/convert.py shows the step
 REQUIRED_KEYS = ("model", "data_fraction", "pretrained", "seed", "epochs", "train_images")
 REQUIRED_KEYS += ("history", "best_val_acc", "test_acc", "wall_time_s", "device", "torch")
-# The notebooks this suite grew from: one run each, 20 epochs, the original files, all 50,000
-# training images (docs/results.md#starting-point)
-STARTING_POINT = {
-    ("scratch", "resnet18"): 85.13,
-    ("scratch", "resnet50"): 84.64,
-    ("pretrained", "resnet18"): 87.03,
-    ("pretrained", "resnet50"): 88.47,
-    ("pretrained", "resnext50_32x4d"): 89.31,
-}
-MODEL_TITLES = {
-    "resnet18": "ResNet-18",
-    "resnet34": "ResNet-34",
-    "resnet50": "ResNet-50",
-    "resnet101": "ResNet-101",
-    "resnet152": "ResNet-152",
-    "resnext50_32x4d": "ResNeXt50_32x4d",
-}
+DEPTHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+MODEL_TITLES = {m: f"ResNet-{m[6:]}" for m in DEPTHS} | {"resnext50_32x4d": "ResNeXt50_32x4d"}
 SETTING_TITLES = {"scratch": "from scratch", "pretrained": "fine-tuned from ImageNet"}
 SETTING_DIRS = {"scratch": "from-scratch", "pretrained": "finetune"}  # the seed's image folders
 DATA_ORIGINS = {  # data.data_origin's verdicts
@@ -66,10 +51,14 @@ DATA_ORIGINS = {  # data.data_origin's verdicts
     "to, not equal to, theirs",
     "unknown": "files whose origin was not recorded",
 }
-OUTSIDE = "a folder outside the repository"
 LEFT_OUT = "left out of the curves, figures, fits and claims"
+DEPARTURES = "docs/recipes.md#where-we-depart-from-the-sources"
+README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
+HEADLINE_START, HEADLINE_END = "<!-- headline:start -->", "<!-- headline:end -->"
 Record = dict[str, Any]
 Key = tuple[str, str, float]  # (setting, model, fraction)
+Variant = tuple[tuple[str, Any], ...]
+PathLike = str | Path
 
 
 def hardware(device: str | None = None, name: str | None = None) -> str:
@@ -82,8 +71,7 @@ def hardware(device: str | None = None, name: str | None = None) -> str:
 
 
 def portable(path: str | None, run_dir: str | Path) -> str | None:
-    """`path` relative to the repository when inside it, else to the run folder: no machine's
-    absolute paths travel with the results."""
+    """`path` relative to the repository when inside it, else to the run folder."""
     if not path:
         return path
     resolved = Path(path).resolve()
@@ -122,11 +110,7 @@ def make_metrics(cfg: RunConfig, result: Record, executed: str | None = None) ->
     copied += ("wall_time_s", "device", "device_name", "machine")
     return {
         "schema": SCHEMA,
-        "model": cfg.model,
-        "data_fraction": cfg.data_fraction,
-        "pretrained": cfg.pretrained,
-        "setting": cfg.setting,
-        "seed": cfg.seed,
+        **{k: getattr(cfg, k) for k in ("model", "data_fraction", "pretrained", "setting", "seed")},
         "parameters": parameter_count(cfg.model, cfg.stem),  # as trained: 10 classes, its stem
         "epochs": len(result["history"]),
         "planned_epochs": cfg.epochs,
@@ -156,9 +140,8 @@ def moment(text: str) -> float:
 
 
 def save_metrics(run_dir: str | Path, metrics: Record) -> Path:
-    path = Path(run_dir) / METRICS
-    write_json(path, metrics)
-    return path
+    write_json(Path(run_dir) / METRICS, metrics)
+    return Path(run_dir) / METRICS
 
 
 def load_metrics(run_dir: str | Path) -> Record | None:
@@ -183,8 +166,7 @@ def weights_title(m: Record) -> str:
 
 
 def images_title(m: Record) -> str:
-    """'45,000 images', or '4,096 images seen, drawn from 45,000' where an epoch saw fewer
-    images than its subset holds by more than a batch (quick runs cap their steps)."""
+    """'45,000 images', or '4,096 images seen, drawn from 45,000' where quick runs cap the steps."""
     batch = m["config"]["batch_size"]
     if (m["steps_per_epoch"] + 1) * batch > m["train_images"]:
         return f"{m['train_images']:,} images"
@@ -208,12 +190,7 @@ def summary_line(m: Record) -> str:
         f"{cell_title(m)}, seed {m['seed']}: best val acc {100 * m['best_val_acc']:.2f}% (epoch "
         f"{m['best_epoch']}), test acc {100 * m['test_acc']:.2f}% on {m['test_images']:,} "
         f"images, {m['wall_time_s']:.0f} s on {device}"
-        + " [quick profile]"
-        * (m["profile"] == "quick")
-    )
-
-
-Variant = tuple[tuple[str, Any], ...]
+    ) + " [quick profile]" * (m["profile"] == "quick")
 
 
 def today_recipe(m: Record) -> RunConfig:
@@ -221,8 +198,7 @@ def today_recipe(m: Record) -> RunConfig:
 
 
 def variant(m: Record) -> Variant:
-    """What a run's training differs in from today's recipe for its cell, as sorted (field,
-    value) pairs; the seed and the weights (rows of their own) do not count."""
+    """The (field, value) pairs a run's training differs in from today's (seed, weights aside)."""
     try:
         recipe = today_recipe(m).training_key()
     except UserError:  # a model or profile this version no longer knows
@@ -233,42 +209,6 @@ def variant(m: Record) -> Variant:
         if k in recipe and k not in ("seed", "weights") and recipe[k] != v
     }
     return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in differs.items()))
-
-
-def variant_labels(variants: Iterable[Variant]) -> dict[Variant, str]:
-    """Per configuration, the fields that differ between them ('lr=0.01', 'lr: recipe')."""
-    variants = set(variants)
-    if len(variants) < 2:
-        return dict.fromkeys(variants, "")
-    keys = sorted({k for v in variants for k, _ in v})
-    varying = [k for k in keys if len({repr(dict(v).get(k)) for v in variants}) > 1]
-    return {
-        v: ", ".join(f"{k}={dict(v)[k]}" if k in dict(v) else f"{k}: recipe" for k in varying)
-        for v in variants
-    }
-
-
-def split_configurations(runs: list[Record]) -> tuple[list[Record], list[Record]]:
-    """(runs of each setting's main configuration, the others). The main one is that of most
-    of the setting's runs (the latest where several tie), so one stray run never redefines it."""
-    rank: dict[tuple[bool, Variant], tuple[int, float]] = {}
-    for m in runs:
-        count, when = rank.get((m["pretrained"], variant(m)), (0, 0.0))
-        rank[m["pretrained"], variant(m)] = (count + 1, max(when, moment(m["finished_at"])))
-    main = {pretrained: v for (pretrained, v), _ in sorted(rank.items(), key=lambda i: i[1])}
-    same = [m for m in runs if variant(m) == main[m["pretrained"]]]
-    return same, [m for m in runs if variant(m) != main[m["pretrained"]]]
-
-
-def split_weights(runs: list[Record]) -> tuple[list[Record], list[Record]]:
-    """(runs from scratch and of the weights of their model's latest fine-tuned run, the other
-    fine-tuned runs): a line of the curves, figures and fits never pools two sets of weights."""
-    latest: dict[str, tuple[float, str]] = {}
-    for m in (m for m in runs if m["pretrained"]):
-        when = (moment(m["finished_at"]), weights_title(m))
-        latest[m["model"]] = max(latest.get(m["model"], when), when)
-    same = [m for m in runs if not m["pretrained"] or weights_title(m) == latest[m["model"]][1]]
-    return same, [m for m in runs if m["pretrained"] and m not in same]
 
 
 @dataclass
@@ -286,6 +226,10 @@ class Condition:
     def key(self) -> Key:
         return self.setting, self.model, self.fraction
 
+    @property
+    def weights(self) -> str:
+        return weights_title(self.runs[0])
+
     def stat(self, key: str) -> tuple[float, float, int]:
         """Mean, sample standard deviation (0 for one run) and count of `key` over seeds."""
         values = [r[key] for r in self.runs]
@@ -299,31 +243,29 @@ def order(key: Key) -> tuple:
 
 
 def group_conditions(runs: Iterable[Record]) -> list[Condition]:
-    """Runs grouped by cell, weights and configuration, in display order, each labelled with
-    what tells it from the other configurations of its setting."""
+    """Runs by cell, weights and configuration, labelled by what differs ('lr=0.01')."""
     cells: dict[tuple, Condition] = {}
     for m in runs:
         key = (m["setting"], m["model"], m["data_fraction"], weights_title(m), variant(m))
         cells.setdefault(key, Condition(*key[:3], runs=[], variant=key[4])).runs.append(m)
     for setting in SETTINGS:  # each setting has its own recipe
         mine = [c for c in cells.values() if c.setting == setting]
-        labels = variant_labels(c.variant for c in mine)
+        variants = {c.variant for c in mine}
+        keys = sorted({k for v in variants for k, _ in v})
+        varying = [k for k in keys if len({repr(dict(v).get(k)) for v in variants}) > 1]
         for c in mine:
-            c.label = labels[c.variant]
+            own = dict(c.variant)
+            c.label = ", ".join(f"{k}={own[k]}" if k in own else f"{k}: recipe" for k in varying)
     return sorted(cells.values(), key=lambda c: (*order(c.key), str(c.variant)))
 
 
-def curve_path(
-    images_dir: str | Path, setting: str, model: str, fraction: float, metric: str
-) -> Path:
+def curve_path(images: PathLike, setting: str, model: str, fraction: float, metric: str) -> Path:
     """images/from-scratch/resnet18_acc_1-16.png, images/finetune/resnet50_loss_100.png, ..."""
-    name = f"{model}_{metric}_{fraction_label(fraction)}.png"
-    return Path(images_dir) / SETTING_DIRS[setting] / name
+    return Path(images, SETTING_DIRS[setting], f"{model}_{metric}_{fraction_label(fraction)}.png")
 
 
 def plot_curves(runs: list[Record], metric: str) -> Figure:
-    """Train and validation `metric` ('acc' or 'loss') per epoch of one cell's seeds: the mean,
-    and a band of one sd with several seeds, over the epochs they share."""
+    """Train and validation `metric` ('acc' or 'loss') per epoch of one cell's seeds: mean ± sd."""
     fig, ax = plt.subplots(figsize=(7.2, 4.2), dpi=110, layout="constrained")
     length = min(len(r["history"]) for r in runs)
     for split, color in (("train", "tab:blue"), ("val", "tab:orange")):
@@ -356,15 +298,6 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
         fig.savefig(tmp, format="png")
     plt.close(fig)
     return Path(path)
-
-
-def save_curves(runs: list[Record], images_dir: str | Path) -> list[Path]:
-    """The accuracy and loss PNGs of one cell, under the seed's names."""
-    cell = (runs[0]["setting"], runs[0]["model"], runs[0]["data_fraction"])
-    return [
-        save_figure(plot_curves(runs, metric), curve_path(images_dir, *cell, metric))
-        for metric in ("acc", "loss")
-    ]
 
 
 @dataclass(frozen=True)
@@ -429,7 +362,7 @@ SUMMARY = "model|data|setting|weights|train images:|epochs:|best val acc %:|test
 
 
 def summary_table(a: Analysis) -> str:
-    """A row per cell and configuration and per failed cell; one line for those without weights."""
+    """A row per cell and configuration, and per failed cell."""
     out = []
     for c in a.rows:
         first, failed = c.runs[0], a.failed.get(c.key)
@@ -438,17 +371,15 @@ def summary_table(a: Analysis) -> str:
             "/".join(sorted({str(r[k]) for r in c.runs})) for k in ("epochs", "test_tta")
         )
         images = images_title(first).removesuffix(" images").replace("images ", "")
-        cells = [c.setting + (f" ({c.label})" if c.label else ""), weights_title(first), images]
-        cells += [epochs, mean_sd(*c.stat("best_val_acc"))]
-        cells += [mean_sd(*c.stat("test_acc"), failed) + test, tta]
-        out.append((c.key, str(c.variant), cells, f"{c.stat('wall_time_s')[0]:.0f} s"))
+        cells = [c.setting + (f" ({c.label})" if c.label else ""), c.weights, images, epochs]
+        cells += [mean_sd(*c.stat("best_val_acc")), mean_sd(*c.stat("test_acc"), failed) + test]
+        out.append((c.key, str(c.variant), [*cells, tta, f"{c.stat('wall_time_s')[0]:.0f} s"]))
     for key, why in ((k, v) for k, v in a.missing.items() if v.failed):
-        lost = [key[0], "–", "–", "–", "not produced", f"not produced: failed: {why.failed}", "–"]
-        out.append((key, "", lost, "–"))
+        failed = f"not produced: failed: {why.failed}"
+        out.append((key, "", [key[0], "–", "–", "–", "not produced", failed, "–", "–"]))
     out.sort(key=lambda row: (*order(row[0]), row[1]))
-    rows = [[MODEL_TITLES[k[1]], fraction_title(k[2]), *cells, wall] for k, _, cells, wall in out]
-    line = weights_line(a.missing)
-    return table(SUMMARY + "|wall time / run:", rows) + (f"\n- {line}\n" if line else "")
+    rows = [[MODEL_TITLES[k[1]], fraction_title(k[2]), *cells] for k, _, cells in out]
+    return table(f"{SUMMARY}|wall time / run:", rows)
 
 
 def duration(seconds: float) -> str:
@@ -461,218 +392,191 @@ def duration(seconds: float) -> str:
     return f"{minutes:.0f} min" if minutes < 180 else f"{minutes / 60:.1f} h"
 
 
-def busy_time(runs: list[Record]) -> float:
-    """Seconds during which at least one of the runs trained (the union of their intervals)."""
-    total, reach = 0.0, -np.inf
-    for start, end in sorted((moment(r["started_at"]), moment(r["finished_at"])) for r in runs):
-        total += max(0.0, end - max(start, reach))
-        reach = max(reach, end)
-    return total
-
-
 def grid_time_line(runs: list[Record], elapsed: float | None = None, trained: int = 0) -> str:
-    """The grid's time: measured by the call that trained `trained` runs, else from the records."""
+    """The grid's time: measured by the call that trained, else the union of the runs' intervals."""
     if not runs:
         return ""
-    summed = duration(sum(r["wall_time_s"] for r in runs))
+    summed = f"their wall times sum to {duration(sum(r['wall_time_s'] for r in runs))}.\n"
     if elapsed is not None:
         return (
             f"Grid time: the call that trained {trained} of the {count(len(runs), 'run')} above "
-            f"took {duration(elapsed)} from its start to this report, measured; their wall "
-            f"times sum to {summed}.\n"
+            f"took {duration(elapsed)} from its start to this report, measured; {summed}"
         )
-    them = "the run" if len(runs) == 1 else f"the {len(runs)} runs"
+    busy, reach = 0.0, -np.inf
+    for start, end in sorted((moment(r["started_at"]), moment(r["finished_at"])) for r in runs):
+        busy, reach = busy + max(0.0, end - max(start, reach)), max(reach, end)
     return (
-        f"Grid time: {them} above trained for {duration(busy_time(runs))} from the first start "
-        f"to the last end their records give; their wall times sum to {summed}.\n"
+        f"Grid time: the {count(len(runs), 'run')} above trained for {duration(busy)} from the "
+        f"first start to the last end their records give; {summed}"
     )
 
 
 def curve_tables(a: Analysis, images: Path, base: Path, metrics: Sequence[str]) -> str:
     """Per setting with runs and metric, models by rows and sizes by columns, linking the PNGs."""
-    have, out = {c.key for c in a.drawn}, []
+    out, have = [], {c.key for c in a.drawn}
     absent = {
         k: f"not produced: {'failed' if v.failed else 'no weights'}" for k, v in a.missing.items()
     }
-    for setting in SETTINGS:
+    for setting in (s for s in SETTINGS if any(k[0] == s for k in have)):
         keys = {k for k in have | set(absent) if k[0] == setting}
-        if not keys & have:
-            continue
         models = [m for m in MODEL_TITLES if any(k[1] == m for k in keys)]
         fractions = sorted({k[2] for k in keys})
         out.append(f"**{SETTING_TITLES[setting].capitalize()}**\n")
-        for metric, word in (("acc", "Accuracy"), ("loss", "Loss")):
-            if metric not in metrics:
-                continue
-            cell = dict(absent)
-            for k in keys & have:
-                path = os.path.relpath(curve_path(images, *k, metric), base)
-                cell[k] = f"![{k[1]} {metric} {fraction_title(k[2])}]({path})"
+        for metric in metrics:
+            cell = absent | {
+                k: f"![{k[1]} {metric} {fraction_title(k[2])}]"
+                f"({os.path.relpath(curve_path(images, *k, metric), base)})"
+                for k in keys & have
+            }
             rows = [
-                [MODEL_TITLES[m]] + [cell.get((setting, m, f), "–") for f in fractions]
+                [MODEL_TITLES[m], *(cell.get((setting, m, f), "–") for f in fractions)]
                 for m in models
             ]
-            out.append(table("|".join([word, *map(fraction_title, fractions)]), rows))
+            head = "Accuracy" if metric == "acc" else "Loss"
+            out.append(table("|".join([head, *map(fraction_title, fractions)]), rows))
     return "\n".join(out) or "No curves: no runs yet.\n"
 
 
 def recipe_line(a: Analysis) -> str:
     """The recipe that made these numbers, per setting, as the runs' configurations record it."""
-    if not any(a.recipe.values()):
+    main = {c.setting: c for c in a.cells}  # one configuration per setting
+    if not any(c.variant for c in main.values()):
         return "Recipe: today's (`common/config.py`), as the runs' configurations record."
     parts = []
-    for setting in (s for s in SETTINGS if s in a.recipe):
-        today = a.today.get(setting, {})
-        differs = ", ".join(f"{k} {v} (today {today.get(k)})" for k, v in a.recipe[setting])
-        title = "fine-tuned" if setting == "pretrained" else "from scratch"
-        parts.append(
-            f"{title}: **a former recipe**, unlike today's in {differs}"
-            if differs
-            else f"{title}: today's"
-        )
+    for c in main.values():
+        today = today_recipe(c.runs[0]).training_key()
+        differs = ", ".join(f"{k} {v} (today {today.get(k)})" for k, v in c.variant)
+        said = f"**a former recipe**, unlike today's in {differs}" if differs else "today's"
+        parts.append(f"{'fine-tuned' if c.setting == 'pretrained' else 'from scratch'}: {said}")
     return f"Recipe, as the runs record it: {'; '.join(parts)}."
 
 
-def starting_point(a: Analysis) -> str:
-    """The seed notebooks' figures, as a reference apart from our numbers (full profile only)."""
-    models = {(c.setting, c.model) for c in a.cells} | {k[:2] for k in a.missing}
-    known = [(k, v) for k, v in STARTING_POINT.items() if k in models]
-    if a.quick or not known:
-        return ""
-    said = "; ".join(f"{MODEL_TITLES[m]} {SETTING_TITLES[s]} {v}%" for (s, m), v in known)
-    return (
-        "Starting point, another measurement, not comparable with the numbers above: the "
-        "notebooks this suite grew from, one run each of 20 epochs on the original files with "
-        "all 50,000 training images (no validation split, so any best epoch was picked on the "
-        f"test set): {said}."
-    )
+def link(path: str, base: Path) -> str:
+    """A Markdown link from `base` to `path` in the repository, or the path where base is not."""
+    to = os.path.relpath(REPO / path, base)
+    return f"[{to}]({to})" if base.is_relative_to(REPO) else f"`{path}`"
 
 
 def provenance(a: Analysis, command: str, base: Path, readme: bool = False) -> str:
-    """Who made these numbers, one line each: command and hardware, data, weights; the recipe
-    and the starting point where the README's headline does not say them already."""
-    data = ", ".join(OUTSIDE if d.startswith("..") else f"`{d}/`" for d in a.data_dirs)
-    weights = sorted({weights_title(r) for r in a.runs if r["pretrained"]})
-    seen = ", ".join(f"{n:,}" for n in a.quick_images)
-    docs = os.path.relpath(REPO / "docs" / "results.md", base)
-    docs = f"[{docs}]({docs})" if base.is_relative_to(REPO) else "`docs/results.md`"
+    """Who made these numbers, one line each; the recipe where no headline says it."""
+    data = ", ".join(
+        "a folder outside the repository" if d.startswith("..") else f"`{d}/`"
+        for d in sorted({r["config"]["data_dir"] for r in a.runs})
+    )
+    origins = "; ".join(DATA_ORIGINS[o] for o in sorted({r["data"] for r in a.runs}))
+    weights = sorted({c.weights for c in a.cells if c.setting == "pretrained"})
+    versions = "; ".join(
+        sorted({f"torch {r['torch']}, torchvision {r['torchvision']}" for r in a.runs})
+    )
     lines = [
         f"_Generated by `{command}` on {time.strftime('%Y-%m-%d')}: profile `{a.profile}`, "
-        f"{'; '.join(a.hardware) or 'no hardware'}, {'; '.join(a.versions) or '–'}._",
-        f"**Quick profile: short CPU smoke runs, each saw {seen} training images whatever its "
-        "data size; not converged results.**" * a.quick,
-        f"Data: CIFAR-10 from {data or '–'}: {'; '.join(DATA_ORIGINS[o] for o in a.origins)}.",
+        f"{a.hardware or 'no hardware'}, {versions or '–'}._",
+        f"**Quick profile: short CPU smoke runs, each saw {a.seen} training images whatever "
+        "its data size; not converged results.**" * a.quick,
+        f"Data: CIFAR-10 from {data or '–'}: {origins}.",
         "" if readme else recipe_line(a),
+        f"Where the recipes depart from their sources: {link(DEPARTURES, base)}."
+        * (not readme and not a.quick),
         f"Fine-tuned from: {', '.join(weights)}." if weights else weights_line(a.missing),
-        "" if readme else starting_point(a),
-        f"How these runs were made, and what each label means: {docs}.",
+        f"How these runs were made, and what each label means: {link('docs/results.md', base)}.",
     ]
     return "\n".join(f"- {line}" if i else line for i, line in enumerate(lines) if line) + "\n"
 
 
 def headline(a: Analysis) -> str:
-    """The README's first answer: test accuracy per model and size, from scratch beside each
-    set of ImageNet weights fine-tuned, with what keeps it from being misread."""
+    """The README's first answer: test accuracy per model and size and setting."""
     keys = {(c.model, c.fraction) for c in a.cells} | {k[1:] for k in a.missing}
     rows = []
     for model, fraction in sorted(keys, key=lambda k: order(("", *k))):
         cell: dict[str, list[str]] = {s: [] for s in SETTINGS}
         for c in (c for c in a.cells if (c.model, c.fraction) == (model, fraction)):
-            weights = f" ({weights_title(c.runs[0])})" if c.runs[0]["pretrained"] else ""
+            weights = f" ({c.weights})" if c.setting == "pretrained" else ""
             cell[c.setting].append(mean_sd(*c.stat("test_acc")) + weights)
         for s in SETTINGS:
             cell[s] = cell[s] or ["not produced" if (s, model, fraction) in a.missing else "–"]
-        head = [MODEL_TITLES[model], fraction_title(fraction), cell["scratch"][0]]
-        rows += [[*head, right] for right in cell["pretrained"]]
-    data = "; ".join(DATA_ORIGINS[o].split(":")[0] for o in a.origins) or "–"
+        rows += [
+            [MODEL_TITLES[model], fraction_title(fraction), cell["scratch"][0], right]
+            for right in cell["pretrained"]
+        ]
+    data = "; ".join(DATA_ORIGINS[o].split(":")[0] for o in sorted({r["data"] for r in a.runs}))
     quick = " **A pipeline check, not a result**: see [Results](#results)." if a.quick else ""
     return (
         f"Test accuracy %, mean ± sd over n seeds; profile `{a.profile}`, "
-        f"{'; '.join(a.hardware) or 'no runs yet'}; CIFAR-10 from {data}.{quick}\n\n"
+        f"{a.hardware or 'no runs yet'}; CIFAR-10 from {data or '–'}.{quick}\n\n"
         f"{table('model|data|from scratch:|fine-tuned:', rows)}\n{recipe_line(a)}\n"
-        + (f"\n{starting_point(a)}\n" if starting_point(a) else "")
     )
 
 
 def notes(a: Analysis, call: Call) -> list[str]:
     """Under the summary table: remedies, other configurations, inherited recipes, other weights."""
     out, models = list(call.notes), {c.model for c in a.cells}
-    if a.others:
-        n, labels = sum(len(c.runs) for c in a.others), sorted({c.label for c in a.others})
+    if others := [c for c in a.rows if c not in a.cells]:
+        n, labels = sum(len(c.runs) for c in others), sorted({c.label for c in others})
         out.append(
             f"{count(n, 'run')} of {count(len(labels), 'other configuration')} "
             f"({'; '.join(labels)}) in this folder trained differently from the main "
             f"configuration (that of most runs): separate rows of the table, {LEFT_OUT}."
         )
-    out += [
-        f"{MODEL_TITLES[m]} trains with {MODEL_TITLES[recipe_model(m)]}'s recipe, not tuned for "
-        f"it: {SAME_RECIPE[m][1]}."
-        for m in MODEL_TITLES
-        if m in models and m in SAME_RECIPE
-    ]
-    if a.apart:
-        which = sorted({f"{MODEL_TITLES[r['model']]} from {weights_title(r)}" for r in a.apart})
+    for m in (m for m in MODEL_TITLES if m in models and m in SAME_RECIPE):
         out.append(
-            f"{count(len(a.apart), 'fine-tuned run')} started from other ImageNet weights than "
+            f"{MODEL_TITLES[m]} trains with {MODEL_TITLES[recipe_model(m)]}'s recipe, not tuned "
+            f"for it: {SAME_RECIPE[m][1]}."
+        )
+    if apart := [r for c in a.cells if c not in a.drawn for r in c.runs]:
+        which = sorted({f"{MODEL_TITLES[r['model']]} from {weights_title(r)}" for r in apart})
+        out.append(
+            f"{count(len(apart), 'fine-tuned run')} started from other ImageNet weights than "
             f"the latest of their model ({'; '.join(which)}): rows of their own, {LEFT_OUT}."
         )
     return out
 
 
-def figure_links(names: Iterable[str], images: Path, base: Path, drawn: list[Path] | None) -> str:
-    """Links to the scaling figures `names` that exist (with `drawn`, that this call drew)."""
-    paths = [images / "scaling" / f"{name}.png" for name in names]
-    keep = {p.resolve() for p in (paths if drawn is None else drawn)}
-    linked = [p for p in paths if p.exists() and p.resolve() in keep]
-    return " ".join(f"![{p.stem}]({os.path.relpath(p, base)})" for p in linked)
-
-
 def write_report(
-    output_dir: str | Path,
-    images_dir: str | Path,
-    results_dir: str | Path,
-    readme: str | Path | None,
+    output_dir: PathLike,
+    images_dir: PathLike,
+    results_dir: PathLike,
+    readme: PathLike | None,
     profile: str,
     call: Call,
 ) -> Path:
-    """Build the analysis record once, draw every cell's curves, and render results/summary.md
-    and the README's headline and results section (unless `keeps_full`) from it."""
+    """Analyse once; draw the curves; render results/summary.md and the README's sections."""
     from . import analysis  # it reads this module's schema: imported here, not at the top
 
-    images = Path(images_dir)
+    images, summary = Path(images_dir), Path(results_dir) / "summary.md"
     a = analysis.build(collect(output_dir, profile), profile, call.missing, call.failed)
-    for cell in a.drawn:
-        save_curves(cell.runs, images)
+    for c in a.drawn:
+        for metric in ("acc", "loss"):
+            save_figure(plot_curves(c.runs, metric), curve_path(images, *c.key, metric))
     rows = summary_table(a) + "".join(f"\n- {note}" for note in notes(a, call)) + "\n"
     elapsed = time.perf_counter() - call.started if call.trained else None
-    rows += f"\n{grid_time_line([r for c in a.cells for r in c.runs], elapsed, call.trained)}"
-    summary = Path(results_dir) / "summary.md"
-    here = summary.resolve().parent
-    links = figure_links(analysis.FIGURES, images, here, call.figures)
-    recipes = os.path.relpath(REPO / "docs" / "recipes.md", here)
-    departures = f"[docs/recipes.md]({recipes}#where-we-depart-from-the-sources)\n" * (not a.quick)
+    rows += f"\n{grid_time_line(a.runs, elapsed, call.trained)}"
+    here, paths = (
+        summary.resolve().parent,
+        [images / "scaling" / f"{f}.png" for f in analysis.FIGURES],
+    )
+    drawn = {p.resolve() for p in (paths if call.figures is None else call.figures)}
+    shown = [p for p in paths if p.exists() and p.resolve() in drawn]
+    links = " ".join(f"![{p.stem}]({os.path.relpath(p, here)})" for p in shown)
     write_text(
         summary,
         f"# Summary\n\n{provenance(a, call.command, here)}\n### Summary table\n\n{rows}\n"
         f"### Curves\n\n{curve_tables(a, images, here, ('acc', 'loss'))}\n{analysis.claims(a)}"
-        f"\n### Figures and fits\n\n{links or '(figures not drawn yet)'}\n\n{analysis.fits(a)}"
-        + (f"\n### Where the recipes depart from their sources\n\n{departures}" * bool(departures)),
+        f"\n### Figures and fits\n\n{links or '(figures not drawn yet)'}\n\n{analysis.fits(a)}",
     )
-    if not readme or keeps_full(Path(readme), profile):
-        return summary
-    base = Path(readme).resolve().parent
-    link = os.path.relpath(summary, base)
-    block = (
-        f"{provenance(a, call.command, base, readme=True)}\nThe full table, the loss curves, "
-        f"the figures and the fits: [{link}]({link}).\n\n"
-        f"### Curves\n\n{curve_tables(a, images, base, ('acc',))}\n{analysis.claims(a)}"
-    )
-    update(Path(readme), block, len(a.runs) + sum(len(c.runs) for c in a.others), headline(a))
+    if readme and not keeps_full(Path(readme), profile):
+        base = Path(readme).resolve().parent
+        to = os.path.relpath(summary, base)
+        block = (
+            f"{provenance(a, call.command, base, readme=True)}\nThe full table, the loss curves, "
+            f"the figures and the fits: [{to}]({to}).\n\n"
+            f"### Curves\n\n{curve_tables(a, images, base, ('acc',))}\n{analysis.claims(a)}"
+        )
+        text = Path(readme).read_text() if Path(readme).exists() else ""
+        text = replace_between(text, block, README_START, README_END)
+        if HEADLINE_START in text and HEADLINE_END in text:
+            text = replace_between(text, headline(a), HEADLINE_START, HEADLINE_END)
+        write_text(Path(readme), text)
     return summary
-
-
-README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
-HEADLINE_START, HEADLINE_END = "<!-- headline:start -->", "<!-- headline:end -->"
 
 
 def replace_between(text: str, block: str, start: str, end: str) -> str:
@@ -683,28 +587,8 @@ def replace_between(text: str, block: str, start: str, end: str) -> str:
     return f"{text.rstrip()}\n\n{start}\n{block.strip()}\n{end}\n"
 
 
-def _section(text: str) -> str:
-    return text.split(README_START, 1)[1].split(README_END, 1)[0] if README_END in text else ""
-
-
 def keeps_full(readme: Path, profile: str) -> bool:
     """True when `readme` shows full-profile results, which a quick report must not replace."""
-    if profile != "quick" or not readme.exists():
-        return False
-    found = re.search(r"profile `(\w+)`", _section(readme.read_text()))
-    return bool(found) and found[1] == "full"
-
-
-def update(readme: Path, results: str, runs: int, headline: str) -> None:
-    """Put `results`, made from `runs` runs, in the README's results section (saying so when it
-    held more) and `headline` in its headline section where it has one."""
-    text = readme.read_text() if readme.exists() else ""
-    if (held := re.search(r"<!-- runs: (\d+) -->", _section(text))) and runs < int(held[1]):
-        print(
-            f"{readme}: its results section held {held[1]} runs and now shows {runs}: the "
-            "earlier section is replaced (it is in version control)"
-        )
-    text = replace_between(text, f"<!-- runs: {runs} -->\n{results}", README_START, README_END)
-    if HEADLINE_START in text and HEADLINE_END in text:
-        text = replace_between(text, headline, HEADLINE_START, HEADLINE_END)
-    write_text(readme, text)
+    text = readme.read_text() if profile == "quick" and readme.exists() else ""
+    section = text.split(README_START, 1)[1].split(README_END, 1)[0] if README_END in text else ""
+    return bool(found := re.search(r"profile `(\w+)`", section)) and found[1] == "full"

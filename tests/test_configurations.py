@@ -1,4 +1,4 @@
-"""The recipe's settings: bad values refused in one line, warm-ups, BiT's step budget, the
+"""The recipe's settings: bad values refused in one line, BiT's step budget, the
 values unmeasured for a model, `--show`, and test-time augmentation recorded per run."""
 
 from __future__ import annotations
@@ -46,15 +46,6 @@ def test_new_settings_refuse_bad_values_in_one_line(bad, says):
     with pytest.raises(ConfigError, match=None) as e:
         make_config("resnet18", 1.0, profile="quick", **bad)
     assert says in str(e.value) and "\n" not in str(e.value)
-
-
-def test_one_warm_up_given_replaces_the_other():
-    full = make_config("resnet18", 1.0, profile="full")
-    assert full.warmup_share is not None and full.warmup_epochs is None
-    epochs = make_config("resnet18", 1.0, profile="full", warmup_epochs=2)
-    assert (epochs.warmup_epochs, epochs.warmup_share) == (2.0, None)
-    share = make_config("resnet18", 1.0, profile="quick", warmup_share=0.1)
-    assert (share.warmup_epochs, share.warmup_share) == (None, 0.1)
 
 
 def test_a_model_unmeasured_with_its_recipe_says_which_values():
@@ -110,10 +101,3 @@ def test_fine_tuning_keeps_bits_500_steps_under_20000_images_and_1500_at_most_ab
     assert steps(full) > steps(half) > steps(small)
     for cfg in (half, full):  # BiT's shape: 5% warm-up, /10 at 30, 60, 90%, MixUp 0.1
         assert (cfg.warmup_share, cfg.lr_drops, cfg.mixup) == (0.05, [0.3, 0.6, 0.9], 0.1)
-
-
-@pytest.mark.parametrize("fraction", [0.5, 1.0])
-def test_bits_cited_10000_steps_are_one_setting_away(fraction):
-    cfg = make_config("resnet50", fraction, True, profile="full", budget="bit")
-    per_epoch = train_images(fraction) // cfg.batch_size
-    assert BIT_STEPS["many"] <= steps(cfg) < BIT_STEPS["many"] + per_epoch

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 
-from common.analysis import FLAT, FLOOR, PURE, choose, compare, fit_curve, holm, learning_curve
+from common.analysis import FLAT, FLOOR, PURE, choose, compare, fit_curve, learning_curve
 from common.report import Condition
 
 SIZES = np.repeat([500, 1000, 2000, 4000, 8000, 16000], 3)  # six sizes, three seeds each
@@ -47,19 +45,16 @@ def test_a_flat_truth_is_called_flat():
     calls = [choose(SIZES, err)[0] for err in draws]
     assert calls.count(FLAT) >= 17  # AICc with a margin of 2 picks a chance slope now and then
     flat = curve(draws[calls.index(FLAT)])
-    assert flat.chosen == FLAT and flat.b is None and flat.beta_n[0] == 0
-    assert flat.e_n[1][0] < 0.3 < flat.e_n[1][1]
+    assert flat.chosen == FLAT and flat.b is None and flat.fit.a == 0
 
 
-def test_a_power_law_is_found_with_its_exponent_error_and_slope_inside_the_intervals():
+def test_a_power_law_is_found_with_its_exponent_inside_the_interval():
     hits = 0
-    slope = 3 * 0.3 * 16000**-0.3 * math.log(2)  # -de/dlog2(n) of the truth at N
     for seed in range(5):
         c = curve(noisy(seed, truth(SIZES)))
-        assert c.chosen in (PURE, FLOOR) and not c.exact
-        hits += c.b[0] <= 0.3 <= c.b[1] and c.e_n[1][0] <= truth(16000) <= c.e_n[1][1]
-        hits += c.beta_n[1][0] <= slope <= c.beta_n[1][1]
-    assert hits >= 8  # ten 95% intervals over three seeds: allow misses
+        assert c.chosen in (PURE, FLOOR)
+        hits += c.b[0] <= 0.3 <= c.b[1]
+    assert hits >= 4  # five 95% intervals over three seeds: allow a miss
 
 
 def test_the_extrapolation_interval_covers_the_held_out_truth():
@@ -71,12 +66,11 @@ def test_the_extrapolation_interval_covers_the_held_out_truth():
     assert covered >= 4
 
 
-def test_three_sizes_are_exact_fewer_unfitted_and_one_seed_has_no_interval():
+def test_fewer_than_three_sizes_are_unfitted_and_one_seed_has_no_interval():
     n = np.repeat([2810, 22500, 45000], 2)
-    assert curve(noisy(0, truth(n), 0.002), n, np.tile([0, 1], 3)).exact
     assert curve(truth(n[:4]), n[:4], np.tile([0, 1], 2)).chosen == ""
     one = curve(truth(SIZES[::3]), SIZES[::3], np.zeros(6))
-    assert one.b is None and one.e_n[1] is None and one.check["interval"] is None
+    assert one.b is None and one.check["interval"] is None
 
 
 def cell(accs: list[float], seeds: list[int] | None = None) -> Condition:
@@ -85,19 +79,13 @@ def cell(accs: list[float], seeds: list[int] | None = None) -> Condition:
     return Condition("scratch", "resnet18", 1.0, runs)
 
 
-def test_only_the_paired_test_finds_a_difference_that_pairs_by_seed():
+def test_the_paired_test_finds_a_difference_that_pairs_by_seed_and_other_seeds_go_untested():
     x = [0.70, 0.75, 0.80, 0.72]  # seeds far apart; each second run half a point above
     y = [a + d for a, d in zip(x, (0.005, 0.006, 0.004, 0.005), strict=True)]
     paired = compare("model", cell(y), cell(x))
-    assert paired.test == "paired t" and paired.p < 0.01 and paired.interval[0] > 0
-    welch = compare("model", cell(y, [10, 11, 12, 13]), cell(x))
-    assert welch.test == "Welch's t" and welch.p > 0.5 and welch.interval[0] < 0 < welch.interval[1]
-    assert compare("model", cell([0.5]), cell(x)).untested == "one seed on a side"
+    assert paired["p"] < 0.01 and paired["interval"][0] > 0
+    other = compare("model", cell(y, [10, 11, 12, 13]), cell(x))
+    assert other["untested"] == "different seeds" and "p" not in other
+    assert compare("model", cell([0.5]), cell(x))["untested"] == "one seed on a side"
     same = compare("model", cell([0.5, 0.6]), cell([0.5, 0.6]))
-    assert same.p == 1.0 and same.diff == 0
-
-
-def test_holm_multiplies_the_smallest_p_by_the_family_size_and_keeps_order():
-    assert holm([0.017, 0.24, 0.11]) == pytest.approx([0.051, 0.24, 0.22])
-    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
-    assert holm([0.9, 0.9]) == [1.0, 1.0] and holm([0.6, 0.01]) == [0.6, 0.02]
+    assert same["p"] == 1.0 and same["diff"] == 0

@@ -6,13 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import run_all
 from common.analysis import build, fits, joint, joint_refusal, write_scaling
 from common.config import SAME_RECIPE, recipe_model
 from common.models import MODELS, flops_per_image, parameter_count
 from common.runner import BASE_MODELS, Run, build_grid
 from tests.test_results import record
-from tests.test_run_all import cli_args
 
 DEPTHS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
 TRUTH = dict(a=6.0, alpha=0.5, b=40.0, beta=0.35, c=0.04)  # e(m, n) = a n^-alpha + b m^-beta + c
@@ -57,26 +55,23 @@ def test_the_joint_fit_recovers_known_exponents_from_noisy_runs():
 def test_fitted_without_the_largest_model_it_predicts_that_model():
     inside = 0
     for seed in range(3):
-        check = joint("scratch", runs(seed)).left_out["model"]
-        assert check["left_out"] == int(M[-1])
+        check = joint("scratch", runs(seed)).check
+        assert check["model"] == int(M[-1]) and not check["reason"]
         assert [c["n"] for c in check["cells"]] == [int(v) for v in N]
         inside += sum(c["inside"] for c in check["cells"])
     assert inside >= 13  # fifteen 95% intervals over three seeds
-    three = joint("scratch", runs(2, n=N[:3])).left_out["size"]  # two sizes left: not tested
-    assert "2 training-set sizes" in three["reason"] and "cells" not in three
+    three = joint("scratch", runs(2, m=M[:3])).check  # two models left: not tested
+    assert "2 model sizes" in three["reason"] and not three["cells"]
 
 
-@pytest.mark.parametrize(
-    "cells, reason",
-    [
+def test_the_joint_fit_refuses_what_its_points_cannot_identify():
+    for cells, reason in (
         ([(M[i], N[j]) for i in range(2) for j in range(5)], "2 model sizes"),
         ([(M[i], N[j]) for i in range(5) for j in range(2)], "2 training-set sizes"),
         ([(M[i], N[i]) for i in range(5)], "5 (model, size) cells for 5 parameters"),
-    ],
-)
-def test_the_joint_fit_refuses_what_its_points_cannot_identify(cells, reason):
-    m, n = (np.repeat(v, 3) for v in zip(*cells, strict=True))
-    assert reason in joint_refusal(m, n)
+    ):
+        m, n = (np.repeat(v, 3) for v in zip(*cells, strict=True))
+        assert reason in joint_refusal(m, n)
 
 
 def test_three_models_at_three_sizes_get_the_joint_fit_and_the_model_size_figure(tmp_path):
@@ -89,6 +84,7 @@ def test_three_models_at_three_sizes_get_the_joint_fit_and_the_model_size_figure
     ]
     a = build(grid, "full")
     assert [j.refused for j in a.joints] == [""] and "Joint fit, from scratch (18 runs)" in fits(a)
+    assert "(ResNet-50), predicting it: not tested: 2 model sizes" in fits(a)
     assert "error_vs_parameters.png" in [p.name for p in write_scaling(a, tmp_path)]
     assert not build([r for r in grid if r["model"] != "resnet34"], "quick").joints
 
@@ -112,11 +108,4 @@ def test_every_model_has_a_notebook_a_cost_and_a_recipe():
     assert all(recipe_model(m) in BASE_MODELS for m in MODELS)
     assert all(why for _, why in SAME_RECIPE.values())
     assert len(build_grid(["scratch", "pretrained"], None, [1 / 16, 0.5, 1.0], [0])) == 13
-
-
-def test_dry_run_lists_all_five_depths(tmp_path, fake_data, torch_home, no_network, capsys):
-    (tmp_path / "data").symlink_to(fake_data, target_is_directory=True)
-    assert run_all.main(cli_args(tmp_path, "--models", ",".join(DEPTHS), "--dry-run")) == 0
-    out = capsys.readouterr().out
-    assert "30 runs" in out  # 5 depths x 3 sizes x 2 settings
-    assert all(f"scratch    {d}_data-1-16_seed0" in out for d in DEPTHS)
+    assert len(build_grid(["scratch", "pretrained"], DEPTHS, [1 / 16, 0.5, 1.0], [0])) == 30

@@ -16,17 +16,14 @@ from common.report import (
     SCHEMA,
     NotProduced,
     collect,
+    curve_path,
     grid_time_line,
-    group_conditions,
     images_title,
     keeps_full,
     load_metrics,
     make_metrics,
     plot_curves,
     replace_between,
-    save_curves,
-    split_configurations,
-    split_weights,
     stamp,
     summary_table,
     variant,
@@ -72,12 +69,8 @@ def test_the_committed_runs_are_todays_schema_with_portable_paths():
         assert not re.search(r'"/(work|root|tmp|home)/', path.read_text()), path
     outside = make_config(profile="quick", data_dir="/elsewhere/d", output_dir="/elsewhere/r")
     assert make_metrics(outside, fake_result())["config"]["data_dir"] == "../d"  # beside the run
-
-
-def test_a_run_on_gpu_3_is_labelled_from_its_own_record():
-    cfg = make_config(profile="quick", output_dir="/nowhere")
-    m = make_metrics(cfg, dict(fake_result(), device="cuda:3", device_name="NVIDIA H200"))
-    assert (m["device"], m["hardware"]) == ("cuda:3", "NVIDIA H200 (GPU)")
+    gpu = make_metrics(outside, dict(fake_result(), device="cuda:3", device_name="NVIDIA H200"))
+    assert (gpu["device"], gpu["hardware"]) == ("cuda:3", "NVIDIA H200 (GPU)")  # its own GPU
 
 
 def test_quick_runs_say_how_many_images_they_saw_beside_their_subset():
@@ -87,27 +80,21 @@ def test_quick_runs_say_how_many_images_they_saw_beside_their_subset():
     assert images_title(record(1 / 16)) == f"{train_images(1 / 16):,} images"
 
 
-def test_configurations_are_grouped_apart_and_the_main_one_is_that_of_most_runs():
+def test_the_main_configuration_is_that_of_most_runs_and_other_weights_are_kept_apart():
     old = [record(f, s, 0.2, lr=0.01, when=1) for f in (1 / 16, 1.0) for s in (0, 1)]
     new = [record(f, s, 0.6, when=2) for f in (1 / 16, 1.0) for s in (0, 1)]
     assert variant(old[0]) == (("lr", 0.01),) and variant(new[0]) == ()
-    cells = group_conditions(old + new)
-    assert len(cells) == 4 and sorted({c.label for c in cells}) == ["lr: recipe", "lr=0.01"]
     stray = record(1.0, 0, 0.9, epochs=1, when=3)  # a later notebook run
-    main, others = split_configurations([*old, *new, stray])
-    assert {m["test_acc"] for m in main} == {0.6} and len(others) == 5
-    tuned = [record(1.0, s, 0.9, pretrained=True, when=4) for s in (0, 1)]
-    labels = {(c.setting, c.label) for c in group_conditions(old + new + tuned)}
-    assert ("pretrained", "") in labels  # a setting of one configuration needs no label
-
-
-def test_fine_tuned_runs_of_other_weights_are_kept_apart():
-    runs = [
-        record(model="resnet50", pretrained=True, weights=w, when=i)
+    tuned = [
+        record(model="resnet50", pretrained=True, weights=w, when=4 + i)
         for i, w in enumerate(("V1", "V2"))
     ]
-    plotted, apart = split_weights([record(), *runs])
-    assert [m["config"]["weights"] for m in apart] == ["V1"] and len(plotted) == 2
+    a = build([*old, *new, stray, *tuned], "full")
+    assert {r["test_acc"] for c in a.cells if c.setting == "scratch" for r in c.runs} == {0.6}
+    labels = {c.setting: c.label for c in a.rows if c.variant == (("lr", 0.01),)}
+    assert labels == {"scratch": "epochs: recipe, lr=0.01"}  # what tells it from the others
+    assert {c.label for c in a.rows if c.setting == "pretrained"} == {""}  # one configuration
+    assert [c.weights for c in a.drawn if c.setting == "pretrained"] == ["ImageNet V2"]
 
 
 def test_the_summary_table_shows_seeds_failures_and_missing_weights():
@@ -121,8 +108,7 @@ def test_the_summary_table_shows_seeds_failures_and_missing_weights():
     text = summary_table(build(runs, "full", missing, failed))
     assert "52.00 ± 2.00 (n = 3 of 4: seed 3 failed: TrainingError: diverged)" in text
     assert "| 61.00 (n=1) |" in text and "not produced: failed: OOM" in text
-    assert "85.13" not in text  # the starting point is no column beside ours
-    assert weights_line(missing) in text and "2 pretrained cells (ResNet-18 at 100%" in text
+    assert "2 pretrained cells (ResNet-18 at 100%; ResNet-50 at 100%)" in weights_line(missing)
 
 
 def test_grid_time_is_measured_or_read_from_the_records():
@@ -132,9 +118,8 @@ def test_grid_time_is_measured_or_read_from_the_records():
 
 
 def test_curves_use_the_seed_names_and_one_epoch_has_one_tick(tmp_path):
-    paths = save_curves([record(1 / 16, s) for s in (0, 1)], tmp_path)
-    names = ["from-scratch/resnet18_acc_1-16.png", "from-scratch/resnet18_loss_1-16.png"]
-    assert [p.relative_to(tmp_path).as_posix() for p in paths] == names
+    path = curve_path(tmp_path, "scratch", "resnet18", 1 / 16, "acc")
+    assert path.relative_to(tmp_path).as_posix() == "from-scratch/resnet18_acc_1-16.png"
     fig = plot_curves([dict(record(), **fake_result(epochs=1))], "acc")
     fig.canvas.draw()
     (left, right), ticks = fig.axes[0].get_xlim(), fig.axes[0].get_xticks()
