@@ -82,8 +82,6 @@ def ensure_cifar10(data_dir: str | Path, download: bool = True) -> Path:
     there, or else downloaded (if `download`); one line when none of these works."""
     root = Path(data_dir).expanduser()
     folder = root / FOLDER
-    if root.is_file():
-        raise DataError(f"data_dir {root} is a file: give the folder of {FOLDER}/ or {ARCHIVE}")
     if not folder.is_dir() and (root / ARCHIVE).is_file():
         try:  # unpacked beside the archive, never left half-unpacked
             with tarfile.open(root / ARCHIVE) as tar, tempfile.TemporaryDirectory(dir=root) as tmp:
@@ -253,7 +251,8 @@ class Batches:
                 xb = _resize(xb, self.image_size)
             xb = (xb - self.norm[0]) / self.norm[1]
             if self.train and self.mixup:  # BiT's mixup_data: the batch against a permutation
-                lam, partner = draws["lam"][i], draws["keys"][part].argsort()
+                # the ranks of the batch's random indices: a random permutation of its images
+                lam, partner = draws["lam"][i], idx.argsort()
                 xb = lam * xb + (1 - lam) * xb[partner]
                 onehot = F.one_hot(yb, NUM_CLASSES).float()
                 yb = lam * onehot + (1 - lam) * onehot[partner]
@@ -270,8 +269,6 @@ class Batches:
         if self.cutout:
             high = SIDE - self.cutout + 1
             parts["cy"], parts["cx"] = torch.randint(0, high, (2, used), generator=gen)
-        if self.mixup:
-            parts["keys"] = torch.randint(0, 2**31, (used,), generator=gen)
         sent = to_device(torch.cat(list(parts.values())), self.x.device)
         draws = dict(zip(parts, sent.split([p.numel() for p in parts.values()]), strict=True))
         draws["flip"] = draws["flip"].bool()

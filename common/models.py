@@ -74,17 +74,15 @@ def _folders(weights_dir: Where) -> list[Path]:
 def locate_weights(
     name: str, weights_dir: Where, download: bool, version: str
 ) -> tuple[Path | None, str]:
-    """(The file of the model's ImageNet weights, found or downloaded and hash-checked, "") or
-    (None, why not)."""
+    """(The model's ImageNet weights file, found or downloaded hash-checked, "") or (None, why)."""
     file = weights_file(name, version)
     found = next((f / file for f in _folders(weights_dir) if (f / file).is_file()), None)
     if found or not download:
         return found, "" if found else "it was not downloaded"
-    prefix = torch.hub.HASH_REGEX.search(file).group(1)
     try:  # into the cache only when whole: a failed download leaves no folder behind
         with tempfile.TemporaryDirectory() as tmp:
-            url, part = _url(name, version), Path(tmp) / file
-            torch.hub.download_url_to_file(url, str(part), prefix, progress=False)
+            part, prefix = Path(tmp) / file, torch.hub.HASH_REGEX.search(file).group(1)
+            torch.hub.download_url_to_file(_url(name, version), str(part), prefix, progress=False)
             hub_dir().mkdir(parents=True, exist_ok=True)
             return Path(shutil.move(part, hub_dir() / file)), ""
     except Exception as e:  # e.g. torch's "invalid hash value", a URLError naming the lookup
@@ -101,13 +99,10 @@ def build_model(
     weights: str | None = "V1",
 ) -> nn.Module:
     """A 10-class model: from scratch with `stem`, or pretrained (ImageNet stem) from
-    `weights_path` or torchvision's `weights` version, never other weights; `seed` seeds init.
-    Pretrained weights may be float16 and lack the ImageNet head, which is replaced anyway."""
+    `weights_path` or torchvision's `weights` version, never other weights; `seed` seeds init."""
     check_model(name)
     if seed is not None:
         torch.manual_seed(seed)
-    if stem not in STEMS:
-        raise ConfigError(f"unknown stem {stem!r}: choose one of {', '.join(STEMS)}")
     if not pretrained:
         # each residual block starts as the identity: stable at high lr (Goyal et al., 2017)
         model = MODELS[name](weights=None, num_classes=10, zero_init_residual=True)
@@ -116,7 +111,6 @@ def build_model(
             nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
             model.maxpool = nn.Identity()
         return model
-    weights = weights or "V1"
     path, why = (weights_path, "") if weights_path else locate_weights(name, None, True, weights)
     if path is None:
         raise WeightsError(missing_weights({name: why}, weights, None))
@@ -130,7 +124,7 @@ def build_model(
             "pass a state dict saved with torch.save(model.state_dict(), path)"
         ) from None
     head = {k: v for k, v in model.state_dict().items() if k.startswith("fc.")}
-    try:  # every key, of the right size: only the head, replaced below, may be absent
+    try:  # every key at its size, float16 too; only the head, replaced below, may be absent
         model.load_state_dict(head | state)
     except RuntimeError as e:
         detail = str(e).split("\n\t")[1] if "\n\t" in str(e) else str(e).splitlines()[0]
@@ -150,8 +144,8 @@ def grid_weights(
     download: bool,
     check: bool,
 ) -> tuple[dict[str, str], dict[str, str]]:
-    """Each model's weights file (from `custom`, or torchvision's) and why others have none;
-    with `check`, each file is loaded into its model once."""
+    """Each model's weights file (`custom`'s, or torchvision's), why others have none; `check`
+    loads each file into its model once."""
     files, not_possible = {}, {}
     for model in sorted(set(models)):
         found, why = custom.get(model), ""
