@@ -366,10 +366,10 @@ def read_back(history: list[dict[str, Any]], cfg: RunConfig) -> None:
 
 
 def validate(
-    model: nn.Module, batches: Batches, arithmetic: Arithmetic, cfg: RunConfig, run: dict
-) -> str:
+    model: nn.Module, batches: Batches, arithmetic: Arithmetic, cfg: RunConfig, run: dict, desc: str
+) -> None:
     """Add the validation figures to the run's last epoch (read back first), copy the weights on
-    the device if they are the best so far, and say how the epoch went."""
+    the device if they are the best so far, and write how the epoch `desc` went."""
     read_back(run["history"], cfg)
     val_loss, val_acc = evaluate(model, batches, arithmetic, cfg.tta)
     h = run["history"][-1]
@@ -377,8 +377,8 @@ def validate(
     if val_acc > run["best"]["val_acc"]:
         run["best"] = {"val_acc": val_acc, "epoch": h["epoch"]}
         run["best_weights"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    return (
-        f"train loss {h['train_loss']:.3f} acc {h['train_acc']:.3f} | "
+    tqdm.write(
+        f"{desc}: train loss {h['train_loss']:.3f} acc {h['train_acc']:.3f} | "
         f"val loss {val_loss:.3f} acc {val_acc:.3f}"
     )
 
@@ -424,7 +424,7 @@ def train(
             history.append({"epoch": epoch, "lr": sched.get_last_lr()[0], "train": figures})
             # evaluate on the cadence, the best weights kept on the device
             if epoch % every == 0 or epoch == cfg.epochs:
-                tqdm.write(f"{desc}: {validate(model, val_b, arithmetic, cfg, run)}")
+                validate(model, val_b, arithmetic, cfg, run, desc)
             # checkpoint now if the next epoch's end would leave more than the interval unsaved
             now = clock()
             if run_dir and now - last_save + (now - epoch_started) >= cfg.checkpoint_every:
