@@ -44,29 +44,17 @@ class Cifar10(NamedTuple):
     test_y: torch.Tensor
 
 
-class Splits(NamedTuple):
-    """Index sets into the official training split; the test split is used whole."""
-
-    train: torch.Tensor
-    val: torch.Tensor
-
-
-_RECONSTRUCT = np.zeros(1).__reduce__()[0]  # numpy's array reconstructor, where this numpy has it
-BATCH_GLOBALS = {
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
-    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
-}
+_RECONSTRUCT = np.zeros(1).__reduce__()[0]  # numpy's array reconstructor, wherever it lives
+BATCH_GLOBALS = {"ndarray": np.ndarray, "dtype": np.dtype, "_reconstruct": _RECONSTRUCT}
 
 
 class _BatchUnpickler(pickle.Unpickler):
     """Loads plain values and numpy arrays only (BATCH_GLOBALS), so a crafted file runs nothing."""
 
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in BATCH_GLOBALS:
+        if module.split(".")[0] != "numpy" or name not in BATCH_GLOBALS:
             raise pickle.UnpicklingError(f"it asks to load {module}.{name}")
-        return BATCH_GLOBALS[(module, name)]
+        return BATCH_GLOBALS[name]
 
 
 def _read_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,8 +63,7 @@ def _read_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     try:
         with open(path, "rb") as f:
             batch = _BatchUnpickler(f, encoding="latin1").load()
-        data = np.asarray(batch["data"])
-        labels = np.asarray(batch["labels"], dtype=np.int64)
+        data, labels = np.asarray(batch["data"]), np.asarray(batch["labels"], dtype=np.int64)
     except Exception as e:  # a crafted or truncated file, another format, missing keys
         raise DataError(
             f"{path} is not a CIFAR-10 batch ({type(e).__name__}: {e}); {fix}"
@@ -95,8 +82,6 @@ def ensure_cifar10(data_dir: str | Path, download: bool = True) -> Path:
     there, or else downloaded (if `download`); one line when none of these works."""
     root = Path(data_dir).expanduser()
     folder = root / FOLDER
-    if root.is_file():
-        raise DataError(f"data_dir {root} is a file: give the folder of {FOLDER}/ or {ARCHIVE}")
     if not folder.is_dir() and (root / ARCHIVE).is_file():
         try:  # unpacked beside the archive, never left half-unpacked
             with tarfile.open(root / ARCHIVE) as tar, tempfile.TemporaryDirectory(dir=root) as tmp:
@@ -167,9 +152,11 @@ def _positions(parts: list[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.sort(np.concatenate(parts)))
 
 
-def make_splits(labels: torch.Tensor, val_size: int, fraction: float, seed: int) -> Splits:
-    """A stratified validation split fixed by `val_size` alone, and a stratified `fraction` of
-    the rest: a per-class prefix of a permutation drawn from `seed`, so fractions nest."""
+def make_splits(
+    labels: torch.Tensor, val_size: int, fraction: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions of (training, validation) images: a stratified validation split fixed by `val_size`
+    alone, a stratified `fraction` of the rest as a per-class prefix of a `seed`'s permutation."""
     if not 0 <= val_size < len(labels):
         raise DataError(f"val_size {val_size} must be in [0, {len(labels)}): pick a smaller one")
     per_class, val_counts = _per_class(labels, val_size)
@@ -187,7 +174,7 @@ def make_splits(labels: torch.Tensor, val_size: int, fraction: float, seed: int)
             f"data fraction {fraction:g} leaves a class with no training image: "
             f"use at least {smallest:.2g}"
         )
-    return Splits(_positions(train), _positions(val))
+    return _positions(train), _positions(val)
 
 
 def stratified_subset(labels: torch.Tensor, n: int) -> torch.Tensor:
@@ -215,14 +202,11 @@ def crop_flip(
     padded: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor, size: int
 ) -> torch.Tensor:
     """The `size`-px window at (`dy`, `dx`) of each image of `padded`, mirrored where `flip`."""
-    n, c = padded.shape[:2]
     span = torch.arange(size, device=padded.device)
-    rows = (dy[:, None] + span)[:, None, :, None]
-    cols = dx[:, None] + span
-    cols = torch.where(flip[:, None], cols.flip(1), cols)[:, None, None, :]
-    batch = torch.arange(n, device=padded.device)[:, None, None, None]
-    chans = torch.arange(c, device=padded.device)[None, :, None, None]
-    return padded[batch, chans, rows, cols]
+    rows = (dy[:, None] + span)[:, :, None]
+    cols = torch.where(flip[:, None], dx[:, None] + span.flip(0), dx[:, None] + span)[:, None, :]
+    batch = torch.arange(len(padded), device=padded.device)[:, None, None]
+    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
 
 
 @dataclass(eq=False)
@@ -248,7 +232,6 @@ class Batches:
     def __post_init__(self) -> None:
         norm = torch.tensor([self.mean, self.std]).view(2, 1, 3, 1, 1) * 255
         self.norm = to_device(norm, self.x.device)
-        self.black = -self.norm[0] / self.norm[1]  # a zero pixel, normalized
         n, bs = len(self.x), self.batch_size
         full = n // bs if self.train and n >= bs else -(-n // bs)
         self.steps = min(full, self.limit) if self.limit else full
@@ -261,22 +244,21 @@ class Batches:
         for i in range(self.steps):
             part = slice(i * self.batch_size, (i + 1) * self.batch_size)
             idx = draws["order"][part] if self.train else part
-            xb, yb = self.normalize(self.x[idx]), self.y[idx]
+            xb, yb = self.x[idx].float(), self.y[idx]
             if self.train:
                 xb = self.augment(xb, draws, part)
             if self.image_size != xb.shape[-1]:
                 xb = _resize(xb, self.image_size)
+            xb = (xb - self.norm[0]) / self.norm[1]
             if self.train and self.mixup:  # BiT's mixup_data: the batch against a permutation
-                lam, partner = draws["lam"][i], draws["keys"][part].argsort()
+                # the ranks of the batch's random indices: a random permutation of its images
+                lam, partner = draws["lam"][i], idx.argsort()
                 xb = lam * xb + (1 - lam) * xb[partner]
                 onehot = F.one_hot(yb, NUM_CLASSES).float()
                 yb = lam * onehot + (1 - lam) * onehot[partner]
             yield xb.contiguous(memory_format=self.memory_format), yb
 
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        return (x.float() - self.norm[0]) / self.norm[1]
-
-    def draws(self) -> dict[str, torch.Tensor]:
+    def draws(self) -> dict[str, Any]:
         """One epoch's random numbers, drawn from the CPU generator (reproducible on any device)
         and sent to the images' device in one copy; a part that is off draws nothing."""
         gen, used = self.gen, min(len(self.x), self.steps * self.batch_size)
@@ -287,35 +269,30 @@ class Batches:
         if self.cutout:
             high = SIDE - self.cutout + 1
             parts["cy"], parts["cx"] = torch.randint(0, high, (2, used), generator=gen)
-        if self.mixup:
-            parts["keys"] = torch.randint(0, 2**31, (used,), generator=gen)
-            seed = int(torch.randint(0, 2**62, (1,), generator=gen))
-            lam = np.random.default_rng(seed).beta(self.mixup, self.mixup, self.steps)
-            parts["lam"] = torch.from_numpy(lam.astype(np.float32)).view(torch.int32).long()
         sent = to_device(torch.cat(list(parts.values())), self.x.device)
         draws = dict(zip(parts, sent.split([p.numel() for p in parts.values()]), strict=True))
         draws["flip"] = draws["flip"].bool()
-        if self.mixup:
-            draws["lam"] = draws["lam"].int().view(torch.float32)  # the bit-cast undone
+        if self.mixup:  # a weight per batch, kept on the host; numpy's beta, seeded from `gen`
+            seed = int(torch.randint(0, 2**62, (1,), generator=gen))
+            lam = np.random.default_rng(seed).beta(self.mixup, self.mixup, self.steps)
+            draws["lam"] = lam.tolist()
         return draws
 
     def augment(self, xb: torch.Tensor, d: dict[str, torch.Tensor], part: slice) -> torch.Tensor:
-        """Cutout, then the translate (or BiT's resize and crop) and flip of a training batch."""
-        n, c, h, w = xb.shape
+        """Cutout (the mean colour), then the translate (or BiT's resize and crop) and flip of a
+        training batch of pixel values."""
+        side = xb.shape[-1]
         if self.cutout:  # on the 32-px image, before the translate, as airbench does
-            ys = torch.arange(h, device=xb.device)[None, :, None] - d["cy"][part, None, None]
-            xs = torch.arange(w, device=xb.device)[None, None, :] - d["cx"][part, None, None]
+            ys = torch.arange(side, device=xb.device)[None, :, None] - d["cy"][part, None, None]
+            xs = torch.arange(side, device=xb.device)[None, None, :] - d["cx"][part, None, None]
             square = (ys >= 0) & (ys < self.cutout) & (xs >= 0) & (xs < self.cutout)
-            xb = xb.masked_fill(square[:, None], 0)
-        p, size = AUG_PAD, w
+            xb = torch.where(square[:, None], self.norm[0], xb)
         if self.resize:
-            padded, size = _resize(xb, self.resize), self.image_size
-        elif self.pad_mode == "reflect":
-            padded = F.pad(xb, (p, p, p, p), mode="reflect")
-        else:  # the border is a zero pixel, set exactly
-            padded = self.black.expand(n, c, h + 2 * p, w + 2 * p).clone()
-            padded[:, :, p : p + h, p : p + w] = xb
-        return crop_flip(padded, d["dy"][part], d["dx"][part], d["flip"][part], size)
+            padded, side = _resize(xb, self.resize), self.image_size
+        else:  # "zeros": a black border
+            mode = "constant" if self.pad_mode == "zeros" else self.pad_mode
+            padded = F.pad(xb, (AUG_PAD,) * 4, mode=mode)
+        return crop_flip(padded, d["dy"][part], d["dx"][part], d["flip"][part], side)
 
 
 def fraction_label(fraction: float) -> str:

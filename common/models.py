@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
+import shutil
+import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from urllib.parse import urlparse
 
 import torch
 import torchvision.models as tvm
@@ -58,7 +58,7 @@ def _url(name: str, version: str) -> str:
 
 def weights_file(name: str, version: str = "V1") -> str:
     """torchvision's file name for the model's ImageNet weights, e.g. 'resnet50-0676ba61.pth'."""
-    return Path(urlparse(_url(name, version)).path).name
+    return _url(name, version).rsplit("/", 1)[1]
 
 
 def hub_dir() -> Path:
@@ -71,55 +71,23 @@ def _folders(weights_dir: Where) -> list[Path]:
     return ([Path(weights_dir).expanduser()] if weights_dir else []) + [hub_dir()]
 
 
-def find_weights(name: str, weights_dir: Where = None, version: str = "V1") -> Path | None:
-    """The local file of the model's ImageNet weights of `version`, or None."""
-    file = weights_file(name, version)
-    return next((f / file for f in _folders(weights_dir) if (f / file).is_file()), None)
-
-
 def locate_weights(
     name: str, weights_dir: Where, download: bool, version: str
 ) -> tuple[Path | None, str]:
-    """(The ImageNet weights file, found or downloaded and hash-checked, "") or (None, why)."""
-    found = find_weights(name, weights_dir, version)
+    """(The model's ImageNet weights file, found or downloaded hash-checked, "") or (None, why)."""
+    file = weights_file(name, version)
+    found = next((f / file for f in _folders(weights_dir) if (f / file).is_file()), None)
     if found or not download:
         return found, "" if found else "it was not downloaded"
-    target = hub_dir() / weights_file(name, version)
-    prefix = torch.hub.HASH_REGEX.search(target.name).group(1)
-    made = [p for p in (target.parent, *target.parent.parents) if not p.exists()]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        torch.hub.download_url_to_file(_url(name, version), str(target), prefix, progress=False)
-        return target, ""
-    except Exception as e:
-        if isinstance(e, RuntimeError) and "invalid hash" in str(e):
-            raise WeightsError(
-                f"the download of {_url(name, version)} does not match torchvision's hash "
-                f"(SHA-256 starting {prefix}) and was not kept: try again, or copy the file from "
-                "a machine where it downloads whole"
-            ) from None
-        # a URLError's reason names e.g. the name resolution that failed
+    try:  # into the cache only when whole: a failed download leaves no folder behind
+        with tempfile.TemporaryDirectory() as tmp:
+            part, prefix = Path(tmp) / file, torch.hub.HASH_REGEX.search(file).group(1)
+            torch.hub.download_url_to_file(_url(name, version), str(part), prefix, progress=False)
+            hub_dir().mkdir(parents=True, exist_ok=True)
+            return Path(shutil.move(part, hub_dir() / file)), ""
+    except Exception as e:  # e.g. torch's "invalid hash value", a URLError naming the lookup
         text = " ".join(str(getattr(e, "reason", None) or e).split()) or "no detail"
         return None, f"the download failed ({type(e).__name__}: {text})"
-    finally:
-        for folder in [] if target.exists() else made:  # deepest first; each only if empty
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-
-
-def ensure_weights(
-    name: str, weights_dir: Where = None, download: bool = True, version: str = "V1"
-) -> Path:
-    """The ImageNet weights file, found or downloaded; else one line: where, why, the remedy."""
-    found, reason = locate_weights(name, weights_dir, download, version)
-    if found:
-        return found
-    where, file = _folders(weights_dir), weights_file(name, version)
-    raise WeightsError(
-        f"ImageNet {weights_version(name, version)} weights for {name} ({file}) are unavailable: "
-        f"not in {' or '.join(map(str, where))}, and {reason}; download {_url(name, version)} "
-        f"on a machine with internet and put it in {where[0]} under that name"
-    )
 
 
 def build_model(
@@ -131,13 +99,10 @@ def build_model(
     weights: str | None = "V1",
 ) -> nn.Module:
     """A 10-class model: from scratch with `stem`, or pretrained (ImageNet stem) from
-    `weights_path` or torchvision's `weights` version, never other weights; `seed` seeds init.
-    Pretrained weights may be float16 and lack the ImageNet head, which is replaced anyway."""
+    `weights_path` or torchvision's `weights` version, never other weights; `seed` seeds init."""
     check_model(name)
     if seed is not None:
         torch.manual_seed(seed)
-    if stem not in STEMS:
-        raise ConfigError(f"unknown stem {stem!r}: choose one of {', '.join(STEMS)}")
     if not pretrained:
         # each residual block starts as the identity: stable at high lr (Goyal et al., 2017)
         model = MODELS[name](weights=None, num_classes=10, zero_init_residual=True)
@@ -146,10 +111,9 @@ def build_model(
             nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
             model.maxpool = nn.Identity()
         return model
-    weights = weights or "V1"
-    if not weights_path and weights.startswith(CUSTOM):
-        raise WeightsError(f"weights {weights!r} need their file: pass weights_path")
-    path = Path(weights_path) if weights_path else ensure_weights(name, version=weights)
+    path, why = (weights_path, "") if weights_path else locate_weights(name, None, True, weights)
+    if path is None:
+        raise WeightsError(missing_weights({name: why}, weights, None))
     model = MODELS[name](weights=None)
     try:  # a file of torch.save(model.state_dict()), or of a dict holding one as "state_dict"
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -159,21 +123,15 @@ def build_model(
             f"cannot read weights file {path} ({type(e).__name__}): "
             "pass a state dict saved with torch.save(model.state_dict(), path)"
         ) from None
-    try:
-        result = model.load_state_dict(state, strict=False)  # still refuses a size mismatch
-        missing = [k for k in result.missing_keys if not k.startswith("fc.")]
-        detail = "; ".join(
-            f"{what} key(s): {', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''}"
-            for what, keys in (("missing", missing), ("unexpected", result.unexpected_keys))
-            if keys
-        )
+    head = {k: v for k, v in model.state_dict().items() if k.startswith("fc.")}
+    try:  # every key at its size, float16 too; only the head, replaced below, may be absent
+        model.load_state_dict(head | state)
     except RuntimeError as e:
         detail = str(e).split("\n\t")[1] if "\n\t" in str(e) else str(e).splitlines()[0]
-    if detail:
         raise WeightsError(
             f"weights file {path} does not fit {name} ({detail.strip()[:200]}): "
             f"pass ImageNet weights saved from torchvision's {name}, e.g. {weights_file(name)}"
-        )
+        ) from None
     model.fc = nn.Linear(model.fc.in_features, 10)
     return model
 
@@ -186,16 +144,13 @@ def grid_weights(
     download: bool,
     check: bool,
 ) -> tuple[dict[str, str], dict[str, str]]:
-    """Each model's weights file (from `custom`, or torchvision's) and why others have none;
-    with `check`, each file is loaded into its model once."""
+    """Each model's weights file (`custom`'s, or torchvision's), why others have none; `check`
+    loads each file into its model once."""
     files, not_possible = {}, {}
     for model in sorted(set(models)):
         found, why = custom.get(model), ""
-        try:
-            if found is None:
-                found, why = locate_weights(model, weights_dir, download, version)
-        except WeightsError as e:  # a download that does not match its hash
-            why = str(e)
+        if found is None:
+            found, why = locate_weights(model, weights_dir, download, version)
         if found is None:
             not_possible[model] = why
             continue

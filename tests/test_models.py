@@ -10,14 +10,7 @@ import torch
 
 from common.config import make_config
 from common.errors import ConfigError, WeightsError
-from common.models import (
-    MODELS,
-    build_model,
-    ensure_weights,
-    find_weights,
-    hub_dir,
-    weights_file,
-)
+from common.models import MODELS, build_model, hub_dir, locate_weights, weights_file
 from tests.conftest import write_test_weights
 
 
@@ -36,8 +29,6 @@ def test_cifar_stem_keeps_resolution_and_unknown_names_are_refused():
     assert build_model("resnet18", stem="imagenet").conv1.stride == (2, 2)
     with pytest.raises(ConfigError, match="unknown model 'vgg16'"):
         build_model("vgg16")
-    with pytest.raises(ConfigError, match="unknown stem"):
-        build_model("resnet18", stem="tiny")
 
 
 def test_weights_file_names_are_torchvisions_for_each_version():
@@ -79,33 +70,26 @@ def test_the_weights_setting_labels_every_kind_of_weights(tmp_path):
 
 def test_pretrained_loads_from_the_cache_or_a_weights_dir_and_replaces_head(torch_home, tmp_path):
     path = write_test_weights("resnet18", torch_home / "hub" / "checkpoints")
-    assert find_weights("resnet18") == path
+    assert locate_weights("resnet18", None, False, "V1") == (path, "")
     model = build_model("resnet18", pretrained=True)
     saved = torch.load(path)
     assert torch.equal(model.layer1[0].conv1.weight, saved["layer1.0.conv1.weight"])
     assert model.fc.out_features == 10 and model.conv1.stride == (2, 2)
     own = write_test_weights("resnet18", tmp_path / "w")
-    assert ensure_weights("resnet18", tmp_path / "w", download=False) == own
+    assert locate_weights("resnet18", tmp_path / "w", False, "V1") == (own, "")
 
 
-def test_missing_weights_fail_in_one_line_with_folders_reason_and_remedy(
-    torch_home, tmp_path, monkeypatch
-):
+def test_missing_weights_fail_in_one_line_with_folders_reason_and_remedy(torch_home, monkeypatch):
     def offline(*args: object, **kwargs: object) -> None:
         raise urllib.error.URLError(socket.gaierror(-3, "Temporary failure in name resolution"))
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    (tmp_path / "w").mkdir()
     with pytest.raises(WeightsError) as e:
         build_model("resnet50", pretrained=True, weights_path=None)
-    assert "resnet50-0676ba61.pth" in str(e.value)  # V1, the default
-    with pytest.raises(WeightsError) as e:
-        ensure_weights("resnet50", tmp_path / "w")
     message = str(e.value)
-    assert "\n" not in message and f"not in {tmp_path / 'w'} or {hub_dir()}" in message
+    assert "\n" not in message and f"resnet50 are not in {hub_dir()}, and" in message
     reason = "the download failed (URLError: [Errno -3] Temporary failure in name resolution)"
-    assert f"{reason}; download https://download.pytorch.org/models/resnet50-" in message
-    assert f"put it in {tmp_path / 'w'} under that name" in message
+    assert f"{reason}. Remedy: download torchvision's resnet50-0676ba61.pth" in message  # V1
     assert not (torch_home / "hub").exists()  # no folder left that the download made
 
 
@@ -115,9 +99,9 @@ def test_a_download_that_does_not_match_torchvisions_hash_is_refused(
     fake = tmp_path / "served.pth"
     fake.write_bytes(b"not the weights torchvision published")
     monkeypatch.setattr(torch.hub, "urlopen", lambda request: urllib.request.urlopen(fake.as_uri()))
-    with pytest.raises(WeightsError, match="does not match torchvision's hash") as e:
-        ensure_weights("resnet18")
-    assert "\n" not in str(e.value) and "f37072fd" in str(e.value)
+    with pytest.raises(WeightsError, match="invalid hash value .expected .f37072fd") as e:
+        build_model("resnet18", pretrained=True)
+    assert "\n" not in str(e.value)
     assert not (hub_dir() / weights_file("resnet18")).exists()  # the wrong file is not kept
 
 
@@ -132,8 +116,8 @@ def test_a_float16_state_dict_without_the_head_loads_and_others_are_refused(tmp_
     assert torch.equal(model.layer4[2].conv3.weight, backbone["layer4.2.conv3.weight"].float())
     assert torch.equal(model.bn1.running_var, backbone["bn1.running_var"].float())
     for name, broken, message in (
-        ("missing", {k: v for k, v in backbone.items() if k != "layer1.0.conv1.weight"}, ""),
-        ("unexpected", dict(backbone, **{"head.weight": torch.zeros(1)}), ""),
+        ("Missing", {k: v for k, v in backbone.items() if k != "layer1.0.conv1.weight"}, ""),
+        ("Unexpected", dict(backbone, **{"head.weight": torch.zeros(1)}), ""),
         ("resnet18", MODELS["resnet18"](weights=None).state_dict(), "does not fit resnet50"),
         ("junk", b"not a checkpoint", "cannot read weights file"),
     ):

@@ -1,13 +1,15 @@
 """The training loop: learning, resume with identical results, checkpoints, schedules, early
-stopping, divergence and out-of-memory errors."""
+stopping, divergence and out-of-memory errors, and the full profile's two settings."""
 
 import contextlib
+from collections import OrderedDict
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 import common.training as train_module
 from common.config import make_config
@@ -25,7 +27,7 @@ from common.training import (
     make_optimizer,
     train,
 )
-from tests.conftest import TINY
+from tests.conftest import TINY, write_test_weights
 
 # every setting that draws random numbers or changes the batches, on at once
 ALL_ON = dict(cutout=8, pad_mode="reflect", mixup=0.4, tta="flip", head_init="zero")
@@ -42,9 +44,17 @@ def config(tmp_path, **kw):
     return make_config(model="resnet18", data_fraction=1.0, profile="quick", **values)
 
 
+def tiny_model(seed: int = 0) -> nn.Module:
+    """A convolution, batch norm and a 10-class head `fc`: what the loop does to a ResNet, for
+    a fraction of its time."""
+    torch.manual_seed(seed)
+    layers = dict(conv=nn.Conv2d(3, 8, 3, stride=2), bn=nn.BatchNorm2d(8), relu=nn.ReLU())
+    layers |= dict(pool=nn.AdaptiveAvgPool2d(1), flat=nn.Flatten(), fc=nn.Linear(8, 10))
+    return nn.Sequential(OrderedDict(layers))
+
+
 def fit(data, cfg, run_dir=None):
-    torch.manual_seed(cfg.seed)
-    return train(build_model(cfg.model, stem=cfg.stem), data, cfg, run_dir, progress=False)
+    return train(tiny_model(cfg.seed), data, cfg, run_dir, progress=False)
 
 
 @contextlib.contextmanager
@@ -65,8 +75,7 @@ def die_at_evaluation(monkeypatch: pytest.MonkeyPatch, n: int) -> Iterator[None]
 
 
 def test_a_few_steps_lower_the_loss(data, tmp_path):
-    cfg = config(tmp_path, epochs=4, steps_per_epoch=4, lr=2e-3)
-    result = fit(data, cfg)
+    result = fit(data, config(tmp_path, epochs=4, steps_per_epoch=4, lr=2e-2))
     losses = [h["train_loss"] for h in result["history"]]
     assert losses[-1] < losses[0]
     assert result["train_images"] == 160 and result["val_images"] == 20
@@ -122,14 +131,14 @@ def test_early_stopping_waits_for_patience(data, tmp_path, monkeypatch):
 
 
 def test_schedule_warms_up_then_decays_to_zero():
-    factors = [lr_factor(s, 4, 20) for s in range(21)]
+    factors = [lr_factor(s, 4, 20, "cosine", 0.0, ()) for s in range(21)]
     assert factors[0] == 0.25 and factors[3] == 1.0
     assert all(a >= b for a, b in zip(factors[3:], factors[4:], strict=False))
     assert factors[20] == pytest.approx(0.0)
-    # the triangular schedule: the same warm-up, then a straight line down to 0
-    triangle = [lr_factor(s, 4, 20, "linear") for s in range(21)]
-    assert triangle[:4] == factors[:4] and triangle[12] == pytest.approx(0.5)
-    assert triangle[20] == 0.0 and triangle[8] - triangle[9] == pytest.approx(1 / 16)
+    # the linear schedule: the same warm-up, then a straight line down to 0
+    linear = [lr_factor(s, 4, 20, "linear", 0.0, ()) for s in range(21)]
+    assert linear[:4] == factors[:4] and linear[12] == pytest.approx(0.5)
+    assert linear[20] == 0.0 and linear[8] - linear[9] == pytest.approx(1 / 16)
 
 
 def lrs_over_the_run(tmp_path, steps_per_epoch: int, **settings) -> list[float]:
@@ -200,6 +209,21 @@ def test_zero_head_starts_training_from_a_zero_classifier(data, tmp_path, monkey
         return real(model, *args)
 
     monkeypatch.setattr(train_module, "make_optimizer", watched)
-    model = build_model("resnet18", seed=0)
+    model = tiny_model()
     train(model, data, config(tmp_path, epochs=1, head_init="zero"), progress=False)
     assert heads == [0.0] and model.fc.weight.abs().sum() > 0  # zero at the start, then it learns
+
+
+def test_both_settings_of_the_full_profile_train_what_the_recipe_says(data, tmp_path):
+    # caps on the work, not on the recipe's shape (stem, resize, schedule, augmentation); the
+    # fine-tuned crop as small as the scratch run's
+    caps = dict(batch_size=4, steps_per_epoch=1, epochs=3, eval_images=20, val_size=40)
+    caps |= dict(image_size=32, precision="fp32", device="cpu")
+    own = str(write_test_weights("resnet18", tmp_path))
+    for pretrained, stem, resize in ((False, "cifar", None), (True, "imagenet", 160)):
+        cfg = make_config("resnet18", 1.0, pretrained, profile="full", weights=own, **caps)
+        assert (cfg.stem, cfg.resize) == (stem, resize)  # the branches only this profile takes
+        model = build_model(cfg.model, pretrained, cfg.stem, cfg.weights_path, weights=cfg.weights)
+        result = train(model, data, cfg, progress=False)
+        assert len(result["history"]) == cfg.epochs and result["steps_per_epoch"] == 1
+        assert all(np.isfinite(h["train_loss"]) for h in result["history"])
