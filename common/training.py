@@ -36,8 +36,6 @@ DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 LR_DROP = 0.1  # the "steps" schedule's factor at each drop: BiT's bit_hyperrule divides by 10
 NVIDIA_DRIVER = Path("/proc/driver/nvidia/version")  # there while an NVIDIA driver is loaded
 LATEST, PREVIOUS, BEST = "checkpoint.pt", "checkpoint.prev.pt", "best.pt"
-# set in a kernel's environment (run_all.py --keep-checkpoints): a finished run keeps LATEST
-KEEP_CHECKPOINTS = "BIG_VS_SMALL_KEEP_CHECKPOINTS"
 clock = time.perf_counter  # wall time and the checkpoint interval (tests replace it)
 _reported: set[str] = set()  # the GPU reasons this process has printed
 
