@@ -19,27 +19,19 @@ from collections.abc import Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from enum import StrEnum
+from itertools import product
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm import tqdm
 
+from . import report
 from .config import LIFT, SETTINGS, RunConfig, make_config, run_name
 from .data import fraction_label, fraction_title
 from .errors import ConfigError, UserError, one_line_in_jupyter
 from .files import read_json, write_json, write_text
 from .models import check_model, flops_per_image
-from .report import (
-    EXECUTED,
-    input_identity,
-    load_metrics,
-    make_metrics,
-    plot_curves,
-    save_figure,
-    save_metrics,
-    summary_line,
-)
 from .training import LATEST, prune_checkpoints, resolve_device
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
@@ -116,13 +108,7 @@ def build_grid(
             raise ConfigError(f"unknown setting {s!r}: choose from {', '.join(SETTINGS)}")
     for m in models or []:
         check_model(m)
-    runs = [
-        Run(s, m, f, seed)
-        for s in settings
-        for m in (models or BASE_MODELS)
-        for f in fractions
-        for seed in seeds
-    ]
+    runs = [Run(*cell) for cell in product(settings, models or BASE_MODELS, fractions, seeds)]
     if models is None and "pretrained" in settings and 1.0 in fractions:
         runs += [Run("pretrained", EXTRA_MODEL, 1.0, seed) for seed in seeds]
     return list(dict.fromkeys(runs))
@@ -181,13 +167,13 @@ def same_run(metrics: dict[str, Any], cfg: RunConfig) -> bool:
     """Whether `metrics` records the run `cfg` describes: the same training, and no input file
     known on both sides changed."""
     key, saved = cfg.training_key(), metrics["config"]
-    files, now = metrics["inputs"] or {}, input_identity(cfg.data_dir, cfg.weights_path)
+    files, now = metrics["inputs"] or {}, report.input_identity(cfg.data_dir, cfg.weights_path)
     same_files = all(files.get(k) is None or now[k] is None or files[k] == now[k] for k in now)
     return {k: saved.get(k) for k in key} == key and same_files
 
 
 def state(cfg: RunConfig) -> State:
-    metrics = load_metrics(cfg.output_dir)
+    metrics = report.load_metrics(cfg.output_dir)
     if metrics and same_run(metrics, cfg):
         return State.DONE
     return State.FAILED if (Path(cfg.output_dir) / FAILED).exists() else State.TODO
@@ -248,12 +234,12 @@ def train_or_reuse(cfg: RunConfig) -> dict[str, Any]:
     """A notebook's run: trained in `cfg.output_dir`, or read back where that folder holds it
     finished; a one-line ConfigError where it holds another configuration's finished run or
     another process runs it. run_all.py's kernels train: run_all.py locked and checked."""
-    if os.environ.get(EXECUTED) == "papermill":
+    if os.environ.get(report.EXECUTED) == "papermill":
         return train_and_save(cfg)
     folder = Path(cfg.output_dir)
     try:
         with run_lock(folder):
-            metrics = load_metrics(folder)
+            metrics = report.load_metrics(folder)
             if metrics is None:
                 return train_and_save(cfg)
     except Busy:
@@ -288,10 +274,11 @@ def train_and_save(cfg: RunConfig, executed: str | None = None, direct: bool = F
 def save_run(cfg: RunConfig, result: dict[str, Any], executed: str | None = None) -> dict:
     """Write the run's curves, then its metrics.json (it marks the run done), then drop its
     resumable checkpoints."""
-    metrics = make_metrics(cfg, result, executed)
+    metrics = report.make_metrics(cfg, result, executed)
     for metric in ("acc", "loss"):
-        save_figure(plot_curves([metrics], metric), Path(cfg.output_dir) / f"{metric}.png")
-    save_metrics(cfg.output_dir, metrics)
+        figure = report.plot_curves([metrics], metric)
+        report.save_figure(figure, Path(cfg.output_dir) / f"{metric}.png")
+    report.save_metrics(cfg.output_dir, metrics)
     prune_checkpoints(cfg.output_dir)
     return metrics
 
@@ -301,9 +288,9 @@ def show_run(metrics: dict[str, Any]) -> None:
     import matplotlib.pyplot as plt
 
     for metric in ("acc", "loss"):
-        plot_curves([metrics], metric)
+        report.plot_curves([metrics], metric)
     plt.show()
-    print(summary_line(metrics))
+    print(report.summary_line(metrics))
 
 
 def check_kernel(name: str) -> None:
@@ -454,11 +441,11 @@ def execute(
             if direct:
                 train_and_save(cfg, executed="direct", direct=True)
             else:
-                env = (env or {}) | {EXECUTED: "papermill"}  # the record says how it ran
+                env = (env or {}) | {report.EXECUTED: "papermill"}  # the record says how it ran
                 run_notebook(
                     run.notebook, output, notebook_parameters(cfg, extra_keys), kernel, env
                 )
-            if not load_metrics(run_dir):
+            if not report.load_metrics(run_dir):
                 raise RuntimeError("the run finished without writing metrics.json")
             mark_finished(run_dir)
             return Outcome(run, True, "done")
@@ -575,7 +562,7 @@ def follow(
             run = outcome.run
             ended.add(run)
             if outcome.ok:
-                line = summary_line(load_metrics(configs[run].output_dir))
+                line = report.summary_line(report.load_metrics(configs[run].output_dir))
             else:
                 line = f"FAILED {run.setting} {run.name} ({fraction_title(run.fraction)}): "
                 line += outcome.message
