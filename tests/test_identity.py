@@ -1,5 +1,5 @@
 """Inputs and identity: --set of what has its own option, lifted caps, --force, which data and
-weights a finished run used, and GPUs for --device cuda --jobs N."""
+weights a finished run used, a notebook's relative paths, and GPUs for --device cuda --jobs N."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from common.config import make_config
 from common.errors import UserError
 from common.report import file_identity, make_metrics, save_metrics
 from common.runner import Run, State, notebook_config, notebook_parameters, run_config, state
-from tests.conftest import fake_result
-from tests.test_paths import run_all as cli
+from tests.conftest import REPO, fake_result
+from tests.test_run_all import cli_args
 
 
 @pytest.mark.parametrize(
@@ -48,18 +48,18 @@ def test_set_none_lifts_the_quick_caps_into_the_notebook():
     assert make_config(profile="quick", eval_images=None).eval_images == 2000  # unset: recipe
 
 
-def test_force_retrains_a_finished_run_whose_checkpoints_were_kept(tmp_path, fake_data):
-    (tmp_path / "data").symlink_to(fake_data, target_is_directory=True)
-    args = ("--settings", "scratch", "--models", "resnet18", "--fractions", "1")
-    args += ("--data-dir", "data", "--output-dir", "out", "--keep-checkpoints")
-    cli(tmp_path, *args, "--set=eval_images=None", "--direct")  # the notebook: the forced run
-    run = tmp_path / "out/scratch/resnet18_data-100_seed0"
+def test_force_retrains_a_finished_run_whose_checkpoints_were_kept(workdir, capsys):
+    args = ("--settings", "scratch", "--models", "resnet18", "--fractions", "1", "--direct")
+    args += ("--keep-checkpoints",)
+    assert run_all.main(cli_args(workdir, *args)) == 0
+    run = workdir / "runs/scratch/resnet18_data-100_seed0"
     first = json.loads((run / "metrics.json").read_text())
-    assert first["test_images"] == 60  # all of the fake test set: the cap of 40 lifted
     assert (run / "checkpoint.pt").exists()
-    cli(tmp_path, *args, "--set=eval_images=None", "--force")
-    notebook = (run / "resnet18_data-100_seed0.ipynb").read_text()
-    assert "resuming" not in notebook and notebook.count("epoch 1/2: train loss") == 1
+    capsys.readouterr()
+    assert run_all.main(cli_args(workdir, *args, "--force")) == 0
+    out = capsys.readouterr().out
+    assert "1 run: 1 to run" in out and "resuming" not in out
+    assert out.count("epoch 1/2: train loss") == 1  # from its first epoch
     second = json.loads((run / "metrics.json").read_text())
     assert second["history"] == first["history"] and second["finished_at"] >= first["finished_at"]
 
@@ -137,3 +137,12 @@ def test_the_notebook_rebuilds_the_weights_label_run_all_gave_its_run(tmp_path, 
     params = notebook_parameters(cfg)
     again = notebook_config(None, **params)  # the notebook's own call
     assert again.training_key() == cfg.training_key()  # the same run: done stays done
+
+
+def test_a_notebooks_relative_paths_are_relative_to_the_repository():
+    cfg = make_config(
+        pretrained=True, profile="quick", data_dir="data", output_dir="o", weights_path="w/x.pth"
+    )
+    assert (cfg.data_dir, cfg.output_dir) == (str(REPO / "data"), str(REPO / "o"))
+    assert cfg.weights_path == str(REPO / "w" / "x.pth")
+    assert make_config(profile="quick", data_dir="/abs/data").data_dir == "/abs/data"
