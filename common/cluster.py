@@ -184,7 +184,7 @@ def run_on_ray(
     options: dict[str, Any],
 ) -> Iterator[Outcome]:
     """Run `todo` as Ray tasks (one GPU or `cpus` CPUs each), yielding outcomes as they finish,
-    each run's files written locally first; the local folders stay locked until all end."""
+    each run's files written into its local folder first; those stay locked until all end."""
     import ray
 
     task = ray.remote(num_gpus=int(gpu), num_cpus=1 if gpu else cpus, max_retries=RETRIES)(run_task)
@@ -214,11 +214,26 @@ def run_on_ray(
             while pending:
                 [ref], _ = ray.wait(list(pending), num_returns=1)
                 run = pending.pop(ref)
+                cfg, run_dir = configs[run], Path(configs[run].output_dir)
                 try:
                     ok, message, files = ray.get(ref)
                 except ray.exceptions.RayError as e:  # its worker died RETRIES + 1 times, say
                     ok, message, files = False, first_line(e), {}
-                yield store(run, configs[run], ok, message, files, options)
+                if ok and METRICS in files:  # the driver's paths, portable; its inputs' identity
+                    metrics = json.loads(files[METRICS])
+                    for key in ("data_dir", "output_dir", "weights_path"):
+                        metrics["config"][key] = portable(getattr(cfg, key), cfg.output_dir)
+                    metrics["inputs"] = input_identity(cfg.data_dir, cfg.weights_path)
+                    files[METRICS] = (json.dumps(metrics, indent=2) + "\n").encode()
+                try:  # as a local run leaves them
+                    unpack(files, run_dir)
+                    if ok:
+                        runner.mark_finished(run_dir, options.get("keep_checkpoints", False))
+                    else:
+                        runner.record_failure(run_dir, message, run_dir / f"{run.name}.ipynb")
+                except OSError as e:
+                    ok, message = False, f"its results could not be written to {run_dir}: {e}"
+                yield Outcome(run, ok, message)
         finally:  # Ctrl-C: each task stops its kernel; those still running after a grace die
             refs = list(pending)
             for ref in refs:
@@ -227,23 +242,3 @@ def run_on_ray(
                 _, running = ray.wait(refs, num_returns=len(refs), timeout=CANCEL_GRACE_S)
                 for ref in running:
                     ray.cancel(ref, force=True)
-
-
-def store(run: Run, cfg: RunConfig, ok: bool, message: str, files: Files, options: dict) -> Outcome:
-    """Write a task's files into the run's local folder, as a local run leaves them."""
-    run_dir = Path(cfg.output_dir)
-    try:
-        if ok and METRICS in files:  # the driver's paths, portable, and its inputs' identity
-            metrics = json.loads(files[METRICS])
-            for key in ("data_dir", "output_dir", "weights_path"):
-                metrics["config"][key] = portable(getattr(cfg, key), cfg.output_dir)
-            metrics["inputs"] = input_identity(cfg.data_dir, cfg.weights_path)
-            files[METRICS] = (json.dumps(metrics, indent=2) + "\n").encode()
-        unpack(files, run_dir)
-        if ok:
-            runner.mark_finished(run_dir, options.get("keep_checkpoints", False))
-        else:
-            runner.record_failure(run_dir, message, run_dir / f"{run.name}.ipynb")
-    except OSError as e:
-        return Outcome(run, False, f"its results could not be written to {run_dir}: {e}")
-    return Outcome(run, ok, message)

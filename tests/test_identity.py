@@ -84,45 +84,27 @@ def test_changed_data_or_weights_make_a_done_run_todo(tmp_path, fake_data):
         assert state(cfg) == State.DONE
 
 
-def fake_gpus(monkeypatch, count, visible=None):
-    """`count` GPUs that torch can use, CUDA_VISIBLE_DEVICES as `visible` (None: unset)."""
-    monkeypatch.setattr(
-        runner, "resolve_device", lambda d: torch.device("cuda" if d == "auto" else d)
-    )
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
-    if visible is None:
-        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    else:
+@pytest.mark.parametrize(
+    ("visible", "device", "jobs", "seen"),
+    [
+        (None, "auto", None, ["0", "1"]),  # one job per GPU by default, each seeing its own
+        ("2,3", "cuda", None, ["2", "3"]),  # GPUs named as the machine numbers them
+        ("2,3", "cuda:1", None, ["3"]),  # GPU 3, not GPU 0
+        (None, "cuda", 3, ["0", "1", "0"]),  # more jobs than GPUs share them, and say so
+        (None, "cpu", 2, ["", ""]),  # CPU runs see no GPU
+    ],
+)
+def test_each_job_sees_its_own_gpu(monkeypatch, visible, device, jobs, seen):
+    cuda = lambda d: torch.device("cuda" if d == "auto" else d)  # noqa: E731
+    monkeypatch.setattr(runner, "resolve_device", cuda)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    if visible:
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
-
-
-def seen(slots):
-    return [slot.env["CUDA_VISIBLE_DEVICES"] for slot in slots]
-
-
-def test_one_job_per_gpu_by_default_each_kernel_seeing_its_own(monkeypatch):
-    fake_gpus(monkeypatch, 4)
-    slots, note = runner.job_slots("auto", None)
-    assert seen(slots) == ["0", "1", "2", "3"] and note is None
-    assert {slot.device for slot in slots} == {"cuda"}  # cuda:0 of the one GPU it sees
-
-
-def test_gpus_are_named_as_the_machine_numbers_them(monkeypatch):
-    fake_gpus(monkeypatch, 2, visible="2,3")
-    assert seen(runner.job_slots("cuda", None)[0]) == ["2", "3"]
-    assert seen(runner.job_slots("cuda:1", None)[0]) == ["3"]  # GPU 3, not GPU 0
-
-
-def test_more_jobs_than_gpus_share_them_and_say_so(monkeypatch):
-    fake_gpus(monkeypatch, 2)
-    slots, note = runner.job_slots("cuda", 3)
-    assert seen(slots) == ["0", "1", "0"] and "share" in note
-
-
-def test_cpu_runs_see_no_gpu(monkeypatch):
-    fake_gpus(monkeypatch, 2)
-    slots, _ = runner.job_slots("cpu", 2)
-    assert seen(slots) == ["", ""] and {s.device for s in slots} == {"cpu"}
+    slots, note = runner.job_slots(device, jobs)
+    assert [slot.env["CUDA_VISIBLE_DEVICES"] for slot in slots] == seen
+    assert {slot.device for slot in slots} == {"cpu" if device == "cpu" else "cuda"}
+    assert (note is not None) == (jobs == 3) and (jobs != 3 or "share" in note)
 
 
 @pytest.mark.parametrize("asked", ["V2", "own file named as torchvision's"])
