@@ -15,9 +15,10 @@ import socket
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from . import runner
 from .config import REPO, RunConfig
@@ -31,34 +32,7 @@ RETRIES = 3  # times Ray starts a run again after its worker died
 CANCEL_GRACE_S = 5.0  # a cancelled task's time to stop its kernel before its worker is killed
 
 Files = dict[str, bytes]  # a folder's plain files by name
-
-
-def connect(address: str, excludes: Iterable[str] = ()) -> list[dict[str, float]]:
-    """Join the Ray cluster at `address`, shipping the code less `excludes`; its live nodes."""
-    try:
-        import ray
-    except ImportError:
-        install = "pip install -r requirements-cluster.txt"
-        raise UserError(f"--ray needs Ray, which is not installed: run `{install}`") from None
-    if where := re.fullmatch(r"\[?([^\]/]+?)\]?:(\d+)", address):
-        try:  # ray.init waits minutes for an address where nothing listens
-            socket.create_connection((where[1], int(where[2])), timeout=5).close()
-        except OSError as e:
-            why = f"no Ray cluster answers at {address} ({e.strerror or e})"
-            raise UserError(f"{why}: start one (ray start --head) or check the address") from None
-    elif address != "auto":
-        raise UserError(f"--ray takes host:port or auto, got {address!r}")
-    # Ray warns that it ships neither .git nor .venv: neither is needed
-    logging.getLogger("ray._private.worker").addFilter(
-        lambda record: "ignored by default when packaging" not in record.getMessage()
-    )
-    env = {"working_dir": str(REPO), "excludes": list(excludes)}
-    try:
-        ray.init(address, runtime_env=env, logging_level="WARNING", log_to_driver=False)
-    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:
-        why = f"cannot join the Ray cluster at {address}: {first_line(e)}"
-        raise UserError(f"{why} (run this on a node of it, with its Ray and Python)") from None
-    return [node["Resources"] for node in ray.nodes() if node["Alive"]]
+Bundle = tuple[str, tuple[str, ...], Any]  # files in the object store: (key, names, reference)
 
 
 def join(
@@ -72,11 +46,34 @@ def join(
             f"--device {device} names a device of this machine: with --ray leave it out "
             "(each run gets a GPU of the cluster) or use --device cpu"
         )
+    try:
+        import ray
+    except ImportError:
+        install = "pip install -r requirements-cluster.txt"
+        raise UserError(f"--ray needs Ray, which is not installed: run `{install}`") from None
+    if where := re.fullmatch(r"\[?([^\]/]+?)\]?:(\d+)", address):
+        try:  # ray.init waits minutes for an address where nothing listens
+            socket.create_connection((where[1], int(where[2])), timeout=5).close()
+        except OSError as e:
+            why = f"no Ray cluster answers at {address} ({e.strerror or e})"
+            raise UserError(f"{why}: start one (ray start --head) or check the address") from None
+    elif address != "auto":
+        raise UserError(f"--ray takes host:port or auto, got {address!r}")
     excludes = ["/results/", "/benchmarks/results/"]
     for path in (Path(f).resolve() for f in folders if f):
         if path.is_relative_to(repo) and path != repo:
             excludes.append(f"/{path.relative_to(repo).as_posix()}/")
-    nodes = connect(address, excludes)
+    # Ray warns that it ships neither .git nor .venv: neither is needed
+    logging.getLogger("ray._private.worker").addFilter(
+        lambda record: "ignored by default when packaging" not in record.getMessage()
+    )
+    env = {"working_dir": str(REPO), "excludes": excludes}
+    try:
+        ray.init(address, runtime_env=env, logging_level="WARNING", log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:
+        why = f"cannot join the Ray cluster at {address}: {first_line(e)}"
+        raise UserError(f"{why} (run this on a node of it, with its Ray and Python)") from None
+    nodes = [node["Resources"] for node in ray.nodes() if node["Alive"]]
     gpus, cpus_in_all = (sum(n.get(r, 0) for n in nodes) for r in ("GPU", "CPU"))
     gpu = gpus > 0 and device == "auto"
     largest = max((n.get("CPU", 0) for n in nodes), default=0)
@@ -117,29 +114,23 @@ def digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
 
 
-@dataclass(frozen=True)
-class Bundle:
-    """Files in the object store, named by content; Ray leaves a nested reference unresolved,
-    so a node fetches them only when it lacks them."""
+def put(files: Files) -> Bundle:
+    """`files` in the object store, named by content; Ray leaves a reference nested in a task's
+    arguments unresolved, so a node fetches them only when it lacks them."""
+    import ray
 
-    key: str
-    names: tuple[str, ...]
-    ref: Any
+    key = digest({name: hashlib.sha256(b).hexdigest() for name, b in files.items()})
+    return key, tuple(sorted(files)), ray.put(files)
 
-    @classmethod
-    def put(cls, files: Files) -> Bundle:
-        import ray
 
-        key = digest({name: hashlib.sha256(b).hexdigest() for name, b in files.items()})
-        return cls(key, tuple(sorted(files)), ray.put(files))
+def materialize(bundle: Bundle, folder: Path) -> Path:
+    """`folder` holding the bundle's files, fetched where one is missing."""
+    import ray
 
-    def materialize(self, folder: Path) -> Path:
-        """`folder` holding the files, fetched where one is missing (each written atomically)."""
-        import ray
-
-        if not all((folder / name).is_file() for name in self.names):
-            unpack(ray.get(self.ref), folder)
-        return folder
+    _, names, ref = bundle
+    if not all((folder / name).is_file() for name in names):
+        unpack(ray.get(ref), folder)
+    return folder
 
 
 def run_task(
@@ -154,22 +145,23 @@ def run_task(
     retry on this node resumes it; (ok, message, the run's files)."""
     import ray
 
-    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
-    os.environ["OMP_NUM_THREADS"] = str(max(1, int(cpus)))  # the kernel's torch threads
+    threads = max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # a kernel's torch threads
+    torch.set_num_threads(threads)  # a direct run's, in this worker
     cache = Path(tempfile.gettempdir()) / f"big-vs-small-{os.getuid()}"
     cache.mkdir(mode=0o700, exist_ok=True)
     if (mode := cache.stat()).st_uid != os.getuid() or mode.st_mode & 0o077:
         raise PermissionError(f"{cache} is open to other users: remove it")
-    data_dir = data.materialize(cache / "data" / data.key / "cifar-10-batches-py").parent
+    data_dir = materialize(data, cache / "data" / data[0] / "cifar-10-batches-py").parent
     paths: dict[str, Any] = {"data_dir": str(data_dir)}
     if weights is not None:
-        folder = weights.materialize(cache / "weights" / weights.key)
-        paths["weights_path"] = str(folder / weights.names[0])
-    key = digest([repr(run), overrides, data.key, weights and weights.key])
+        folder = materialize(weights, cache / "weights" / weights[0])
+        paths["weights_path"] = str(folder / weights[1][0])
+    key = digest([repr(run), overrides, data[0], weights and weights[0]])
     cfg = runner.run_config(run, cache / "runs" / key, **paths, **overrides)
     run_dir = Path(cfg.output_dir)
     if resume is not None and not (run_dir / LATEST).exists():
-        unpack(ray.get(resume.ref), run_dir)
+        unpack(ray.get(resume[2]), run_dir)
     try:
         outcome = execute(run, cfg, **options)
     except KeyboardInterrupt:  # ray.cancel: the checkpoint stays, the worker takes other tasks
@@ -192,12 +184,12 @@ def run_on_ray(
     options: dict[str, Any],
 ) -> Iterator[Outcome]:
     """Run `todo` as Ray tasks (one GPU or `cpus` CPUs each), yielding outcomes as they finish,
-    each run's files written locally first; the local folders stay locked until all end."""
+    each run's files written into its local folder first; those stay locked until all end."""
     import ray
 
     task = ray.remote(num_gpus=int(gpu), num_cpus=1 if gpu else cpus, max_retries=RETRIES)(run_task)
-    data = Bundle.put(pack(Path(data_dir) / "cifar-10-batches-py"))
-    ship = functools.cache(lambda path: Bundle.put(pack(Path(path).parent, [Path(path).name])))
+    data = put(pack(Path(data_dir) / "cifar-10-batches-py"))
+    ship = functools.cache(lambda path: put(pack(Path(path).parent, [Path(path).name])))
     pending = {}
     with ExitStack() as locks:
         try:
@@ -214,7 +206,7 @@ def run_on_ray(
                     continue
                 # an unfinished attempt's checkpoints; --force retrains a finished run anew
                 checkpoints = {} if done else pack(Path(cfg.output_dir), (LATEST, PREVIOUS))
-                resume = Bundle.put(checkpoints) if checkpoints else None
+                resume = put(checkpoints) if checkpoints else None
                 path = weights.get(run.model) if run.pretrained else None
                 # the run's own weights label, which a local weights file keeps whatever its name
                 mine = dict(overrides, weights=cfg.weights)
@@ -222,7 +214,26 @@ def run_on_ray(
             while pending:
                 [ref], _ = ray.wait(list(pending), num_returns=1)
                 run = pending.pop(ref)
-                yield store(run, configs[run], ref, options.get("keep_checkpoints", False))
+                cfg, run_dir = configs[run], Path(configs[run].output_dir)
+                try:
+                    ok, message, files = ray.get(ref)
+                except ray.exceptions.RayError as e:  # its worker died RETRIES + 1 times, say
+                    ok, message, files = False, first_line(e), {}
+                if ok and METRICS in files:  # the driver's paths, portable; its inputs' identity
+                    metrics = json.loads(files[METRICS])
+                    for key in ("data_dir", "output_dir", "weights_path"):
+                        metrics["config"][key] = portable(getattr(cfg, key), cfg.output_dir)
+                    metrics["inputs"] = input_identity(cfg.data_dir, cfg.weights_path)
+                    files[METRICS] = (json.dumps(metrics, indent=2) + "\n").encode()
+                try:  # as a local run leaves them
+                    unpack(files, run_dir)
+                    if ok:
+                        runner.mark_finished(run_dir, options.get("keep_checkpoints", False))
+                    else:
+                        runner.record_failure(run_dir, message, run_dir / f"{run.name}.ipynb")
+                except OSError as e:
+                    ok, message = False, f"its results could not be written to {run_dir}: {e}"
+                yield Outcome(run, ok, message)
         finally:  # Ctrl-C: each task stops its kernel; those still running after a grace die
             refs = list(pending)
             for ref in refs:
@@ -231,29 +242,3 @@ def run_on_ray(
                 _, running = ray.wait(refs, num_returns=len(refs), timeout=CANCEL_GRACE_S)
                 for ref in running:
                     ray.cancel(ref, force=True)
-
-
-def store(run: Run, cfg: RunConfig, ref: Any, keep_checkpoints: bool) -> Outcome:
-    """Write a finished task's files into the run's local folder, as a local run leaves them."""
-    import ray
-
-    run_dir = Path(cfg.output_dir)
-    try:
-        ok, message, files = ray.get(ref)
-    except ray.exceptions.RayError as e:  # its worker died RETRIES + 1 times, say
-        ok, message, files = False, first_line(e), {}
-    try:
-        if ok and METRICS in files:  # the driver's paths, portable, and its inputs' identity
-            metrics = json.loads(files[METRICS])
-            for key in ("data_dir", "output_dir", "weights_path"):
-                metrics["config"][key] = portable(getattr(cfg, key), cfg.output_dir)
-            metrics["inputs"] = input_identity(cfg.data_dir, cfg.weights_path)
-            files[METRICS] = (json.dumps(metrics, indent=2) + "\n").encode()
-        unpack(files, run_dir)
-        if ok:
-            runner.mark_finished(run_dir, keep_checkpoints)
-        else:
-            runner.record_failure(run_dir, message, run_dir / f"{run.name}.ipynb")
-    except OSError as e:
-        return Outcome(run, False, f"its results could not be written to {run_dir}: {e}")
-    return Outcome(run, ok, message)

@@ -110,6 +110,13 @@ def fake_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
+def workdir(tmp_path: Path, fake_data: Path) -> Path:
+    """A folder for a test's runs, with the fake data as its data/."""
+    (tmp_path / "data").symlink_to(fake_data, target_is_directory=True)
+    return tmp_path
+
+
+@pytest.fixture
 def torch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty torchvision cache for this test: the tests never use real weights."""
     home = tmp_path / "torch_home"

@@ -13,15 +13,20 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
 
+import run_all
 from common.cluster import first_line, pack, unpack
 from common.errors import UserError
-from tests.test_run_all import cli, one_line_error
+from tests.test_run_all import cli, cli_args
 
 RUN = "resnet18_data-100_seed0"
-ARGS = ("--settings", "scratch", "--models", "resnet18", "--fractions", "1/16,1")
+EPOCHS = 6  # enough to be mid-run when the worker is killed
+ARGS = ("--settings", "scratch", "--models", "resnet18", "--fractions", "1", "--direct")
+ARGS += (f"--set=epochs={EPOCHS}",)
 
 
 def free_port() -> int:
@@ -72,7 +77,7 @@ def stop_head(head: subprocess.Popen) -> None:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory):
     """A Ray head with our own node cache, started again once if no driver can join it (as
-    happened once in CI): (address, cache, session id)."""
+    happened once in CI): its address, node cache, session id and workers' logs."""
     pytest.importorskip("ray", reason="Ray is installed by requirements-dev.txt")
     node_tmp = tmp_path_factory.mktemp("node_tmp")
     temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # Ray's sockets need a short path
@@ -85,63 +90,81 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
         head, address, why = start_head(node_tmp, temp)
     try:
         assert not why, why
-        yield address, node_tmp / f"big-vs-small-{os.getuid()}", head.pid
+        cache = node_tmp / f"big-vs-small-{os.getuid()}"
+        logs = Path(temp, "session_latest", "logs")
+        yield SimpleNamespace(address=address, cache=cache, session=head.pid, logs=logs)
     finally:
         stop_head(head)
         shutil.rmtree(temp, ignore_errors=True)
 
 
-@pytest.fixture
-def workdir(tmp_path, fake_data):
-    (tmp_path / "data").symlink_to(fake_data, target_is_directory=True)
-    return tmp_path
-
-
-def metrics(folder: Path, run: str = RUN) -> dict:
-    return json.loads((folder / "runs/scratch" / run / "metrics.json").read_text())
+def metrics(folder: Path) -> dict:
+    return json.loads((folder / "runs/scratch" / RUN / "metrics.json").read_text())
 
 
 @pytest.mark.xdist_group("cluster")
-def test_the_grid_on_ray_gives_the_files_of_a_local_run(cluster, workdir):
-    address, cache, _ = cluster
-    first = cli(workdir, *ARGS, "--ray", address)
-    assert "1 node, 0 GPUs, 2 CPUs; each run asks for 1 CPU" in first.stdout
-    assert "2 runs: 2 to run" in first.stdout and first.stdout.count("ResNet-18 from scratch") == 2
-    for run in ("resnet18_data-1-16_seed0", RUN):
-        folder = workdir / "runs/scratch" / run
-        for name in (f"{run}.ipynb", f"{run}.html", "metrics.json", "best.pt", "acc.png"):
-            assert (folder / name).is_file(), name
-        assert not (folder / "checkpoint.pt").exists() and not (folder / "failed.json").exists()
-        config = metrics(workdir, run)["config"]  # the driver's folders, not the node's
-        assert config["output_dir"] == "."
-        assert Path(folder, config["data_dir"]).samefile(workdir / "data")
-        assert metrics(workdir, run)["threads"] == 1  # the task's one CPU
-    assert "| ResNet-18 | 100% | scratch |" in (workdir / "results/summary.md").read_text()
-    assert not list(cache.glob("runs/*/*/*")), "the nodes keep no finished run"
-    again = cli(workdir, *ARGS, "--ray", address)
-    assert "2 runs: 0 to run, 2 done and skipped" in again.stdout
-    too_big = cli(workdir, *ARGS, "--ray", address, "--ray-cpus", "3", check_rc=1)
-    one_line_error(too_big, "the largest node of the Ray cluster has 2: lower --ray-cpus")
-
-
-@pytest.mark.xdist_group("cluster")
-def test_a_killed_worker_has_its_run_retried_and_resumed(cluster, workdir):
-    address, cache, session = cluster
-    args = ("--settings", "scratch", "--models", "resnet18", "--fractions", "1", "--set=epochs=4")
-    driver = cli(workdir, *args, "--ray", address, background=True)
+def test_on_ray_a_killed_worker_is_retried_and_the_run_gives_the_files_of_a_local_run(
+    cluster, workdir, tmp_path_factory
+):
+    driver = cli(workdir, *ARGS, "--ray", cluster.address, background=True)
     deadline = time.time() + 300
-    while not list(cache.glob(f"runs/*/scratch/{RUN}/checkpoint.pt")) and time.time() < deadline:
-        assert driver.poll() is None, driver.communicate()[0]
-        time.sleep(0.2)
-    commands = {pid: Path(f"/proc/{pid}/cmdline").read_bytes() for pid in session_pids(session)}
+    while not list(cluster.cache.glob(f"runs/*/scratch/{RUN}/checkpoint.pt")):
+        assert driver.poll() is None and time.time() < deadline, driver.communicate()[0]
+        time.sleep(0.1)
+    commands = {
+        pid: Path(f"/proc/{pid}/cmdline").read_bytes() for pid in session_pids(cluster.session)
+    }
     workers = [pid for pid, command in commands.items() if command.startswith(b"ray::run_task")]
     assert workers, "no Ray worker is running the task"
     for pid in workers:
         os.kill(pid, signal.SIGKILL)
     out, _ = driver.communicate(timeout=600)
     assert driver.returncode == 0, out
-    assert "resuming" in (workdir / "runs/scratch" / RUN / f"{RUN}.ipynb").read_text()
-    assert len(metrics(workdir)["history"]) == 4
+    assert "1 node, 0 GPUs, 2 CPUs; each run asks for 1 CPU" in out
+    assert "1 run: 1 to run" in out and "ResNet-18 from scratch" in out
+    # the retry's worker resumed the run (Ray keeps the workers' output in its session)
+    logs = cluster.logs.glob("worker-*.out")
+    assert any("resuming resnet18 from epoch" in log.read_text() for log in logs)
+    config = metrics(workdir)["config"]  # the driver's folders, not the node's
+    assert config["output_dir"] == "."
+    assert Path(workdir / "runs/scratch" / RUN, config["data_dir"]).samefile(workdir / "data")
+    assert "| ResNet-18 | 100% | scratch |" in (workdir / "results/summary.md").read_text()
+    assert not list(cluster.cache.glob("runs/*/*/*")), "the nodes keep no finished run"
+    # the same run here, uninterrupted, with the task's one thread: the same files and numbers
+    local = tmp_path_factory.mktemp("local")
+    (local / "data").symlink_to(workdir / "data", target_is_directory=True)
+    own = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert run_all.main(cli_args(local, *ARGS)) == 0
+    finally:
+        torch.set_num_threads(own)
+    ray_run, local_run = (d / "runs/scratch" / RUN for d in (workdir, local))
+    assert {p.name for p in ray_run.iterdir()} == {p.name for p in local_run.iterdir()}
+    a, b = metrics(workdir), metrics(local)
+    assert a["threads"] == b["threads"] == 1 and len(a["history"]) == EPOCHS
+    assert a["history"] == b["history"] and a["test_acc"] == b["test_acc"]
+
+
+@pytest.mark.xdist_group("cluster")
+def test_a_node_too_small_for_the_runs_is_refused(cluster, tmp_path):
+    import ray
+
+    try:
+        with pytest.raises(UserError, match="the largest node of the Ray cluster has 2: lower"):
+            run_all.main(
+                [
+                    "--output-dir",
+                    str(tmp_path / "runs"),
+                    "--ray",
+                    cluster.address,
+                    "--ray-cpus",
+                    "3",
+                ]
+            )
+    finally:
+        ray.shutdown()
+    assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.parametrize(
@@ -156,16 +179,12 @@ def test_a_killed_worker_has_its_run_retried_and_resumed(cluster, workdir):
 )
 def test_bad_ray_options_are_refused_before_anything_runs(tmp_path, args, message):
     pytest.importorskip("ray")
-    import run_all
-
     with pytest.raises(UserError, match=re.escape(message)):
         run_all.main(["--output-dir", str(tmp_path / "runs"), *args])
     assert not (tmp_path / "runs").exists()
 
 
 def test_without_ray_the_option_says_how_to_install_it(tmp_path, monkeypatch):
-    import run_all
-
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails
     with pytest.raises(UserError, match="pip install -r requirements-cluster.txt"):
         run_all.main(["--output-dir", str(tmp_path / "runs"), "--ray", "auto"])

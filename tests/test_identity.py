@@ -1,5 +1,5 @@
 """Inputs and identity: --set of what has its own option, lifted caps, --force, which data and
-weights a finished run used, and GPUs for --device cuda --jobs N."""
+weights a finished run used, a notebook's relative paths, and GPUs for --device cuda --jobs N."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from common.config import make_config
 from common.errors import UserError
 from common.report import file_identity, make_metrics, save_metrics
 from common.runner import Run, State, notebook_config, notebook_parameters, run_config, state
-from tests.conftest import fake_result
-from tests.test_paths import run_all as cli
+from tests.conftest import REPO, fake_result
+from tests.test_run_all import cli_args
 
 
 @pytest.mark.parametrize(
@@ -48,18 +48,18 @@ def test_set_none_lifts_the_quick_caps_into_the_notebook():
     assert make_config(profile="quick", eval_images=None).eval_images == 2000  # unset: recipe
 
 
-def test_force_retrains_a_finished_run_whose_checkpoints_were_kept(tmp_path, fake_data):
-    (tmp_path / "data").symlink_to(fake_data, target_is_directory=True)
-    args = ("--settings", "scratch", "--models", "resnet18", "--fractions", "1")
-    args += ("--data-dir", "data", "--output-dir", "out", "--keep-checkpoints")
-    cli(tmp_path, *args, "--set=eval_images=None", "--direct")  # the notebook: the forced run
-    run = tmp_path / "out/scratch/resnet18_data-100_seed0"
+def test_force_retrains_a_finished_run_whose_checkpoints_were_kept(workdir, capsys):
+    args = ("--settings", "scratch", "--models", "resnet18", "--fractions", "1", "--direct")
+    args += ("--keep-checkpoints",)
+    assert run_all.main(cli_args(workdir, *args)) == 0
+    run = workdir / "runs/scratch/resnet18_data-100_seed0"
     first = json.loads((run / "metrics.json").read_text())
-    assert first["test_images"] == 60  # all of the fake test set: the cap of 40 lifted
     assert (run / "checkpoint.pt").exists()
-    cli(tmp_path, *args, "--set=eval_images=None", "--force")
-    notebook = (run / "resnet18_data-100_seed0.ipynb").read_text()
-    assert "resuming" not in notebook and notebook.count("epoch 1/2: train loss") == 1
+    capsys.readouterr()
+    assert run_all.main(cli_args(workdir, *args, "--force")) == 0
+    out = capsys.readouterr().out
+    assert "1 run: 1 to run" in out and "resuming" not in out
+    assert out.count("epoch 1/2: train loss") == 1  # from its first epoch
     second = json.loads((run / "metrics.json").read_text())
     assert second["history"] == first["history"] and second["finished_at"] >= first["finished_at"]
 
@@ -84,45 +84,27 @@ def test_changed_data_or_weights_make_a_done_run_todo(tmp_path, fake_data):
         assert state(cfg) == State.DONE
 
 
-def fake_gpus(monkeypatch, count, visible=None):
-    """`count` GPUs that torch can use, CUDA_VISIBLE_DEVICES as `visible` (None: unset)."""
-    monkeypatch.setattr(
-        runner, "resolve_device", lambda d: torch.device("cuda" if d == "auto" else d)
-    )
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
-    if visible is None:
-        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    else:
+@pytest.mark.parametrize(
+    ("visible", "device", "jobs", "seen"),
+    [
+        (None, "auto", None, ["0", "1"]),  # one job per GPU by default, each seeing its own
+        ("2,3", "cuda", None, ["2", "3"]),  # GPUs named as the machine numbers them
+        ("2,3", "cuda:1", None, ["3"]),  # GPU 3, not GPU 0
+        (None, "cuda", 3, ["0", "1", "0"]),  # more jobs than GPUs share them, and say so
+        (None, "cpu", 2, ["", ""]),  # CPU runs see no GPU
+    ],
+)
+def test_each_job_sees_its_own_gpu(monkeypatch, visible, device, jobs, seen):
+    cuda = lambda d: torch.device("cuda" if d == "auto" else d)  # noqa: E731
+    monkeypatch.setattr(runner, "resolve_device", cuda)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    if visible:
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
-
-
-def seen(slots):
-    return [slot.env["CUDA_VISIBLE_DEVICES"] for slot in slots]
-
-
-def test_one_job_per_gpu_by_default_each_kernel_seeing_its_own(monkeypatch):
-    fake_gpus(monkeypatch, 4)
-    slots, note = runner.job_slots("auto", None)
-    assert seen(slots) == ["0", "1", "2", "3"] and note is None
-    assert {slot.device for slot in slots} == {"cuda"}  # cuda:0 of the one GPU it sees
-
-
-def test_gpus_are_named_as_the_machine_numbers_them(monkeypatch):
-    fake_gpus(monkeypatch, 2, visible="2,3")
-    assert seen(runner.job_slots("cuda", None)[0]) == ["2", "3"]
-    assert seen(runner.job_slots("cuda:1", None)[0]) == ["3"]  # GPU 3, not GPU 0
-
-
-def test_more_jobs_than_gpus_share_them_and_say_so(monkeypatch):
-    fake_gpus(monkeypatch, 2)
-    slots, note = runner.job_slots("cuda", 3)
-    assert seen(slots) == ["0", "1", "0"] and "share" in note
-
-
-def test_cpu_runs_see_no_gpu(monkeypatch):
-    fake_gpus(monkeypatch, 2)
-    slots, _ = runner.job_slots("cpu", 2)
-    assert seen(slots) == ["", ""] and {s.device for s in slots} == {"cpu"}
+    slots, note = runner.job_slots(device, jobs)
+    assert [slot.env["CUDA_VISIBLE_DEVICES"] for slot in slots] == seen
+    assert {slot.device for slot in slots} == {"cpu" if device == "cpu" else "cuda"}
+    assert (note is not None) == (jobs == 3) and (jobs != 3 or "share" in note)
 
 
 @pytest.mark.parametrize("asked", ["V2", "own file named as torchvision's"])
@@ -137,3 +119,12 @@ def test_the_notebook_rebuilds_the_weights_label_run_all_gave_its_run(tmp_path, 
     params = notebook_parameters(cfg)
     again = notebook_config(None, **params)  # the notebook's own call
     assert again.training_key() == cfg.training_key()  # the same run: done stays done
+
+
+def test_a_notebooks_relative_paths_are_relative_to_the_repository():
+    cfg = make_config(
+        pretrained=True, profile="quick", data_dir="data", output_dir="o", weights_path="w/x.pth"
+    )
+    assert (cfg.data_dir, cfg.output_dir) == (str(REPO / "data"), str(REPO / "o"))
+    assert cfg.weights_path == str(REPO / "w" / "x.pth")
+    assert make_config(profile="quick", data_dir="/abs/data").data_dir == "/abs/data"

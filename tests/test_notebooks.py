@@ -54,6 +54,8 @@ def test_notebook_is_committed_as_jupyter_saves_it_without_outputs(name):
     assert nb.metadata.kernelspec == KERNELSPEC
     assert {k: v for k, v in nb.metadata.language_info.items() if k != "version"} == LANGUAGE_INFO
     assert set(nb.metadata) == {"kernelspec", "language_info"}  # no papermill or widget state
+    [params] = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
+    assert "notebook_setup()" in nb.cells[params + 1].source  # one-line errors before its work
     for cell in nb.cells:
         assert set(cell.metadata) <= {"tags"}
         if cell.cell_type == "code":
@@ -107,13 +109,6 @@ def test_a_named_notebook_refuses_another_model_and_overrides_reach_the_rest():
     assert again.training_key() == cfg.training_key() and again.lr == 0.05
 
 
-@pytest.mark.parametrize("name", [*RUNS, "scaling.ipynb"])
-def test_every_notebook_turns_on_the_one_line_errors_before_its_work(name):
-    cells = load(name).cells
-    [params] = [i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", [])]
-    assert "notebook_setup()" in cells[params + 1].source
-
-
 class FakeShell:
     """What `one_line_in_jupyter` asks of IPython's shell: the exceptions it gets handlers for."""
 
@@ -140,70 +135,38 @@ def test_importing_common_leaves_ipython_as_it_was(monkeypatch, caplog):
     assert [r.getMessage() for r in caplog.records] == ["Exception in message handler:"]
 
 
-def execute(name: str, out_dir, executed, **params) -> nbformat.NotebookNode:
-    """Run notebook `name` through papermill on its own kernel, as the README runs notebooks,
-    with the tiny recipe and `params` on top; the executed notebook."""
-    tiny = {k: v for k, v in TINY.items() if k in NOTEBOOK_PARAMETERS}
-    parameters = dict(tiny, output_dir=str(out_dir), device="cpu", profile="quick", **params)
-    parameters["overrides"] = {k: v for k, v in TINY.items() if k not in tiny}
-    pm.execute_notebook(str(NOTEBOOKS / name), str(executed), parameters, progress_bar=False)
-    return nbformat.read(executed, as_version=4)
-
-
-def test_papermill_runs_a_notebook_end_to_end_and_never_overwrites_a_finished_run(
-    fake_data, tmp_path
+def test_a_notebook_never_overwrites_a_finished_run_and_says_so_in_one_line(
+    fake_data, tmp_path, capsys
 ):
-    out, name = tmp_path / "run", "resnet18_data-1-16.ipynb"
-    executed = execute(name, out, tmp_path / "executed.ipynb", data_dir=str(fake_data))
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["model"] == "resnet18" and metrics["data_fraction"] == 1 / 16
-    assert len(metrics["history"]) == TINY["epochs"]
-    assert metrics["executed"] == "notebook"  # papermill's kernel, not one run_all.py started
-    outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
-    assert any(
-        o.get("output_type") == "display_data" and "image/png" in o.get("data", {}) for o in outputs
-    )  # the curves show inline
-    assert any("test acc" in o.get("text", "") for o in outputs)
-    # the epoch bars share stdout with the epoch lines: in Jupyter a stderr output of its own
-    # stayed behind as an empty pink stripe once a bar was cleared
-    assert not [o for o in outputs if o.get("name") == "stderr"]
-
-    # the same configuration again: read back, not retrained
-    record = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    again = execute(name, out, tmp_path / "again.ipynb", data_dir=str(fake_data))
-    text = "".join(o.get("text", "") for c in again.cells for o in c.get("outputs", []))
-    assert f"{out} already holds this run" in text and "test acc" in text
-    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == record
-    # another configuration: refused in one line, the folder untouched
-    with pytest.raises(pm.PapermillExecutionError) as e:
-        execute(name, out, tmp_path / "other.ipynb", data_dir=str(fake_data), seed=1)
-    assert e.value.ename == "ConfigError"
-    assert e.value.evalue == (
-        f"{out} holds a finished run of another configuration: set output_dir to another "
-        "folder, or delete that folder to replace its run"
-    )
-    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == record
-
-
-def test_a_bad_parameter_shows_one_line_not_a_traceback(tmp_path):
-    with pytest.raises(pm.PapermillExecutionError) as e:
-        pm.execute_notebook(
-            str(NOTEBOOKS / "resnet18_data-1-16.ipynb"),
-            str(tmp_path / "executed.ipynb"),
-            parameters={"model": "resnet50", "profile": "quick"},
-            progress_bar=False,
-        )
-    message = (
-        'this notebook trains resnet18: run resnet50 in notebooks/model.ipynb (model = "resnet50")'
-    )
-    assert (e.value.ename, e.value.evalue) == ("ConfigError", message)
-    executed = nbformat.read(tmp_path / "executed.ipynb", as_version=4)
-    [error] = [o for c in executed.cells for o in c.get("outputs", []) if o.output_type == "error"]
-    assert error.traceback == [f"ConfigError: {message}"]
-
-
-def test_a_notebook_run_waits_for_no_folder_another_process_holds(tmp_path):
-    cfg = notebook_config("resnet18", "resnet18", profile="quick", output_dir=str(tmp_path))
+    # the notebook's own call, in this process: trained, then read back, never retrained
+    params = dict(profile="quick", data_dir=str(fake_data), output_dir=str(tmp_path), **TINY)
+    cfg = notebook_config("resnet18", "resnet18", **params)
+    metrics = common.train_or_reuse(cfg)
+    record = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    assert common.train_or_reuse(cfg) == metrics
+    assert f"{tmp_path} already holds this run" in capsys.readouterr().out
     with run_lock(tmp_path), pytest.raises(ConfigError, match="being run by another process"):
         common.train_or_reuse(cfg)
-    assert list(tmp_path.iterdir()) == []
+    # another configuration, through papermill: refused in one line, the folder untouched
+    notebook = dict(params, seed=1, device="cpu")
+    notebook["overrides"] = {k: v for k, v in TINY.items() if k not in NOTEBOOK_PARAMETERS}
+    for key in notebook["overrides"]:
+        del notebook[key]
+    executed = tmp_path.parent / "executed.ipynb"
+    with pytest.raises(pm.PapermillExecutionError) as e:
+        pm.execute_notebook(
+            str(NOTEBOOKS / "resnet18_data-1-16.ipynb"), str(executed), notebook, progress_bar=False
+        )
+    message = (
+        f"{tmp_path} holds a finished run of another configuration: set output_dir to another "
+        "folder, or delete that folder to replace its run"
+    )
+    assert (e.value.ename, e.value.evalue) == ("ConfigError", message)
+    [error] = [
+        o
+        for c in nbformat.read(executed, 4).cells
+        for o in c.get("outputs", [])
+        if o.output_type == "error"
+    ]
+    assert error.traceback == [f"ConfigError: {message}"]
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == record
