@@ -228,7 +228,7 @@ def run_on_ray(
                 try:  # as a local run leaves them
                     unpack(files, run_dir)
                     if ok:
-                        runner.mark_finished(run_dir, options.get("keep_checkpoints", False))
+                        runner.mark_finished(run_dir)
                     else:
                         runner.record_failure(run_dir, message, run_dir / f"{run.name}.ipynb")
                 except OSError as e:

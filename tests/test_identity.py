@@ -48,13 +48,12 @@ def test_set_none_lifts_the_quick_caps_into_the_notebook():
     assert make_config(profile="quick", eval_images=None).eval_images == 2000  # unset: recipe
 
 
-def test_force_retrains_a_finished_run_whose_checkpoints_were_kept(workdir, capsys):
+def test_force_retrains_a_finished_run_from_its_start(workdir, capsys):
     args = ("--settings", "scratch", "--models", "resnet18", "--fractions", "1", "--direct")
-    args += ("--keep-checkpoints",)
     assert run_all.main(cli_args(workdir, *args)) == 0
     run = workdir / "runs/scratch/resnet18_data-100_seed0"
     first = json.loads((run / "metrics.json").read_text())
-    assert (run / "checkpoint.pt").exists()
+    assert sorted(p.name for p in run.glob("*.pt")) == ["best.pt"]  # no resumable checkpoint
     capsys.readouterr()
     assert run_all.main(cli_args(workdir, *args, "--force")) == 0
     out = capsys.readouterr().out
