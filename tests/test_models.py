@@ -60,7 +60,7 @@ def test_the_weights_setting_labels_every_kind_of_weights(tmp_path):
         make_config("resnet50", 1.0, pretrained=False, profile="quick", weights="V2").weights
         is None
     )
-    with pytest.raises(ConfigError, match="neither V1 nor V2 nor a file"):
+    with pytest.raises(ConfigError, match="is not V1/V2 nor a file"):
         label("resnet50", weights="V3")
     other = tmp_path / "b" / "keras.pth"  # another file of the same name: another label
     other.parent.mkdir()

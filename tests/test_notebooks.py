@@ -1,7 +1,6 @@
 """The notebooks: thin, clean, parameterized, documented, and executable with papermill; a named
-notebook trains its own model; importing `common` leaves IPython as it was."""
+notebook trains its own model; their first call sets up one-line errors."""
 
-import importlib
 import json
 import logging
 from types import SimpleNamespace
@@ -10,7 +9,7 @@ import nbformat
 import papermill as pm
 import pytest
 
-import common
+from common import runner
 from common.errors import ConfigError, UserError
 from common.runner import (
     KERNEL,
@@ -84,9 +83,9 @@ def test_notebooks_share_the_same_code_but_their_own_model():
     bodies = set()
     for name in RUNS:
         cells = [c.source for c in load(name).cells[2:]]
-        assert cells[0].startswith("import common\n\ncommon.notebook_setup()")
+        assert cells[0].startswith("from common import runner\n\nrunner.notebook_setup()")
         lines = cells[0].splitlines()
-        own = lines.index("cfg = common.notebook_config(") + 1
+        own = lines.index("cfg = runner.notebook_config(") + 1
         assert lines[own].startswith(f"    {own_model(name)},  # ")
         bodies.add(json.dumps(["\n".join(lines[:own] + lines[own + 1 :]), *cells[1:]]))
     assert len(bodies) == 1  # only the parameters, the title and the own model differ
@@ -119,15 +118,15 @@ class FakeShell:
         self.handled.append(types)
 
 
-def test_importing_common_leaves_ipython_as_it_was(monkeypatch, caplog):
+def test_notebook_setup_shows_user_errors_in_one_line_and_drops_the_interrupt_log(
+    monkeypatch, caplog
+):
     import IPython
 
     shell = FakeShell()
     shell.kernel = SimpleNamespace(log=logging.getLogger("IPKernelApp"))
     monkeypatch.setattr(IPython, "get_ipython", lambda: shell)
-    importlib.reload(common)  # its import, in a shell
-    assert shell.handled == []
-    common.notebook_setup()  # what the notebooks call
+    runner.notebook_setup()  # what the notebooks call
     assert shell.handled == [(UserError,)]
     # the line jupyter_client's interrupt before shutdown makes the kernel log goes; others stay
     shell.kernel.log.error("KeyboardInterrupt caught in kernel.")
@@ -141,12 +140,12 @@ def test_a_notebook_never_overwrites_a_finished_run_and_says_so_in_one_line(
     # the notebook's own call, in this process: trained, then read back, never retrained
     params = dict(profile="quick", data_dir=str(fake_data), output_dir=str(tmp_path), **TINY)
     cfg = notebook_config("resnet18", "resnet18", **params)
-    metrics = common.train_or_reuse(cfg)
+    metrics = runner.train_or_reuse(cfg)
     record = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
-    assert common.train_or_reuse(cfg) == metrics
+    assert runner.train_or_reuse(cfg) == metrics
     assert f"{tmp_path} already holds this run" in capsys.readouterr().out
     with run_lock(tmp_path), pytest.raises(ConfigError, match="being run by another process"):
-        common.train_or_reuse(cfg)
+        runner.train_or_reuse(cfg)
     # another configuration, through papermill: refused in one line, the folder untouched
     notebook = dict(params, seed=1, device="cpu")
     notebook["overrides"] = {k: v for k, v in TINY.items() if k not in NOTEBOOK_PARAMETERS}
