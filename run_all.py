@@ -23,6 +23,7 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from common.errors import UserError, with_options
@@ -30,7 +31,7 @@ from common.files import read_json
 
 REPO = Path(__file__).resolve().parent
 MODELS = "resnet18, resnet34, resnet50, resnet101, resnet152, resnext50_32x4d"
-# Run settings with options of their own, which --set refuses.
+# Run settings with options of their own: --set refuses them, errors name the option
 OWN_OPTIONS = {
     "seed": "--seeds",
     "model": "--models",
@@ -43,9 +44,8 @@ OWN_OPTIONS = {
     "device": "--device",
     "profile": "--profile",
 }
-PARAMETER_OPTIONS = {"data_dir": "--data-dir", "device": "--device", "weights": "--weights"}
 PATHS = ("data_dir", "output_dir", "images_dir", "results_dir", "readme", "weights_dir")
-Plan = dict[str, Any]
+Plan = SimpleNamespace  # the grid, its configurations and states, where its runs go
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -101,7 +101,6 @@ def split(text: str) -> list[str]:
 
 def parse_weights(items: list[str]) -> tuple[str, dict[str, str]]:
     """--weights: (torchvision's version, {model: one's own file})."""
-
     version, custom = "V1", {}
     for item in items:
         model, sep, file = item.partition("=")
@@ -123,7 +122,6 @@ def parse_weights(items: list[str]) -> tuple[str, dict[str, str]]:
 
 def set_options(items: list[str]) -> dict[str, Any]:
     """The --set values, refusing settings that have options of their own."""
-
     sets = config.parse_sets(items)
     if own := next((key for key in sets if key in OWN_OPTIONS), None):
         raise UserError(f"--set {own}: use {OWN_OPTIONS[own]} instead")
@@ -148,51 +146,46 @@ def choose_profile(args: argparse.Namespace) -> str | None:
 
 def make_plan(args: argparse.Namespace) -> Plan:
     """The grid, its profile, where its runs go (local slots or Ray) and their overrides."""
-
     fractions = [data.parse_fraction(f) for f in split(args.fractions)]
     if not all(s.isdigit() for s in split(args.seeds)):
         raise UserError(f"--seeds takes whole numbers, e.g. 0,1,2; got {args.seeds!r}")
     for count in ("epochs", "jobs", "ray_cpus"):
         if (value := getattr(args, count)) is not None and value < 1:
             raise UserError(f"--{count.replace('_', '-')} must be 1 or more, got {value}")
-    models = split(args.models) if args.models else None
+    asked = split(args.models) if args.models else None
     seeds = [int(s) for s in split(args.seeds)]
-    grid = runner.build_grid(split(args.settings), models, fractions, seeds)
+    grid = runner.build_grid(split(args.settings), asked, fractions, seeds)
     if not grid:
         raise UserError("the grid is empty: give at least one setting, fraction and seed")
-    version, custom = parse_weights(args.weights)
-    if unused := sorted(set(custom) - {r.model for r in grid if r.pretrained}):
+    plan = Plan(grid=grid, slots=[], ray_gpu=False, profile=choose_profile(args))
+    plan.version, plan.custom = parse_weights(args.weights)
+    if unused := sorted(set(plan.custom) - {r.model for r in grid if r.pretrained}):
         raise UserError(
             f"--weights {unused[0]}=...: no pretrained run of {unused[0]} in this grid: check "
             "--models and --settings"
         )
-    sets, profile = set_options(args.set), choose_profile(args)
-    plan = dict(grid=grid, version=version, custom=custom, slots=[], ray_gpu=False)
     if args.ray and not (args.dry_run or args.report_only):
         folders = [getattr(args, name) for name in PATHS]
-        plan["ray_gpu"] = cluster.join(
-            args.ray, args.device, args.jobs, args.ray_cpus, REPO, folders
-        )
-        profile = profile or ("full" if plan["ray_gpu"] else "quick")
+        plan.ray_gpu = cluster.join(args.ray, args.device, args.jobs, args.ray_cpus, REPO, folders)
+        plan.profile = plan.profile or ("full" if plan.ray_gpu else "quick")
     elif not args.ray:
-        plan["slots"], sharing = runner.job_slots(args.device, args.jobs)
+        plan.slots, sharing = runner.job_slots(args.device, args.jobs)
         if sharing and not (args.dry_run or args.report_only):
             print(sharing)
-    if profile is None and (profile := config.default_profile()) == "quick":
-        print("no usable GPU: using --profile quick (short CPU smoke runs)")
-    plan["profile"] = profile
-    plan["overrides"] = sets | dict(
-        profile=profile, device=args.device, data_dir=args.data_dir, weights=version
-    )
+    if plan.profile is None:
+        plan.profile = config.default_profile()
+        if plan.profile == "quick":
+            print("no usable GPU: using --profile quick (short CPU smoke runs)")
+    given = dict(profile=plan.profile, device=args.device, data_dir=args.data_dir)
+    plan.overrides = set_options(args.set) | given | dict(weights=plan.version)
     if args.epochs is not None:
-        plan["overrides"]["epochs"] = args.epochs
+        plan.overrides["epochs"] = args.epochs
     return plan
 
 
 def report_places(args: argparse.Namespace, profile: str) -> None:
     """The repository's images/, results/ and README for its own runs/ (but never a quick
     report over full-profile results); beside the runs otherwise."""
-
     own = Path(args.output_dir).resolve() == (REPO / "runs").resolve()
     protected = own and args.readme is None and report.keeps_full(REPO / "README.md", profile)
     base = REPO if own and not protected else Path(args.output_dir)
@@ -217,62 +210,48 @@ def check_writable(folder: Path) -> None:
 
 
 def preflight(args: argparse.Namespace, plan: Plan) -> None:
-    """Check what every run needs before any starts: folders, weights, data, each subset; then
-    build each run's config and find its state."""
-
+    """Check what every run needs before any starts (folders, weights, data, each subset), and
+    give each run its configuration and state."""
     idle = args.dry_run or args.report_only
     for folder in [] if args.dry_run else (args.output_dir, args.images_dir, args.results_dir):
         check_writable(Path(folder))
-    pretrained = (r.model for r in plan["grid"] if r.pretrained)
-    weights, not_possible = models.grid_weights(
-        pretrained,
-        plan["custom"],
-        plan["version"],
-        args.weights_dir,
-        not idle,
-        not args.report_only,
-    )
-    configs = {}
-    for run in plan["grid"]:
-        file = weights.get(run.model) if run.pretrained else None
-        own = {"weights": file} if file and run.model in plan["custom"] else {}  # 'custom: FILE'
-        configs[run] = runner.run_config(
-            run, args.output_dir, **(plan["overrides"] | own), weights_path=file
-        )
+    pretrained = {r.model for r in plan.grid if r.pretrained}
+    find = (plan.version, args.weights_dir, not idle, not args.report_only)
+    plan.weights, plan.not_possible = models.grid_weights(pretrained, plan.custom, *find)
+    plan.configs, plan.states = {}, {}
+    for run in plan.grid:
+        file = plan.weights.get(run.model) if run.pretrained else None
+        own = {"weights": file} if file and run.model in plan.custom else {}  # 'custom: FILE'
+        cfg = runner.run_config(run, args.output_dir, **plan.overrides | own, weights_path=file)
+        blocked = run.pretrained and run.model in plan.not_possible
+        plan.configs[run] = cfg
+        plan.states[run] = runner.State.NOT_POSSIBLE if blocked else runner.state(cfg)
     if not args.report_only:
         data.ensure_cifar10(args.data_dir, download=not args.dry_run)
         labels = data.load_cifar10(args.data_dir, download=False).train_y
-        for fraction, seed, val in {
-            (c.data_fraction, c.seed, c.val_size) for c in configs.values()
-        }:
-            data.make_splits(labels, val, fraction, seed)  # each must leave every class an image
-    blocked = {r for r in plan["grid"] if r.pretrained and r.model in not_possible}
-    states = {
-        r: runner.State.NOT_POSSIBLE if r in blocked else runner.state(configs[r]) for r in configs
-    }
-    plan.update(configs=configs, weights=weights, not_possible=not_possible, states=states)
+        for cfg in plan.configs.values():  # each must leave every class an image
+            data.make_splits(labels, cfg.val_size, cfg.data_fraction, cfg.seed)
 
 
 def runs(plan: Plan, *states: str) -> list:
-    return [r for r, s in plan["states"].items() if s in states]
+    return [r for r, s in plan.states.items() if s in states]
 
 
 def show_plan(args: argparse.Namespace, plan: Plan, todo: list) -> None:
     """What cannot run and why, the counts, and with --dry-run every run's state."""
-
-    grid, blocked = plan["grid"], runs(plan, "not possible")
+    grid, blocked = plan.grid, runs(plan, "not possible")
     if blocked:
-        why = models.missing_weights(plan["not_possible"], plan["version"], args.weights_dir)
+        why = models.missing_weights(plan.not_possible, plan.version, args.weights_dir)
         if len(blocked) == len(grid) and not (args.dry_run or args.report_only):
             raise UserError(f"no run of this grid is possible here: {why}")
         print(f"{len(blocked)} of {len(grid)} runs are not possible here: {why}")
     skipped = len([r for r in runs(plan, "done") if r not in todo])
     print(
         f"{len(grid)} run{'s' * (len(grid) != 1)}: {len(todo)} to run, {skipped} done and "
-        f"skipped, {len(blocked)} not possible; profile {plan['profile']}"
+        f"skipped, {len(blocked)} not possible; profile {plan.profile}"
     )
     for run in grid if args.dry_run else []:
-        cfg, now = plan["configs"][run], plan["states"][run]
+        cfg, now = plan.configs[run], plan.states[run]
         why = (runner.failure_reason(cfg.output_dir) if now == "failed" else "") or ""
         if now in ("todo", "failed") and (epoch := runner.resume_epoch(cfg)) is not None:
             why = f"resumes at epoch {epoch} of {cfg.epochs} {why}"
@@ -281,56 +260,45 @@ def show_plan(args: argparse.Namespace, plan: Plan, todo: list) -> None:
 
 def dispatch(args: argparse.Namespace, plan: Plan, todo: list) -> list:
     """Run `todo` here or on Ray, showing progress; the failures."""
-
-    options = dict(
-        direct=args.direct,
-        kernel=args.kernel,
-        extra_keys=list(plan["overrides"]),
-        force=args.force,
-    )
-    configs, overrides = plan["configs"], dict(plan["overrides"])
+    options = dict(direct=args.direct, kernel=args.kernel, force=args.force)
+    options["extra_keys"] = list(plan.overrides)
     if not args.ray:
-        return runner.follow(
-            runner.run_locally(todo, configs, plan["slots"], options), todo, configs
-        )
-    del overrides["data_dir"]  # each Ray node has its own copy
-    ray = (args.data_dir, plan["ray_gpu"], args.ray_cpus, plan["weights"], options)
+        outcomes = runner.run_locally(todo, plan.configs, plan.slots, options)
+        return runner.follow(outcomes, todo, plan.configs)
+    overrides = {k: v for k, v in plan.overrides.items() if k != "data_dir"}  # a node's own
+    ray = (args.data_dir, plan.ray_gpu, args.ray_cpus, plan.weights, options)
+    outcomes = cluster.run_on_ray(todo, plan.configs, overrides, *ray)
     note = "finished runs are kept; the others resume on their Ray nodes"
-    return runner.follow(cluster.run_on_ray(todo, configs, overrides, *ray), todo, configs, note)
+    return runner.follow(outcomes, todo, plan.configs, note)
 
 
 def report_grid(args: argparse.Namespace, plan: Plan, failures: list, call: Any) -> int:
     """The figures, the summary and the README's section; the exit status."""
-
     blocked = runs(plan, "not possible")
     for run in blocked:
-        call.missing[run.condition] = report.NotProduced(
-            weights=models.weights_file(run.model, plan["version"])
-        )
+        file = models.weights_file(run.model, plan.version)
+        call.missing[run.condition] = report.NotProduced(weights=file)
     for run, why in failures:
         call.failed.setdefault(run.condition, {})[run.seed] = why
-    call.notes = [models.weights_remedy(plan["not_possible"], plan["version"])] if blocked else []
+    call.notes = [models.weights_remedy(plan.not_possible, plan.version)] if blocked else []
     places = (args.output_dir, args.images_dir, args.results_dir)
     if args.direct:
         print("--direct: no scaling notebook (a call without --direct, or --report-only, runs it)")
     else:
-        call.figures, error = runner.execute_scaling(*places, plan["profile"], args.kernel)
+        call.figures, error = runner.execute_scaling(*places, plan.profile, args.kernel)
         if error:
             print(f"the scaling notebook failed: {error}")
     readme = None if args.readme == "none" else args.readme
-    print(f"summary: {report.write_report(*places, readme, plan['profile'], call)}")
-    if len(blocked) == len(plan["grid"]):
+    print(f"summary: {report.write_report(*places, readme, plan.profile, call)}")
+    if len(blocked) == len(plan.grid):
         print("no run of this grid is possible here (see above): nothing was trained")
     elif failures:
-        print(f"{len(failures)} run(s) failed (details in each run folder's failed.json, .html):")
-        for run, why in failures:
-            print(f"  {run.setting} {run.name}: {why}")
-    return int(len(blocked) == len(plan["grid"]) or bool(failures))
+        print(f"{len(failures)} run(s) failed: the FAILED lines above; each folder's failed.json")
+    return int(len(blocked) == len(plan.grid) or bool(failures))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-
     command = "python run_all.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     call = report.Call(command, started=STARTED if argv is None else time.perf_counter())
     if args.weights_dir is not None and not Path(args.weights_dir).is_dir():
@@ -341,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.direct:
         runner.check_kernel(args.kernel)
     plan = make_plan(args)
-    report_places(args, plan["profile"])
+    report_places(args, plan.profile)
     preflight(args, plan)
     todo = runs(plan, "todo", "failed") + (runs(plan, "done") if args.force else [])
     todo.sort(key=lambda r: r.cost, reverse=True)  # with parallel runs the grid ends sooner
@@ -359,7 +327,6 @@ def main(argv: list[str] | None = None) -> int:
 def stop(interrupted: KeyboardInterrupt) -> None:
     """After Ctrl-C or SIGTERM: end every notebook this call runs, then this process (whose
     threads hold the direct runs); each unfinished run keeps its last checkpoint."""
-
     for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut this short
         signal.signal(sig, signal.SIG_IGN)
     runner.stop_notebooks()
@@ -375,6 +342,6 @@ if __name__ == "__main__":
     try:
         sys.exit(main())
     except UserError as e:
-        sys.exit(f"run_all.py: error: {with_options(str(e), PARAMETER_OPTIONS)}")
+        sys.exit(f"run_all.py: error: {with_options(str(e), OWN_OPTIONS)}")
     except KeyboardInterrupt as e:
         stop(e)
