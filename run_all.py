@@ -92,7 +92,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 if __name__ == "__main__" and {"-h", "--help"} & set(sys.argv[1:]):
     parse_args()  # --help answers before the imports below, which take seconds (torch)
 
-from common import cluster, config, data, models, report, runner  # noqa: E402
+from common import cluster, config, data, models, report, runner
 
 
 def split(text: str) -> list[str]:

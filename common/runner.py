@@ -17,11 +17,11 @@ import threading
 import time
 from collections.abc import Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from itertools import product
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from tqdm import tqdm
@@ -407,8 +407,7 @@ def kernels_of(pid: int) -> list[int]:
     return found
 
 
-@dataclass
-class Outcome:
+class Outcome(NamedTuple):
     run: Run
     ok: bool
     message: str
@@ -478,12 +477,11 @@ def execute_scaling(
     return [f for f in sorted(folder.glob("*.png")) if before.get(f) != f.stat().st_mtime_ns], error
 
 
-@dataclass(frozen=True)
-class Slot:
+class Slot(NamedTuple):
     """Where one job runs: the `device` its runs get, and its kernels' environment."""
 
     device: str
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str]
 
 
 def gpu_ids() -> list[str]:
