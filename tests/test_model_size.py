@@ -83,9 +83,7 @@ def test_three_models_at_three_sizes_get_the_joint_fit_and_the_model_size_figure
         for s in (0, 1)
     ]
     a = build(grid, "full")
-    assert [j["refused"] for j in a.joints] == [""] and "Joint fit, from scratch (18 runs)" in fits(
-        a
-    )
+    assert [j["refused"] for j in a.joints] == [""] and "fit, from scratch (18 runs)" in fits(a)
     assert "(ResNet-50), predicting it: not tested: 2 model sizes" in fits(a)
     assert "error_vs_parameters.png" in [p.name for p in write_scaling(a, tmp_path)]
     assert not build([r for r in grid if r["model"] != "resnet34"], "quick").joints
