@@ -1,8 +1,6 @@
-"""The analysis of a report, computed once and rendered by every table and figure: test accuracy
-compared by paired t over seeds, Holm-corrected across the report; power-law fits over data size
-chosen by AICc, checked on the largest size; the joint fit over data and model size (Rosenfeld et
-al. 2020), checked on the largest model; their tables and the scaling figures. Intervals are 95%
-t-intervals over each seed's own fit."""
+"""The analysis of a report, computed once: paired t over seeds with Holm; power laws over data
+size chosen by AICc and the joint fit over data and model size (Rosenfeld et al. 2020), each
+checked on its largest point; their tables and the scaling figures."""
 
 from __future__ import annotations
 
@@ -47,7 +45,7 @@ DELTA_AIC = 2.0  # a curve with more parameters must lower AICc by more than thi
 FLAT, PURE, FLOOR = "flat line", "pure power law", "power law with floor"
 PARAMS = {FLAT: 1, PURE: 2, FLOOR: 3}
 JOINT_PARAMS, AXIS_SIZES = 5, 3  # the joint form's parameters; distinct values an axis needs
-FIGURES = ("error_vs_data", "accuracy_vs_time", "pretrained_gap", "error_vs_parameters")
+FIGURES = ("error_vs_data", "pretrained_gap", "error_vs_parameters")
 Bounds = tuple[float, float] | None
 
 
@@ -159,37 +157,25 @@ def per_seed(groups: np.ndarray, seeds: np.ndarray, refit: Callable) -> list:
     return [refit(seeds == s) for s in every] if len(every) > 1 else []
 
 
-def held_out(predict: Callable, draws: list, measured: float, **where: int) -> dict[str, Any]:
-    """A fit's prediction of a left-out point, the interval of its seeds' draws, the measure."""
+def held_out(predict: Callable, fit: Any, draws: list, measured: float, **where: int) -> dict:
+    """A fit's prediction of a left-out point, the 95% interval of its seeds' fits, the measure."""
     bounds = interval([float(predict(d)) for d in draws])
     inside = None if bounds is None else bounds[0] <= measured <= bounds[1]
-    return dict(where, interval=bounds, measured=float(measured), inside=inside)
+    return dict(
+        where, predicted=float(predict(fit)), interval=bounds, measured=measured, inside=inside
+    )
 
 
-@dataclass(frozen=True)
-class Curve:
-    """One (setting, model)'s curve over data size, fitted and checked; below 3 sizes its points."""
-
-    setting: str
-    model: str
-    points: list[tuple[int, float]]  # (training images, test error) per run
-    chosen: str = ""  # by AICc
-    aic: dict[str, float] | None = None
-    fit: PowerLaw | None = None
-    b: Bounds = None
-    check: dict[str, Any] | None = None  # fitted without the largest size, its prediction of it
-
-
-def learning_curve(setting: str, model: str, runs: list[Record]) -> Curve:
-    """The curve chosen by AICc, fitted with its floor (without it b's interval narrows around a
-    biased value), and its check on the largest size."""
+def learning_curve(setting: str, model: str, runs: list[Record]) -> dict[str, Any]:
+    """A curve over data size chosen by AICc, fitted with its floor (without it b's interval
+    narrows around a biased value) and checked on the largest size; below 3 sizes its points."""
     n = np.array([r["train_images"] for r in runs], dtype=float)
     err = np.array([1 - r["test_acc"] for r in runs])
     seeds = np.array([r["seed"] for r in runs])
-    points = [(int(a), float(b)) for a, b in zip(n, err, strict=True)]
-    sizes = np.unique(n)
+    points = [(int(a), float(b)) for a, b in zip(n, err, strict=True)]  # (images, error) per run
+    curve, sizes = dict(setting=setting, model=model, points=points, chosen=""), np.unique(n)
     if sizes.size < 3:
-        return Curve(setting, model, points)
+        return curve
 
     def fitted(s: np.ndarray) -> tuple[str, dict, PowerLaw, list[PowerLaw]]:
         chosen, scores = choose(n[s], err[s])
@@ -200,10 +186,10 @@ def learning_curve(setting: str, model: str, runs: list[Record]) -> Curve:
     big = float(sizes[-1])
     chosen, scores, fit, draws = fitted(n > 0)
     _, _, part, part_draws = fitted(n < big)
-    check = held_out(lambda f: f(big), part_draws, err[n == big].mean(), n=int(big))
-    check.update(predicted=float(part(big)), fit_on=[int(s) for s in sizes[:-1]])
+    check = held_out(lambda f: f(big), part, part_draws, float(err[n == big].mean()), n=int(big))
     b = interval([d.b for d in draws]) if chosen != FLAT else None
-    return Curve(setting, model, points, chosen, scores, fit, b, check)
+    check["fit_on"] = [int(s) for s in sizes[:-1]]
+    return dict(curve, chosen=chosen, aic=scores, fit=fit, b=b, check=check)
 
 
 def joint_refusal(m: np.ndarray, n: np.ndarray) -> str:
@@ -229,28 +215,15 @@ def fit_joint(m: np.ndarray, n: np.ndarray, err: np.ndarray) -> JointLaw:
     return JointLaw(p[0] * n0 ** p[1], p[1], p[2] * m0 ** p[3], p[3], p[4])
 
 
-@dataclass(frozen=True)
-class Joint:
-    """One setting's joint fit, its intervals and its check on the largest model, or why not."""
-
-    setting: str
-    models: dict[int, str]  # parameter count -> model title
-    runs: int
-    refused: str
-    fit: JointLaw | None = None
-    alpha: Bounds = None
-    beta: Bounds = None
-    check: dict[str, Any] | None = None  # fitted without the largest model, its prediction of it
-
-
-def joint(setting: str, runs: list[Record]) -> Joint:
-    """The joint fit of `runs`, and fitted without the largest model, its prediction of it."""
+def joint(setting: str, runs: list[Record]) -> dict[str, Any]:
+    """A setting's joint fit, its intervals and its check on the largest model; or why not."""
     m = np.array([r["parameters"] for r in runs], dtype=float)
     n = np.array([r["train_images"] for r in runs], dtype=float)
     err, seeds = np.array([1 - r["test_acc"] for r in runs]), np.array([r["seed"] for r in runs])
-    models = {r["parameters"]: MODEL_TITLES[r["model"]] for r in runs}
-    if refused := joint_refusal(m, n):
-        return Joint(setting, models, len(runs), refused)
+    models = {r["parameters"]: MODEL_TITLES[r["model"]] for r in runs}  # parameters -> title
+    out = dict(setting=setting, models=models, runs=len(runs), refused=joint_refusal(m, n))
+    if out["refused"]:
+        return out
     cells = np.unique(np.stack([m, n], axis=1), axis=0, return_inverse=True)[1].ravel()
 
     def draws(s: np.ndarray) -> list[JointLaw]:
@@ -261,12 +234,12 @@ def joint(setting: str, runs: list[Record]) -> Joint:
     if not check["reason"]:
         part, part_draws = fit_joint(m[kept], n[kept], err[kept]), draws(kept)
         for ni in sorted(set(n[~kept])):
-            measured = err[~kept & (n == ni)].mean()
-            cell = held_out(lambda d: d(big, ni), part_draws, measured, n=int(ni))  # noqa: B023
-            check["cells"].append(dict(cell, predicted=float(part(big, ni))))
+            measured = float(err[~kept & (n == ni)].mean())
+            at = lambda d: d(big, ni)  # noqa: B023, E731
+            check["cells"].append(held_out(at, part, part_draws, measured, n=int(ni)))
     every = draws(m > 0)
     alpha, beta = (interval([getattr(d, k) for d in every]) for k in ("alpha", "beta"))
-    return Joint(setting, models, len(runs), "", fit_joint(m, n, err), alpha, beta, check)
+    return dict(out, fit=fit_joint(m, n, err), alpha=alpha, beta=beta, check=check)
 
 
 def holm(pvalues: list[float]) -> list[float]:
@@ -280,7 +253,7 @@ def holm(pvalues: list[float]) -> list[float]:
 
 
 def compare(kind: str, first: Condition, second: Condition) -> dict[str, Any]:
-    """Test accuracy of `first` minus `second` by paired t over seeds (a seed fixes the subset,
+    """`first` minus `second` in test accuracy by paired t over seeds (a seed fixes the subset,
     order and init): the difference, its 95% interval and p, or why it is `untested`."""
     a = {r["seed"]: r["test_acc"] for r in first.runs}
     b = {r["seed"]: r["test_acc"] for r in second.runs}
@@ -325,8 +298,8 @@ class Analysis:
     cells: list[Condition]  # ... of each setting's main configuration, every set of weights
     drawn: list[Condition]  # ... one set of weights per model: curves, figures, fits, claims
     comparisons: list[dict[str, Any]]  # of `compare`, with Holm's p ("p_holm")
-    curves: list[Curve]
-    joints: list[Joint]
+    curves: list[dict[str, Any]]  # of `learning_curve`
+    joints: list[dict[str, Any]]  # of `joint`
     missing: dict[Key, NotProduced]  # cells without runs
     failed: dict[Key, dict[int, str]]  # seed -> why
 
@@ -358,9 +331,8 @@ def build(
     missing: dict[Key, NotProduced] | None = None,
     failed: dict[Key, dict[int, str]] | None = None,
 ) -> Analysis:
-    """The analysis of the runs of `profile`, the cells the call could not run and the seeds that
-    failed. Each setting's main configuration is that of most of its runs (the latest where
-    several tie); a line of the figures and fits draws each model's latest weights alone."""
+    """The analysis of `profile`'s runs. A setting's main configuration is that of most runs (the
+    latest on a tie); figures and fits draw each model's latest weights alone."""
     rows, rank = group_conditions(collected), {}
     last = lambda c: max(moment(r["finished_at"]) for r in c.runs)  # noqa: E731
     for c in rows:
@@ -428,10 +400,12 @@ def untested(a: Analysis) -> list[str]:
             "stated, tested or fitted. The full profile (`--profile full`, on a GPU) measures them."
         ]
     out = [f"{claim_title(c)}: {c['untested']}." for c in a.comparisons if "untested" in c]
-    if short := [c for c in a.curves if not c.chosen]:
-        names = ", ".join(f"{MODEL_TITLES[c.model]} {SETTING_TITLES[c.setting]}" for c in short)
+    if short := [c for c in a.curves if not c["chosen"]]:
+        names = ", ".join(
+            f"{MODEL_TITLES[c['model']]} {SETTING_TITLES[c['setting']]}" for c in short
+        )
         out.append(f"The curve over data size of {names}: it needs 3 or more sizes.")
-    sizes = {len({n for n, _ in c.points}) for c in a.curves if c.chosen not in ("", FLAT)}
+    sizes = {len({n for n, _ in c["points"]}) for c in a.curves if c["chosen"] not in ("", FLAT)}
     if 3 in sizes:  # as many sizes as parameters: the curve passes through every mean
         fractions = sorted({c.fraction for c in a.drawn})
         halving = {2.0**-k for k in range(round(-math.log2(fractions[0])) + 1)}
@@ -442,9 +416,9 @@ def untested(a: Analysis) -> list[str]:
             f"`--fractions {wanted}` would test it."
         )
     out += [
-        f"The joint fit over data and model size, {SETTING_TITLES[j.setting]}: {j.refused}."
+        f"The joint fit over data and model size, {SETTING_TITLES[j['setting']]}: {j['refused']}."
         for j in a.joints
-        if j.refused
+        if j["refused"]
     ]
     out.append(
         "Whether more epochs would raise these numbers: only runs at twice the epochs could "
@@ -493,11 +467,15 @@ def checked(where: list[str], k: dict[str, Any]) -> list[str]:
 def fits(a: Analysis) -> str:
     """The curves over data size, their checks on the largest size and the joint fits, as tables."""
     rows, checks, two = [], [], lambda v: f"{v:.2f}"
-    for c in (c for c in a.curves if c.chosen):
-        name, k = [MODEL_TITLES[c.model], SETTING_TITLES[c.setting]], c.check
-        aic = ", ".join(f"{name} {v:.1f}" for name, v in c.aic.items())
-        b = f"{c.fit.b:.2f} ({span(c.b, two)})" if c.chosen != FLAT else "–"
-        rows.append([*name, len(c.points), f"{c.chosen} ({aic})", c.fit.describe(), b])
+    for c in (c for c in a.curves if c["chosen"]):
+        name, k, fit = (
+            [MODEL_TITLES[c["model"]], SETTING_TITLES[c["setting"]]],
+            c["check"],
+            c["fit"],
+        )
+        aic = ", ".join(f"{name} {v:.1f}" for name, v in c["aic"].items())
+        b = f"{fit.b:.2f} ({span(c['b'], two)})" if c["chosen"] != FLAT else "–"
+        rows.append([*name, len(c["points"]), f"{c['chosen']} ({aic})", fit.describe(), b])
         checks.append(checked([*name, ", ".join(f"{s:,}" for s in k["fit_on"]), f"{k['n']:,}"], k))
     if not rows:
         return ""
@@ -508,8 +486,8 @@ def fits(a: Analysis) -> str:
         "predicting the largest:\n\n"
         + table(f"model|setting|fit on (images)|largest n:|{CHECK}", checks)
     )
-    for j in (j for j in a.joints if j.fit):
-        k, big = j.check, j.models[j.check["model"]]
+    for j in (j for j in a.joints if not j["refused"]):
+        k, big, setting = j["check"], j["models"][j["check"]["model"]], SETTING_TITLES[j["setting"]]
         rows = [checked([f"{big} at {c['n']:,} images"], c) for c in k["cells"]]
         said = (
             f"not tested: {k['reason']}.\n"
@@ -517,8 +495,8 @@ def fits(a: Analysis) -> str:
             else "\n\n" + table(f"cell|{CHECK}", rows)
         )
         out += (
-            f"\nJoint fit, {SETTING_TITLES[j.setting]} ({j.runs} runs): {j.fit.describe()}; "
-            f"alpha {span(j.alpha, two)}, beta {span(j.beta, two)}; fitted without the largest "
+            f"\nJoint fit, {setting} ({j['runs']} runs): {j['fit'].describe()}; alpha "
+            f"{span(j['alpha'], two)}, beta {span(j['beta'], two)}; fitted without the largest "
             f"model ({big}), predicting it: {said}"
         )
     return out
@@ -557,7 +535,7 @@ def _errors(ax: Axes, cells: list[Condition], x: str, fit: Callable | None, **st
     cells = sorted(cells, key=lambda c: c.runs[0][x])
     xs = np.array([c.runs[0][x] for c in cells], dtype=float)
     stats = np.array([c.stat("test_acc")[:2] for c in cells])
-    fit_label = style.pop("fit_label", None)
+    fit_label = f"{style['label']}, fit {fit.describe()}" if hasattr(fit, "describe") else None
     ax.errorbar(xs, 100 - 100 * stats[:, 0], yerr=100 * stats[:, 1], capsize=3, **style)
     if fit is not None and xs.size > 1:
         grid = np.geomspace(xs.min(), xs.max(), 100)
@@ -574,16 +552,14 @@ def _finish(fig: Figure, ax: Axes, x: str, y: str) -> Figure:
 
 def plot_error_vs_data(a: Analysis) -> Figure:
     """Test error against training images, log-log: mean ± sd per cell, the fits dashed."""
-    fitted = {(c.setting, c.model): c.fit for c in a.curves if c.fit}
+    fitted = {(c["setting"], c["model"]): c["fit"] for c in a.curves if c["chosen"]}
     dashed = "; dashed: the fit" if fitted else ""
     fig, ax = _figure(f"Test error vs training-set size: mean ± sd over seeds{dashed}", a)
     for key in sorted({(c.setting, c.model) for c in a.drawn}, key=lambda k: order((*k, 0))):
-        label, fit = f"{MODEL_TITLES[key[1]]} {SETTING_TITLES[key[0]]}", fitted.get(key)
+        cells = [c for c in a.drawn if (c.setting, c.model) == key]
+        label = f"{MODEL_TITLES[key[1]]} {SETTING_TITLES[key[0]]}"
         style = dict(marker=MARKERS[key[1]], ls="none", color=COLORS[key], label=label)
-        style.update(fit_label=f"{label}, fit {fit.describe()}" if fit else None)
-        _errors(
-            ax, [c for c in a.drawn if (c.setting, c.model) == key], "train_images", fit, **style
-        )
+        _errors(ax, cells, "train_images", fitted.get(key), **style)
     if a.drawn:
         _log(ax, "x", sorted({c.runs[0]["train_images"] for c in a.drawn}))
         _log(ax, "y")
@@ -596,36 +572,23 @@ def plot_error_vs_data(a: Analysis) -> Figure:
 def plot_error_vs_parameters(a: Analysis) -> Figure:
     """Test error against parameters as trained, log-log, a line per setting and data size."""
     fig, ax = _figure("Test error vs model size: mean ± sd over seeds; dashed: the joint fit", a)
-    joints = {j.setting: j.fit for j in a.joints if j.fit}
+    joints = {j["setting"]: j["fit"] for j in a.joints if not j["refused"]}
     sizes = sorted({c.runs[0]["train_images"] for c in a.drawn})
     for setting, (i, n) in itertools.product(SETTING_TITLES, enumerate(sizes)):
-        cells = [c for c in a.drawn if c.setting == setting and c.runs[0]["train_images"] == n]
-        fit = joints.get(setting)
-        style = dict(marker="o", ls="-" if setting == "scratch" else ":", color=f"C{i}")
-        if cells:
-            label = f"{n:,} images, {SETTING_TITLES[setting]}"
+        if cells := [c for c in a.drawn if c.setting == setting and c.runs[0]["train_images"] == n]:
+            fit = (fit := joints.get(setting)) and functools.partial(fit, n=n)
+            style = dict(marker="o", ls="-" if setting == "scratch" else ":", color=f"C{i}")
             _errors(
-                ax, cells, "parameters", fit and functools.partial(fit, n=n), label=label, **style
+                ax,
+                cells,
+                "parameters",
+                fit,
+                label=f"{n:,} images, {SETTING_TITLES[setting]}",
+                **style,
             )
     _log(ax, "x", sorted({c.runs[0]["parameters"] for c in a.drawn}))
     _log(ax, "y")
     return _finish(fig, ax, "parameters as trained (log scale)", "test error, % (log scale)")
-
-
-def plot_accuracy_vs_time(a: Analysis) -> Figure:
-    """Test accuracy against wall time, one point per run, each cell named by its data size."""
-    title = "Test accuracy vs training time, one point per run, labelled with its data size"
-    fig, ax = _figure(title, a)
-    for c in a.drawn:
-        t, acc = [r["wall_time_s"] for r in c.runs], [100 * r["test_acc"] for r in c.runs]
-        label = f"{MODEL_TITLES[c.model]} {SETTING_TITLES[c.setting]}"
-        label = None if label in ax.get_legend_handles_labels()[1] else label
-        ax.scatter(t, acc, marker=MARKERS[c.model], color=COLORS[c.setting, c.model], label=label)
-        where = dict(textcoords="offset points", xytext=(5, 3), fontsize=7)
-        ax.annotate(fraction_title(c.fraction), (t[0], acc[0]), **where)
-    if a.drawn:
-        _log(ax, "x")
-    return _finish(fig, ax, "wall time per run, s (log scale)", "test accuracy (%)")
 
 
 def plot_pretrained_gap(a: Analysis) -> Figure:
@@ -647,7 +610,7 @@ def plot_pretrained_gap(a: Analysis) -> Figure:
 def write_scaling(a: Analysis, images_dir: str | Path | None) -> list[Path]:
     """Save the figures that apply under images_dir/scaling/ (None: images/ in the repository)."""
     folder = (REPO / "images" if images_dir is None else Path(images_dir)) / "scaling"
-    plots = {"error_vs_data": plot_error_vs_data, "accuracy_vs_time": plot_accuracy_vs_time}
+    plots = {"error_vs_data": plot_error_vs_data}
     if any(c["kind"] == "pretraining" for c in a.comparisons):
         plots["pretrained_gap"] = plot_pretrained_gap
     if len({c.model for c in a.drawn}) >= AXIS_SIZES:

@@ -193,14 +193,16 @@ def summary_line(m: Record) -> str:
     ) + " [quick profile]" * (m["profile"] == "quick")
 
 
-def today_recipe(m: Record) -> RunConfig:
-    return make_config(m["model"], m["data_fraction"], m["pretrained"], 0, m["profile"])
+def today_recipe(m: Record) -> dict[str, Any]:
+    """The training settings today's recipe gives a run's cell and profile."""
+    cfg = make_config(m["model"], m["data_fraction"], m["pretrained"], 0, m["profile"])
+    return cfg.training_key()
 
 
 def variant(m: Record) -> Variant:
     """The (field, value) pairs a run's training differs in from today's (seed, weights aside)."""
     try:
-        recipe = today_recipe(m).training_key()
+        recipe = today_recipe(m)
     except UserError:  # a model or profile this version no longer knows
         return (("recipe", "unknown"),)
     differs = {
@@ -345,8 +347,6 @@ def mean_sd(mean: float, sd: float, n: int, failed: dict[int, str] | None = None
 def weights_line(missing: dict[Key, NotProduced]) -> str:
     """One line for every cell that needs ImageNet weights not found here; '' if none."""
     cells = sorted((k for k, v in missing.items() if v.weights), key=order)
-    if not cells:
-        return ""
     by_model: dict[str, list[str]] = {}
     for _, model, fraction in cells:
         by_model.setdefault(MODEL_TITLES[model], []).append(fraction_title(fraction))
@@ -355,7 +355,7 @@ def weights_line(missing: dict[Key, NotProduced]) -> str:
     return (
         f"not produced: needs ImageNet weights: {count(n, 'pretrained cell')} ({where}) "
         f"{'needs' if n == 1 else 'need'} {files}, not found on this machine."
-    )
+    ) * bool(cells)
 
 
 SUMMARY = "model|data|setting|weights|train images:|epochs:|best val acc %:|test acc %:|TTA"
@@ -444,7 +444,7 @@ def recipe_line(a: Analysis) -> str:
         return "Recipe: today's (`common/config.py`), as the runs' configurations record."
     parts = []
     for c in main.values():
-        today = today_recipe(c.runs[0]).training_key()
+        today = today_recipe(c.runs[0])
         differs = ", ".join(f"{k} {v} (today {today.get(k)})" for k, v in c.variant)
         said = f"**a former recipe**, unlike today's in {differs}" if differs else "today's"
         parts.append(f"{'fine-tuned' if c.setting == 'pretrained' else 'from scratch'}: {said}")

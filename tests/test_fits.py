@@ -45,22 +45,22 @@ def test_a_flat_truth_is_called_flat():
     calls = [choose(SIZES, err)[0] for err in draws]
     assert calls.count(FLAT) >= 17  # AICc with a margin of 2 picks a chance slope now and then
     flat = curve(draws[calls.index(FLAT)])
-    assert flat.chosen == FLAT and flat.b is None and flat.fit.a == 0
+    assert flat["chosen"] == FLAT and flat["b"] is None and flat["fit"].a == 0
 
 
 def test_a_power_law_is_found_with_its_exponent_inside_the_interval():
     hits = 0
     for seed in range(5):
         c = curve(noisy(seed, truth(SIZES)))
-        assert c.chosen in (PURE, FLOOR)
-        hits += c.b[0] <= 0.3 <= c.b[1]
+        assert c["chosen"] in (PURE, FLOOR)
+        hits += c["b"][0] <= 0.3 <= c["b"][1]
     assert hits >= 4  # five 95% intervals over three seeds: allow a miss
 
 
 def test_the_extrapolation_interval_covers_the_held_out_truth():
     covered = 0
     for seed in range(5):
-        check = curve(noisy(seed, truth(SIZES))).check
+        check = curve(noisy(seed, truth(SIZES)))["check"]
         assert check["fit_on"] == [500, 1000, 2000, 4000, 8000] and check["n"] == 16000
         covered += check["interval"][0] <= truth(16000) <= check["interval"][1]
     assert covered >= 4
@@ -68,9 +68,9 @@ def test_the_extrapolation_interval_covers_the_held_out_truth():
 
 def test_fewer_than_three_sizes_are_unfitted_and_one_seed_has_no_interval():
     n = np.repeat([2810, 22500, 45000], 2)
-    assert curve(truth(n[:4]), n[:4], np.tile([0, 1], 2)).chosen == ""
+    assert curve(truth(n[:4]), n[:4], np.tile([0, 1], 2))["chosen"] == ""
     one = curve(truth(SIZES[::3]), SIZES[::3], np.zeros(6))
-    assert one.b is None and one.check["interval"] is None
+    assert one["b"] is None and one["check"]["interval"] is None
 
 
 def cell(accs: list[float], seeds: list[int] | None = None) -> Condition:

@@ -44,23 +44,23 @@ def test_the_joint_fit_recovers_known_exponents_from_noisy_runs():
     covered = 0
     for seed in range(3):
         j = joint("scratch", runs(seed))
-        assert j.runs == 75 and not j.refused
-        assert j.fit.alpha == pytest.approx(TRUTH["alpha"], abs=0.1)
-        assert j.fit.beta == pytest.approx(TRUTH["beta"], abs=0.1)
-        covered += j.alpha[0] <= TRUTH["alpha"] <= j.alpha[1]
-        covered += j.beta[0] <= TRUTH["beta"] <= j.beta[1]
+        assert j["runs"] == 75 and not j["refused"]
+        assert j["fit"].alpha == pytest.approx(TRUTH["alpha"], abs=0.1)
+        assert j["fit"].beta == pytest.approx(TRUTH["beta"], abs=0.1)
+        covered += j["alpha"][0] <= TRUTH["alpha"] <= j["alpha"][1]
+        covered += j["beta"][0] <= TRUTH["beta"] <= j["beta"][1]
     assert covered >= 5  # six 95% intervals: allow one miss
 
 
 def test_fitted_without_the_largest_model_it_predicts_that_model():
     inside = 0
     for seed in range(3):
-        check = joint("scratch", runs(seed)).check
+        check = joint("scratch", runs(seed))["check"]
         assert check["model"] == int(M[-1]) and not check["reason"]
         assert [c["n"] for c in check["cells"]] == [int(v) for v in N]
         inside += sum(c["inside"] for c in check["cells"])
     assert inside >= 13  # fifteen 95% intervals over three seeds
-    three = joint("scratch", runs(2, m=M[:3])).check  # two models left: not tested
+    three = joint("scratch", runs(2, m=M[:3]))["check"]  # two models left: not tested
     assert "2 model sizes" in three["reason"] and not three["cells"]
 
 
@@ -83,7 +83,7 @@ def test_three_models_at_three_sizes_get_the_joint_fit_and_the_model_size_figure
         for s in (0, 1)
     ]
     a = build(grid, "full")
-    assert [j.refused for j in a.joints] == [""] and "Joint fit, from scratch (18 runs)" in fits(a)
+    assert [j["refused"] for j in a.joints] == [""] and "fit, from scratch (18 runs)" in fits(a)
     assert "(ResNet-50), predicting it: not tested: 2 model sizes" in fits(a)
     assert "error_vs_parameters.png" in [p.name for p in write_scaling(a, tmp_path)]
     assert not build([r for r in grid if r["model"] != "resnet34"], "quick").joints

@@ -1,5 +1,5 @@
 """The analysis record on synthetic grids: the tested claims with Holm, what is not tested, the
-fits' tables, the scaling figures, and the scaling notebook's code (papermill: test_paths.py)."""
+fits' tables, the scaling figures and the scaling notebook's code (papermill: test_notebooks)."""
 
 from __future__ import annotations
 
@@ -63,12 +63,12 @@ def test_a_full_grid_claims_the_pretraining_gap_and_fits_every_line():
 def test_the_figures_that_apply_are_drawn_and_plot_what_their_axes_say(tmp_path):
     names = lambda paths: [p.name for p in paths]  # noqa: E731
     full = write_scaling(build(grid(), "full"), tmp_path)
-    assert names(full) == ["error_vs_data.png", "accuracy_vs_time.png", "pretrained_gap.png"]
+    assert names(full) == ["error_vs_data.png", "pretrained_gap.png"]
     scratch = [r for r in grid("quick") if not r["pretrained"]]
     quick = build(grid("quick"), "quick")  # a pipeline check: nothing claimed or fitted
     assert not quick.comparisons and not quick.curves and fits(quick) == ""
     assert claims(quick).split("### Not tested\n\n- ")[1].startswith("Everything: quick runs")
-    assert names(write_scaling(build(scratch, "quick"), tmp_path)) == names(full)[:2]
+    assert names(write_scaling(build(scratch, "quick"), tmp_path)) == names(full)[:1]
     from common.analysis import plot_error_vs_data
 
     fig = plot_error_vs_data(build(scratch[::2], "quick"))
@@ -81,7 +81,7 @@ def test_the_figures_that_apply_are_drawn_and_plot_what_their_axes_say(tmp_path)
 def test_the_scaling_notebooks_code_draws_and_renders_the_analysis(tmp_path):
     from IPython.display import Markdown
 
-    path = NOTEBOOKS / "scaling.ipynb"  # through papermill: tests/test_paths.py
+    path = NOTEBOOKS / "scaling.ipynb"  # through papermill: tests/test_notebooks.py
     for i, m in enumerate(grid()):
         write_json(tmp_path / "runs" / m["setting"] / f"run{i}" / "metrics.json", m)
     shown = []
@@ -90,5 +90,5 @@ def test_the_scaling_notebooks_code_draws_and_renders_the_analysis(tmp_path):
         if cell.cell_type == "code":
             exec(cell.source, scope)
             scope["display"] = shown.append  # after the cell that imports IPython's
-    assert len(list((tmp_path / "img" / "scaling").glob("*.png"))) == 3
+    assert len(list((tmp_path / "img" / "scaling").glob("*.png"))) == 2
     assert any(isinstance(s, Markdown) and "fine-tuned − from scratch" in s.data for s in shown)
