@@ -27,7 +27,6 @@ from types import SimpleNamespace
 from typing import Any
 
 from common.errors import UserError, with_options
-from common.files import read_json
 
 REPO = Path(__file__).resolve().parent
 MODELS = "resnet18, resnet34, resnet50, resnet101, resnet152, resnext50_32x4d"
@@ -133,8 +132,7 @@ def choose_profile(args: argparse.Namespace) -> str | None:
     if args.profile:
         return args.profile
     if args.report_only:  # that of most runs, as the scaling notebook's default
-        records = [m for m in map(read_json, Path(args.output_dir).glob("*/*/metrics.json")) if m]
-        return max(("full", "quick"), key=lambda p: sum(m.get("profile") == p for m in records))
+        return max(config.PROFILES, key=lambda p: len(report.collect(args.output_dir, p)))
     if args.device == "cpu":
         print("--device cpu: using --profile quick (--profile full trains the full recipe)")
         return "quick"
