@@ -15,7 +15,6 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .errors import ConfigError, WeightsError
-from .files import file_hash
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     name: tvm.get_model_builder(name)
@@ -41,15 +40,6 @@ def weights_version(name: str, asked: str = "V1") -> str:
     if asked not in VERSIONS:
         raise ConfigError(f"unknown weights version {asked!r}: choose one of {', '.join(VERSIONS)}")
     return asked if f"IMAGENET1K_{asked}" in tvm.get_model_weights(name).__members__ else "V1"
-
-
-def custom_label(path: str | Path) -> str:
-    """One's own weights file by name and content hash, so two files of one name never pool."""
-    try:
-        digest = f"sha256 {file_hash(path, 'sha256')[:8]}"  # enough to tell files apart
-    except OSError:
-        digest = "file not found"
-    return f"{CUSTOM}{Path(path).name} ({digest})"
 
 
 def _url(name: str, version: str) -> str:

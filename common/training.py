@@ -79,12 +79,9 @@ def resolve_device(name: str = "auto") -> torch.device:
         device = torch.device(name)
     except RuntimeError:
         raise ConfigError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for but no GPU is visible: use cpu or auto")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise ConfigError(
-            f"device {name!r} does not exist: {torch.cuda.device_count()} GPU(s) visible"
-        )
+    if device.type == "cuda" and (device.index or 0) >= (count := torch.cuda.device_count()):
+        visible = f"{count} GPU(s) are visible" if count else "no GPU is visible"
+        raise ConfigError(f"device {name!r} does not exist: {visible}; use cpu, auto or cuda:N")
     return device
 
 
@@ -95,8 +92,7 @@ def machine_slug(device: torch.device) -> str:
 
 
 def device_record(device: torch.device) -> dict[str, str]:
-    """Where a run trained: the device as the whole machine numbers it (whatever
-    CUDA_VISIBLE_DEVICES shows the kernel), its name, and an anonymous id of the machine."""
+    """The device as the machine numbers it (not CUDA_VISIBLE_DEVICES), its name, the host's hash."""
     machine = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
     if device.type != "cuda":
         return {"device": "cpu", "device_name": cpu_name(), "machine": machine}
@@ -177,8 +173,7 @@ def prune_checkpoints(run_dir: str | Path) -> None:
 
 
 def save_state(run_dir: str | Path, cfg: RunConfig, parts: dict[str, Any], run: dict) -> None:
-    """Checkpoint as LATEST, atomically, the states of `parts` (model, optimizer, scheduler, scaler,
-    data generator) and the `run`, its history read back; the LATEST it replaces is PREVIOUS."""
+    """Checkpoint `parts` and the `run` as LATEST, atomically; the LATEST it replaces is PREVIOUS."""
     read_back(run["history"], cfg)
     state = {k: v.get_state() if k == "data_rng" else v.state_dict() for k, v in parts.items()}
     state |= run | {"key": cfg.training_key()}  # nothing draws from torch's global generators
@@ -192,8 +187,7 @@ def save_state(run_dir: str | Path, cfg: RunConfig, parts: dict[str, Any], run: 
 def resume(
     run_dir: str | Path | None, cfg: RunConfig, parts: dict[str, Any], device: torch.device
 ) -> dict[str, Any]:
-    """The run so far (history, best epoch and its weights, elapsed seconds) from `run_dir`'s
-    checkpoint of this training, written on any machine, its states loaded into `parts`."""
+    """The run so far from `run_dir`'s checkpoint of this training, its states loaded into `parts`."""
     state = load_checkpoint(run_dir, cfg.training_key()) if run_dir else None
     if not state:
         best = {"val_acc": -1.0, "epoch": 0}
@@ -230,8 +224,7 @@ def lr_factor(
 
 
 def eval_every(cfg: RunConfig, train_images: int, val_images: int) -> int:
-    """Epochs between validation passes: at most `max_evals` a run, and at most `eval_share`
-    validation images per training image."""
+    """Epochs between validation passes, so that a run costs at most `cfg`'s share of them."""
     by_count = math.ceil(cfg.epochs / cfg.max_evals)
     by_cost = math.ceil(val_images / (cfg.eval_share * train_images))
     return max(1, by_count, by_cost)
@@ -240,8 +233,7 @@ def eval_every(cfg: RunConfig, train_images: int, val_images: int) -> int:
 def make_optimizer(
     model: nn.Module, cfg: RunConfig, steps_per_epoch: int
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW or SGD + Nesterov at `cfg.lr`, scheduled by `lr_factor`; weight decay on the
-    weights, none on BN and biases."""
+    """AdamW or SGD + Nesterov scheduled by `lr_factor`; no weight decay on BN and biases."""
     params = list(model.parameters())
     groups = [
         {"params": [p for p in params if p.ndim > 1], "weight_decay": cfg.weight_decay},
@@ -317,8 +309,7 @@ def train_epoch(
     arithmetic: Arithmetic,
     label_smoothing: float,
 ) -> torch.Tensor:
-    """One pass of steps: its mean loss and accuracy, left on the device so that no step waits
-    for the host; with MixUp's targets, accuracy counts their largest class."""
+    """One pass's mean loss and accuracy, left on the device so that no step waits for the host."""
     model.train()
     totals, seen = torch.zeros(2, device=next(model.parameters()).device), 0
     for xb, yb in batches:
@@ -350,8 +341,7 @@ def evaluate(
 
 
 def read_back(history: list[dict[str, Any]], cfg: RunConfig) -> None:
-    """Turn the training figures still on the device (an epoch's "train") into numbers, in one
-    host sync; a loss that is not finite ends the run."""
+    """The epochs' training figures still on the device as numbers, in one host sync."""
     rows = [h for h in history if "train" in h]
     figures = torch.stack([h.pop("train") for h in rows]).tolist() if rows else []
     for h, (loss, acc) in zip(rows, figures, strict=True):
@@ -366,8 +356,7 @@ def read_back(history: list[dict[str, Any]], cfg: RunConfig) -> None:
 def validate(
     model: nn.Module, batches: Batches, arithmetic: Arithmetic, cfg: RunConfig, run: dict, desc: str
 ) -> None:
-    """Add the validation figures to the run's last epoch (read back first), copy the weights on
-    the device if they are the best so far, and write how the epoch `desc` went."""
+    """Validate the run's last epoch, keeping a copy of the best weights on the device."""
     read_back(run["history"], cfg)
     val_loss, val_acc = evaluate(model, batches, arithmetic, cfg.tta)
     h = run["history"][-1]
@@ -408,7 +397,7 @@ def train(
     # to stdout, where the epoch lines go: Jupyter shows stderr as a stripe of its own
     bar = dict(leave=False, disable=not progress, mininterval=2, file=sys.stdout)
 
-    saved_epoch, last_save = len(history), clock()
+    last_save = clock()
     try:
         for epoch in range(len(history) + 1, cfg.epochs + 1):
             evaluated = [h["epoch"] for h in history if "val_acc" in h]
@@ -423,13 +412,12 @@ def train(
             # evaluate on the cadence, the best weights kept on the device
             if epoch % every == 0 or epoch == cfg.epochs:
                 validate(model, val_b, arithmetic, cfg, run, desc)
-            # checkpoint now if the next epoch's end would leave more than the interval unsaved
+            # checkpoint at the end, or if the next epoch's end would leave over the interval unsaved
             now = clock()
-            if run_dir and now - last_save + (now - epoch_started) >= cfg.checkpoint_every:
+            late = now - last_save + (now - epoch_started) >= cfg.checkpoint_every
+            if run_dir and (late or epoch == cfg.epochs):
                 save_state(run_dir, cfg, parts, run | {"elapsed": clock() - started})
-                saved_epoch, last_save = epoch, clock()
-        if run_dir and saved_epoch != len(history):  # the end of the run
-            save_state(run_dir, cfg, parts, run | {"elapsed": clock() - started})
+                last_save = clock()
 
         # test: the best validation epoch's weights, saved as BEST in CPU tensors (load anywhere)
         model.load_state_dict(run["best_weights"])
