@@ -128,7 +128,7 @@ def run_task(
     overrides: dict[str, Any],
     data: Bundle,
     weights: Bundle | None,
-    resume: Bundle | None,
+    checkpoints: Files,
     options: dict[str, Any],
 ) -> tuple[bool, str, Files]:
     """On a worker: execute one run in a folder named for its training and inputs, so that a
@@ -151,8 +151,8 @@ def run_task(
     key = hashlib.sha256(inputs.encode()).hexdigest()[:16]
     cfg = runner.run_config(run, cache / "runs" / key, **paths, **overrides)
     run_dir = Path(cfg.output_dir)
-    if resume is not None and not (run_dir / LATEST).exists():
-        unpack(ray.get(resume[2]), run_dir)
+    if not (run_dir / LATEST).exists():  # a retry on this node resumes its own
+        unpack(checkpoints, run_dir)
     try:
         outcome = execute(run, cfg, **options)
     except KeyboardInterrupt:  # ray.cancel: the checkpoint stays, the worker takes other tasks
@@ -196,12 +196,11 @@ def run_on_ray(
                     yield Outcome(run, True, "done by another process")
                     continue
                 # an unfinished attempt's checkpoints; --force retrains a finished run anew
-                checkpoints = {} if done else pack(Path(cfg.output_dir), (LATEST, PREVIOUS))
-                resume = put(checkpoints) if checkpoints else None
+                saved = {} if done else pack(Path(cfg.output_dir), (LATEST, PREVIOUS))
                 path = weights.get(run.model) if run.pretrained else None
                 # the run's own weights label, which a local weights file keeps whatever its name
                 mine = dict(overrides, weights=cfg.weights)
-                pending[task.remote(run, mine, data, path and ship(path), resume, options)] = run
+                pending[task.remote(run, mine, data, path and ship(path), saved, options)] = run
             while pending:
                 [ref], _ = ray.wait(list(pending), num_returns=1)
                 run = pending.pop(ref)

@@ -132,7 +132,7 @@ def data_origin(data_dir: str | Path) -> str:
 
 
 def _per_class(labels: torch.Tensor, total: int) -> tuple[list[np.ndarray], np.ndarray]:
-    """Each class's positions in `labels`, and `total` shared out in proportion (largest remainders)."""
+    """Each class's positions in `labels`, and `total` shared out by largest remainders."""
     y = labels.numpy()
     per_class = [np.flatnonzero(y == c) for c in range(NUM_CLASSES)]
     sizes = np.array([len(p) for p in per_class], dtype=float)

@@ -92,7 +92,7 @@ def machine_slug(device: torch.device) -> str:
 
 
 def device_record(device: torch.device) -> dict[str, str]:
-    """The device as the machine numbers it (not CUDA_VISIBLE_DEVICES), its name, the host's hash."""
+    """The device as the machine numbers it (not CUDA_VISIBLE_DEVICES), its name, a host hash."""
     machine = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
     if device.type != "cuda":
         return {"device": "cpu", "device_name": cpu_name(), "machine": machine}
@@ -173,7 +173,7 @@ def prune_checkpoints(run_dir: str | Path) -> None:
 
 
 def save_state(run_dir: str | Path, cfg: RunConfig, parts: dict[str, Any], run: dict) -> None:
-    """Checkpoint `parts` and the `run` as LATEST, atomically; the LATEST it replaces is PREVIOUS."""
+    """Checkpoint `parts` and `run` as LATEST, atomically; the LATEST it replaces is PREVIOUS."""
     read_back(run["history"], cfg)
     state = {k: v.get_state() if k == "data_rng" else v.state_dict() for k, v in parts.items()}
     state |= run | {"key": cfg.training_key()}  # nothing draws from torch's global generators
@@ -184,23 +184,18 @@ def save_state(run_dir: str | Path, cfg: RunConfig, parts: dict[str, Any], run: 
             os.replace(latest, Path(run_dir) / PREVIOUS)
 
 
-def resume(
-    run_dir: str | Path | None, cfg: RunConfig, parts: dict[str, Any], device: torch.device
-) -> dict[str, Any]:
-    """The run so far from `run_dir`'s checkpoint of this training, its states loaded into `parts`."""
-    state = load_checkpoint(run_dir, cfg.training_key()) if run_dir else None
-    if not state:
-        best = {"val_acc": -1.0, "epoch": 0}
-        return {"history": [], "best": best, "best_weights": None, "elapsed": 0.0}
+def resume(run_dir: str | Path | None, cfg: RunConfig, parts: dict[str, Any]) -> dict[str, Any]:
+    """The run so far from `run_dir`'s checkpoint of this training; its states into `parts`."""
+    run = {"history": [], "best": {"val_acc": -1.0, "epoch": 0}, "best_weights": None, "elapsed": 0}
+    if not (state := run_dir and load_checkpoint(run_dir, cfg.training_key())):
+        return run
     tqdm.write(f"resuming {cfg.model} from epoch {len(state['history'])}/{cfg.epochs}")
     for name, part in parts.items():
         if name == "data_rng":
             part.set_state(state[name])
         elif state[name]:  # a scaler that is off saves nothing
             part.load_state_dict(state[name])
-    if state["best_weights"]:  # kept on the training device, as during the run
-        state["best_weights"] = {k: v.to(device) for k, v in state["best_weights"].items()}
-    return {k: state[k] for k in ("history", "best", "best_weights", "elapsed")}
+    return {k: state[k] for k in run}
 
 
 def lr_factor(
@@ -391,7 +386,7 @@ def train(
     opt, sched = make_optimizer(model, cfg, len(train_b))
     scaler = arithmetic.scaler()
     parts = dict(model=model, optimizer=opt, scheduler=sched, scaler=scaler, data_rng=train_b.gen)
-    run = resume(run_dir, cfg, parts, device)
+    run = resume(run_dir, cfg, parts)
     history, started = run["history"], started - run["elapsed"]
     every = eval_every(cfg, len(train_b) * train_b.batch_size, len(val_b.x))
     # to stdout, where the epoch lines go: Jupyter shows stderr as a stripe of its own
@@ -412,7 +407,7 @@ def train(
             # evaluate on the cadence, the best weights kept on the device
             if epoch % every == 0 or epoch == cfg.epochs:
                 validate(model, val_b, arithmetic, cfg, run, desc)
-            # checkpoint at the end, or if the next epoch's end would leave over the interval unsaved
+            # checkpoint at the end, or before the next epoch's end leaves over the interval unsaved
             now = clock()
             late = now - last_save + (now - epoch_started) >= cfg.checkpoint_every
             if run_dir and (late or epoch == cfg.epochs):
