@@ -78,8 +78,7 @@ def _read_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def ensure_cifar10(data_dir: str | Path, download: bool = True) -> Path:
-    """The standard folder under `data_dir`: there already, unpacked from the official archive
-    there, or else downloaded (if `download`); one line when none of these works."""
+    """The standard folder under `data_dir`: found, unpacked from its archive, or downloaded."""
     root = Path(data_dir).expanduser()
     folder, created, why = root / FOLDER, not root.exists(), ""
     try:
@@ -181,9 +180,7 @@ def stratified_subset(labels: torch.Tensor, n: int) -> torch.Tensor:
 
 def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Copy to `device` from pinned memory, so the host need not wait (the tests count copies)."""
-    if device.type == "cpu":
-        return t
-    return t.pin_memory().to(device, non_blocking=True)
+    return t if device.type == "cpu" else t.pin_memory().to(device, non_blocking=True)
 
 
 def crop_flip(
@@ -267,8 +264,7 @@ class Batches:
         return draws
 
     def augment(self, xb: torch.Tensor, d: dict[str, torch.Tensor], part: slice) -> torch.Tensor:
-        """Cutout (the mean colour), then the translate (or BiT's resize and crop) and flip of a
-        training batch of pixel values."""
+        """Cutout, then the translate (or BiT's resize and crop) and flip of a training batch."""
         side = xb.shape[-1]
         if self.cutout:  # on the 32-px image, before the translate, as airbench does
             ys = torch.arange(side, device=xb.device)[None, :, None] - d["cy"][part, None, None]

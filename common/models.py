@@ -131,8 +131,7 @@ def grid_weights(
     download: bool,
     check: bool,
 ) -> tuple[dict[str, str], dict[str, str]]:
-    """Each model's weights file (`custom`'s, or torchvision's), why others have none; `check`
-    loads each file into its model once."""
+    """Each model's weights file (`custom`'s or torchvision's), and why the others have none."""
     files, not_possible = {}, {}
     for model in sorted(set(models)):
         found, why = custom.get(model), ""

@@ -50,8 +50,7 @@ def cpu_name() -> str:
 
 
 def cuda_usable() -> bool:
-    """torch.cuda.is_available(); where an NVIDIA GPU is there all the same, and not hidden on
-    purpose by CUDA_VISIBLE_DEVICES, says once in one line why torch cannot use it."""
+    """torch.cuda.is_available(), saying once why not where an NVIDIA GPU is there all the same."""
     if torch.cuda.is_available():
         return True
     hidden = os.environ.get("CUDA_VISIBLE_DEVICES") in ("", "-1")
@@ -136,8 +135,7 @@ def gpu_precision(device: torch.device) -> str:
 
 
 def place(model: nn.Module, cfg: RunConfig) -> tuple[torch.device, Arithmetic]:
-    """Move `model` to the run's device in the memory format of the arithmetic chosen there: 'auto'
-    by the GPU's generation, fp32 on a CPU (with AMX, set bf16); channels-last with bf16/fp16."""
+    """Move `model` to the run's device in the memory format of the arithmetic chosen there."""
     device = resolve_device(cfg.device)
     torch.backends.cudnn.benchmark = True  # fixed shapes: cuDNN may time and pick its kernels
     # CPU: fp32, as emulated bf16 is far slower (benchmarks/results/precision-cpu-amd-epyc.md)
@@ -372,8 +370,7 @@ def train(
     run_dir: str | Path | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Train `model` on the run's subset of CIFAR-10, keep and test the best validation epoch's
-    weights; with `run_dir`, checkpoint on a wall-clock interval and resume from there."""
+    """Train `model`, test its best validation epoch; with `run_dir`, checkpoint and resume."""
     started, started_at = clock(), time.time()
     if cfg.head_init == "zero":  # BiT's zero_head: fine-tuning starts from uniform predictions
         nn.init.zeros_(model.fc.weight)
