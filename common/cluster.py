@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import logging
 import os
 import re
 import shutil
@@ -63,10 +62,6 @@ def join(
     for path in (Path(f).resolve() for f in folders if f):
         if path.is_relative_to(repo) and path != repo:
             excludes.append(f"/{path.relative_to(repo).as_posix()}/")
-    # Ray warns that it ships neither .git nor .venv: neither is needed
-    logging.getLogger("ray._private.worker").addFilter(
-        lambda record: "ignored by default when packaging" not in record.getMessage()
-    )
     env = {"working_dir": str(REPO), "excludes": excludes}
     try:
         ray.init(address, runtime_env=env, logging_level="WARNING", log_to_driver=False)
@@ -109,17 +104,12 @@ def unpack(files: Files, folder: Path) -> None:
         write_with(folder / name, lambda f, data=files[name]: f.write(data), mode="wb")
 
 
-def digest(value: Any) -> str:
-    """A short hash of `value`, a JSON-able value."""
-    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def put(files: Files) -> Bundle:
     """`files` in the object store, named by content; Ray leaves a reference nested in a task's
     arguments unresolved, so a node fetches them only when it lacks them."""
     import ray
 
-    key = digest({name: hashlib.sha256(b).hexdigest() for name, b in files.items()})
+    key = hashlib.sha256(b"".join(files[name] for name in sorted(files))).hexdigest()[:16]
     return key, tuple(sorted(files)), ray.put(files)
 
 
@@ -138,7 +128,7 @@ def run_task(
     overrides: dict[str, Any],
     data: Bundle,
     weights: Bundle | None,
-    resume: Bundle | None,
+    checkpoints: Files,
     options: dict[str, Any],
 ) -> tuple[bool, str, Files]:
     """On a worker: execute one run in a folder named for its training and inputs, so that a
@@ -157,11 +147,12 @@ def run_task(
     if weights is not None:
         folder = materialize(weights, cache / "weights" / weights[0])
         paths["weights_path"] = str(folder / weights[1][0])
-    key = digest([repr(run), overrides, data[0], weights and weights[0]])
+    inputs = repr((run, overrides, data[0], weights and weights[0]))
+    key = hashlib.sha256(inputs.encode()).hexdigest()[:16]
     cfg = runner.run_config(run, cache / "runs" / key, **paths, **overrides)
     run_dir = Path(cfg.output_dir)
-    if resume is not None and not (run_dir / LATEST).exists():
-        unpack(ray.get(resume[2]), run_dir)
+    if not (run_dir / LATEST).exists():  # a retry on this node resumes its own
+        unpack(checkpoints, run_dir)
     try:
         outcome = execute(run, cfg, **options)
     except KeyboardInterrupt:  # ray.cancel: the checkpoint stays, the worker takes other tasks
@@ -205,12 +196,11 @@ def run_on_ray(
                     yield Outcome(run, True, "done by another process")
                     continue
                 # an unfinished attempt's checkpoints; --force retrains a finished run anew
-                checkpoints = {} if done else pack(Path(cfg.output_dir), (LATEST, PREVIOUS))
-                resume = put(checkpoints) if checkpoints else None
+                saved = {} if done else pack(Path(cfg.output_dir), (LATEST, PREVIOUS))
                 path = weights.get(run.model) if run.pretrained else None
                 # the run's own weights label, which a local weights file keeps whatever its name
                 mine = dict(overrides, weights=cfg.weights)
-                pending[task.remote(run, mine, data, path and ship(path), resume, options)] = run
+                pending[task.remote(run, mine, data, path and ship(path), saved, options)] = run
             while pending:
                 [ref], _ = ray.wait(list(pending), num_returns=1)
                 run = pending.pop(ref)

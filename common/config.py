@@ -14,6 +14,7 @@ from typing import Any
 from . import models
 from .data import SIDE, fraction_label, parse_fraction
 from .errors import ConfigError, one_line_exit
+from .files import file_hash
 from .training import PRECISIONS, cuda_usable
 
 REPO = Path(__file__).resolve().parent.parent
@@ -237,7 +238,11 @@ def resolve_weights(
         path = str(REPO / Path(weights).expanduser())
         if not Path(path).is_file():
             raise ConfigError(f"weights {weights!r} is not {'/'.join(models.VERSIONS)} nor a file")
-    return models.custom_label(path), path
+    try:  # by name and content hash, so that two files of one name never pool
+        digest = f"sha256 {file_hash(path, 'sha256')[:8]}"  # enough to tell files apart
+    except OSError:
+        digest = "file not found"
+    return f"{models.CUSTOM}{Path(path).name} ({digest})", path
 
 
 def train_images(fraction: float, val_size: Any = VAL_SIZE) -> int:

@@ -78,40 +78,34 @@ def _read_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def ensure_cifar10(data_dir: str | Path, download: bool = True) -> Path:
-    """The standard folder under `data_dir`: there already, unpacked from the official archive
-    there, or else downloaded (if `download`); one line when none of these works."""
+    """The standard folder under `data_dir`: found, unpacked from its archive, or downloaded."""
     root = Path(data_dir).expanduser()
-    folder = root / FOLDER
-    if not folder.is_dir() and (root / ARCHIVE).is_file():
-        try:  # unpacked beside the archive, never left half-unpacked
+    folder, created, why = root / FOLDER, not root.exists(), ""
+    try:
+        if not folder.is_dir() and (root / ARCHIVE).is_file():  # unpacked whole or not at all
+            why = f"could not be unpacked from {ARCHIVE}"
             with tarfile.open(root / ARCHIVE) as tar, tempfile.TemporaryDirectory(dir=root) as tmp:
                 tar.extractall(tmp, filter="data")
                 os.replace(Path(tmp) / FOLDER, folder)
-        except (OSError, tarfile.TarError) as e:
-            raise DataError(
-                f"{root / ARCHIVE} is not CIFAR-10's python archive ({type(e).__name__}: {e}): "
-                f"download {ARCHIVE} again from https://www.cs.toronto.edu/~kriz/cifar.html"
-            ) from None
-    elif not folder.is_dir() and not download:
-        raise DataError(f"CIFAR-10 is not in {root}: put the '{FOLDER}' folder or {ARCHIVE} there")
-    elif not folder.is_dir():
-        from torchvision.datasets import CIFAR10
+        elif not folder.is_dir() and download:
+            why = "could not be downloaded"
+            from torchvision.datasets import CIFAR10
 
-        created = not root.exists()
-        try:
             CIFAR10(str(root), train=True, download=True)
-        except Exception as e:
-            if created:  # leave no folder behind that this call made
-                shutil.rmtree(root, ignore_errors=True)
-            why = (str(e) or "no detail").splitlines()[0]
-            raise DataError(
-                f"CIFAR-10 is not in {folder} and could not be downloaded ({type(e).__name__}: "
-                f"{why}); put the standard '{FOLDER}' folder (data_batch_1..5, test_batch) in "
-                f"{root} or point `data_dir` at its parent"
-            ) from None
-    missing = [n for n in [*TRAIN_FILES, TEST_FILE] if not (folder / n).is_file()]
-    if missing:
-        raise DataError(f"{folder} is incomplete (missing {', '.join(missing)}): re-create it")
+    except Exception as e:
+        if created:  # leave no folder behind that this call made
+            shutil.rmtree(root, ignore_errors=True)
+        why += f" ({type(e).__name__}: {(str(e) or 'no detail').splitlines()[0]})"
+    else:
+        missing = [n for n in [*TRAIN_FILES, TEST_FILE] if not (folder / n).is_file()]
+        state = "is incomplete" if folder.is_dir() else "is not there"
+        why = missing and f"{state} (missing {', '.join(missing)})"
+    if why:
+        raise DataError(
+            f"{folder} {why}: put the standard '{FOLDER}' folder (data_batch_1..5, test_batch) or "
+            f"{ARCHIVE} (https://www.cs.toronto.edu/~kriz/cifar.html) in {root}, or point "
+            "`data_dir` at its parent"
+        )
     return folder
 
 
@@ -137,8 +131,7 @@ def data_origin(data_dir: str | Path) -> str:
 
 
 def _per_class(labels: torch.Tensor, total: int) -> tuple[list[np.ndarray], np.ndarray]:
-    """Each class's positions in `labels`, and `total` shared out over the classes in
-    proportion to their sizes (largest remainders)."""
+    """Each class's positions in `labels`, and `total` shared out by largest remainders."""
     y = labels.numpy()
     per_class = [np.flatnonzero(y == c) for c in range(NUM_CLASSES)]
     sizes = np.array([len(p) for p in per_class], dtype=float)
@@ -179,8 +172,6 @@ def make_splits(
 
 def stratified_subset(labels: torch.Tensor, n: int) -> torch.Tensor:
     """Positions of a fixed, class-stratified subset of `n` of `labels` (all if n >= len)."""
-    if n >= len(labels):
-        return torch.arange(len(labels))
     per_class, counts = _per_class(labels, n)
     rng = np.random.default_rng(VAL_SEED)
     picked = [rng.permutation(p)[:k] for p, k in zip(per_class, counts, strict=True)]
@@ -189,13 +180,7 @@ def stratified_subset(labels: torch.Tensor, n: int) -> torch.Tensor:
 
 def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Copy to `device` from pinned memory, so the host need not wait (the tests count copies)."""
-    if device.type == "cpu":
-        return t
-    return t.pin_memory().to(device, non_blocking=True)
-
-
-def _resize(x: torch.Tensor, side: int) -> torch.Tensor:
-    return F.interpolate(x, size=side, mode="bilinear", align_corners=False)
+    return t if device.type == "cpu" else t.pin_memory().to(device, non_blocking=True)
 
 
 def crop_flip(
@@ -248,7 +233,7 @@ class Batches:
             if self.train:
                 xb = self.augment(xb, draws, part)
             if self.image_size != xb.shape[-1]:
-                xb = _resize(xb, self.image_size)
+                xb = F.interpolate(xb, size=self.image_size, mode="bilinear")
             xb = (xb - self.norm[0]) / self.norm[1]
             if self.train and self.mixup:  # BiT's mixup_data: the batch against a permutation
                 # the ranks of the batch's random indices: a random permutation of its images
@@ -279,8 +264,7 @@ class Batches:
         return draws
 
     def augment(self, xb: torch.Tensor, d: dict[str, torch.Tensor], part: slice) -> torch.Tensor:
-        """Cutout (the mean colour), then the translate (or BiT's resize and crop) and flip of a
-        training batch of pixel values."""
+        """Cutout, then the translate (or BiT's resize and crop) and flip of a training batch."""
         side = xb.shape[-1]
         if self.cutout:  # on the 32-px image, before the translate, as airbench does
             ys = torch.arange(side, device=xb.device)[None, :, None] - d["cy"][part, None, None]
@@ -288,7 +272,7 @@ class Batches:
             square = (ys >= 0) & (ys < self.cutout) & (xs >= 0) & (xs < self.cutout)
             xb = torch.where(square[:, None], self.norm[0], xb)
         if self.resize:
-            padded, side = _resize(xb, self.resize), self.image_size
+            padded, side = F.interpolate(xb, size=self.resize, mode="bilinear"), self.image_size
         else:  # "zeros": a black border
             mode = "constant" if self.pad_mode == "zeros" else self.pad_mode
             padded = F.pad(xb, (AUG_PAD,) * 4, mode=mode)

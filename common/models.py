@@ -15,7 +15,6 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .errors import ConfigError, WeightsError
-from .files import file_hash
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     name: tvm.get_model_builder(name)
@@ -36,20 +35,8 @@ def check_model(name: str) -> None:
 
 
 def weights_version(name: str, asked: str = "V1") -> str:
-    """`asked` where the model has that version of ImageNet weights, else V1."""
-    check_model(name)
-    if asked not in VERSIONS:
-        raise ConfigError(f"unknown weights version {asked!r}: choose one of {', '.join(VERSIONS)}")
+    """`asked` (a checked model, one of VERSIONS) where the model has it, else V1."""
     return asked if f"IMAGENET1K_{asked}" in tvm.get_model_weights(name).__members__ else "V1"
-
-
-def custom_label(path: str | Path) -> str:
-    """One's own weights file by name and content hash, so two files of one name never pool."""
-    try:
-        digest = f"sha256 {file_hash(path, 'sha256')[:8]}"  # enough to tell files apart
-    except OSError:
-        digest = "file not found"
-    return f"{CUSTOM}{Path(path).name} ({digest})"
 
 
 def _url(name: str, version: str) -> str:
@@ -144,8 +131,7 @@ def grid_weights(
     download: bool,
     check: bool,
 ) -> tuple[dict[str, str], dict[str, str]]:
-    """Each model's weights file (`custom`'s, or torchvision's), why others have none; `check`
-    loads each file into its model once."""
+    """Each model's weights file (`custom`'s or torchvision's), and why the others have none."""
     files, not_possible = {}, {}
     for model in sorted(set(models)):
         found, why = custom.get(model), ""

@@ -50,8 +50,7 @@ def cpu_name() -> str:
 
 
 def cuda_usable() -> bool:
-    """torch.cuda.is_available(); where an NVIDIA GPU is there all the same, and not hidden on
-    purpose by CUDA_VISIBLE_DEVICES, says once in one line why torch cannot use it."""
+    """torch.cuda.is_available(), saying once why not where an NVIDIA GPU is there all the same."""
     if torch.cuda.is_available():
         return True
     hidden = os.environ.get("CUDA_VISIBLE_DEVICES") in ("", "-1")
@@ -79,12 +78,9 @@ def resolve_device(name: str = "auto") -> torch.device:
         device = torch.device(name)
     except RuntimeError:
         raise ConfigError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for but no GPU is visible: use cpu or auto")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise ConfigError(
-            f"device {name!r} does not exist: {torch.cuda.device_count()} GPU(s) visible"
-        )
+    if device.type == "cuda" and (device.index or 0) >= (count := torch.cuda.device_count()):
+        visible = f"{count} GPU(s) are visible" if count else "no GPU is visible"
+        raise ConfigError(f"device {name!r} does not exist: {visible}; use cpu, auto or cuda:N")
     return device
 
 
@@ -95,8 +91,7 @@ def machine_slug(device: torch.device) -> str:
 
 
 def device_record(device: torch.device) -> dict[str, str]:
-    """Where a run trained: the device as the whole machine numbers it (whatever
-    CUDA_VISIBLE_DEVICES shows the kernel), its name, and an anonymous id of the machine."""
+    """The device as the machine numbers it (not CUDA_VISIBLE_DEVICES), its name, a host hash."""
     machine = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
     if device.type != "cuda":
         return {"device": "cpu", "device_name": cpu_name(), "machine": machine}
@@ -140,8 +135,7 @@ def gpu_precision(device: torch.device) -> str:
 
 
 def place(model: nn.Module, cfg: RunConfig) -> tuple[torch.device, Arithmetic]:
-    """Move `model` to the run's device in the memory format of the arithmetic chosen there: 'auto'
-    by the GPU's generation, fp32 on a CPU (with AMX, set bf16); channels-last with bf16/fp16."""
+    """Move `model` to the run's device in the memory format of the arithmetic chosen there."""
     device = resolve_device(cfg.device)
     torch.backends.cudnn.benchmark = True  # fixed shapes: cuDNN may time and pick its kernels
     # CPU: fp32, as emulated bf16 is far slower (benchmarks/results/precision-cpu-amd-epyc.md)
@@ -177,8 +171,7 @@ def prune_checkpoints(run_dir: str | Path) -> None:
 
 
 def save_state(run_dir: str | Path, cfg: RunConfig, parts: dict[str, Any], run: dict) -> None:
-    """Checkpoint as LATEST, atomically, the states of `parts` (model, optimizer, scheduler, scaler,
-    data generator) and the `run`, its history read back; the LATEST it replaces is PREVIOUS."""
+    """Checkpoint `parts` and `run` as LATEST, atomically; the LATEST it replaces is PREVIOUS."""
     read_back(run["history"], cfg)
     state = {k: v.get_state() if k == "data_rng" else v.state_dict() for k, v in parts.items()}
     state |= run | {"key": cfg.training_key()}  # nothing draws from torch's global generators
@@ -189,24 +182,18 @@ def save_state(run_dir: str | Path, cfg: RunConfig, parts: dict[str, Any], run: 
             os.replace(latest, Path(run_dir) / PREVIOUS)
 
 
-def resume(
-    run_dir: str | Path | None, cfg: RunConfig, parts: dict[str, Any], device: torch.device
-) -> dict[str, Any]:
-    """The run so far (history, best epoch and its weights, elapsed seconds) from `run_dir`'s
-    checkpoint of this training, written on any machine, its states loaded into `parts`."""
-    state = load_checkpoint(run_dir, cfg.training_key()) if run_dir else None
-    if not state:
-        best = {"val_acc": -1.0, "epoch": 0}
-        return {"history": [], "best": best, "best_weights": None, "elapsed": 0.0}
+def resume(run_dir: str | Path | None, cfg: RunConfig, parts: dict[str, Any]) -> dict[str, Any]:
+    """The run so far from `run_dir`'s checkpoint of this training; its states into `parts`."""
+    run = {"history": [], "best": {"val_acc": -1.0, "epoch": 0}, "best_weights": None, "elapsed": 0}
+    if not (state := run_dir and load_checkpoint(run_dir, cfg.training_key())):
+        return run
     tqdm.write(f"resuming {cfg.model} from epoch {len(state['history'])}/{cfg.epochs}")
     for name, part in parts.items():
         if name == "data_rng":
             part.set_state(state[name])
         elif state[name]:  # a scaler that is off saves nothing
             part.load_state_dict(state[name])
-    if state["best_weights"]:  # kept on the training device, as during the run
-        state["best_weights"] = {k: v.to(device) for k, v in state["best_weights"].items()}
-    return {k: state[k] for k in ("history", "best", "best_weights", "elapsed")}
+    return {k: state[k] for k in run}
 
 
 def lr_factor(
@@ -230,8 +217,7 @@ def lr_factor(
 
 
 def eval_every(cfg: RunConfig, train_images: int, val_images: int) -> int:
-    """Epochs between validation passes: at most `max_evals` a run, and at most `eval_share`
-    validation images per training image."""
+    """Epochs between validation passes, so that a run costs at most `cfg`'s share of them."""
     by_count = math.ceil(cfg.epochs / cfg.max_evals)
     by_cost = math.ceil(val_images / (cfg.eval_share * train_images))
     return max(1, by_count, by_cost)
@@ -240,8 +226,7 @@ def eval_every(cfg: RunConfig, train_images: int, val_images: int) -> int:
 def make_optimizer(
     model: nn.Module, cfg: RunConfig, steps_per_epoch: int
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW or SGD + Nesterov at `cfg.lr`, scheduled by `lr_factor`; weight decay on the
-    weights, none on BN and biases."""
+    """AdamW or SGD + Nesterov scheduled by `lr_factor`; no weight decay on BN and biases."""
     params = list(model.parameters())
     groups = [
         {"params": [p for p in params if p.ndim > 1], "weight_decay": cfg.weight_decay},
@@ -317,8 +302,7 @@ def train_epoch(
     arithmetic: Arithmetic,
     label_smoothing: float,
 ) -> torch.Tensor:
-    """One pass of steps: its mean loss and accuracy, left on the device so that no step waits
-    for the host; with MixUp's targets, accuracy counts their largest class."""
+    """One pass's mean loss and accuracy, left on the device so that no step waits for the host."""
     model.train()
     totals, seen = torch.zeros(2, device=next(model.parameters()).device), 0
     for xb, yb in batches:
@@ -350,8 +334,7 @@ def evaluate(
 
 
 def read_back(history: list[dict[str, Any]], cfg: RunConfig) -> None:
-    """Turn the training figures still on the device (an epoch's "train") into numbers, in one
-    host sync; a loss that is not finite ends the run."""
+    """The epochs' training figures still on the device as numbers, in one host sync."""
     rows = [h for h in history if "train" in h]
     figures = torch.stack([h.pop("train") for h in rows]).tolist() if rows else []
     for h, (loss, acc) in zip(rows, figures, strict=True):
@@ -366,8 +349,7 @@ def read_back(history: list[dict[str, Any]], cfg: RunConfig) -> None:
 def validate(
     model: nn.Module, batches: Batches, arithmetic: Arithmetic, cfg: RunConfig, run: dict, desc: str
 ) -> None:
-    """Add the validation figures to the run's last epoch (read back first), copy the weights on
-    the device if they are the best so far, and write how the epoch `desc` went."""
+    """Validate the run's last epoch, keeping a copy of the best weights on the device."""
     read_back(run["history"], cfg)
     val_loss, val_acc = evaluate(model, batches, arithmetic, cfg.tta)
     h = run["history"][-1]
@@ -388,8 +370,7 @@ def train(
     run_dir: str | Path | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Train `model` on the run's subset of CIFAR-10, keep and test the best validation epoch's
-    weights; with `run_dir`, checkpoint on a wall-clock interval and resume from there."""
+    """Train `model`, test its best validation epoch; with `run_dir`, checkpoint and resume."""
     started, started_at = clock(), time.time()
     if cfg.head_init == "zero":  # BiT's zero_head: fine-tuning starts from uniform predictions
         nn.init.zeros_(model.fc.weight)
@@ -402,13 +383,13 @@ def train(
     opt, sched = make_optimizer(model, cfg, len(train_b))
     scaler = arithmetic.scaler()
     parts = dict(model=model, optimizer=opt, scheduler=sched, scaler=scaler, data_rng=train_b.gen)
-    run = resume(run_dir, cfg, parts, device)
+    run = resume(run_dir, cfg, parts)
     history, started = run["history"], started - run["elapsed"]
     every = eval_every(cfg, len(train_b) * train_b.batch_size, len(val_b.x))
     # to stdout, where the epoch lines go: Jupyter shows stderr as a stripe of its own
     bar = dict(leave=False, disable=not progress, mininterval=2, file=sys.stdout)
 
-    saved_epoch, last_save = len(history), clock()
+    last_save = clock()
     try:
         for epoch in range(len(history) + 1, cfg.epochs + 1):
             evaluated = [h["epoch"] for h in history if "val_acc" in h]
@@ -423,13 +404,12 @@ def train(
             # evaluate on the cadence, the best weights kept on the device
             if epoch % every == 0 or epoch == cfg.epochs:
                 validate(model, val_b, arithmetic, cfg, run, desc)
-            # checkpoint now if the next epoch's end would leave more than the interval unsaved
+            # checkpoint at the end, or before the next epoch's end leaves over the interval unsaved
             now = clock()
-            if run_dir and now - last_save + (now - epoch_started) >= cfg.checkpoint_every:
+            late = now - last_save + (now - epoch_started) >= cfg.checkpoint_every
+            if run_dir and (late or epoch == cfg.epochs):
                 save_state(run_dir, cfg, parts, run | {"elapsed": clock() - started})
-                saved_epoch, last_save = epoch, clock()
-        if run_dir and saved_epoch != len(history):  # the end of the run
-            save_state(run_dir, cfg, parts, run | {"elapsed": clock() - started})
+                last_save = clock()
 
         # test: the best validation epoch's weights, saved as BEST in CPU tensors (load anywhere)
         model.load_state_dict(run["best_weights"])

@@ -81,7 +81,7 @@ def test_the_official_archive_in_the_data_folder_is_unpacked_without_network(tmp
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "cifar-10-python.tar.gz").write_bytes(b"not an archive")
-    with pytest.raises(DataError, match="is not CIFAR-10's python archive"):
+    with pytest.raises(DataError, match="could not be unpacked from cifar-10-python.tar.gz"):
         ensure_cifar10(broken, download=False)
     assert not (broken / "cifar-10-batches-py").exists()
 
