@@ -184,6 +184,6 @@ def test_a_cancelled_ray_task_stops_its_kernel_and_keeps_its_checkpoint(tmp_path
     monkeypatch.setattr(cluster, "execute", cancelled)
     run = Run("scratch", "resnet18", 1.0, 0)
     with pytest.raises(KeyboardInterrupt):  # data: no files, nothing to fetch
-        cluster.run_task(run, {"profile": "quick"}, ("data", (), None), None, None, {})
+        cluster.run_task(run, {"profile": "quick"}, ("data", (), None), None, {}, {})
     assert stopped == [{"final": False}]  # its kernel, and the worker takes further tasks
     assert list(tmp_path.glob(f"big-vs-small-*/runs/*/scratch/{run.name}/checkpoint.pt"))
