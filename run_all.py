@@ -18,6 +18,7 @@ STARTED = time.perf_counter()  # before the imports: torch and friends take seco
 import argparse
 import contextlib
 import os
+import re
 import shlex
 import signal
 import sys
@@ -132,7 +133,10 @@ def choose_profile(args: argparse.Namespace) -> str | None:
     if args.profile:
         return args.profile
     if args.report_only:  # that of most runs, as the scaling notebook's default
-        return max(config.PROFILES, key=lambda p: len(report.collect(args.output_dir, p)))
+        runs = {p: len(report.collect(args.output_dir, p)) for p in config.PROFILES}
+        if not any(runs.values()):
+            raise UserError(f"--report-only: no finished run in {args.output_dir}: give its folder")
+        return max(runs, key=runs.get)
     if args.device == "cpu":
         print("--device cpu: using --profile quick (--profile full trains the full recipe)")
         return "quick"
@@ -145,7 +149,7 @@ def choose_profile(args: argparse.Namespace) -> str | None:
 def make_plan(args: argparse.Namespace) -> Plan:
     """The grid, its profile, where its runs go (local slots or Ray) and their overrides."""
     fractions = [data.parse_fraction(f) for f in split(args.fractions)]
-    if not all(s.isdigit() for s in split(args.seeds)):
+    if not all(re.fullmatch(r"\d+", s) for s in split(args.seeds)):
         raise UserError(f"--seeds takes whole numbers, e.g. 0,1,2; got {args.seeds!r}")
     for count in ("epochs", "jobs", "ray_cpus"):
         if (value := getattr(args, count)) is not None and value < 1:

@@ -178,7 +178,7 @@ _SIZE = f"a whole number of px, not below the {models.MIN_IMAGE_SIZE} px these m
 _WHOLES = "batch_size epochs steps_per_epoch eval_images patience resize val_size max_evals"
 RULES: dict[str, Rule] = dict.fromkeys(_WHOLES.split(), _WHOLE) | dict(
     image_size=(_SIZE, lambda v: v >= models.MIN_IMAGE_SIZE and v == int(v), int),
-    seed=("a whole number", lambda v: float(v) == int(v), int),
+    seed=("a whole number, 0 or more", lambda v: float(v) == int(v) >= 0, int),
     lr=("a positive number", lambda v: v > 0, float),
     eval_share=("a positive number", lambda v: v > 0, float),
     cutout=(f"a side in px from 0 (off) to {SIDE}", lambda v: v == int(v) and 0 <= v <= SIDE, int),

@@ -81,6 +81,8 @@ def ensure_cifar10(data_dir: str | Path, download: bool = True) -> Path:
     """The standard folder under `data_dir`: found, unpacked from its archive, or downloaded."""
     root = Path(data_dir).expanduser()
     folder, created, why = root / FOLDER, not root.exists(), ""
+    if root.is_file():
+        raise DataError(f"data_dir {root} is a file: give the folder of {FOLDER}/ or {ARCHIVE}")
     try:
         if not folder.is_dir() and (root / ARCHIVE).is_file():  # unpacked whole or not at all
             why = f"could not be unpacked from {ARCHIVE}"

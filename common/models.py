@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import functools
-import shutil
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -66,12 +65,12 @@ def locate_weights(
     found = next((f / file for f in _folders(weights_dir) if (f / file).is_file()), None)
     if found or not download:
         return found, "" if found else "it was not downloaded"
-    try:  # into the cache only when whole: a failed download leaves no folder behind
-        with tempfile.TemporaryDirectory() as tmp:
+    try:  # renamed into the cache only when whole and hash-checked
+        hub_dir().mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=hub_dir()) as tmp:
             part, prefix = Path(tmp) / file, torch.hub.HASH_REGEX.search(file).group(1)
             torch.hub.download_url_to_file(_url(name, version), str(part), prefix, progress=False)
-            hub_dir().mkdir(parents=True, exist_ok=True)
-            return Path(shutil.move(part, hub_dir() / file)), ""
+            return part.replace(hub_dir() / file), ""
     except Exception as e:  # e.g. torch's "invalid hash value", a URLError naming the lookup
         text = " ".join(str(getattr(e, "reason", None) or e).split()) or "no detail"
         return None, f"the download failed ({type(e).__name__}: {text})"

@@ -14,9 +14,8 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
-# Small enough for a 2-core CPU: these override the quick recipe in tests that train. fp32 skips
-# the CPU precision probe; a checkpoint and a validation pass after every epoch give the tests
-# of resuming and early stopping their epochs.
+# Small enough for a 2-core CPU: these override the quick recipe in tests that train; a checkpoint
+# and a validation pass after every epoch give the resume and early-stopping tests their epochs.
 TINY = dict(
     epochs=2,
     batch_size=16,
@@ -32,7 +31,7 @@ TINY = dict(
 def pytest_configure(config: pytest.Config) -> None:
     """Under xdist, give each worker (and the runs and kernels it starts) its share of the cores
     as torch threads, unless OMP_NUM_THREADS is set: more threads than cores make every training
-    step several times slower (why common/local.py shares the cores out among parallel runs)."""
+    step several times slower (why common/runner.py shares the cores out among parallel runs)."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
         share = max(1, len(os.sched_getaffinity(0)) // workers)
