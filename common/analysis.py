@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocator
 from scipy.optimize import least_squares
 from scipy.stats import t as student
 from scipy.stats import ttest_rel
@@ -68,24 +68,17 @@ class PowerLaw:
 
 @dataclass(frozen=True)
 class JointLaw:
-    """e(m, n) = a · n^-alpha + b · m^-beta + c over training images n and parameters m."""
+    """e(m, n) = data(n) + model(m) = a · n^-alpha + c + b · m^-beta: n images, m parameters."""
 
-    a: float
-    alpha: float
-    b: float
-    beta: float
-    c: float
+    data: PowerLaw  # a, alpha, c
+    model: PowerLaw  # b, beta, 0
 
     def __call__(self, m: Any, n: Any) -> Any:
-        return (
-            self.a * np.asarray(n, float) ** -self.alpha
-            + self.b * np.asarray(m, float) ** -self.beta
-            + self.c
-        )
+        return self.data(n) + self.model(m)
 
     def describe(self) -> str:
-        a, b = f"{self.a:.3g} · n^-{self.alpha:.2f}", f"{self.b:.3g} · m^-{self.beta:.2f}"
-        return f"e(m, n) = {a} + {b} + {self.c:.3g}"
+        d, m = self.data, self.model
+        return f"e(m, n) = {d.a:.3g} · n^-{d.b:.2f} + {m.a:.3g} · m^-{m.b:.2f} + {d.c:.3g}"
 
 
 def least(f: Callable, err: np.ndarray, starts: list, upper: list[float]) -> np.ndarray | None:
@@ -210,8 +203,8 @@ def fit_joint(m: np.ndarray, n: np.ndarray, err: np.ndarray) -> JointLaw:
     f = lambda p: p[0] * (n / n0) ** -p[1] + p[2] * (m / m0) ** -p[3] + p[4]  # noqa: E731
     p = least(f, err, starts, [np.inf] * 4 + [float(err.min())])
     if p is None:
-        return JointLaw(0.0, 0.0, 0.0, 0.0, float(err.mean()))
-    return JointLaw(p[0] * n0 ** p[1], p[1], p[2] * m0 ** p[3], p[3], p[4])
+        return JointLaw(PowerLaw(0.0, 0.0, float(err.mean())), PowerLaw(0.0, 0.0, 0.0))
+    return JointLaw(PowerLaw(p[0] * n0 ** p[1], p[1], p[4]), PowerLaw(p[2] * m0 ** p[3], p[3], 0.0))
 
 
 def joint(setting: str, runs: list[Record]) -> dict[str, Any]:
@@ -237,7 +230,7 @@ def joint(setting: str, runs: list[Record]) -> dict[str, Any]:
             at = lambda d: d(big, ni)  # noqa: B023, E731
             check["cells"].append(held_out(at, part, part_draws, measured, n=int(ni)))
     every = draws(m > 0)
-    alpha, beta = (interval([getattr(d, k) for d in every]) for k in ("alpha", "beta"))
+    alpha, beta = interval([d.data.b for d in every]), interval([d.model.b for d in every])
     return dict(out, fit=fit_joint(m, n, err), alpha=alpha, beta=beta, check=check)
 
 
@@ -496,10 +489,7 @@ def _log(ax: Axes, which: str, ticks: list[float] | None = None) -> None:
     """A log axis labelled in plain numbers: at `ticks`, else at 1, 2 and 5 per decade."""
     axis = ax.xaxis if which == "x" else ax.yaxis
     (ax.set_xscale if which == "x" else ax.set_yscale)("log")
-    if ticks:
-        axis.set_ticks(ticks)
-    else:
-        axis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+    axis.set_major_locator(FixedLocator(ticks) if ticks else LogLocator(subs=(1, 2, 5)))
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 100 else f"{v:.3g}"))
     axis.set_minor_locator(NullLocator())
 
