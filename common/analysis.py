@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocator
 from scipy.optimize import least_squares
 from scipy.stats import t as student
 from scipy.stats import ttest_rel
@@ -68,24 +68,17 @@ class PowerLaw:
 
 @dataclass(frozen=True)
 class JointLaw:
-    """e(m, n) = a · n^-alpha + b · m^-beta + c over training images n and parameters m."""
+    """e(m, n) = data(n) + model(m) = a · n^-alpha + c + b · m^-beta: n images, m parameters."""
 
-    a: float
-    alpha: float
-    b: float
-    beta: float
-    c: float
+    data: PowerLaw  # a, alpha, c
+    model: PowerLaw  # b, beta, 0
 
     def __call__(self, m: Any, n: Any) -> Any:
-        return (
-            self.a * np.asarray(n, float) ** -self.alpha
-            + self.b * np.asarray(m, float) ** -self.beta
-            + self.c
-        )
+        return self.data(n) + self.model(m)
 
     def describe(self) -> str:
-        a, b = f"{self.a:.3g} · n^-{self.alpha:.2f}", f"{self.b:.3g} · m^-{self.beta:.2f}"
-        return f"e(m, n) = {a} + {b} + {self.c:.3g}"
+        d, m = self.data, self.model
+        return f"e(m, n) = {d.a:.3g} · n^-{d.b:.2f} + {m.a:.3g} · m^-{m.b:.2f} + {d.c:.3g}"
 
 
 def least(f: Callable, err: np.ndarray, starts: list, upper: list[float]) -> np.ndarray | None:
@@ -167,8 +160,7 @@ def held_out(predict: Callable, fit: Any, draws: list, measured: float, **where:
 
 
 def learning_curve(setting: str, model: str, runs: list[Record]) -> dict[str, Any]:
-    """A curve over data size chosen by AICc, fitted with its floor (without it b's interval
-    narrows around a biased value) and checked on the largest size; below 3 sizes its points."""
+    """A curve over data size chosen by AICc, fitted with its floor, checked on the largest size."""
     n = np.array([r["train_images"] for r in runs], dtype=float)
     err = np.array([1 - r["test_acc"] for r in runs])
     seeds = np.array([r["seed"] for r in runs])
@@ -211,8 +203,8 @@ def fit_joint(m: np.ndarray, n: np.ndarray, err: np.ndarray) -> JointLaw:
     f = lambda p: p[0] * (n / n0) ** -p[1] + p[2] * (m / m0) ** -p[3] + p[4]  # noqa: E731
     p = least(f, err, starts, [np.inf] * 4 + [float(err.min())])
     if p is None:
-        return JointLaw(0.0, 0.0, 0.0, 0.0, float(err.mean()))
-    return JointLaw(p[0] * n0 ** p[1], p[1], p[2] * m0 ** p[3], p[3], p[4])
+        return JointLaw(PowerLaw(0.0, 0.0, float(err.mean())), PowerLaw(0.0, 0.0, 0.0))
+    return JointLaw(PowerLaw(p[0] * n0 ** p[1], p[1], p[4]), PowerLaw(p[2] * m0 ** p[3], p[3], 0.0))
 
 
 def joint(setting: str, runs: list[Record]) -> dict[str, Any]:
@@ -238,23 +230,12 @@ def joint(setting: str, runs: list[Record]) -> dict[str, Any]:
             at = lambda d: d(big, ni)  # noqa: B023, E731
             check["cells"].append(held_out(at, part, part_draws, measured, n=int(ni)))
     every = draws(m > 0)
-    alpha, beta = (interval([getattr(d, k) for d in every]) for k in ("alpha", "beta"))
+    alpha, beta = interval([d.data.b for d in every]), interval([d.model.b for d in every])
     return dict(out, fit=fit_joint(m, n, err), alpha=alpha, beta=beta, check=check)
 
 
-def holm(pvalues: list[float]) -> list[float]:
-    """Holm's step-down adjusted p-values, in the order given."""
-    ranked = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
-    adjusted, running = [1.0] * len(pvalues), 0.0
-    for rank, i in enumerate(ranked):
-        running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[i]))
-        adjusted[i] = running
-    return adjusted
-
-
 def compare(kind: str, first: Condition, second: Condition) -> dict[str, Any]:
-    """`first` minus `second` in test accuracy by paired t over seeds (a seed fixes the subset,
-    order and init): the difference, its 95% interval and p, or why it is `untested`."""
+    """`first` − `second` in test accuracy by paired t: diff, interval, p, or `untested`."""
     a = {r["seed"]: r["test_acc"] for r in first.runs}
     b = {r["seed"]: r["test_acc"] for r in second.runs}
     x, y = np.array([a[s] for s in sorted(a)]), np.array([b[s] for s in sorted(b)])
@@ -283,9 +264,9 @@ def comparisons(drawn: list[Condition]) -> list[dict[str, Any]]:
             out.append(compare("model", big, small))
         if setting == "pretrained" and (base := cells.get(("scratch", model, fraction))):
             out.append(compare("pretraining", small, base))
-    tested = [c for c in out if "p" in c]
-    for c, p in zip(tested, holm([c["p"] for c in tested]), strict=True):
-        c["p_holm"] = p
+    tested, running = sorted((c for c in out if "p" in c), key=lambda c: c["p"]), 0.0
+    for rank, c in enumerate(tested):  # Holm's step-down adjustment
+        running = c["p_holm"] = max(running, min(1.0, (len(tested) - rank) * c["p"]))
     return out
 
 
@@ -331,8 +312,7 @@ def build(
     missing: dict[Key, NotProduced] | None = None,
     failed: dict[Key, dict[int, str]] | None = None,
 ) -> Analysis:
-    """The analysis of `profile`'s runs. A setting's main configuration is that of most runs (the
-    latest on a tie); figures and fits draw each model's latest weights alone."""
+    """The analysis of `profile`'s runs; a setting's main configuration is that of most runs."""
     rows, rank = group_conditions(collected), {}
     last = lambda c: max(moment(r["finished_at"]) for r in c.runs)  # noqa: E731
     for c in rows:
@@ -468,11 +448,8 @@ def fits(a: Analysis) -> str:
     """The curves over data size, their checks on the largest size and the joint fits, as tables."""
     rows, checks, two = [], [], lambda v: f"{v:.2f}"
     for c in (c for c in a.curves if c["chosen"]):
-        name, k, fit = (
-            [MODEL_TITLES[c["model"]], SETTING_TITLES[c["setting"]]],
-            c["check"],
-            c["fit"],
-        )
+        name = [MODEL_TITLES[c["model"]], SETTING_TITLES[c["setting"]]]
+        k, fit = c["check"], c["fit"]
         aic = ", ".join(f"{name} {v:.1f}" for name, v in c["aic"].items())
         b = f"{fit.b:.2f} ({span(c['b'], two)})" if c["chosen"] != FLAT else "–"
         rows.append([*name, len(c["points"]), f"{c['chosen']} ({aic})", fit.describe(), b])
@@ -489,11 +466,9 @@ def fits(a: Analysis) -> str:
     for j in (j for j in a.joints if not j["refused"]):
         k, big, setting = j["check"], j["models"][j["check"]["model"]], SETTING_TITLES[j["setting"]]
         rows = [checked([f"{big} at {c['n']:,} images"], c) for c in k["cells"]]
-        said = (
-            f"not tested: {k['reason']}.\n"
-            if k["reason"]
-            else "\n\n" + table(f"cell|{CHECK}", rows)
-        )
+        said = f"not tested: {k['reason']}.\n"
+        if not k["reason"]:
+            said = "\n\n" + table(f"cell|{CHECK}", rows)
         out += (
             f"\nJoint fit, {setting} ({j['runs']} runs): {j['fit'].describe()}; alpha "
             f"{span(j['alpha'], two)}, beta {span(j['beta'], two)}; fitted without the largest "
@@ -514,18 +489,18 @@ def _log(ax: Axes, which: str, ticks: list[float] | None = None) -> None:
     """A log axis labelled in plain numbers: at `ticks`, else at 1, 2 and 5 per decade."""
     axis = ax.xaxis if which == "x" else ax.yaxis
     (ax.set_xscale if which == "x" else ax.set_yscale)("log")
-    if ticks:
-        axis.set_ticks(ticks)
-    else:
-        axis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+    axis.set_major_locator(FixedLocator(ticks) if ticks else LogLocator(subs=(1, 2, 5)))
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 100 else f"{v:.3g}"))
     axis.set_minor_locator(NullLocator())
 
 
-def _figure(title: str, a: Analysis) -> tuple[Figure, Axes]:
+def _figure(title: str, a: Analysis, x: str, y: str) -> tuple[Figure, Axes]:
+    """A scaling figure titled with its profile, its axes labelled `x` and `y`."""
     fig, ax = plt.subplots(figsize=(8.5, 4.8), dpi=110, layout="constrained")
     quick = f"\nquick profile: each run saw {a.seen} images, not converged"
     ax.set_title(title + (quick if a.quick else f"\nprofile {a.profile}"), fontsize=9)
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
     ax.grid(alpha=0.3)
     return fig, ax
 
@@ -542,19 +517,14 @@ def _errors(ax: Axes, cells: list[Condition], x: str, fit: Callable | None, **st
         ax.plot(grid, 100 * fit(grid), "--", color=style["color"], label=fit_label)
 
 
-def _finish(fig: Figure, ax: Axes, x: str, y: str) -> Figure:
-    ax.set_xlabel(x)
-    ax.set_ylabel(y)
-    if ax.has_data():
-        fig.legend(loc="outside right upper", fontsize=8)
-    return fig
-
-
 def plot_error_vs_data(a: Analysis) -> Figure:
     """Test error against training images, log-log: mean ± sd per cell, the fits dashed."""
     fitted = {(c["setting"], c["model"]): c["fit"] for c in a.curves if c["chosen"]}
     dashed = "; dashed: the fit" if fitted else ""
-    fig, ax = _figure(f"Test error vs training-set size: mean ± sd over seeds{dashed}", a)
+    quick = ": not how many a quick run saw" if a.quick else ""
+    title = f"Test error vs training-set size: mean ± sd over seeds{dashed}"
+    x, y = f"training images in the subset (log scale){quick}", "test error, % (log scale)"
+    fig, ax = _figure(title, a, x, y)
     for key in sorted({(c.setting, c.model) for c in a.drawn}, key=lambda k: order((*k, 0))):
         cells = [c for c in a.drawn if (c.setting, c.model) == key]
         label = f"{MODEL_TITLES[key[1]]} {SETTING_TITLES[key[0]]}"
@@ -563,37 +533,32 @@ def plot_error_vs_data(a: Analysis) -> Figure:
     if a.drawn:
         _log(ax, "x", sorted({c.runs[0]["train_images"] for c in a.drawn}))
         _log(ax, "y")
-    quick = ": not how many a quick run saw" if a.quick else ""
-    return _finish(
-        fig, ax, f"training images in the subset (log scale){quick}", "test error, % (log scale)"
-    )
+        fig.legend(loc="outside right upper", fontsize=8)
+    return fig
 
 
 def plot_error_vs_parameters(a: Analysis) -> Figure:
     """Test error against parameters as trained, log-log, a line per setting and data size."""
-    fig, ax = _figure("Test error vs model size: mean ± sd over seeds; dashed: the joint fit", a)
+    title = "Test error vs model size: mean ± sd over seeds; dashed: the joint fit"
+    fig, ax = _figure(title, a, "parameters as trained (log scale)", "test error, % (log scale)")
     joints = {j["setting"]: j["fit"] for j in a.joints if not j["refused"]}
     sizes = sorted({c.runs[0]["train_images"] for c in a.drawn})
     for setting, (i, n) in itertools.product(SETTING_TITLES, enumerate(sizes)):
         if cells := [c for c in a.drawn if c.setting == setting and c.runs[0]["train_images"] == n]:
             fit = (fit := joints.get(setting)) and functools.partial(fit, n=n)
+            label = f"{n:,} images, {SETTING_TITLES[setting]}"
             style = dict(marker="o", ls="-" if setting == "scratch" else ":", color=f"C{i}")
-            _errors(
-                ax,
-                cells,
-                "parameters",
-                fit,
-                label=f"{n:,} images, {SETTING_TITLES[setting]}",
-                **style,
-            )
+            _errors(ax, cells, "parameters", fit, label=label, **style)
     _log(ax, "x", sorted({c.runs[0]["parameters"] for c in a.drawn}))
     _log(ax, "y")
-    return _finish(fig, ax, "parameters as trained (log scale)", "test error, % (log scale)")
+    fig.legend(loc="outside right upper", fontsize=8)
+    return fig
 
 
 def plot_pretrained_gap(a: Analysis) -> Figure:
     """Fine-tuned minus from-scratch test accuracy per data size, with its 95% interval."""
-    fig, ax = _figure("What ImageNet pre-training adds: fine-tuned − from scratch, 95% interval", a)
+    title = "What ImageNet pre-training adds: fine-tuned − from scratch, 95% interval"
+    fig, ax = _figure(title, a, "training images (log scale)", "test accuracy difference (points)")
     gaps = [c for c in a.comparisons if c["kind"] == "pretraining"]
     for model in MODEL_TITLES:
         if mine := [c for c in gaps if c["first"].model == model]:
@@ -604,7 +569,8 @@ def plot_pretrained_gap(a: Analysis) -> Figure:
             ax.errorbar(n, diff, yerr=np.abs(bounds - diff[:, None]).T, **style)
     ax.axhline(0, color="0.5", lw=0.8)
     _log(ax, "x", sorted({c["first"].runs[0]["train_images"] for c in gaps}))
-    return _finish(fig, ax, "training images (log scale)", "test accuracy difference (points)")
+    fig.legend(loc="outside right upper", fontsize=8)
+    return fig
 
 
 def write_scaling(a: Analysis, images_dir: str | Path | None) -> list[Path]:

@@ -45,8 +45,8 @@ def test_the_joint_fit_recovers_known_exponents_from_noisy_runs():
     for seed in range(3):
         j = joint("scratch", runs(seed))
         assert j["runs"] == 75 and not j["refused"]
-        assert j["fit"].alpha == pytest.approx(TRUTH["alpha"], abs=0.1)
-        assert j["fit"].beta == pytest.approx(TRUTH["beta"], abs=0.1)
+        assert j["fit"].data.b == pytest.approx(TRUTH["alpha"], abs=0.1)
+        assert j["fit"].model.b == pytest.approx(TRUTH["beta"], abs=0.1)
         covered += j["alpha"][0] <= TRUTH["alpha"] <= j["alpha"][1]
         covered += j["beta"][0] <= TRUTH["beta"] <= j["beta"][1]
     assert covered >= 5  # six 95% intervals: allow one miss

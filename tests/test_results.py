@@ -23,11 +23,11 @@ from common.report import (
     load_metrics,
     make_metrics,
     plot_curves,
+    provenance,
     replace_between,
     stamp,
     summary_table,
     variant,
-    weights_line,
 )
 from common.runner import save_run
 from tests.conftest import REPO, fake_result
@@ -105,10 +105,10 @@ def test_the_summary_table_shows_seeds_failures_and_missing_weights():
         ("pretrained", m, 1.0): NotProduced(weights=f"{m}.pth") for m in ("resnet18", "resnet50")
     }
     missing[("pretrained", "resnext50_32x4d", 1.0)] = NotProduced(failed="OOM")
-    text = summary_table(build(runs, "full", missing, failed))
+    text = summary_table(a := build(runs, "full", missing, failed))
     assert "52.00 ± 2.00 (n = 3 of 4: seed 3 failed: TrainingError: diverged)" in text
     assert "| 61.00 (n=1) |" in text and "not produced: failed: OOM" in text
-    assert "2 pretrained cells (ResNet-18 at 100%; ResNet-50 at 100%)" in weights_line(missing)
+    assert "2 pretrained cells (ResNet-18 at 100%; ResNet-50 at 100%)" in provenance(a, "", REPO)
 
 
 def test_grid_time_is_measured_or_read_from_the_records():
