@@ -470,7 +470,8 @@ def provenance(a: Analysis, command: str, base: Path, readme: bool = False) -> s
         "" if readme else recipe_line(a),
         f"Where the recipes depart from their sources: {link(DEPARTURES, base)}."
         * (not readme and not a.quick),
-        f"Fine-tuned from: {', '.join(weights)}." if weights else needs,
+        f"Fine-tuned from: {', '.join(weights)}." * bool(weights),
+        needs,
         f"How these runs were made, and what each label means: {link('docs/results.md', base)}.",
     ]
     return "\n".join(f"- {line}" if i else line for i, line in enumerate(lines) if line) + "\n"

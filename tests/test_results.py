@@ -99,7 +99,7 @@ def test_the_main_configuration_is_that_of_most_runs_and_other_weights_are_kept_
 
 def test_the_summary_table_shows_seeds_failures_and_missing_weights():
     runs = [record(seed=s, acc=a) for s, a in enumerate((0.50, 0.52, 0.54))]
-    runs += [record(model="resnet34", acc=0.61)]
+    runs += [record(model="resnet34", acc=0.61), record(model="resnet34", pretrained=True)]
     failed = {("scratch", "resnet18", 1.0): {3: "TrainingError: diverged"}}
     missing = {
         ("pretrained", m, 1.0): NotProduced(weights=f"{m}.pth") for m in ("resnet18", "resnet50")
@@ -108,7 +108,9 @@ def test_the_summary_table_shows_seeds_failures_and_missing_weights():
     text = summary_table(a := build(runs, "full", missing, failed))
     assert "52.00 ± 2.00 (n = 3 of 4: seed 3 failed: TrainingError: diverged)" in text
     assert "| 61.00 (n=1) |" in text and "not produced: failed: OOM" in text
-    assert "2 pretrained cells (ResNet-18 at 100%; ResNet-50 at 100%)" in provenance(a, "", REPO)
+    said = provenance(a, "", REPO)  # the weights found, and the cells without theirs
+    assert "Fine-tuned from: ImageNet V1." in said
+    assert "2 pretrained cells (ResNet-18 at 100%; ResNet-50 at 100%)" in said
 
 
 def test_grid_time_is_measured_or_read_from_the_records():

@@ -203,6 +203,8 @@ def test_a_run_another_process_holds_or_finished_is_left_to_it(workdir, capsys):
 def test_report_only_reports_the_runs_it_finds_beside_them_and_trains_none(workdir, capsys):
     # --output-dir alone: the report goes beside the runs, the repository's README untouched
     readme, out = (REPO / "README.md").read_text(), workdir / "out"
+    with pytest.raises(UserError, match="no finished run in"):  # nothing to report
+        run_all.choose_profile(run_all.parse_args(["--report-only", "--output-dir", str(out)]))
     cfg = run_config(Run("scratch", "resnet18", 1.0, 0), out, profile="quick")
     save_metrics(cfg.output_dir, make_metrics(cfg, fake_result()))
     args = ["--output-dir", str(out), "--data-dir", str(workdir / "data"), *ONE_RUN]

@@ -1,5 +1,5 @@
 """The analysis record on synthetic grids: the tested claims with Holm, what is not tested, the
-fits' tables, the scaling figures and the scaling notebook's code (papermill: test_notebooks)."""
+fits' tables, the scaling figures and the scaling notebook's code (papermill: test_run_all)."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def test_the_figures_that_apply_are_drawn_and_plot_what_their_axes_say(tmp_path)
 def test_the_scaling_notebooks_code_draws_and_renders_the_analysis(tmp_path):
     from IPython.display import Markdown
 
-    path = NOTEBOOKS / "scaling.ipynb"  # through papermill: tests/test_notebooks.py
+    path = NOTEBOOKS / "scaling.ipynb"  # papermill: tests/test_run_all.py
     for i, m in enumerate(grid()):
         write_json(tmp_path / "runs" / m["setting"] / f"run{i}" / "metrics.json", m)
     shown = []
