@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import tempfile
 from collections.abc import Callable, Iterable
@@ -65,6 +66,7 @@ def locate_weights(
     found = next((f / file for f in _folders(weights_dir) if (f / file).is_file()), None)
     if found or not download:
         return found, "" if found else "it was not downloaded"
+    made = [p for p in (hub_dir(), *hub_dir().parents) if not p.exists()]  # deepest first
     try:  # renamed into the cache only when whole and hash-checked
         hub_dir().mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=hub_dir()) as tmp:
@@ -72,6 +74,9 @@ def locate_weights(
             torch.hub.download_url_to_file(_url(name, version), str(part), prefix, progress=False)
             return part.replace(hub_dir() / file), ""
     except Exception as e:  # e.g. torch's "invalid hash value", a URLError naming the lookup
+        for folder in made:  # no folder left behind that this call made
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         text = " ".join(str(getattr(e, "reason", None) or e).split()) or "no detail"
         return None, f"the download failed ({type(e).__name__}: {text})"
 
