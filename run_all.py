@@ -128,8 +128,8 @@ def set_options(items: list[str]) -> dict[str, Any]:
     return sets
 
 
-def choose_profile(args: argparse.Namespace) -> str | None:
-    """The profile the options imply (None: it depends on the GPUs), saying why."""
+def choose_profile(args: argparse.Namespace, ray_gpu: bool = False) -> str:
+    """The profile asked, else the one the runs found, the options or the GPUs imply."""
     if args.profile:
         return args.profile
     if args.report_only:  # that of most runs, as the scaling notebook's default
@@ -143,7 +143,11 @@ def choose_profile(args: argparse.Namespace) -> str | None:
     if args.ray and args.dry_run:  # a dry run does not ask the cluster what it has
         print("--dry-run with --ray: listing the full profile's runs")
         return "full"
-    return None
+    if args.ray:
+        return "full" if ray_gpu else "quick"
+    if (profile := config.default_profile()) == "quick":
+        print("no usable GPU: using --profile quick (short CPU smoke runs)")
+    return profile
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
@@ -159,7 +163,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
     grid = runner.build_grid(split(args.settings), asked, fractions, seeds)
     if not grid:
         raise UserError("the grid is empty: give at least one setting, fraction and seed")
-    plan = Plan(grid=grid, slots=[], ray_gpu=False, profile=choose_profile(args))
+    plan = Plan(grid=grid, slots=[], ray_gpu=False)
     plan.version, plan.custom = parse_weights(args.weights)
     if unused := sorted(set(plan.custom) - {r.model for r in grid if r.pretrained}):
         raise UserError(
@@ -169,15 +173,11 @@ def make_plan(args: argparse.Namespace) -> Plan:
     if args.ray and not (args.dry_run or args.report_only):
         folders = [getattr(args, name) for name in PATHS]
         plan.ray_gpu = cluster.join(args.ray, args.device, args.jobs, args.ray_cpus, REPO, folders)
-        plan.profile = plan.profile or ("full" if plan.ray_gpu else "quick")
     elif not args.ray:
         plan.slots, sharing = runner.job_slots(args.device, args.jobs)
         if sharing and not (args.dry_run or args.report_only):
             print(sharing)
-    if plan.profile is None:
-        plan.profile = config.default_profile()
-        if plan.profile == "quick":
-            print("no usable GPU: using --profile quick (short CPU smoke runs)")
+    plan.profile = choose_profile(args, plan.ray_gpu)
     given = dict(profile=plan.profile, device=args.device, data_dir=args.data_dir)
     plan.overrides = set_options(args.set) | given | dict(weights=plan.version)
     if args.epochs is not None:
