@@ -166,8 +166,7 @@ def save_state(run_dir: str | Path, cfg: RunConfig, parts: dict[str, Any], run: 
 
 
 def resume(run_dir: str | Path | None, cfg: RunConfig, parts: dict[str, Any]) -> dict[str, Any]:
-    """The run so far from `run_dir`'s newest readable checkpoint of this training, its states
-    loaded into `parts`; a new run where there is none."""
+    """The run so far from `run_dir`'s newest good checkpoint (states into `parts`), else anew."""
     run = {"history": [], "best": {"val_acc": -1.0, "epoch": 0}, "best_weights": None, "elapsed": 0}
     for path in (Path(run_dir) / LATEST, Path(run_dir) / PREVIOUS) if run_dir else ():
         if not path.exists():
@@ -235,9 +234,8 @@ def make_optimizer(
         warmup = int(cfg.warmup_share * total)
     else:
         warmup = min(total, max(1, round(cfg.warmup_epochs * steps_per_epoch)))
-    drops = tuple(cfg.lr_drops)
     return opt, torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: lr_factor(s, warmup, total, cfg.schedule, cfg.lr_start_factor, drops)
+        opt, lambda s: lr_factor(s, warmup, total, cfg.schedule, cfg.lr_start_factor, cfg.lr_drops)
     )
 
 
