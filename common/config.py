@@ -312,10 +312,17 @@ def unmeasured(model: str, setting: str, profile: str) -> tuple[tuple[str, ...],
     return (), ""
 
 
-def sources(
-    model: str, setting: str, fraction: str, profile: str, sets: dict[str, Any]
-) -> list[tuple[str, Any, str]]:
-    """(name, value, where it came from) for every value of one run's configuration."""
+def main(argv: list[str] | None = None) -> None:
+    """`python -m common.config --show MODEL SETTING FRACTION`: a run's values and sources."""
+    parser = argparse.ArgumentParser(prog="python -m common.config", description=main.__doc__)
+    parser.add_argument("--show", nargs=3, metavar=("MODEL", "SETTING", "FRACTION"), required=True)
+    parser.add_argument("--profile", default="full", choices=PROFILES)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+    model, setting, fraction = args.show
+    profile, sets = args.profile, parse_sets(args.set)
+    if setting not in SETTINGS:
+        raise ConfigError(f"unknown setting {setting!r}: choose one of {', '.join(SETTINGS)}")
     cfg = make_config(model, fraction, setting == "pretrained", profile=profile, **sets)
     column = recipe_column(profile, setting, cfg.data_fraction, cfg.val_size)
     recipe = "recipe " + " ".join(c for c in COLUMNS[column] if c != "all")
@@ -325,27 +332,12 @@ def sources(
     if cfg.budget == "bit":
         where["epochs"] = f"{recipe}, budget bit: BiT's steps as whole epochs"
     where |= dict.fromkeys(sets, "--set")
-    names = unmeasured(model, setting, profile)[0]
-    return [
-        (name, value, where.get(name, "RunConfig") + ", unmeasured for it" * (name in names))
-        for name, value in cfg.to_dict().items()
-    ]
-
-
-def main(argv: list[str] | None = None) -> None:
-    """`python -m common.config --show MODEL SETTING FRACTION`: a run's values and sources."""
-    parser = argparse.ArgumentParser(prog="python -m common.config", description=main.__doc__)
-    parser.add_argument("--show", nargs=3, metavar=("MODEL", "SETTING", "FRACTION"), required=True)
-    parser.add_argument("--profile", default="full", choices=PROFILES)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    args = parser.parse_args(argv)
-    model, setting, fraction = args.show
-    if setting not in SETTINGS:
-        raise ConfigError(f"unknown setting {setting!r}: choose one of {', '.join(SETTINGS)}")
-    print(f"{model} {setting} {fraction}, profile {args.profile}:")
-    for name, value, where in sources(model, setting, fraction, args.profile, parse_sets(args.set)):
-        print(f"  {name:<16} {value!s:<36} {where}")
-    if why := unmeasured(model, setting, args.profile)[1]:
+    names, why = unmeasured(model, setting, profile)
+    print(f"{model} {setting} {fraction}, profile {profile}:")
+    for name, value in cfg.to_dict().items():
+        source = where.get(name, "RunConfig") + ", unmeasured for it" * (name in names)
+        print(f"  {name:<16} {value!s:<36} {source}")
+    if why:
         print(f"unmeasured for {model}: {why}")
     print("each recipe's sources and measurements: docs/recipes.md, a section per recipe")
 

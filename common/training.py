@@ -147,23 +147,6 @@ def place(model: nn.Module, cfg: RunConfig) -> tuple[torch.device, Arithmetic]:
     return device, arithmetic
 
 
-def load_checkpoint(run_dir: str | Path, key: dict[str, Any]) -> dict[str, Any] | None:
-    """The newest readable checkpoint of the same training `key`, else None (start over)."""
-    for path in (Path(run_dir) / LATEST, Path(run_dir) / PREVIOUS):
-        if not path.exists():
-            continue
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            tqdm.write(f"checkpoint {path} is unreadable ({type(e).__name__}): trying an older one")
-            continue
-        if state.get("key") != key:
-            tqdm.write(f"checkpoint {path} was written with other settings: starting over")
-            return None
-        return state
-    return None
-
-
 def prune_checkpoints(run_dir: str | Path) -> None:
     """Drop the resumable checkpoints of a finished run, keeping BEST."""
     for name in (LATEST, PREVIOUS):
@@ -183,17 +166,27 @@ def save_state(run_dir: str | Path, cfg: RunConfig, parts: dict[str, Any], run: 
 
 
 def resume(run_dir: str | Path | None, cfg: RunConfig, parts: dict[str, Any]) -> dict[str, Any]:
-    """The run so far from `run_dir`'s checkpoint of this training; its states into `parts`."""
+    """The run so far from `run_dir`'s newest good checkpoint (states into `parts`), else anew."""
     run = {"history": [], "best": {"val_acc": -1.0, "epoch": 0}, "best_weights": None, "elapsed": 0}
-    if not (state := run_dir and load_checkpoint(run_dir, cfg.training_key())):
-        return run
-    tqdm.write(f"resuming {cfg.model} from epoch {len(state['history'])}/{cfg.epochs}")
-    for name, part in parts.items():
-        if name == "data_rng":
-            part.set_state(state[name])
-        elif state[name]:  # a scaler that is off saves nothing
-            part.load_state_dict(state[name])
-    return {k: state[k] for k in run}
+    for path in (Path(run_dir) / LATEST, Path(run_dir) / PREVIOUS) if run_dir else ():
+        if not path.exists():
+            continue
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            tqdm.write(f"checkpoint {path} is unreadable ({type(e).__name__}): trying an older one")
+            continue
+        if state.get("key") != cfg.training_key():
+            tqdm.write(f"checkpoint {path} was written with other settings: starting over")
+            return run
+        tqdm.write(f"resuming {cfg.model} from epoch {len(state['history'])}/{cfg.epochs}")
+        for name, part in parts.items():
+            if name == "data_rng":
+                part.set_state(state[name])
+            elif state[name]:  # a scaler that is off saves nothing
+                part.load_state_dict(state[name])
+        return {k: state[k] for k in run}
+    return run
 
 
 def lr_factor(
@@ -241,9 +234,8 @@ def make_optimizer(
         warmup = int(cfg.warmup_share * total)
     else:
         warmup = min(total, max(1, round(cfg.warmup_epochs * steps_per_epoch)))
-    drops = tuple(cfg.lr_drops)
     return opt, torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: lr_factor(s, warmup, total, cfg.schedule, cfg.lr_start_factor, drops)
+        opt, lambda s: lr_factor(s, warmup, total, cfg.schedule, cfg.lr_start_factor, cfg.lr_drops)
     )
 
 

@@ -9,15 +9,7 @@ from typing import Any
 import pytest
 
 from common.analysis import build
-from common.config import (
-    BIT_STEPS,
-    RECIPES,
-    main,
-    make_config,
-    sources,
-    train_images,
-    unmeasured,
-)
+from common.config import BIT_STEPS, RECIPES, main, make_config, train_images, unmeasured
 from common.errors import ConfigError
 from common.report import make_metrics, summary_table, variant
 from tests.conftest import fake_result
@@ -48,10 +40,11 @@ def test_new_settings_refuse_bad_values_in_one_line(bad, says):
     assert says in str(e.value) and "\n" not in str(e.value)
 
 
-def test_a_model_unmeasured_with_its_recipe_says_which_values():
+def test_a_model_unmeasured_with_its_recipe_says_which_values(capsys):
     names, why = unmeasured("resnet50", "scratch", "full")
     assert names == ("lr", "weight_decay", "epochs") and "airbench" in why
-    rows = {name: where for name, _, where in sources("resnet50", "scratch", "1/16", "full", {})}
+    main(["--show", "resnet50", "scratch", "1/16"])
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
     assert rows["lr"].endswith("unmeasured for it") and "unmeasured" not in rows["batch_size"]
     assert unmeasured("resnet18", "scratch", "full") == ((), "")
     assert len(unmeasured("resnet101", "scratch", "quick")[0]) == len(RECIPES)  # resnet50's

@@ -12,7 +12,7 @@ import common.data as data_module
 import common.training as train_module
 from common.config import make_config
 from common.data import load_cifar10
-from common.training import eval_every, load_checkpoint
+from common.training import eval_every, resume
 from tests.conftest import TINY
 from tests.test_train import die_at_evaluation, fit, tiny_model
 
@@ -121,7 +121,7 @@ def test_checkpoints_follow_the_wall_clock_and_a_kill_loses_at_most_the_interval
     assert saved == [2, 4, 6, 7]
     with die_at_evaluation(monkeypatch, 6):  # epoch 6's, before its checkpoint
         fit(data, cfg, tmp_path / "killed")
-    kept = load_checkpoint(tmp_path / "killed", cfg.training_key())
+    kept = resume(tmp_path / "killed", cfg, {})
     assert len(kept["history"]) == 4 and cfg.checkpoint_every >= (6 - 4) * 100
     resumed = fit(data, cfg, tmp_path / "killed")
     assert resumed["history"] == reference["history"]

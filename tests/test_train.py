@@ -22,9 +22,9 @@ from common.training import (
     PREVIOUS,
     Arithmetic,
     evaluate,
-    load_checkpoint,
     lr_factor,
     make_optimizer,
+    resume,
     train,
 )
 from tests.conftest import TINY, write_test_weights
@@ -90,7 +90,7 @@ def test_resume_after_interruption_gives_identical_results(data, tmp_path, monke
     run_dir = tmp_path / "interrupted"
     with die_at_evaluation(monkeypatch, 2):  # epoch 2's: epoch 1's checkpoint is on disk
         fit(data, cfg, run_dir)
-    assert len(load_checkpoint(run_dir, cfg.training_key())["history"]) == 1
+    assert len(resume(run_dir, cfg, {})["history"]) == 1
     resumed = fit(data, cfg, run_dir)
     assert resumed["history"] == reference["history"]
     assert resumed["test_acc"] == reference["test_acc"]
@@ -101,12 +101,11 @@ def test_a_corrupt_checkpoint_falls_back_and_other_settings_start_over(data, tmp
     cfg = config(tmp_path, epochs=2)
     run_dir = tmp_path / "run"
     fit(data, cfg, run_dir)
-    assert load_checkpoint(run_dir, config(tmp_path, epochs=3).training_key()) is None
+    assert resume(run_dir, config(tmp_path, epochs=3), {})["history"] == []
     (run_dir / LATEST).write_bytes((run_dir / LATEST).read_bytes()[:100])  # truncated
-    state = load_checkpoint(run_dir, cfg.training_key())
-    assert state is not None and len(state["history"]) == 1  # the previous one
+    assert len(resume(run_dir, cfg, {})["history"]) == 1  # the previous one
     (run_dir / PREVIOUS).write_bytes(b"")
-    assert load_checkpoint(run_dir, cfg.training_key()) is None  # start over
+    assert resume(run_dir, cfg, {})["history"] == []  # start over
 
 
 def test_divergence_ends_the_run_with_a_clear_message(data, tmp_path):
