@@ -241,6 +241,8 @@ def compare(kind: str, first: Condition, second: Condition) -> dict[str, Any]:
     b = {r["seed"]: r["test_acc"] for r in second.runs}
     x, y = np.array([a[s] for s in sorted(a)]), np.array([b[s] for s in sorted(b)])
     out = dict(kind=kind, first=first, second=second, diff=float(np.mean(x) - np.mean(y)))
+    if first.setting == second.setting == "pretrained" and first.weights != second.weights:
+        return dict(out, untested="different ImageNet weights")
     if len(a) < 2 or len(b) < 2:
         return dict(out, untested="one seed on a side")
     if set(a) != set(b):
@@ -257,11 +259,7 @@ def comparisons(drawn: list[Condition]) -> list[dict[str, Any]]:
     cells, out = {c.key: c for c in drawn}, []
     for (setting, model, fraction), small in cells.items():
         big = cells.get((setting, "resnet50", fraction))
-        if model == "resnet18" and big and small.weights != big.weights:
-            out.append(
-                dict(kind="model", first=big, second=small, untested="different ImageNet weights")
-            )
-        elif model == "resnet18" and big:
+        if model == "resnet18" and big:
             out.append(compare("model", big, small))
         if setting == "pretrained" and (base := cells.get(("scratch", model, fraction))):
             out.append(compare("pretraining", small, base))
@@ -450,9 +448,7 @@ def fits(a: Analysis) -> str:
     for j in (j for j in a.joints if not j["refused"]):
         k, big, setting = j["check"], j["models"][j["check"]["model"]], SETTING_TITLES[j["setting"]]
         rows = [checked([f"{big} at {c['n']:,} images"], c) for c in k["cells"]]
-        said = f"not tested: {k['reason']}.\n"
-        if not k["reason"]:
-            said = "\n\n" + table(f"cell|{CHECK}", rows)
+        said = "\n\n" + table(f"cell|{CHECK}", rows) if rows else f"not tested: {k['reason']}.\n"
         out += (
             f"\nJoint fit, {setting} ({j['runs']} runs): {j['fit'].describe()}; alpha "
             f"{span(j['alpha'], two)}, beta {span(j['beta'], two)}; fitted without the largest "
