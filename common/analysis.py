@@ -161,6 +161,7 @@ def held_out(predict: Callable, fit: Any, draws: list, measured: float, **where:
 
 def learning_curve(setting: str, model: str, runs: list[Record]) -> dict[str, Any]:
     """A curve over data size chosen by AICc, fitted with its floor, checked on the largest size."""
+    runs = sorted(runs, key=lambda r: (r["train_images"], r["seed"]))
     n = np.array([r["train_images"] for r in runs], dtype=float)
     err = np.array([1 - r["test_acc"] for r in runs])
     seeds = np.array([r["seed"] for r in runs])
@@ -240,6 +241,8 @@ def compare(kind: str, first: Condition, second: Condition) -> dict[str, Any]:
     b = {r["seed"]: r["test_acc"] for r in second.runs}
     x, y = np.array([a[s] for s in sorted(a)]), np.array([b[s] for s in sorted(b)])
     out = dict(kind=kind, first=first, second=second, diff=float(np.mean(x) - np.mean(y)))
+    if first.setting == second.setting == "pretrained" and first.weights != second.weights:
+        return dict(out, untested="different ImageNet weights")
     if len(a) < 2 or len(b) < 2:
         return dict(out, untested="one seed on a side")
     if set(a) != set(b):
@@ -256,11 +259,7 @@ def comparisons(drawn: list[Condition]) -> list[dict[str, Any]]:
     cells, out = {c.key: c for c in drawn}, []
     for (setting, model, fraction), small in cells.items():
         big = cells.get((setting, "resnet50", fraction))
-        if model == "resnet18" and big and small.weights != big.weights:
-            out.append(
-                dict(kind="model", first=big, second=small, untested="different ImageNet weights")
-            )
-        elif model == "resnet18" and big:
+        if model == "resnet18" and big:
             out.append(compare("model", big, small))
         if setting == "pretrained" and (base := cells.get(("scratch", model, fraction))):
             out.append(compare("pretraining", small, base))
@@ -320,10 +319,8 @@ def build(
         rank[c.setting, c.variant] = (runs + len(c.runs), max(when, last(c)))
     main = {setting: v for (setting, v), _ in sorted(rank.items(), key=lambda i: i[1])}
     cells = [c for c in rows if c.variant == main[c.setting]]
-    tuned = sorted(
-        (c for c in cells if c.setting == "pretrained"), key=lambda c: (last(c), c.weights)
-    )
-    latest = {c.model: c.weights for c in tuned}
+    tuned = [c for c in cells if c.setting == "pretrained"]
+    latest = {c.model: c.weights for c in sorted(tuned, key=lambda c: (last(c), c.weights))}
     drawn = [c for c in cells if c.setting == "scratch" or c.weights == latest[c.model]]
     lines: dict[tuple[str, str], list[Record]] = {}
     for c in [] if profile == "quick" else drawn:  # quick runs: nothing tested or fitted
@@ -337,20 +334,10 @@ def build(
         k: NotProduced(failed="; ".join(f"seed {s}: {why}" for s, why in sorted(v.items())))
         for k, v in (failed or {}).items()
     }
-    return Analysis(
-        profile,
-        rows,
-        cells,
-        drawn,
-        comparisons([] if profile == "quick" else drawn),
-        [
-            learning_curve(*k, sorted(v, key=lambda r: (r["train_images"], r["seed"])))
-            for k, v in lines.items()
-        ],
-        joints,
-        {k: v for k, v in ((missing or {}) | lost).items() if k not in {c.key for c in cells}},
-        failed or {},
-    )
+    missing = {k: v for k, v in ((missing or {}) | lost).items() if k not in {c.key for c in cells}}
+    curves = [learning_curve(*k, runs) for k, runs in lines.items()]
+    tests = comparisons([] if profile == "quick" else drawn)
+    return Analysis(profile, rows, cells, drawn, tests, curves, joints, missing, failed or {})
 
 
 def pct(value: float) -> str:
@@ -435,13 +422,8 @@ INSIDE = {None: "–", True: "yes", False: "no"}  # measured inside the interval
 
 def checked(where: list[str], k: dict[str, Any]) -> list[str]:
     """A row of a held-out check: `where`, then prediction, interval, measure and verdict."""
-    return [
-        *where,
-        pct(k["predicted"]),
-        span(k["interval"]),
-        pct(k["measured"]),
-        INSIDE[k["inside"]],
-    ]
+    said = [pct(k["predicted"]), span(k["interval"]), pct(k["measured"]), INSIDE[k["inside"]]]
+    return [*where, *said]
 
 
 def fits(a: Analysis) -> str:
@@ -466,9 +448,7 @@ def fits(a: Analysis) -> str:
     for j in (j for j in a.joints if not j["refused"]):
         k, big, setting = j["check"], j["models"][j["check"]["model"]], SETTING_TITLES[j["setting"]]
         rows = [checked([f"{big} at {c['n']:,} images"], c) for c in k["cells"]]
-        said = f"not tested: {k['reason']}.\n"
-        if not k["reason"]:
-            said = "\n\n" + table(f"cell|{CHECK}", rows)
+        said = "\n\n" + table(f"cell|{CHECK}", rows) if rows else f"not tested: {k['reason']}.\n"
         out += (
             f"\nJoint fit, {setting} ({j['runs']} runs): {j['fit'].describe()}; alpha "
             f"{span(j['alpha'], two)}, beta {span(j['beta'], two)}; fitted without the largest "
@@ -499,8 +479,7 @@ def _figure(title: str, a: Analysis, x: str, y: str) -> tuple[Figure, Axes]:
     fig, ax = plt.subplots(figsize=(8.5, 4.8), dpi=110, layout="constrained")
     quick = f"\nquick profile: each run saw {a.seen} images, not converged"
     ax.set_title(title + (quick if a.quick else f"\nprofile {a.profile}"), fontsize=9)
-    ax.set_xlabel(x)
-    ax.set_ylabel(y)
+    ax.set(xlabel=x, ylabel=y)
     ax.grid(alpha=0.3)
     return fig, ax
 

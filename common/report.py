@@ -204,11 +204,8 @@ def variant(m: Record) -> Variant:
         recipe = today_recipe(m)
     except UserError:  # a model or profile this version no longer knows
         return (("recipe", "unknown"),)
-    differs = {
-        k: v
-        for k, v in m["config"].items()
-        if k in recipe and k not in ("seed", "weights") and recipe[k] != v
-    }
+    ignored = ("seed", "weights")
+    differs = {k: v for k, v in m["config"].items() if k not in ignored and recipe.get(k, v) != v}
     return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in differs.items()))
 
 
@@ -282,8 +279,7 @@ def plot_curves(runs: list[Record], metric: str) -> Figure:
             mean, sd = values.mean(axis=0), values.std(axis=0, ddof=1)
             ax.fill_between(epochs, mean - sd, mean + sd, color=color, alpha=0.2)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # 1 epoch: one tick
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("accuracy (%)" if metric == "acc" else "cross-entropy loss")
+    ax.set(xlabel="epoch", ylabel="accuracy (%)" if metric == "acc" else "cross-entropy loss")
     seeds = f"mean ± sd of {len(runs)} seeds" if len(runs) > 1 else f"seed {runs[0]['seed']}"
     quick = "\n[quick profile: a short CPU smoke run, not a converged result]"
     title = f"{cell_title(runs[0])}\n{seeds}{quick * (runs[0]['profile'] == 'quick')}"
