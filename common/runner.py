@@ -256,7 +256,7 @@ def train_or_reuse(cfg: RunConfig) -> dict[str, Any]:
     return metrics
 
 
-def train_and_save(cfg: RunConfig, executed: str | None = None, direct: bool = False) -> dict:
+def train_and_save(cfg: RunConfig, direct: bool = False) -> dict:
     """Build the model, load the data, train (resuming from a checkpoint) and save the run;
     `direct`: in run_all.py's own process, which fetched the data, with no progress bars."""
     from .data import load_cifar10
@@ -268,7 +268,7 @@ def train_and_save(cfg: RunConfig, executed: str | None = None, direct: bool = F
     )
     data = load_cifar10(cfg.data_dir, download=not direct)
     result = train(model, data, cfg, run_dir=cfg.output_dir, progress=not direct)
-    return save_run(cfg, result, executed)
+    return save_run(cfg, result, "direct" if direct else None)
 
 
 def save_run(cfg: RunConfig, result: dict[str, Any], executed: str | None = None) -> dict:
@@ -330,16 +330,13 @@ def run_notebook(
 
     command = [sys.executable, "-m", "papermill", str(notebook), str(output), "-k", kernel]
     command += ["-y", yaml.safe_dump(params), "--cwd", str(notebook.parent), "--no-progress-bar"]
+    command += ["--log-level", "ERROR"]
+    env = os.environ | env
     for attempt in range(1, KERNEL_TRIES + 1):
         with _CHILDREN_LOCK:
             if _STOPPED.is_set():
                 raise KeyboardInterrupt
-            child = subprocess.Popen(
-                [*command, "--log-level", "ERROR"],
-                env=os.environ | env,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
+            child = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
             _CHILDREN.add(child)
         try:
             _, err = child.communicate()
@@ -376,7 +373,7 @@ def export_html(notebook: Path) -> None:
     write_text(notebook.with_suffix(".html"), HTMLExporter().from_filename(str(notebook))[0])
 
 
-def stop_notebooks(grace: float = STOP_GRACE_S, final: bool = True) -> None:
+def stop_notebooks(final: bool = True) -> None:
     """End every notebook this process runs, its kernel first (left alone, a kernel trains on
     until its parent poller notices); each keeps its last checkpoint. `final`: none starts
     afterwards."""
@@ -385,26 +382,17 @@ def stop_notebooks(grace: float = STOP_GRACE_S, final: bool = True) -> None:
         if final:
             _STOPPED.set()
     for child in children:
-        for kernel in kernels_of(child.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(kernel, signal.SIGKILL)  # its checkpoints are written atomically
+        for stat in Path("/proc").glob("[0-9]*/stat"):  # its kernel: the process it is parent of
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == child.pid:
+                    os.kill(int(stat.parent.name), signal.SIGKILL)  # checkpoints are atomic
         child.terminate()
-    deadline = time.monotonic() + grace
+    deadline = time.monotonic() + STOP_GRACE_S
     for child in children:
         try:
             child.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             child.kill()
-
-
-def kernels_of(pid: int) -> list[int]:
-    """The processes whose parent is `pid` (a papermill process's kernel), from /proc."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(stat.parent.name))
-    return found
 
 
 class Outcome(NamedTuple):
@@ -420,13 +408,11 @@ def execute(
     direct: bool = False,
     kernel: str = KERNEL,
     extra_keys: list[str] = (),
-    device: str | None = None,
     env: dict[str, str] | None = None,
     force: bool = False,
 ) -> Outcome:
     """Execute one run in its locked folder: skip it if done (`force`: retrain it), else train
     it through its notebook or `direct`ly, resuming from its checkpoint; record a failure."""
-    cfg = dataclasses.replace(cfg, device=device) if device else cfg  # not in its training_key
     run_dir = Path(cfg.output_dir)
     output = run_dir / f"{run.name}.ipynb"
     try:
@@ -438,7 +424,7 @@ def execute(
             if (epoch := resume_epoch(cfg)) is not None:
                 tqdm.write(f"resuming {run.setting}/{run.name} from epoch {epoch} of {cfg.epochs}")
             if direct:
-                train_and_save(cfg, executed="direct", direct=True)
+                train_and_save(cfg, direct=True)
             else:
                 env = (env or {}) | {report.EXECUTED: "papermill"}  # the record says how it ran
                 run_notebook(
@@ -477,13 +463,6 @@ def execute_scaling(
     return [f for f in sorted(folder.glob("*.png")) if before.get(f) != f.stat().st_mtime_ns], error
 
 
-class Slot(NamedTuple):
-    """Where one job runs: the `device` its runs get, and its kernels' environment."""
-
-    device: str
-    env: dict[str, str]
-
-
 def gpu_ids() -> list[str]:
     """The GPUs as CUDA_VISIBLE_DEVICES names them, in order."""
     if visible := os.environ.get("CUDA_VISIBLE_DEVICES"):
@@ -491,42 +470,42 @@ def gpu_ids() -> list[str]:
     return [str(i) for i in range(torch.cuda.device_count())]
 
 
-def job_slots(device: str, jobs: int | None) -> tuple[list[Slot], str | None]:
-    """One slot per parallel job (None: one per usable GPU, else one), each kernel seeing its
-    own GPU or none; and a note when jobs share a GPU."""
+def job_slots(device: str, jobs: int | None) -> tuple[list[str], str | None]:
+    """One slot per parallel job (None: one per usable GPU, else one): the GPU its kernels see,
+    or "" for none; and a note when jobs share a GPU."""
     resolved = resolve_device(device)
     if resolved.type != "cuda":
-        return [Slot("cpu", {"CUDA_VISIBLE_DEVICES": ""})] * (jobs or 1), None
+        return [""] * (jobs or 1), None
     ids = gpu_ids() if device in ("auto", "cuda") else [gpu_ids()[resolved.index or 0]]
-    chosen = [ids[i % len(ids)] for i in range(jobs or len(ids))]
-    slots = [Slot("cuda", {"CUDA_VISIBLE_DEVICES": gpu}) for gpu in chosen]
-    if len(set(chosen)) == len(chosen):
+    slots = [ids[i % len(ids)] for i in range(jobs or len(ids))]
+    if len(set(slots)) == len(slots):
         return slots, None
-    return slots, f"{len(chosen)} jobs on {len(set(chosen))} GPU(s): runs share GPUs, each slower"
+    return slots, f"{len(slots)} jobs on {len(set(slots))} GPU(s): runs share GPUs, each slower"
 
 
 def run_locally(
-    todo: list[Run], configs: dict[Run, RunConfig], slots: list[Slot], options: dict
+    todo: list[Run], configs: dict[Run, RunConfig], slots: list[str], options: dict
 ) -> Iterator[Outcome]:
     """Execute `todo` here, one run per slot at a time; yield outcomes as runs end. Parallel
     CPU runs share the cores as torch threads (more threads than cores is several times
     slower). Interrupted, it starts no further run."""
-    free: queue.Queue[Slot] = queue.Queue()
+    free: queue.Queue[str] = queue.Queue()
     for slot in slots:
         free.put(slot)
     share = {}
-    if len(slots) > 1 and slots[0].device == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+    if len(slots) > 1 and not slots[0] and "OMP_NUM_THREADS" not in os.environ:
         share = {"OMP_NUM_THREADS": str(max(1, len(os.sched_getaffinity(0)) // len(slots)))}
 
     def job(run: Run) -> Outcome:
-        slot = free.get()
-        device = slot.device
-        if options.get("direct") and device == "cuda":  # in this process: its GPU by index
-            device = f"cuda:{gpu_ids().index(slot.env['CUDA_VISIBLE_DEVICES'])}"
+        gpu = free.get()
+        device = "cuda" if gpu else "cpu"
+        if options.get("direct") and gpu:  # in this process: its GPU by index
+            device = f"cuda:{gpu_ids().index(gpu)}"
+        cfg = dataclasses.replace(configs[run], device=device)  # not in its training_key
         try:
-            return execute(run, configs[run], device=device, env=slot.env | share, **options)
+            return execute(run, cfg, env={"CUDA_VISIBLE_DEVICES": gpu} | share, **options)
         finally:
-            free.put(slot)
+            free.put(gpu)
 
     pool = ThreadPoolExecutor(max_workers=len(slots))
     try:
@@ -594,8 +573,7 @@ def resume_note(left: list[Run], configs: dict[Run, RunConfig]) -> str:
     epochs = {r: resume_epoch(configs[r]) for r in left}
     resumes = [f"{r.setting}/{r.name} at epoch {e}" for r, e in epochs.items() if e is not None]
     fresh = [r for r, e in epochs.items() if e is None]
-    note = "finished runs are kept"
-    note += f"; the next call resumes {', '.join(resumes)}" if resumes else ""
-    return note + (
-        f"; {len(fresh)} unfinished run(s) start over (no checkpoint yet)" if fresh else ""
-    )
+    notes = ["finished runs are kept"]
+    notes += [f"the next call resumes {', '.join(resumes)}"] if resumes else []
+    notes += [f"{len(fresh)} unfinished run(s) start over (no checkpoint yet)"] if fresh else []
+    return "; ".join(notes)
