@@ -8,7 +8,6 @@ import contextlib
 import dataclasses
 import fcntl
 import os
-import queue
 import re
 import signal
 import subprocess
@@ -28,11 +27,11 @@ from tqdm import tqdm
 
 from . import report
 from .config import LIFT, SETTINGS, RunConfig, make_config, run_name
-from .data import fraction_label, fraction_title
+from .data import fraction_label, fraction_title, load_cifar10
 from .errors import ConfigError, UserError, one_line_in_jupyter
 from .files import read_json, write_json, write_text
-from .models import check_model, flops_per_image
-from .training import LATEST, prune_checkpoints, resolve_device
+from .models import build_model, check_model, flops_per_image
+from .training import LATEST, PREVIOUS, prune_checkpoints, resolve_device, train
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 KERNEL = "big-vs-small"  # the project's Jupyter kernel, which the README's set-up registers
@@ -180,13 +179,13 @@ def state(cfg: RunConfig) -> State:
 
 
 def resume_epoch(cfg: RunConfig) -> int | None:
-    """The epoch a run resumes from: that of its checkpoint of the same training, if any."""
-    path = Path(cfg.output_dir) / LATEST
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # absent, or unreadable (training then tries the previous one)
-        return None
-    return len(saved["history"]) if saved.get("key") == cfg.training_key() else None
+    """The epoch a run resumes from, from the checkpoint training would pick; None: none."""
+    folder = Path(cfg.output_dir)
+    for path in (folder / LATEST, folder / PREVIOUS):  # no LATEST while it is being replaced
+        with contextlib.suppress(Exception):  # absent or unreadable: the next one
+            saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            return len(saved["history"]) if saved.get("key") == cfg.training_key() else None
+    return None
 
 
 @contextlib.contextmanager
@@ -215,8 +214,7 @@ def run_lock(run_dir: Path) -> Iterator[None]:
 
 
 def failure_reason(run_dir: str | Path) -> str | None:
-    record = read_json(Path(run_dir) / FAILED)
-    return record.get("error") if isinstance(record, dict) else None
+    return (read_json(Path(run_dir) / FAILED) or {}).get("error")
 
 
 def record_failure(run_dir: Path, reason: str, notebook: Path) -> None:
@@ -259,10 +257,6 @@ def train_or_reuse(cfg: RunConfig) -> dict[str, Any]:
 def train_and_save(cfg: RunConfig, direct: bool = False) -> dict:
     """Build the model, load the data, train (resuming from a checkpoint) and save the run;
     `direct`: in run_all.py's own process, which fetched the data, with no progress bars."""
-    from .data import load_cifar10
-    from .models import build_model
-    from .training import train
-
     model = build_model(
         cfg.model, cfg.pretrained, cfg.stem, cfg.weights_path, seed=cfg.seed, weights=cfg.weights
     )
@@ -272,8 +266,7 @@ def train_and_save(cfg: RunConfig, direct: bool = False) -> dict:
 
 
 def save_run(cfg: RunConfig, result: dict[str, Any], executed: str | None = None) -> dict:
-    """Write the run's curves, then its metrics.json (it marks the run done), then drop its
-    resumable checkpoints."""
+    """Write the run's curves, then its metrics.json (it marks the run done), then prune."""
     metrics = report.make_metrics(cfg, result, executed)
     for metric in ("acc", "loss"):
         figure = report.plot_curves([metrics], metric)
@@ -374,9 +367,8 @@ def export_html(notebook: Path) -> None:
 
 
 def stop_notebooks(final: bool = True) -> None:
-    """End every notebook this process runs, its kernel first (left alone, a kernel trains on
-    until its parent poller notices); each keeps its last checkpoint. `final`: none starts
-    afterwards."""
+    """End every notebook this process runs, its kernel first (left alone, it trains on until
+    its poller notices); each keeps its last checkpoint. `final`: none starts afterwards."""
     with _CHILDREN_LOCK:
         children = list(_CHILDREN)
         if final:
@@ -486,31 +478,25 @@ def job_slots(device: str, jobs: int | None) -> tuple[list[str], str | None]:
 def run_locally(
     todo: list[Run], configs: dict[Run, RunConfig], slots: list[str], options: dict
 ) -> Iterator[Outcome]:
-    """Execute `todo` here, one run per slot at a time; yield outcomes as runs end. Parallel
-    CPU runs share the cores as torch threads (more threads than cores is several times
-    slower). Interrupted, it starts no further run."""
-    free: queue.Queue[str] = queue.Queue()
-    for slot in slots:
-        free.put(slot)
+    """Execute `todo` here, one run per slot at a time, yielding outcomes as runs end; parallel
+    CPU runs share out the cores (more threads than cores is several times slower)."""
+    left, mine = list(slots), threading.local()  # each of the pool's threads owns one slot
     share = {}
     if len(slots) > 1 and not slots[0] and "OMP_NUM_THREADS" not in os.environ:
         share = {"OMP_NUM_THREADS": str(max(1, len(os.sched_getaffinity(0)) // len(slots)))}
 
     def job(run: Run) -> Outcome:
-        gpu = free.get()
+        gpu = mine.gpu
         device = "cuda" if gpu else "cpu"
         if options.get("direct") and gpu:  # in this process: its GPU by index
             device = f"cuda:{gpu_ids().index(gpu)}"
         cfg = dataclasses.replace(configs[run], device=device)  # not in its training_key
-        try:
-            return execute(run, cfg, env={"CUDA_VISIBLE_DEVICES": gpu} | share, **options)
-        finally:
-            free.put(gpu)
+        return execute(run, cfg, env={"CUDA_VISIBLE_DEVICES": gpu} | share, **options)
 
-    pool = ThreadPoolExecutor(max_workers=len(slots))
+    pool = ThreadPoolExecutor(len(slots), initializer=lambda: setattr(mine, "gpu", left.pop()))
     try:
         yield from (f.result() for f in as_completed([pool.submit(job, run) for run in todo]))
-    finally:  # on Ctrl-C too: the caller stops the runs in flight
+    finally:  # on Ctrl-C too: no further run starts; the caller stops those in flight
         pool.shutdown(wait=False, cancel_futures=True)
 
 
