@@ -352,12 +352,9 @@ def run_notebook(
 
 def cell_error(notebook: Path) -> str | None:
     """`Type: message` of the error a cell of the executed notebook raised, if one did."""
-    nb = read_json(notebook) or {}
-    for cell in nb.get("cells", []):
-        for out in cell.get("outputs", []):
-            if out.get("output_type") == "error":
-                return f"{out['ename']}: {out['evalue']}".strip().splitlines()[0]
-    return None
+    cells = (read_json(notebook) or {}).get("cells", [])
+    errors = [o for c in cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    return next((f"{o['ename']}: {o['evalue']}".strip().splitlines()[0] for o in errors), None)
 
 
 def export_html(notebook: Path) -> None:
@@ -419,9 +416,8 @@ def execute(
                 train_and_save(cfg, direct=True)
             else:
                 env = (env or {}) | {report.EXECUTED: "papermill"}  # the record says how it ran
-                run_notebook(
-                    run.notebook, output, notebook_parameters(cfg, extra_keys), kernel, env
-                )
+                params = notebook_parameters(cfg, extra_keys)
+                run_notebook(run.notebook, output, params, kernel, env)
             if not report.load_metrics(run_dir):
                 raise RuntimeError("the run finished without writing metrics.json")
             mark_finished(run_dir)
