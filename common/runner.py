@@ -8,7 +8,6 @@ import contextlib
 import dataclasses
 import fcntl
 import os
-import queue
 import re
 import signal
 import subprocess
@@ -28,11 +27,11 @@ from tqdm import tqdm
 
 from . import report
 from .config import LIFT, SETTINGS, RunConfig, make_config, run_name
-from .data import fraction_label, fraction_title
+from .data import fraction_label, fraction_title, load_cifar10
 from .errors import ConfigError, UserError, one_line_in_jupyter
 from .files import read_json, write_json, write_text
-from .models import check_model, flops_per_image
-from .training import LATEST, prune_checkpoints, resolve_device
+from .models import build_model, check_model, flops_per_image
+from .training import LATEST, PREVIOUS, prune_checkpoints, resolve_device, train
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 KERNEL = "big-vs-small"  # the project's Jupyter kernel, which the README's set-up registers
@@ -180,13 +179,13 @@ def state(cfg: RunConfig) -> State:
 
 
 def resume_epoch(cfg: RunConfig) -> int | None:
-    """The epoch a run resumes from: that of its checkpoint of the same training, if any."""
-    path = Path(cfg.output_dir) / LATEST
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # absent, or unreadable (training then tries the previous one)
-        return None
-    return len(saved["history"]) if saved.get("key") == cfg.training_key() else None
+    """The epoch a run resumes from, from the checkpoint training would pick; None: none."""
+    folder = Path(cfg.output_dir)
+    for path in (folder / LATEST, folder / PREVIOUS):  # no LATEST while it is being replaced
+        with contextlib.suppress(Exception):  # absent or unreadable: the next one
+            saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            return len(saved["history"]) if saved.get("key") == cfg.training_key() else None
+    return None
 
 
 @contextlib.contextmanager
@@ -215,8 +214,7 @@ def run_lock(run_dir: Path) -> Iterator[None]:
 
 
 def failure_reason(run_dir: str | Path) -> str | None:
-    record = read_json(Path(run_dir) / FAILED)
-    return record.get("error") if isinstance(record, dict) else None
+    return (read_json(Path(run_dir) / FAILED) or {}).get("error")
 
 
 def record_failure(run_dir: Path, reason: str, notebook: Path) -> None:
@@ -256,24 +254,19 @@ def train_or_reuse(cfg: RunConfig) -> dict[str, Any]:
     return metrics
 
 
-def train_and_save(cfg: RunConfig, executed: str | None = None, direct: bool = False) -> dict:
+def train_and_save(cfg: RunConfig, direct: bool = False) -> dict:
     """Build the model, load the data, train (resuming from a checkpoint) and save the run;
     `direct`: in run_all.py's own process, which fetched the data, with no progress bars."""
-    from .data import load_cifar10
-    from .models import build_model
-    from .training import train
-
     model = build_model(
         cfg.model, cfg.pretrained, cfg.stem, cfg.weights_path, seed=cfg.seed, weights=cfg.weights
     )
     data = load_cifar10(cfg.data_dir, download=not direct)
     result = train(model, data, cfg, run_dir=cfg.output_dir, progress=not direct)
-    return save_run(cfg, result, executed)
+    return save_run(cfg, result, "direct" if direct else None)
 
 
 def save_run(cfg: RunConfig, result: dict[str, Any], executed: str | None = None) -> dict:
-    """Write the run's curves, then its metrics.json (it marks the run done), then drop its
-    resumable checkpoints."""
+    """Write the run's curves, then its metrics.json (it marks the run done), then prune."""
     metrics = report.make_metrics(cfg, result, executed)
     for metric in ("acc", "loss"):
         figure = report.plot_curves([metrics], metric)
@@ -330,16 +323,13 @@ def run_notebook(
 
     command = [sys.executable, "-m", "papermill", str(notebook), str(output), "-k", kernel]
     command += ["-y", yaml.safe_dump(params), "--cwd", str(notebook.parent), "--no-progress-bar"]
+    command += ["--log-level", "ERROR"]
+    env = os.environ | env
     for attempt in range(1, KERNEL_TRIES + 1):
         with _CHILDREN_LOCK:
             if _STOPPED.is_set():
                 raise KeyboardInterrupt
-            child = subprocess.Popen(
-                [*command, "--log-level", "ERROR"],
-                env=os.environ | env,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
+            child = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
             _CHILDREN.add(child)
         try:
             _, err = child.communicate()
@@ -362,12 +352,9 @@ def run_notebook(
 
 def cell_error(notebook: Path) -> str | None:
     """`Type: message` of the error a cell of the executed notebook raised, if one did."""
-    nb = read_json(notebook) or {}
-    for cell in nb.get("cells", []):
-        for out in cell.get("outputs", []):
-            if out.get("output_type") == "error":
-                return f"{out['ename']}: {out['evalue']}".strip().splitlines()[0]
-    return None
+    cells = (read_json(notebook) or {}).get("cells", [])
+    errors = [o for c in cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    return next((f"{o['ename']}: {o['evalue']}".strip().splitlines()[0] for o in errors), None)
 
 
 def export_html(notebook: Path) -> None:
@@ -376,35 +363,25 @@ def export_html(notebook: Path) -> None:
     write_text(notebook.with_suffix(".html"), HTMLExporter().from_filename(str(notebook))[0])
 
 
-def stop_notebooks(grace: float = STOP_GRACE_S, final: bool = True) -> None:
-    """End every notebook this process runs, its kernel first (left alone, a kernel trains on
-    until its parent poller notices); each keeps its last checkpoint. `final`: none starts
-    afterwards."""
+def stop_notebooks(final: bool = True) -> None:
+    """End every notebook this process runs, its kernel first (left alone, it trains on until
+    its poller notices); each keeps its last checkpoint. `final`: none starts afterwards."""
     with _CHILDREN_LOCK:
         children = list(_CHILDREN)
         if final:
             _STOPPED.set()
     for child in children:
-        for kernel in kernels_of(child.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(kernel, signal.SIGKILL)  # its checkpoints are written atomically
+        for stat in Path("/proc").glob("[0-9]*/stat"):  # its kernel: the process it is parent of
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == child.pid:
+                    os.kill(int(stat.parent.name), signal.SIGKILL)  # checkpoints are atomic
         child.terminate()
-    deadline = time.monotonic() + grace
+    deadline = time.monotonic() + STOP_GRACE_S
     for child in children:
         try:
             child.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             child.kill()
-
-
-def kernels_of(pid: int) -> list[int]:
-    """The processes whose parent is `pid` (a papermill process's kernel), from /proc."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(stat.parent.name))
-    return found
 
 
 class Outcome(NamedTuple):
@@ -420,13 +397,11 @@ def execute(
     direct: bool = False,
     kernel: str = KERNEL,
     extra_keys: list[str] = (),
-    device: str | None = None,
     env: dict[str, str] | None = None,
     force: bool = False,
 ) -> Outcome:
     """Execute one run in its locked folder: skip it if done (`force`: retrain it), else train
     it through its notebook or `direct`ly, resuming from its checkpoint; record a failure."""
-    cfg = dataclasses.replace(cfg, device=device) if device else cfg  # not in its training_key
     run_dir = Path(cfg.output_dir)
     output = run_dir / f"{run.name}.ipynb"
     try:
@@ -438,12 +413,11 @@ def execute(
             if (epoch := resume_epoch(cfg)) is not None:
                 tqdm.write(f"resuming {run.setting}/{run.name} from epoch {epoch} of {cfg.epochs}")
             if direct:
-                train_and_save(cfg, executed="direct", direct=True)
+                train_and_save(cfg, direct=True)
             else:
                 env = (env or {}) | {report.EXECUTED: "papermill"}  # the record says how it ran
-                run_notebook(
-                    run.notebook, output, notebook_parameters(cfg, extra_keys), kernel, env
-                )
+                params = notebook_parameters(cfg, extra_keys)
+                run_notebook(run.notebook, output, params, kernel, env)
             if not report.load_metrics(run_dir):
                 raise RuntimeError("the run finished without writing metrics.json")
             mark_finished(run_dir)
@@ -477,13 +451,6 @@ def execute_scaling(
     return [f for f in sorted(folder.glob("*.png")) if before.get(f) != f.stat().st_mtime_ns], error
 
 
-class Slot(NamedTuple):
-    """Where one job runs: the `device` its runs get, and its kernels' environment."""
-
-    device: str
-    env: dict[str, str]
-
-
 def gpu_ids() -> list[str]:
     """The GPUs as CUDA_VISIBLE_DEVICES names them, in order."""
     if visible := os.environ.get("CUDA_VISIBLE_DEVICES"):
@@ -491,47 +458,41 @@ def gpu_ids() -> list[str]:
     return [str(i) for i in range(torch.cuda.device_count())]
 
 
-def job_slots(device: str, jobs: int | None) -> tuple[list[Slot], str | None]:
-    """One slot per parallel job (None: one per usable GPU, else one), each kernel seeing its
-    own GPU or none; and a note when jobs share a GPU."""
+def job_slots(device: str, jobs: int | None) -> tuple[list[str], str | None]:
+    """One slot per parallel job (None: one per usable GPU, else one): the GPU its kernels see,
+    or "" for none; and a note when jobs share a GPU."""
     resolved = resolve_device(device)
     if resolved.type != "cuda":
-        return [Slot("cpu", {"CUDA_VISIBLE_DEVICES": ""})] * (jobs or 1), None
+        return [""] * (jobs or 1), None
     ids = gpu_ids() if device in ("auto", "cuda") else [gpu_ids()[resolved.index or 0]]
-    chosen = [ids[i % len(ids)] for i in range(jobs or len(ids))]
-    slots = [Slot("cuda", {"CUDA_VISIBLE_DEVICES": gpu}) for gpu in chosen]
-    if len(set(chosen)) == len(chosen):
+    slots = [ids[i % len(ids)] for i in range(jobs or len(ids))]
+    if len(set(slots)) == len(slots):
         return slots, None
-    return slots, f"{len(chosen)} jobs on {len(set(chosen))} GPU(s): runs share GPUs, each slower"
+    return slots, f"{len(slots)} jobs on {len(set(slots))} GPU(s): runs share GPUs, each slower"
 
 
 def run_locally(
-    todo: list[Run], configs: dict[Run, RunConfig], slots: list[Slot], options: dict
+    todo: list[Run], configs: dict[Run, RunConfig], slots: list[str], options: dict
 ) -> Iterator[Outcome]:
-    """Execute `todo` here, one run per slot at a time; yield outcomes as runs end. Parallel
-    CPU runs share the cores as torch threads (more threads than cores is several times
-    slower). Interrupted, it starts no further run."""
-    free: queue.Queue[Slot] = queue.Queue()
-    for slot in slots:
-        free.put(slot)
+    """Execute `todo` here, one run per slot at a time, yielding outcomes as runs end; parallel
+    CPU runs share out the cores (more threads than cores is several times slower)."""
+    left, mine = list(slots), threading.local()  # each of the pool's threads owns one slot
     share = {}
-    if len(slots) > 1 and slots[0].device == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+    if len(slots) > 1 and not slots[0] and "OMP_NUM_THREADS" not in os.environ:
         share = {"OMP_NUM_THREADS": str(max(1, len(os.sched_getaffinity(0)) // len(slots)))}
 
     def job(run: Run) -> Outcome:
-        slot = free.get()
-        device = slot.device
-        if options.get("direct") and device == "cuda":  # in this process: its GPU by index
-            device = f"cuda:{gpu_ids().index(slot.env['CUDA_VISIBLE_DEVICES'])}"
-        try:
-            return execute(run, configs[run], device=device, env=slot.env | share, **options)
-        finally:
-            free.put(slot)
+        gpu = mine.gpu
+        device = "cuda" if gpu else "cpu"
+        if options.get("direct") and gpu:  # in this process: its GPU by index
+            device = f"cuda:{gpu_ids().index(gpu)}"
+        cfg = dataclasses.replace(configs[run], device=device)  # not in its training_key
+        return execute(run, cfg, env={"CUDA_VISIBLE_DEVICES": gpu} | share, **options)
 
-    pool = ThreadPoolExecutor(max_workers=len(slots))
+    pool = ThreadPoolExecutor(len(slots), initializer=lambda: setattr(mine, "gpu", left.pop()))
     try:
         yield from (f.result() for f in as_completed([pool.submit(job, run) for run in todo]))
-    finally:  # on Ctrl-C too: the caller stops the runs in flight
+    finally:  # on Ctrl-C too: no further run starts; the caller stops those in flight
         pool.shutdown(wait=False, cancel_futures=True)
 
 
@@ -594,8 +555,7 @@ def resume_note(left: list[Run], configs: dict[Run, RunConfig]) -> str:
     epochs = {r: resume_epoch(configs[r]) for r in left}
     resumes = [f"{r.setting}/{r.name} at epoch {e}" for r, e in epochs.items() if e is not None]
     fresh = [r for r, e in epochs.items() if e is None]
-    note = "finished runs are kept"
-    note += f"; the next call resumes {', '.join(resumes)}" if resumes else ""
-    return note + (
-        f"; {len(fresh)} unfinished run(s) start over (no checkpoint yet)" if fresh else ""
-    )
+    notes = ["finished runs are kept"]
+    notes += [f"the next call resumes {', '.join(resumes)}"] if resumes else []
+    notes += [f"{len(fresh)} unfinished run(s) start over (no checkpoint yet)"] if fresh else []
+    return "; ".join(notes)

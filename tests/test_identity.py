@@ -101,8 +101,7 @@ def test_each_job_sees_its_own_gpu(monkeypatch, visible, device, jobs, seen):
     if visible:
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
     slots, note = runner.job_slots(device, jobs)
-    assert [slot.env["CUDA_VISIBLE_DEVICES"] for slot in slots] == seen
-    assert {slot.device for slot in slots} == {"cpu" if device == "cpu" else "cuda"}
+    assert slots == seen  # a kernel sees that GPU, or none ("")
     assert (note is not None) == (jobs == 3) and (jobs != 3 or "share" in note)
 
 
