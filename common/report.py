@@ -427,7 +427,7 @@ def recipe_line(a: Analysis) -> str:
     for c in main.values():
         today = today_recipe(c.runs[0])
         differs = ", ".join(f"{k} {v} (today {today.get(k)})" for k, v in c.variant)
-        said = f"**a former recipe**, unlike today's in {differs}" if differs else "today's"
+        said = f"**not today's recipe**, which differs in {differs}" if differs else "today's"
         parts.append(f"{'fine-tuned' if c.setting == 'pretrained' else 'from scratch'}: {said}")
     return f"Recipe, as the runs record it: {'; '.join(parts)}."
 
